@@ -1,0 +1,713 @@
+//! KubeBid's configuration: the objects of group `kubebid.io`, version `v1alpha1`.
+//!
+//! The same types are read from files (`--config`) and, in a cluster, from the API server, and they derive
+//! the CRD schemas. Each `*Spec` refuses unknown fields, and [`validate`](KubeBidConfigSpec::validate)
+//! checks what a schema cannot (CIDRs, DNS names), naming the field of every problem.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of every KubeBid object.
+pub const GROUP: &str = "kubebid.io";
+/// API version of the objects in this module.
+pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` of the objects in this module.
+pub const API_VERSION: &str = "kubebid.io/v1alpha1";
+
+/// Label that names the tenant a namespace (or a managed object) belongs to.
+pub const TENANT_LABEL: &str = "kubebid.io/tenant";
+/// Label on objects that KubeBid creates and guards; tenants may not create, change or delete them.
+pub const MANAGED_LABEL: &str = "kubebid.io/managed";
+/// Node label of the attested secure pool.
+pub const SECURE_RUNTIME_LABEL: &str = "kubebid.io/secure-runtime";
+/// The tenant RuntimeClass.
+pub const DEFAULT_RUNTIME_CLASS: &str = "kubebid-secure";
+/// The encrypted StorageClass.
+pub const DEFAULT_STORAGE_CLASS: &str = "encrypted-ssd";
+/// Default label marking ingress-controller namespaces.
+pub const DEFAULT_INGRESS_CONTROLLER_LABEL: &str = "kubebid.io/ingress-controller";
+
+/// A named set of rules.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    /// Pod Security Standards, baseline level.
+    Baseline,
+    /// Pod Security Standards, restricted level.
+    Restricted,
+    /// Restricted plus KubeBid's tenant-isolation rules.
+    #[default]
+    ZeroTrust,
+}
+
+impl Profile {
+    /// Every profile, weakest first.
+    pub const ALL: [Profile; 3] = [Profile::Baseline, Profile::Restricted, Profile::ZeroTrust];
+
+    /// The name used in configuration and on the command line.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Baseline => "baseline",
+            Profile::Restricted => "restricted",
+            Profile::ZeroTrust => "zero-trust",
+        }
+    }
+
+    /// Parses a profile name.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happens when a rule finds something.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// The request is denied (`kubebid check` exits 1).
+    Enforce,
+    /// Admitted with a warning to the client.
+    Warn,
+    /// Admitted and recorded in the audit log.
+    Audit,
+    /// Not evaluated.
+    Off,
+}
+
+impl Action {
+    /// The name used in configuration and output.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Enforce => "enforce",
+            Action::Warn => "warn",
+            Action::Audit => "audit",
+            Action::Off => "off",
+        }
+    }
+}
+
+/// A label `key: value` pair.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LabelPair {
+    /// Label key.
+    pub key: String,
+    /// Label value.
+    pub value: String,
+}
+
+/// Cluster-wide settings. At most one exists.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "kubebid.io",
+    version = "v1alpha1",
+    kind = "KubeBidConfig",
+    crates(kube_core = "::kube::core")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubeBidConfigSpec {
+    /// The cluster DNS domain.
+    #[serde(default = "default_cluster_domain")]
+    pub cluster_domain: String,
+    /// Pod network CIDRs. NetworkPolicy ipBlocks may not cover them.
+    #[serde(default)]
+    pub pod_cidrs: Vec<String>,
+    /// Service network CIDRs. NetworkPolicy ipBlocks may not cover them.
+    #[serde(default)]
+    pub service_cidrs: Vec<String>,
+    /// Namespaces every tenant may reach and resolve (for example a shared monitoring stack).
+    #[serde(default)]
+    pub shared_namespaces: Vec<String>,
+    /// The label that marks ingress-controller namespaces.
+    #[serde(default = "default_ingress_label")]
+    pub ingress_controller_label: LabelPair,
+    /// Profile for tenants that do not name one.
+    #[serde(default)]
+    pub default_profile: Profile,
+    /// Pod Security Standards version: `latest` or `v1.N`.
+    #[serde(default = "default_pss_version")]
+    pub pod_security_version: String,
+    /// Platform namespaces that are not tenant namespaces and are not checked.
+    #[serde(default = "default_excluded_namespaces")]
+    pub excluded_namespaces: Vec<String>,
+    /// ClusterRoles a tenant RoleBinding may refer to.
+    #[serde(default = "default_cluster_roles")]
+    pub allowed_cluster_roles: Vec<String>,
+    /// Per-rule action overrides, by rule ID.
+    #[serde(default)]
+    pub rules: BTreeMap<String, Action>,
+}
+
+fn default_cluster_domain() -> String {
+    "cluster.local".into()
+}
+fn default_ingress_label() -> LabelPair {
+    LabelPair {
+        key: DEFAULT_INGRESS_CONTROLLER_LABEL.into(),
+        value: "true".into(),
+    }
+}
+fn default_pss_version() -> String {
+    "latest".into()
+}
+fn default_excluded_namespaces() -> Vec<String> {
+    [
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        "kubebid-system",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+fn default_cluster_roles() -> Vec<String> {
+    vec!["view".into(), "edit".into()]
+}
+
+impl Default for KubeBidConfigSpec {
+    fn default() -> Self {
+        Self {
+            cluster_domain: default_cluster_domain(),
+            pod_cidrs: vec!["10.244.0.0/16".into()],
+            service_cidrs: vec!["10.96.0.0/12".into()],
+            shared_namespaces: Vec::new(),
+            ingress_controller_label: default_ingress_label(),
+            default_profile: Profile::ZeroTrust,
+            pod_security_version: default_pss_version(),
+            excluded_namespaces: default_excluded_namespaces(),
+            allowed_cluster_roles: default_cluster_roles(),
+            rules: BTreeMap::new(),
+        }
+    }
+}
+
+/// A problem with one field of a configuration object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// Path of the field, e.g. `spec.podCidrs[1]`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl KubeBidConfigSpec {
+    /// Checks what the schema cannot.
+    #[must_use]
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        if !is_dns_subdomain(&self.cluster_domain) {
+            errs.push(FieldError::new(
+                "spec.clusterDomain",
+                format!("{:?} is not a DNS name", self.cluster_domain),
+            ));
+        }
+        check_cidrs(&self.pod_cidrs, "spec.podCidrs", &mut errs);
+        check_cidrs(&self.service_cidrs, "spec.serviceCidrs", &mut errs);
+        check_namespaces(&self.shared_namespaces, "spec.sharedNamespaces", &mut errs);
+        check_namespaces(
+            &self.excluded_namespaces,
+            "spec.excludedNamespaces",
+            &mut errs,
+        );
+        if !is_label_key(&self.ingress_controller_label.key) {
+            errs.push(FieldError::new(
+                "spec.ingressControllerLabel.key",
+                "not a valid label key",
+            ));
+        }
+        if !is_label_value(&self.ingress_controller_label.value) {
+            errs.push(FieldError::new(
+                "spec.ingressControllerLabel.value",
+                "not a valid label value",
+            ));
+        }
+        if PssVersion::parse(&self.pod_security_version).is_none() {
+            errs.push(FieldError::new(
+                "spec.podSecurityVersion",
+                format!(
+                    "{:?}: must be \"latest\" or \"v1.N\"",
+                    self.pod_security_version
+                ),
+            ));
+        }
+        for (i, role) in self.allowed_cluster_roles.iter().enumerate() {
+            if role.is_empty() {
+                errs.push(FieldError::new(
+                    format!("spec.allowedClusterRoles[{i}]"),
+                    "empty role name",
+                ));
+            }
+        }
+        errs
+    }
+}
+
+/// A Pod Security Standards version: `v1.N`, or latest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PssVersion {
+    /// Minor version of Kubernetes 1.x; `u16::MAX` means latest.
+    pub minor: u16,
+}
+
+impl PssVersion {
+    /// The newest version whatever it is.
+    pub const LATEST: PssVersion = PssVersion { minor: u16::MAX };
+
+    /// `v1.N`.
+    #[must_use]
+    pub const fn v1(minor: u16) -> Self {
+        Self { minor }
+    }
+
+    /// Parses `latest` or `v1.N`.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        if s == "latest" {
+            return Some(Self::LATEST);
+        }
+        let minor = s.strip_prefix("v1.")?;
+        if minor.is_empty() || minor.len() > 4 || !minor.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        minor.parse().ok().map(Self::v1)
+    }
+}
+
+impl std::fmt::Display for PssVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if *self == Self::LATEST {
+            f.write_str("latest")
+        } else {
+            write!(f, "v1.{}", self.minor)
+        }
+    }
+}
+
+/// Who administers a tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantOwner {
+    /// `User`, `Group` or `ServiceAccount`.
+    pub kind: OwnerKind,
+    /// The user, group or service account name.
+    pub name: String,
+    /// Namespace of a ServiceAccount owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// Kind of a tenant owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum OwnerKind {
+    /// A user.
+    User,
+    /// A group.
+    Group,
+    /// A service account.
+    ServiceAccount,
+}
+
+/// RuntimeClasses a tenant's pods may use.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RuntimeClasses {
+    /// Allowed RuntimeClass names.
+    pub allowed: Vec<String>,
+    /// The class mutation sets when a pod names none; must be one of `allowed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+}
+
+impl Default for RuntimeClasses {
+    fn default() -> Self {
+        Self {
+            allowed: vec![DEFAULT_RUNTIME_CLASS.into()],
+            default: Some(DEFAULT_RUNTIME_CLASS.into()),
+        }
+    }
+}
+
+/// A tenant: a set of namespaces isolated from every other tenant's.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "kubebid.io",
+    version = "v1alpha1",
+    kind = "Tenant",
+    crates(kube_core = "::kube::core")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantSpec {
+    /// The tenant's namespaces. A namespace belongs to at most one tenant.
+    pub namespaces: Vec<String>,
+    /// Users, groups and service accounts that administer the tenant.
+    #[serde(default)]
+    pub owners: Vec<TenantOwner>,
+    /// Rule profile; the cluster default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
+    /// RuntimeClasses the tenant's pods may use.
+    #[serde(default)]
+    pub runtime_classes: RuntimeClasses,
+    /// Image registries (host, or host/path prefix) pods may pull from; any when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registries: Option<Vec<String>>,
+    /// DNS domains under which the tenant's Ingress hosts must fall; any non-wildcard host when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_domains: Option<Vec<String>>,
+    /// StorageClasses the tenant's claims may use.
+    #[serde(default = "default_storage_classes")]
+    pub storage_classes: Vec<String>,
+    /// External CIDRs NetworkPolicy egress ipBlocks may name; any outside the cluster when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_cidrs: Option<Vec<String>>,
+    /// Whether the tenant may create LoadBalancer Services.
+    #[serde(default)]
+    pub allow_load_balancer: bool,
+}
+
+fn default_storage_classes() -> Vec<String> {
+    vec![DEFAULT_STORAGE_CLASS.into()]
+}
+
+impl TenantSpec {
+    /// The settings used when no configuration is given: every namespace is a tenant namespace.
+    #[must_use]
+    pub fn builtin_default() -> Self {
+        Self {
+            namespaces: Vec::new(),
+            owners: Vec::new(),
+            profile: None,
+            runtime_classes: RuntimeClasses::default(),
+            registries: None,
+            ingress_domains: None,
+            storage_classes: default_storage_classes(),
+            egress_cidrs: None,
+            allow_load_balancer: false,
+        }
+    }
+
+    /// Checks what the schema cannot.
+    #[must_use]
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        if self.namespaces.is_empty() {
+            errs.push(FieldError::new(
+                "spec.namespaces",
+                "a tenant needs at least one namespace",
+            ));
+        }
+        check_namespaces(&self.namespaces, "spec.namespaces", &mut errs);
+        for (i, o) in self.owners.iter().enumerate() {
+            let p = format!("spec.owners[{i}]");
+            if o.name.is_empty() {
+                errs.push(FieldError::new(format!("{p}.name"), "empty name"));
+            }
+            match (o.kind, &o.namespace) {
+                (OwnerKind::ServiceAccount, None) => errs.push(FieldError::new(
+                    format!("{p}.namespace"),
+                    "a ServiceAccount owner needs a namespace",
+                )),
+                (OwnerKind::ServiceAccount, Some(ns)) if !is_dns_label(ns) => {
+                    errs.push(FieldError::new(
+                        format!("{p}.namespace"),
+                        format!("{ns:?} is not a namespace name"),
+                    ))
+                }
+                (OwnerKind::User | OwnerKind::Group, Some(_)) => errs.push(FieldError::new(
+                    format!("{p}.namespace"),
+                    "only ServiceAccount owners have a namespace",
+                )),
+                _ => {}
+            }
+            if o.name.starts_with("system:") {
+                errs.push(FieldError::new(
+                    format!("{p}.name"),
+                    "system: users and groups are Kubernetes' own and cannot own a tenant",
+                ));
+            }
+        }
+        if self.runtime_classes.allowed.is_empty() {
+            errs.push(FieldError::new(
+                "spec.runtimeClasses.allowed",
+                "at least one RuntimeClass is needed",
+            ));
+        }
+        if let Some(d) = &self.runtime_classes.default
+            && !self.runtime_classes.allowed.contains(d)
+        {
+            errs.push(FieldError::new(
+                "spec.runtimeClasses.default",
+                format!("{d:?} is not in spec.runtimeClasses.allowed"),
+            ));
+        }
+        if let Some(regs) = &self.registries {
+            for (i, r) in regs.iter().enumerate() {
+                if !is_registry_prefix(r) {
+                    errs.push(FieldError::new(
+                        format!("spec.registries[{i}]"),
+                        format!("{r:?} is not a registry host or host/path (no scheme, no tag)"),
+                    ));
+                }
+            }
+        }
+        if let Some(domains) = &self.ingress_domains {
+            for (i, d) in domains.iter().enumerate() {
+                if !is_dns_subdomain(d) {
+                    errs.push(FieldError::new(
+                        format!("spec.ingressDomains[{i}]"),
+                        format!("{d:?} is not a DNS name"),
+                    ));
+                }
+            }
+        }
+        if let Some(cidrs) = &self.egress_cidrs {
+            check_cidrs(cidrs, "spec.egressCidrs", &mut errs);
+        }
+        errs
+    }
+}
+
+/// Where a [`PolicyException`] applies. Every non-empty list must match.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExceptionMatch {
+    /// Namespaces of the objects.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Kinds, e.g. `Deployment`.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// Object names; a trailing `*` matches any suffix.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// Labels of the object. Only with `namespaces`: a selector alone would let any tenant exempt its own
+    /// objects by labelling them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+}
+
+/// A platform administrator's exemption of some objects from some rules. Cluster-scoped, so tenants
+/// (who only hold namespaced rights) cannot write one.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "kubebid.io",
+    version = "v1alpha1",
+    kind = "PolicyException",
+    crates(kube_core = "::kube::core")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyExceptionSpec {
+    /// Rule IDs this exception lifts.
+    pub rules: Vec<String>,
+    /// Which objects.
+    #[serde(rename = "match")]
+    pub matches: ExceptionMatch,
+    /// Why; shown next to every finding the exception lifts.
+    pub reason: String,
+    /// When the exception stops applying (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Time>,
+}
+
+impl PolicyExceptionSpec {
+    /// Checks what the schema cannot (rule IDs are checked against the rule set by the policy engine).
+    #[must_use]
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        if self.rules.is_empty() {
+            errs.push(FieldError::new("spec.rules", "name at least one rule ID"));
+        }
+        if self.reason.trim().is_empty() {
+            errs.push(FieldError::new(
+                "spec.reason",
+                "an exception needs a reason",
+            ));
+        }
+        let m = &self.matches;
+        if m.namespaces.is_empty()
+            && m.kinds.is_empty()
+            && m.names.is_empty()
+            && m.selector.is_none()
+        {
+            errs.push(FieldError::new(
+                "spec.match",
+                "an empty match would exempt every object; name what it covers",
+            ));
+        }
+        if m.selector.is_some() && m.namespaces.is_empty() {
+            errs.push(FieldError::new(
+                "spec.match.selector",
+                "a label selector needs spec.match.namespaces too: tenants set their own labels",
+            ));
+        }
+        check_namespaces(&m.namespaces, "spec.match.namespaces", &mut errs);
+        errs
+    }
+}
+
+fn check_cidrs(cidrs: &[String], field: &str, errs: &mut Vec<FieldError>) {
+    for (i, c) in cidrs.iter().enumerate() {
+        if c.parse::<ipnet::IpNet>().is_err() {
+            errs.push(FieldError::new(
+                format!("{field}[{i}]"),
+                format!("{c:?} is not a CIDR (a.b.c.d/n or x::/n)"),
+            ));
+        }
+    }
+}
+
+fn check_namespaces(names: &[String], field: &str, errs: &mut Vec<FieldError>) {
+    for (i, n) in names.iter().enumerate() {
+        if !is_dns_label(n) {
+            errs.push(FieldError::new(
+                format!("{field}[{i}]"),
+                format!(
+                    "{n:?} is not a namespace name (lower-case letters, digits and '-', at most 63)"
+                ),
+            ));
+        }
+    }
+}
+
+/// RFC 1123 label, as Kubernetes namespace names.
+#[must_use]
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// RFC 1123 subdomain.
+#[must_use]
+pub fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+fn is_label_value(s: &str) -> bool {
+    s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && (s.is_empty()
+            || (s.as_bytes()[0].is_ascii_alphanumeric()
+                && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()))
+}
+
+fn is_label_key(s: &str) -> bool {
+    let (prefix, name) = match s.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    prefix.is_none_or(is_dns_subdomain) && !name.is_empty() && is_label_value(name)
+}
+
+fn is_registry_prefix(s: &str) -> bool {
+    if s.is_empty() || s.contains("://") || s.contains('@') || s.ends_with('/') {
+        return false;
+    }
+    let host = s.split('/').next().unwrap_or_default();
+    let host_only = host.rsplit_once(':').map_or(host, |(h, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            ""
+        }
+    });
+    !host_only.is_empty()
+        && host_only
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        && s.split('/').skip(1).all(|seg| {
+            !seg.is_empty()
+                && seg.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+                })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pss_versions() {
+        assert_eq!(PssVersion::parse("latest"), Some(PssVersion::LATEST));
+        assert_eq!(PssVersion::parse("v1.25"), Some(PssVersion::v1(25)));
+        assert_eq!(PssVersion::parse("v1."), None);
+        assert_eq!(PssVersion::parse("1.25"), None);
+        assert_eq!(PssVersion::parse("v1.2x"), None);
+        assert!(PssVersion::v1(3) < PssVersion::LATEST);
+    }
+
+    #[test]
+    fn tenant_validation_names_fields() {
+        let mut t = TenantSpec::builtin_default();
+        t.namespaces = vec!["ok".into(), "Not_OK".into()];
+        t.egress_cidrs = Some(vec!["10.0.0.0/33".into()]);
+        t.registries = Some(vec!["https://ghcr.io".into(), "ghcr.io/acme".into()]);
+        t.runtime_classes.default = Some("runc".into());
+        let errs = t.validate();
+        let paths: Vec<_> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.namespaces[1]",
+                "spec.runtimeClasses.default",
+                "spec.registries[0]",
+                "spec.egressCidrs[0]"
+            ]
+        );
+    }
+
+    #[test]
+    fn exceptions_cannot_hang_on_labels_alone() {
+        let e = PolicyExceptionSpec {
+            rules: vec!["pss/privileged".into()],
+            matches: ExceptionMatch {
+                selector: Some(LabelSelector::default()),
+                ..Default::default()
+            },
+            reason: "node agent".into(),
+            expires: None,
+        };
+        assert!(e.validate().iter().any(|e| e.path == "spec.match.selector"));
+    }
+}

@@ -1,0 +1,18 @@
+//! The shared vocabulary of KubeBid: configuration objects (`kubebid.io/v1alpha1`), the manifest loader, and
+//! the typed objects the policy engine decides on. Nothing here does I/O: callers hand in text and values.
+//!
+//! Start with [`config`] for the CRDs, [`load`] to read files' text into objects, and [`object`] for the
+//! Kubernetes kinds KubeBid has rules for.
+
+pub mod config;
+pub mod load;
+pub mod object;
+pub mod path;
+pub mod yaml;
+
+pub use config::{
+    Action, KubeBidConfig, KubeBidConfigSpec, PolicyException, PolicyExceptionSpec, Profile,
+    PssVersion, Tenant, TenantSpec,
+};
+pub use load::{ConfigSet, ManifestItem, Origin, SourceError};
+pub use object::{DecodeError, Object, PodTemplateRef, Resource};

@@ -1,0 +1,337 @@
+//! The Kubernetes objects KubeBid decides on, decoded into k8s-openapi's types.
+//!
+//! Decoding is strict about types (a `privileged: "maybe"` is an error naming the field), and an object
+//! that cannot be decoded is never silently passed: the caller gets a [`DecodeError`] and fails closed.
+
+use k8s_openapi::api::apps::v1 as apps;
+use k8s_openapi::api::batch::v1 as batch;
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::networking::v1 as net;
+use k8s_openapi::api::rbac::v1 as rbac;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// A decoded object of a kind KubeBid has rules for, or any other kind.
+#[derive(Clone, Debug)]
+pub enum Resource {
+    Pod(Box<core::Pod>),
+    Deployment(Box<apps::Deployment>),
+    ReplicaSet(Box<apps::ReplicaSet>),
+    StatefulSet(Box<apps::StatefulSet>),
+    DaemonSet(Box<apps::DaemonSet>),
+    Job(Box<batch::Job>),
+    CronJob(Box<batch::CronJob>),
+    ReplicationController(Box<core::ReplicationController>),
+    PodTemplate(Box<core::PodTemplate>),
+    Service(Box<core::Service>),
+    Ingress(Box<net::Ingress>),
+    NetworkPolicy(Box<net::NetworkPolicy>),
+    Role(Box<rbac::Role>),
+    ClusterRole(Box<rbac::ClusterRole>),
+    RoleBinding(Box<rbac::RoleBinding>),
+    ClusterRoleBinding(Box<rbac::ClusterRoleBinding>),
+    PersistentVolume(Box<core::PersistentVolume>),
+    PersistentVolumeClaim(Box<core::PersistentVolumeClaim>),
+    Namespace(Box<core::Namespace>),
+    ResourceQuota(Box<core::ResourceQuota>),
+    LimitRange(Box<core::LimitRange>),
+    ServiceAccount(Box<core::ServiceAccount>),
+    /// A kind without rules; only its metadata is read.
+    Other(Box<ObjectMeta>),
+}
+
+/// An object with its type information.
+#[derive(Clone, Debug)]
+pub struct Object {
+    /// `apiVersion` as written.
+    pub api_version: String,
+    /// `kind` as written.
+    pub kind: String,
+    /// The decoded object.
+    pub resource: Resource,
+}
+
+/// Why an object could not be decoded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct DecodeError {
+    /// Field path of the problem (empty for the whole object).
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A pod spec inside an object, with its metadata and where it stands.
+#[derive(Clone, Copy, Debug)]
+pub struct PodTemplateRef<'a> {
+    /// Metadata of the pod (the template's metadata for controllers).
+    pub meta: &'a ObjectMeta,
+    /// The pod spec.
+    pub spec: &'a core::PodSpec,
+    /// Path of the pod spec, e.g. `spec.template.spec`.
+    pub spec_path: &'static str,
+    /// Path of the pod metadata, e.g. `spec.template.metadata`.
+    pub meta_path: &'static str,
+}
+
+static EMPTY_META: ObjectMeta = ObjectMeta {
+    annotations: None,
+    creation_timestamp: None,
+    deletion_grace_period_seconds: None,
+    deletion_timestamp: None,
+    finalizers: None,
+    generate_name: None,
+    generation: None,
+    labels: None,
+    managed_fields: None,
+    name: None,
+    namespace: None,
+    owner_references: None,
+    resource_version: None,
+    self_link: None,
+    uid: None,
+};
+
+fn decode<T: DeserializeOwned>(value: Value) -> Result<Box<T>, DecodeError> {
+    serde_path_to_error::deserialize(value)
+        .map(Box::new)
+        .map_err(|e| {
+            let path = crate::load::path_of(e.path());
+            DecodeError {
+                path,
+                message: e.into_inner().to_string(),
+            }
+        })
+}
+
+impl Object {
+    /// Decodes an object. `apiVersion` and `kind` must be strings; kinds without rules keep their metadata.
+    ///
+    /// # Errors
+    /// A [`DecodeError`] naming the first field that does not fit the kind's schema.
+    pub fn from_value(value: Value) -> Result<Self, DecodeError> {
+        let Value::Object(map) = &value else {
+            return Err(DecodeError {
+                path: String::new(),
+                message: "a Kubernetes object must be a mapping".into(),
+            });
+        };
+        let api_version = match map.get("apiVersion") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(_) => return Err(err("apiVersion", "must be a non-empty string")),
+            None => return Err(err("apiVersion", "missing")),
+        };
+        let kind = match map.get("kind") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(_) => return Err(err("kind", "must be a non-empty string")),
+            None => return Err(err("kind", "missing")),
+        };
+        let resource = match (api_version.as_str(), kind.as_str()) {
+            ("v1", "Pod") => Resource::Pod(decode(value)?),
+            ("apps/v1", "Deployment") => Resource::Deployment(decode(value)?),
+            ("apps/v1", "ReplicaSet") => Resource::ReplicaSet(decode(value)?),
+            ("apps/v1", "StatefulSet") => Resource::StatefulSet(decode(value)?),
+            ("apps/v1", "DaemonSet") => Resource::DaemonSet(decode(value)?),
+            ("batch/v1", "Job") => Resource::Job(decode(value)?),
+            ("batch/v1", "CronJob") => Resource::CronJob(decode(value)?),
+            ("v1", "ReplicationController") => Resource::ReplicationController(decode(value)?),
+            ("v1", "PodTemplate") => Resource::PodTemplate(decode(value)?),
+            ("v1", "Service") => Resource::Service(decode(value)?),
+            ("networking.k8s.io/v1", "Ingress") => Resource::Ingress(decode(value)?),
+            ("networking.k8s.io/v1", "NetworkPolicy") => Resource::NetworkPolicy(decode(value)?),
+            ("rbac.authorization.k8s.io/v1", "Role") => Resource::Role(decode(value)?),
+            ("rbac.authorization.k8s.io/v1", "ClusterRole") => {
+                Resource::ClusterRole(decode(value)?)
+            }
+            ("rbac.authorization.k8s.io/v1", "RoleBinding") => {
+                Resource::RoleBinding(decode(value)?)
+            }
+            ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+                Resource::ClusterRoleBinding(decode(value)?)
+            }
+            ("v1", "PersistentVolume") => Resource::PersistentVolume(decode(value)?),
+            ("v1", "PersistentVolumeClaim") => Resource::PersistentVolumeClaim(decode(value)?),
+            ("v1", "Namespace") => Resource::Namespace(decode(value)?),
+            ("v1", "ResourceQuota") => Resource::ResourceQuota(decode(value)?),
+            ("v1", "LimitRange") => Resource::LimitRange(decode(value)?),
+            ("v1", "ServiceAccount") => Resource::ServiceAccount(decode(value)?),
+            _ => {
+                let meta = match map.get("metadata") {
+                    Some(m) => decode::<ObjectMeta>(m.clone()).map_err(|e| DecodeError {
+                        path: if e.path.is_empty() {
+                            "metadata".into()
+                        } else {
+                            format!("metadata.{}", e.path)
+                        },
+                        message: e.message,
+                    })?,
+                    None => Box::default(),
+                };
+                Resource::Other(meta)
+            }
+        };
+        Ok(Self {
+            api_version,
+            kind,
+            resource,
+        })
+    }
+
+    /// The object's metadata.
+    #[must_use]
+    pub fn meta(&self) -> &ObjectMeta {
+        match &self.resource {
+            Resource::Pod(o) => &o.metadata,
+            Resource::Deployment(o) => &o.metadata,
+            Resource::ReplicaSet(o) => &o.metadata,
+            Resource::StatefulSet(o) => &o.metadata,
+            Resource::DaemonSet(o) => &o.metadata,
+            Resource::Job(o) => &o.metadata,
+            Resource::CronJob(o) => &o.metadata,
+            Resource::ReplicationController(o) => &o.metadata,
+            Resource::PodTemplate(o) => &o.metadata,
+            Resource::Service(o) => &o.metadata,
+            Resource::Ingress(o) => &o.metadata,
+            Resource::NetworkPolicy(o) => &o.metadata,
+            Resource::Role(o) => &o.metadata,
+            Resource::ClusterRole(o) => &o.metadata,
+            Resource::RoleBinding(o) => &o.metadata,
+            Resource::ClusterRoleBinding(o) => &o.metadata,
+            Resource::PersistentVolume(o) => &o.metadata,
+            Resource::PersistentVolumeClaim(o) => &o.metadata,
+            Resource::Namespace(o) => &o.metadata,
+            Resource::ResourceQuota(o) => &o.metadata,
+            Resource::LimitRange(o) => &o.metadata,
+            Resource::ServiceAccount(o) => &o.metadata,
+            Resource::Other(m) => m,
+        }
+    }
+
+    /// `metadata.name`, or `metadata.generateName`, or empty.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        let m = self.meta();
+        m.name
+            .as_deref()
+            .or(m.generate_name.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// `metadata.namespace`, if written.
+    #[must_use]
+    pub fn namespace(&self) -> Option<&str> {
+        self.meta().namespace.as_deref()
+    }
+
+    /// The value of label `key`.
+    #[must_use]
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.meta().labels.as_ref()?.get(key).map(String::as_str)
+    }
+
+    /// Whether the kind is one KubeBid has rules for.
+    #[must_use]
+    pub fn is_known_kind(&self) -> bool {
+        !matches!(self.resource, Resource::Other(_))
+    }
+
+    /// Whether objects of this kind live outside namespaces.
+    #[must_use]
+    pub fn is_cluster_scoped(&self) -> bool {
+        matches!(
+            self.resource,
+            Resource::ClusterRole(_)
+                | Resource::ClusterRoleBinding(_)
+                | Resource::PersistentVolume(_)
+                | Resource::Namespace(_)
+        )
+    }
+
+    /// The pod spec this object runs, if any (Pods and every pod-template kind).
+    #[must_use]
+    pub fn pod_template(&self) -> Option<PodTemplateRef<'_>> {
+        fn tpl<'a>(
+            t: &'a core::PodTemplateSpec,
+            spec_path: &'static str,
+            meta_path: &'static str,
+        ) -> Option<PodTemplateRef<'a>> {
+            Some(PodTemplateRef {
+                meta: t.metadata.as_ref().unwrap_or(&EMPTY_META),
+                spec: t.spec.as_ref()?,
+                spec_path,
+                meta_path,
+            })
+        }
+        const S: &str = "spec.template.spec";
+        const M: &str = "spec.template.metadata";
+        match &self.resource {
+            Resource::Pod(p) => Some(PodTemplateRef {
+                meta: &p.metadata,
+                spec: p.spec.as_ref()?,
+                spec_path: "spec",
+                meta_path: "metadata",
+            }),
+            Resource::Deployment(o) => tpl(&o.spec.template, S, M),
+            Resource::ReplicaSet(o) => tpl(o.spec.template.as_ref()?, S, M),
+            Resource::StatefulSet(o) => tpl(&o.spec.template, S, M),
+            Resource::DaemonSet(o) => tpl(&o.spec.template, S, M),
+            Resource::Job(o) => tpl(&o.spec.as_ref()?.template, S, M),
+            Resource::ReplicationController(o) => tpl(o.spec.as_ref()?.template.as_ref()?, S, M),
+            Resource::PodTemplate(o) => {
+                tpl(o.template.as_ref()?, "template.spec", "template.metadata")
+            }
+            Resource::CronJob(o) => tpl(
+                &o.spec.job_template.spec.as_ref()?.template,
+                "spec.jobTemplate.spec.template.spec",
+                "spec.jobTemplate.spec.template.metadata",
+            ),
+            _ => None,
+        }
+    }
+}
+
+fn err(path: &str, message: &str) -> DecodeError {
+    DecodeError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decodes_pod_templates_with_their_paths() {
+        let cj = json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c", "namespace": "a"},
+            "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {"metadata": {"labels": {"x": "y"}},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}}}}}});
+        let o = Object::from_value(cj).expect("decodes");
+        let t = o.pod_template().expect("has a pod");
+        assert_eq!(t.spec_path, "spec.jobTemplate.spec.template.spec");
+        assert_eq!(t.spec.containers[0].name, "c");
+        assert_eq!(o.namespace(), Some("a"));
+    }
+
+    #[test]
+    fn type_errors_name_the_field() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "securityContext": {"privileged": "maybe"}}]}});
+        let e = Object::from_value(pod).expect_err("bad type");
+        assert_eq!(e.path, "spec.containers[0].securityContext.privileged");
+    }
+
+    #[test]
+    fn other_kinds_keep_metadata() {
+        let o = Object::from_value(
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}),
+        )
+        .expect("decodes");
+        assert!(!o.is_known_kind());
+        assert_eq!(o.name(), "w");
+        assert!(Object::from_value(json!({"kind": "Pod"})).is_err());
+        assert!(Object::from_value(json!([1])).is_err());
+    }
+}
