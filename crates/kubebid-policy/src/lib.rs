@@ -1,1 +1,24 @@
+//! KubeBid's admission policy engine: the Pod Security Standards (with Pod Security Admission's versioned
+//! semantics) and the zero-trust tenant rules, as pure functions over typed objects.
+//!
+//! No I/O and no async: a [`PolicySet`] (rules plus configuration) and a [`Request`] go in, a [`Decision`]
+//! comes out. The CLI, the webhook and the generated in-API-server policies all call this crate, so a rule
+//! ID means the same thing everywhere. Start with [`PolicySet::evaluate`]; the rule table is [`rules::RULES`].
 
+mod engine;
+mod pod;
+pub mod pss;
+pub mod rules;
+pub mod settings;
+mod tenant;
+
+pub use engine::{Decision, Finding, Operation, PolicySet, Request, selector_matches};
+pub use rules::{Level, RULES, Rule, Severity};
+pub use tenant::image_repository;
+
+/// A finding before actions and exceptions are applied.
+pub(crate) struct Raw {
+    pub rule: &'static str,
+    pub path: String,
+    pub message: String,
+}

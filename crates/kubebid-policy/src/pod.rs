@@ -1,0 +1,138 @@
+//! A uniform view of a pod spec's containers (init, regular and ephemeral), with their field paths.
+
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EphemeralContainer, Lifecycle, PodSpec, Probe, ResourceRequirements,
+    SecurityContext,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kubebid_model::path;
+
+/// A pod spec with where it stands in its object.
+#[derive(Clone, Copy)]
+pub(crate) struct PodView<'a> {
+    pub meta: &'a ObjectMeta,
+    pub spec: &'a PodSpec,
+    pub spec_path: &'a str,
+    pub meta_path: &'a str,
+}
+
+impl PodView<'_> {
+    /// `spec_path` + `.tail`.
+    pub fn at(&self, tail: &str) -> String {
+        let mut p = String::with_capacity(self.spec_path.len() + tail.len() + 1);
+        p.push_str(self.spec_path);
+        if !tail.is_empty() {
+            p.push('.');
+            p.push_str(tail);
+        }
+        p
+    }
+
+    /// Path of an annotation of the pod.
+    pub fn annotation_path(&self, key: &str) -> String {
+        path::join(&format!("{}.annotations", self.meta_path), key)
+    }
+
+    pub fn containers(&self) -> impl Iterator<Item = ContainerView<'_>> {
+        let init = self
+            .spec
+            .init_containers
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, c)| ContainerView::of(c, "initContainers", i));
+        let main = self
+            .spec
+            .containers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ContainerView::of(c, "containers", i));
+        let eph = self
+            .spec
+            .ephemeral_containers
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, c)| ContainerView::of_ephemeral(c, i));
+        init.chain(main).chain(eph)
+    }
+
+    pub fn is_windows(&self) -> bool {
+        self.spec.os.as_ref().is_some_and(|os| os.name == "windows")
+    }
+
+    /// `hostUsers: false`: the pod runs in a user namespace.
+    pub fn in_user_namespace(&self) -> bool {
+        self.spec.host_users == Some(false)
+    }
+}
+
+/// The fields of a container the rules read, for any of the three container lists.
+pub(crate) struct ContainerView<'a> {
+    pub list: &'static str,
+    pub index: usize,
+    pub name: &'a str,
+    pub image: Option<&'a str>,
+    pub sc: Option<&'a SecurityContext>,
+    pub ports: &'a [ContainerPort],
+    pub liveness: Option<&'a Probe>,
+    pub readiness: Option<&'a Probe>,
+    pub startup: Option<&'a Probe>,
+    pub lifecycle: Option<&'a Lifecycle>,
+    pub resources: Option<&'a ResourceRequirements>,
+}
+
+impl<'a> ContainerView<'a> {
+    fn of(c: &'a Container, list: &'static str, index: usize) -> Self {
+        Self {
+            list,
+            index,
+            name: &c.name,
+            image: c.image.as_deref(),
+            sc: c.security_context.as_ref(),
+            ports: c.ports.as_deref().unwrap_or_default(),
+            liveness: c.liveness_probe.as_ref(),
+            readiness: c.readiness_probe.as_ref(),
+            startup: c.startup_probe.as_ref(),
+            lifecycle: c.lifecycle.as_ref(),
+            resources: c.resources.as_ref(),
+        }
+    }
+
+    fn of_ephemeral(c: &'a EphemeralContainer, index: usize) -> Self {
+        Self {
+            list: "ephemeralContainers",
+            index,
+            name: &c.name,
+            image: c.image.as_deref(),
+            sc: c.security_context.as_ref(),
+            ports: c.ports.as_deref().unwrap_or_default(),
+            liveness: c.liveness_probe.as_ref(),
+            readiness: c.readiness_probe.as_ref(),
+            startup: c.startup_probe.as_ref(),
+            lifecycle: c.lifecycle.as_ref(),
+            resources: c.resources.as_ref(),
+        }
+    }
+
+    /// Path of `tail` inside this container.
+    pub fn at(&self, pod: &PodView<'_>, tail: &str) -> String {
+        let mut p = pod.at(self.list);
+        path::push_index(&mut p, self.index);
+        if !tail.is_empty() {
+            p.push('.');
+            p.push_str(tail);
+        }
+        p
+    }
+
+    /// `container "name"` (or `init container`, `ephemeral container`).
+    pub fn describe(&self) -> String {
+        let kind = match self.list {
+            "initContainers" => "init container",
+            "ephemeralContainers" => "ephemeral container",
+            _ => "container",
+        };
+        format!("{kind} {:?}", self.name)
+    }
+}

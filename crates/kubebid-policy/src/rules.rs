@@ -1,0 +1,561 @@
+//! The rule set: every rule's stable ID, title, severity, profiles, description and remediation.
+//!
+//! This table is the single source for `kubebid rules`, the generated reference in `docs/rules.md`, the
+//! webhook and every later component. IDs never change meaning; a retired rule keeps its ID reserved.
+
+use kubebid_model::{Action, Profile};
+use serde::Serialize;
+
+/// How bad a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Breaks tenant isolation or gives node access outright.
+    Critical,
+    /// Opens a path to another tenant or the node.
+    High,
+    /// Weakens defence in depth or lets one tenant starve others.
+    Medium,
+    /// Hygiene.
+    Low,
+}
+
+impl Severity {
+    /// Lower-case name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+        }
+    }
+}
+
+/// Which profiles a rule belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Level {
+    /// Pod Security Standards baseline: every profile.
+    Baseline,
+    /// Pod Security Standards restricted: `restricted` and `zero-trust`.
+    Restricted,
+    /// KubeBid's tenant rules: `zero-trust` only.
+    ZeroTrust,
+}
+
+impl Level {
+    /// Whether a rule of this level runs under `profile`.
+    #[must_use]
+    pub fn in_profile(self, profile: Profile) -> bool {
+        match self {
+            Level::Baseline => true,
+            Level::Restricted => profile != Profile::Baseline,
+            Level::ZeroTrust => profile == Profile::ZeroTrust,
+        }
+    }
+
+    /// The profiles a rule of this level belongs to.
+    #[must_use]
+    pub fn profiles(self) -> &'static [Profile] {
+        match self {
+            Level::Baseline => &Profile::ALL,
+            Level::Restricted => &[Profile::Restricted, Profile::ZeroTrust],
+            Level::ZeroTrust => &[Profile::ZeroTrust],
+        }
+    }
+}
+
+/// One rule.
+#[derive(Debug, Serialize)]
+pub struct Rule {
+    /// Stable ID, e.g. `pss/privileged` or `tenant/runtime-class`.
+    pub id: &'static str,
+    /// One-line title.
+    pub title: &'static str,
+    /// Severity.
+    pub severity: Severity,
+    /// Profile membership.
+    pub level: Level,
+    /// Action when the configuration names none.
+    pub default_action: Action,
+    /// Kinds the rule looks at.
+    pub kinds: &'static str,
+    /// What the rule checks and why.
+    pub description: &'static str,
+    /// One-line fix.
+    pub remediation: &'static str,
+    /// Kubernetes Multi-Tenancy Benchmark check this rule covers, if any.
+    pub mtb: Option<&'static str>,
+}
+
+const POD_KINDS: &str = "Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob, ReplicationController, PodTemplate";
+
+macro_rules! rule {
+    ($id:literal, $level:ident, $sev:ident, $kinds:expr, $title:literal, $desc:literal, $fix:literal $(, mtb = $mtb:literal)? $(, action = $act:ident)?) => {
+        Rule {
+            id: $id,
+            title: $title,
+            severity: Severity::$sev,
+            level: Level::$level,
+            default_action: rule!(@action $($act)?),
+            kinds: $kinds,
+            description: $desc,
+            remediation: $fix,
+            mtb: rule!(@mtb $($mtb)?),
+        }
+    };
+    (@action) => { Action::Enforce };
+    (@action $a:ident) => { Action::$a };
+    (@mtb) => { None };
+    (@mtb $m:literal) => { Some($m) };
+}
+
+/// Every rule, in the order they are listed and evaluated.
+pub static RULES: &[Rule] = &[
+    // Pod Security Standards, baseline.
+    rule!(
+        "pss/hostNamespaces",
+        Baseline,
+        Critical,
+        POD_KINDS,
+        "Host namespaces",
+        "Sharing the host's network, PID or IPC namespace (hostNetwork, hostPID, hostIPC) exposes the node and every other tenant's traffic and processes.",
+        "Remove hostNetwork, hostPID and hostIPC, or set them to false.",
+        mtb =
+            "Block use of host networking and ports; block use of host PID; block use of host IPC"
+    ),
+    rule!(
+        "pss/privileged",
+        Baseline,
+        Critical,
+        POD_KINDS,
+        "Privileged containers",
+        "Privileged containers disable almost every isolation mechanism and can take over the node.",
+        "Remove securityContext.privileged or set it to false.",
+        mtb = "Block privileged containers"
+    ),
+    rule!(
+        "pss/capabilities_baseline",
+        Baseline,
+        High,
+        POD_KINDS,
+        "Capabilities beyond the default set",
+        "Adding capabilities beyond the container runtime's default set (e.g. SYS_ADMIN, NET_RAW) widens the kernel attack surface.",
+        "Remove capabilities outside the default set from securityContext.capabilities.add.",
+        mtb = "Block add capabilities"
+    ),
+    rule!(
+        "pss/hostPathVolumes",
+        Baseline,
+        Critical,
+        POD_KINDS,
+        "hostPath volumes",
+        "hostPath volumes mount the node's file system into the pod.",
+        "Replace hostPath volumes with emptyDir, configMap, secret, projected or a PersistentVolumeClaim.",
+        mtb = "Block use of host path volumes"
+    ),
+    rule!(
+        "pss/hostPorts",
+        Baseline,
+        High,
+        POD_KINDS,
+        "Host ports",
+        "hostPort binds a port on the node's address, bypassing network policy and colliding with other tenants.",
+        "Remove hostPort (or set it to 0) and expose the port through a Service.",
+        mtb = "Block use of host networking and ports"
+    ),
+    rule!(
+        "pss/hostProbesAndHostLifecycle",
+        Baseline,
+        High,
+        POD_KINDS,
+        "Host field in probes and lifecycle handlers",
+        "A host in an httpGet or tcpSocket probe or lifecycle handler makes the kubelet connect to an arbitrary address on the pod's behalf (from v1.34).",
+        "Remove the host field from probes and lifecycle handlers; they target the pod's own IP."
+    ),
+    rule!(
+        "pss/appArmorProfile",
+        Baseline,
+        High,
+        POD_KINDS,
+        "AppArmor profile",
+        "Disabling AppArmor (Unconfined) or using an unknown profile type removes a mandatory access control layer.",
+        "Use appArmorProfile.type RuntimeDefault or Localhost, or leave it unset."
+    ),
+    rule!(
+        "pss/seLinuxOptions",
+        Baseline,
+        High,
+        POD_KINDS,
+        "SELinux options",
+        "Custom SELinux user or role, or a type outside the container types, can escape SELinux confinement.",
+        "Remove seLinuxOptions.user and .role; use type container_t, container_init_t, container_kvm_t or container_engine_t."
+    ),
+    rule!(
+        "pss/procMount",
+        Baseline,
+        High,
+        POD_KINDS,
+        "/proc mount type",
+        "An Unmasked /proc exposes host kernel interfaces; baseline allows it only in a user namespace (hostUsers: false) from v1.35.",
+        "Remove securityContext.procMount or set it to Default."
+    ),
+    rule!(
+        "pss/seccompProfile_baseline",
+        Baseline,
+        High,
+        POD_KINDS,
+        "Seccomp profile (baseline)",
+        "An Unconfined seccomp profile gives the container every system call.",
+        "Set seccompProfile.type to RuntimeDefault or Localhost, or leave it unset."
+    ),
+    rule!(
+        "pss/sysctls",
+        Baseline,
+        High,
+        POD_KINDS,
+        "Unsafe sysctls",
+        "Only namespaced sysctls known to be isolated between pods are safe; others affect the whole node.",
+        "Remove sysctls outside the safe set from spec.securityContext.sysctls."
+    ),
+    rule!(
+        "pss/windowsHostProcess",
+        Baseline,
+        Critical,
+        POD_KINDS,
+        "Windows HostProcess",
+        "Windows HostProcess containers run directly on the host with full access.",
+        "Remove windowsOptions.hostProcess or set it to false."
+    ),
+    // Pod Security Standards, restricted.
+    rule!(
+        "pss/restrictedVolumes",
+        Restricted,
+        High,
+        POD_KINDS,
+        "Restricted volume types",
+        "Only configMap, csi, downwardAPI, emptyDir, ephemeral, image, persistentVolumeClaim, projected and secret volumes are allowed; the others reach node or network storage directly.",
+        "Use one of the allowed volume types; reach other storage through a PersistentVolumeClaim.",
+        mtb = "Block use of host path volumes"
+    ),
+    rule!(
+        "pss/allowPrivilegeEscalation",
+        Restricted,
+        High,
+        POD_KINDS,
+        "Privilege escalation",
+        "Without allowPrivilegeEscalation: false, set-user-ID binaries can raise a process's privileges.",
+        "Set securityContext.allowPrivilegeEscalation: false in every container.",
+        mtb = "Block privilege escalation"
+    ),
+    rule!(
+        "pss/runAsNonRoot",
+        Restricted,
+        High,
+        POD_KINDS,
+        "Running as non-root",
+        "Containers must run as a non-root user (relaxed for pods in a user namespace from v1.35).",
+        "Set securityContext.runAsNonRoot: true on the pod or every container.",
+        mtb = "Require run as non-root user"
+    ),
+    rule!(
+        "pss/runAsUser",
+        Restricted,
+        High,
+        POD_KINDS,
+        "Running as root user ID",
+        "runAsUser: 0 runs the container as root (relaxed for pods in a user namespace from v1.35).",
+        "Set runAsUser to a non-zero user ID, or leave it unset."
+    ),
+    rule!(
+        "pss/seccompProfile_restricted",
+        Restricted,
+        High,
+        POD_KINDS,
+        "Seccomp profile (restricted)",
+        "Every container must run under a RuntimeDefault or Localhost seccomp profile.",
+        "Set spec.securityContext.seccompProfile.type: RuntimeDefault."
+    ),
+    rule!(
+        "pss/capabilities_restricted",
+        Restricted,
+        High,
+        POD_KINDS,
+        "Capabilities (restricted)",
+        "Containers must drop ALL capabilities and may add back only NET_BIND_SERVICE.",
+        "Set securityContext.capabilities.drop: [\"ALL\"] and add at most NET_BIND_SERVICE.",
+        mtb = "Block add capabilities"
+    ),
+    rule!(
+        "pss/procMount_restricted",
+        Restricted,
+        High,
+        POD_KINDS,
+        "/proc mount type (restricted)",
+        "Restricted requires the default /proc mount even in a user namespace (from v1.35).",
+        "Remove securityContext.procMount or set it to Default."
+    ),
+    // Tenant isolation: compute.
+    rule!(
+        "tenant/runtime-class",
+        ZeroTrust,
+        Critical,
+        POD_KINDS,
+        "Secure runtime class",
+        "Tenant pods must run in a microVM RuntimeClass the tenant is allowed (kubebid-secure by default), never on the shared host kernel.",
+        "Set spec.runtimeClassName to one of the tenant's allowed classes (kubebid-secure)."
+    ),
+    rule!(
+        "tenant/node-name",
+        ZeroTrust,
+        High,
+        POD_KINDS,
+        "Direct node assignment",
+        "spec.nodeName bypasses the scheduler, and with it the secure node pool and taints.",
+        "Remove spec.nodeName; let the scheduler place the pod."
+    ),
+    rule!(
+        "tenant/node-steering",
+        ZeroTrust,
+        High,
+        POD_KINDS,
+        "Node selection off the secure pool",
+        "Node selectors and node affinity must not steer pods off the attested secure pool (kubebid.io/secure-runtime) or onto control-plane nodes.",
+        "Remove node selectors and affinity terms on kubebid.io/secure-runtime and node-role.kubernetes.io labels."
+    ),
+    rule!(
+        "tenant/tolerations",
+        ZeroTrust,
+        High,
+        POD_KINDS,
+        "Tolerations of control-plane taints",
+        "Tolerating control-plane taints, or every taint (operator Exists with no key), lets tenant pods land on control-plane nodes.",
+        "Remove tolerations of node-role.kubernetes.io/control-plane and master, and tolerations without a key."
+    ),
+    rule!(
+        "tenant/dns-bypass",
+        ZeroTrust,
+        High,
+        POD_KINDS,
+        "DNS isolation bypass",
+        "dnsPolicy: None or custom dnsConfig nameservers send queries past the tenant-aware cluster DNS.",
+        "Use dnsPolicy ClusterFirst and remove spec.dnsConfig.nameservers."
+    ),
+    rule!(
+        "tenant/image-registry",
+        ZeroTrust,
+        High,
+        POD_KINDS,
+        "Image registry",
+        "Images must come from the tenant's allowed registries.",
+        "Pull the image from one of the tenant's allowed registries."
+    ),
+    rule!(
+        "tenant/resources",
+        ZeroTrust,
+        Medium,
+        POD_KINDS,
+        "Resource requests and limits",
+        "Every container must request and limit CPU and memory so that no tenant can starve another.",
+        "Set resources.requests and resources.limits for cpu and memory in every container."
+    ),
+    // Tenant isolation: network.
+    rule!(
+        "tenant/service-nodeport",
+        ZeroTrust,
+        High,
+        "Service",
+        "NodePort services",
+        "NodePort (and LoadBalancer node ports) open a port on every node, outside network policy.",
+        "Use type ClusterIP and publish through an Ingress.",
+        mtb = "Block NodePort services"
+    ),
+    rule!(
+        "tenant/service-external-ips",
+        ZeroTrust,
+        Critical,
+        "Service",
+        "Service externalIPs",
+        "externalIPs let a tenant capture traffic to any address in the cluster (CVE-2020-8554).",
+        "Remove spec.externalIPs."
+    ),
+    rule!(
+        "tenant/service-loadbalancer",
+        ZeroTrust,
+        Medium,
+        "Service",
+        "LoadBalancer services",
+        "LoadBalancer services are allowed only for tenants whose Tenant sets allowLoadBalancer.",
+        "Use type ClusterIP and an Ingress, or ask a platform admin to set allowLoadBalancer."
+    ),
+    rule!(
+        "tenant/service-externalname",
+        ZeroTrust,
+        High,
+        "Service",
+        "ExternalName into other tenants",
+        "An ExternalName pointing into the cluster domain outside the tenant's namespaces proxies names of other tenants.",
+        "Point externalName at an external name or a service in the tenant's own or a shared namespace."
+    ),
+    rule!(
+        "tenant/ingress-wildcard-host",
+        ZeroTrust,
+        High,
+        "Ingress",
+        "Wildcard Ingress hosts",
+        "A wildcard host captures traffic for names other tenants may serve.",
+        "Name each host explicitly."
+    ),
+    rule!(
+        "tenant/ingress-host",
+        ZeroTrust,
+        High,
+        "Ingress",
+        "Ingress hosts outside the tenant's domains",
+        "Ingress hosts must fall under the tenant's domains; a rule or default backend without a host catches every host.",
+        "Use hosts under the tenant's ingressDomains, and give every rule a host."
+    ),
+    rule!(
+        "tenant/netpol-namespace-selector",
+        ZeroTrust,
+        Critical,
+        "NetworkPolicy",
+        "NetworkPolicy peers in other tenants",
+        "Peers may select only the tenant's own namespaces, ingress-controller namespaces and shared namespaces, by labels tenants cannot set (kubernetes.io/metadata.name, kubebid.io/tenant). An empty namespaceSelector selects every namespace.",
+        "Select namespaces with kubernetes.io/metadata.name In [own namespaces] or kubebid.io/tenant: <tenant>."
+    ),
+    rule!(
+        "tenant/netpol-ipblock",
+        ZeroTrust,
+        High,
+        "NetworkPolicy",
+        "NetworkPolicy ipBlocks over the cluster network",
+        "An ipBlock that covers pod or service addresses reaches other tenants' pods by address, around namespace isolation.",
+        "Limit ipBlock CIDRs to addresses outside the pod and service CIDRs, or list those CIDRs in except."
+    ),
+    rule!(
+        "tenant/netpol-egress-cidr",
+        ZeroTrust,
+        Medium,
+        "NetworkPolicy",
+        "Egress outside the tenant's CIDRs",
+        "Egress ipBlocks must fall inside the tenant's allowed egress CIDRs when the Tenant lists them.",
+        "Use CIDRs inside the tenant's egressCidrs."
+    ),
+    // Tenant isolation: control plane.
+    rule!(
+        "tenant/rbac-escalation-verbs",
+        ZeroTrust,
+        Critical,
+        "Role, ClusterRole",
+        "RBAC escalation verbs",
+        "The escalate, bind and impersonate verbs let a subject grant itself more than it holds.",
+        "Remove escalate, bind and impersonate from the rule's verbs."
+    ),
+    rule!(
+        "tenant/rbac-wildcard",
+        ZeroTrust,
+        High,
+        "Role, ClusterRole",
+        "Wildcards over RBAC resources",
+        "A wildcard verb or resource over rbac.authorization.k8s.io (or every group) includes the escalation verbs and every future resource.",
+        "List RBAC verbs and resources explicitly."
+    ),
+    rule!(
+        "tenant/rbac-cluster-role-ref",
+        ZeroTrust,
+        High,
+        "RoleBinding",
+        "RoleBindings to ClusterRoles not allowed for tenants",
+        "A tenant RoleBinding may refer to a Role in its namespace or to one of the allowed ClusterRoles (view and edit by default).",
+        "Refer to a Role of the namespace or an allowed ClusterRole."
+    ),
+    rule!(
+        "tenant/rbac-subject",
+        ZeroTrust,
+        Critical,
+        "RoleBinding, ClusterRoleBinding",
+        "RBAC subjects outside the tenant",
+        "Bindings may name only the tenant's own service accounts and owners, never system: users or groups of the whole cluster.",
+        "Bind only service accounts of the tenant's namespaces and the tenant's owners."
+    ),
+    rule!(
+        "tenant/rbac-cluster-scope",
+        ZeroTrust,
+        Critical,
+        "ClusterRole, ClusterRoleBinding",
+        "Cluster-scoped RBAC",
+        "Tenants may not create ClusterRoles or ClusterRoleBindings: they grant rights outside the tenant's namespaces.",
+        "Use a Role and RoleBinding in the tenant's namespace."
+    ),
+    rule!(
+        "tenant/namespace-labels",
+        ZeroTrust,
+        Critical,
+        "Namespace",
+        "Tenant and pod-security labels of namespaces",
+        "A namespace's kubebid.io/tenant label must name its tenant, and its pod-security labels may not be weaker than the tenant's profile or be changed by the tenant.",
+        "Keep the kubebid.io/tenant and pod-security.kubernetes.io labels KubeBid set."
+    ),
+    rule!(
+        "tenant/managed-object",
+        ZeroTrust,
+        Critical,
+        "any",
+        "Objects managed by KubeBid",
+        "Objects labelled kubebid.io/managed: \"true\" (quotas, limit ranges, default network policies) belong to the platform; tenants may not create, change or delete them.",
+        "Leave managed objects to KubeBid; change the Tenant instead."
+    ),
+    rule!(
+        "tenant/quota-change",
+        ZeroTrust,
+        High,
+        "ResourceQuota, LimitRange",
+        "Quota and limit-range changes",
+        "Quotas and limit ranges are set by the platform from the Tenant; a tenant changing them could take more than its share.",
+        "Ask a platform admin to change the Tenant's quotas.",
+        mtb = "Block modification of resource quotas"
+    ),
+    // Tenant isolation: data.
+    rule!(
+        "tenant/pvc-volume-name",
+        ZeroTrust,
+        Critical,
+        "PersistentVolumeClaim",
+        "Binding a pre-existing volume",
+        "spec.volumeName binds a claim to an existing PersistentVolume, possibly another tenant's released data.",
+        "Remove spec.volumeName and let the encrypted StorageClass provision a volume."
+    ),
+    rule!(
+        "tenant/storage-class",
+        ZeroTrust,
+        High,
+        "PersistentVolumeClaim, StatefulSet, ephemeral volumes",
+        "Storage class",
+        "Claims must name one of the tenant's allowed (encrypted) StorageClasses; an empty class falls back to the cluster default.",
+        "Set storageClassName to one of the tenant's allowed classes (encrypted-ssd)."
+    ),
+    rule!(
+        "tenant/pv-host-storage",
+        ZeroTrust,
+        Critical,
+        "PersistentVolume",
+        "hostPath and local PersistentVolumes",
+        "hostPath and local PersistentVolumes expose a node's disk.",
+        "Provision volumes through the encrypted CSI StorageClass."
+    ),
+];
+
+/// Looks a rule up by ID.
+#[must_use]
+pub fn rule(id: &str) -> Option<&'static Rule> {
+    RULES.iter().find(|r| r.id == id)
+}
+
+/// Index of a rule in [`RULES`], for per-rule tables.
+#[must_use]
+pub fn rule_index(id: &str) -> Option<usize> {
+    RULES.iter().position(|r| r.id == id)
+}
