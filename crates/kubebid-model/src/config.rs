@@ -85,9 +85,7 @@ impl std::fmt::Display for Profile {
 }
 
 /// What happens when a rule finds something.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// The request is denied (`kubebid check` exits 1).
@@ -98,6 +96,36 @@ pub enum Action {
     Audit,
     /// Not evaluated.
     Off,
+}
+
+impl<'de> Deserialize<'de> for Action {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Action;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("one of enforce, warn, audit, off")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Action, E> {
+                match v {
+                    "enforce" => Ok(Action::Enforce),
+                    "warn" => Ok(Action::Warn),
+                    "audit" => Ok(Action::Audit),
+                    "off" => Ok(Action::Off),
+                    other => Err(E::invalid_value(serde::de::Unexpected::Str(other), &self)),
+                }
+            }
+            // YAML 1.1 (which Kubernetes tooling speaks) reads a bare `off` as the boolean false.
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Action, E> {
+                if v {
+                    Err(E::invalid_value(serde::de::Unexpected::Bool(v), &self))
+                } else {
+                    Ok(Action::Off)
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Action {

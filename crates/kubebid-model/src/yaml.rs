@@ -140,8 +140,9 @@ fn next_document_marker(text: &str, after_line: usize) -> Option<(usize, usize)>
     None
 }
 
-/// Parses documents from `text` until the end (returns `None`) or an error (returns the absolute line of the
-/// error, after recording it).
+/// Parses documents from `text` until the end (returns `None`) or an error (records it and returns the
+/// absolute line where the broken document starts, so that parsing resumes at the next `---` after it even
+/// when the error surfaced past that marker, as with an unclosed `[`).
 fn parse_from(
     text: &str,
     line_offset: usize,
@@ -159,11 +160,9 @@ fn parse_from(
         let (event, span) = match next {
             Ok(pair) => pair,
             Err(e) => {
-                let err = scan_error(&e, *index, line_offset);
-                let line = err.line;
-                out.push(Err(err));
+                out.push(Err(scan_error(&e, *index, line_offset)));
                 *index += 1;
-                return Some(line);
+                return Some(doc_line);
             }
         };
         match event {
@@ -191,10 +190,9 @@ fn parse_from(
             other => {
                 let Some(b) = builder.as_mut() else { continue };
                 if let Err(e) = b.event(other, span) {
-                    let line = e.line;
                     out.push(Err(DocumentError { index: *index, ..e }));
                     *index += 1;
-                    return Some(line);
+                    return Some(doc_line);
                 }
             }
         }
@@ -684,6 +682,14 @@ mod tests {
         assert_eq!(third.value, json!({"d": 4}));
         assert_eq!(third.index, 2);
         assert_eq!(third.line, 6);
+    }
+
+    #[test]
+    fn an_unclosed_flow_collection_does_not_swallow_the_next_document() {
+        let d = docs("a: 1\n---\nfoo: [\n---\nb: 2\n");
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert!(d[1].is_err());
+        assert_eq!(d[2].as_ref().expect("parses").value, json!({"b": 2}));
     }
 
     #[test]

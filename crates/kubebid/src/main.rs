@@ -1,1 +1,209 @@
-fn main() {}
+//! `kubebid`: zero-trust multi-tenancy for Kubernetes.
+//!
+//! One binary, one subcommand per job. `check` runs the admission policy engine over manifests offline,
+//! with exactly the rules, IDs and configuration the in-cluster components use.
+
+mod check;
+mod inputs;
+mod output;
+mod rules_cmd;
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use kubebid_model::{Profile, PssVersion};
+
+#[derive(Parser)]
+#[command(
+    name = "kubebid",
+    version,
+    about = "Zero-trust multi-tenancy for Kubernetes",
+    propagate_version = true
+)]
+struct Cli {
+    /// When to colour output.
+    #[arg(long, global = true, value_enum, default_value_t = ColorWhen::Auto)]
+    color: ColorWhen,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check manifests against the admission policy, offline.
+    ///
+    /// Exit status: 0 when no finding is at enforce level, 1 when one is, 2 on a usage or input error.
+    Check(CheckArgs),
+    /// List every rule: ID, severity, profiles and title.
+    Rules {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = RulesFormat::Text)]
+        output: RulesFormat,
+    },
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// Files or directories to check (YAML, JSON, `kind: List`); `-` reads standard input.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<String>,
+    /// KubeBid configuration (KubeBidConfig, Tenant and PolicyException objects): a file or directory. Repeatable.
+    #[arg(short, long, value_name = "FILE|DIR")]
+    config: Vec<String>,
+    /// Apply this profile to every tenant, overriding the configuration.
+    #[arg(short, long, value_parser = parse_profile)]
+    profile: Option<Profile>,
+    /// Pod Security Standards version: `latest` or `v1.0` … `v1.37`.
+    #[arg(long, value_name = "VERSION", value_parser = parse_pss_version)]
+    pss_version: Option<PssVersion>,
+    /// Namespace for objects that do not name one.
+    #[arg(short, long)]
+    namespace: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = CheckFormat::Text)]
+    output: CheckFormat,
+    /// Also print notes (excluded namespaces, kinds without rules, ...) in text output.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CheckFormat {
+    Text,
+    Json,
+    Sarif,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RulesFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+fn parse_profile(s: &str) -> Result<Profile, String> {
+    Profile::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a profile (baseline, restricted, zero-trust)"))
+}
+
+fn parse_pss_version(s: &str) -> Result<PssVersion, String> {
+    match PssVersion::parse(s) {
+        Some(v) if v == PssVersion::LATEST || v.minor <= kubebid_policy::pss::LATEST_MINOR => Ok(v),
+        Some(_) => Err(format!(
+            "{s:?} is newer than the newest known version v1.{}",
+            kubebid_policy::pss::LATEST_MINOR
+        )),
+        None => Err(format!("{s:?}: expected \"latest\" or \"v1.N\"")),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KUBEBID_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        builder.init();
+    } else {
+        builder.json().init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.color {
+        ColorWhen::Auto => {}
+        ColorWhen::Always => anstream::ColorChoice::Always.write_global(),
+        ColorWhen::Never => anstream::ColorChoice::Never.write_global(),
+    }
+    let mut stdout = anstream::stdout();
+    let result = match cli.command {
+        Command::Check(args) => run_check(&args, &mut stdout),
+        Command::Rules { output } => {
+            let text = match output {
+                RulesFormat::Text => rules_cmd::text(),
+                RulesFormat::Json => rules_cmd::json(),
+                RulesFormat::Markdown => rules_cmd::markdown(),
+            };
+            stdout
+                .write_all(text.as_bytes())
+                .map(|()| ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(anstream::stderr(), "kubebid: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_check(args: &CheckArgs, out: &mut dyn Write) -> std::io::Result<ExitCode> {
+    let mut policy = match check::load_policy(&args.config) {
+        Ok(p) => p,
+        Err(errors) => {
+            let mut err = anstream::stderr();
+            for e in errors {
+                writeln!(err, "config error: {e}")?;
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if let Some(p) = args.profile {
+        policy = policy.with_profile(p);
+    }
+    if let Some(v) = args.pss_version {
+        policy = policy.with_pss_version(v);
+    }
+    let (inputs, expand_errors) = inputs::expand(&args.paths);
+    let bar = progress_bar(inputs.len());
+    let tick = || bar.inc(1);
+    let mut report = check::run(
+        &policy,
+        &inputs,
+        args.namespace.as_deref(),
+        jiff::Timestamp::now(),
+        &tick,
+    );
+    bar.finish_and_clear();
+    report.errors.splice(0..0, expand_errors);
+    match args.output {
+        CheckFormat::Text => output::text(&report, out, args.verbose)?,
+        CheckFormat::Json => output::json(&report, out)?,
+        CheckFormat::Sarif => output::sarif(&report, out)?,
+    }
+    out.flush()?;
+    Ok(if !report.errors.is_empty() {
+        ExitCode::from(2)
+    } else if report.denied_objects() > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A progress bar on stderr for large trees, only when stderr is a terminal.
+fn progress_bar(files: usize) -> indicatif::ProgressBar {
+    if files < 200 || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(files as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} checking {pos}/{len} files {wide_bar} {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}

@@ -1,0 +1,1064 @@
+//! Per-rule tests: each pod rule over every pod-bearing kind and every container list, then the object
+//! rules, profiles, actions, exceptions and operations.
+
+use jiff::Timestamp;
+use kubebid_model::load::ConfigSet;
+use kubebid_model::{Action, Object, Profile, PssVersion};
+use kubebid_policy::{Decision, Operation, PolicySet, Request};
+use serde_json::{Value, json};
+
+fn container(name: &str) -> Value {
+    json!({
+        "name": name,
+        "image": "ghcr.io/acme/app:1",
+        "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
+        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "128Mi"}}
+    })
+}
+
+/// A pod spec that passes every rule under the built-in zero-trust defaults.
+fn good_spec() -> Value {
+    let mut eph = container("debug");
+    eph.as_object_mut().expect("object").remove("resources");
+    json!({
+        "runtimeClassName": "kubebid-secure",
+        "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+        "initContainers": [container("init")],
+        "containers": [container("app"), container("sidecar")],
+        "ephemeralContainers": [eph],
+        "volumes": [{"name": "tmp", "emptyDir": {}}]
+    })
+}
+
+/// Wraps a pod spec in each pod-bearing kind; returns (kind, object JSON, path of the pod spec).
+fn wrap_all(spec: &Value) -> Vec<(&'static str, Value, &'static str)> {
+    let meta = json!({"name": "x", "namespace": "tenant-a"});
+    let tpl = json!({"metadata": {"labels": {"app": "x"}}, "spec": spec});
+    let sel = json!({"matchLabels": {"app": "x"}});
+    vec![
+        (
+            "Pod",
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}),
+            "spec",
+        ),
+        (
+            "Deployment",
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": {"selector": sel, "template": tpl}}),
+            "spec.template.spec",
+        ),
+        (
+            "ReplicaSet",
+            json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": meta, "spec": {"selector": sel, "template": tpl}}),
+            "spec.template.spec",
+        ),
+        (
+            "StatefulSet",
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta, "spec": {"selector": sel, "serviceName": "x", "template": tpl}}),
+            "spec.template.spec",
+        ),
+        (
+            "DaemonSet",
+            json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": meta, "spec": {"selector": sel, "template": tpl}}),
+            "spec.template.spec",
+        ),
+        (
+            "Job",
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": {"template": tpl}}),
+            "spec.template.spec",
+        ),
+        (
+            "CronJob",
+            json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": meta, "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": tpl}}}}),
+            "spec.jobTemplate.spec.template.spec",
+        ),
+        (
+            "ReplicationController",
+            json!({"apiVersion": "v1", "kind": "ReplicationController", "metadata": meta, "spec": {"selector": {"app": "x"}, "template": tpl}}),
+            "spec.template.spec",
+        ),
+        (
+            "PodTemplate",
+            json!({"apiVersion": "v1", "kind": "PodTemplate", "metadata": meta, "template": tpl}),
+            "template.spec",
+        ),
+    ]
+}
+
+fn decide(policy: &PolicySet, v: Value) -> Decision {
+    let o = Object::from_value(v).expect("decodes");
+    policy.evaluate(&Request::create(&o))
+}
+
+fn ids(d: &Decision) -> Vec<String> {
+    d.findings
+        .iter()
+        .map(|f| format!("{} @ {}", f.rule.id, f.path))
+        .collect()
+}
+
+#[test]
+fn the_good_spec_passes_in_every_kind() {
+    let policy = PolicySet::builtin();
+    for (kind, obj, _) in wrap_all(&good_spec()) {
+        let d = decide(&policy, obj);
+        assert!(d.findings.is_empty(), "{kind}: {:?}", ids(&d));
+    }
+}
+
+type Mutation = fn(&mut Value);
+
+/// Container rules: (rule, profile, mutation of one container, path tail inside the container).
+fn container_cases() -> Vec<(&'static str, Profile, Mutation, &'static str)> {
+    vec![
+        (
+            "pss/privileged",
+            Profile::Baseline,
+            |c| c["securityContext"]["privileged"] = json!(true),
+            "securityContext.privileged",
+        ),
+        (
+            "pss/capabilities_baseline",
+            Profile::Baseline,
+            |c| c["securityContext"]["capabilities"]["add"] = json!(["SYS_ADMIN"]),
+            "securityContext.capabilities.add[0]",
+        ),
+        (
+            "pss/capabilities_restricted",
+            Profile::Restricted,
+            |c| c["securityContext"]["capabilities"]["drop"] = json!([]),
+            "securityContext.capabilities.drop",
+        ),
+        (
+            "pss/capabilities_restricted",
+            Profile::ZeroTrust,
+            |c| c["securityContext"]["capabilities"]["add"] = json!(["NET_RAW"]),
+            "securityContext.capabilities.add[0]",
+        ),
+        (
+            "pss/allowPrivilegeEscalation",
+            Profile::Restricted,
+            |c| c["securityContext"]["allowPrivilegeEscalation"] = json!(true),
+            "securityContext.allowPrivilegeEscalation",
+        ),
+        (
+            "pss/runAsNonRoot",
+            Profile::Restricted,
+            |c| c["securityContext"]["runAsNonRoot"] = json!(false),
+            "securityContext.runAsNonRoot",
+        ),
+        (
+            "pss/runAsUser",
+            Profile::Restricted,
+            |c| c["securityContext"]["runAsUser"] = json!(0),
+            "securityContext.runAsUser",
+        ),
+        (
+            "pss/seccompProfile_baseline",
+            Profile::Baseline,
+            |c| c["securityContext"]["seccompProfile"] = json!({"type": "Unconfined"}),
+            "securityContext.seccompProfile.type",
+        ),
+        (
+            "pss/seccompProfile_restricted",
+            Profile::Restricted,
+            |c| c["securityContext"]["seccompProfile"] = json!({"type": "Unconfined"}),
+            "securityContext.seccompProfile.type",
+        ),
+        (
+            "pss/seLinuxOptions",
+            Profile::Baseline,
+            |c| c["securityContext"]["seLinuxOptions"] = json!({"type": "spc_t"}),
+            "securityContext.seLinuxOptions",
+        ),
+        (
+            "pss/procMount",
+            Profile::Baseline,
+            |c| c["securityContext"]["procMount"] = json!("Unmasked"),
+            "securityContext.procMount",
+        ),
+        (
+            "pss/procMount_restricted",
+            Profile::Restricted,
+            |c| c["securityContext"]["procMount"] = json!("Unmasked"),
+            "securityContext.procMount",
+        ),
+        (
+            "pss/appArmorProfile",
+            Profile::Baseline,
+            |c| c["securityContext"]["appArmorProfile"] = json!({"type": "Unconfined"}),
+            "securityContext.appArmorProfile.type",
+        ),
+        (
+            "pss/windowsHostProcess",
+            Profile::Baseline,
+            |c| c["securityContext"]["windowsOptions"] = json!({"hostProcess": true}),
+            "securityContext.windowsOptions.hostProcess",
+        ),
+        (
+            "pss/hostPorts",
+            Profile::Baseline,
+            |c| c["ports"] = json!([{"containerPort": 80, "hostPort": 8080}]),
+            "ports[0].hostPort",
+        ),
+        (
+            "pss/hostProbesAndHostLifecycle",
+            Profile::Baseline,
+            |c| c["livenessProbe"] = json!({"httpGet": {"port": 80, "host": "169.254.169.254"}}),
+            "livenessProbe.httpGet.host",
+        ),
+        (
+            "pss/hostProbesAndHostLifecycle",
+            Profile::Baseline,
+            |c| {
+                c["lifecycle"] = json!({"preStop": {"tcpSocket": {"port": 80, "host": "10.0.0.1"}}})
+            },
+            "lifecycle.preStop.tcpSocket.host",
+        ),
+        (
+            "tenant/image-registry",
+            Profile::ZeroTrust,
+            |c| c["image"] = json!("evil.example/miner:latest"),
+            "image",
+        ),
+        (
+            "tenant/resources",
+            Profile::ZeroTrust,
+            |c| {
+                c.as_object_mut().expect("object").remove("resources");
+            },
+            "resources",
+        ),
+    ]
+}
+
+#[test]
+fn every_container_rule_fires_in_every_kind_and_container_list() {
+    let mut config = ConfigSet::default();
+    let tenant = "apiVersion: kubebid.io/v1alpha1\nkind: Tenant\nmetadata: {name: a}\nspec:\n  namespaces: [tenant-a]\n  registries: [ghcr.io/acme]\n";
+    assert!(config.add_text("t.yaml", tenant).is_empty());
+    let base = PolicySet::from_config(&config).expect("config compiles");
+    let mut cases = 0;
+    for (rule, profile, mutate, tail) in container_cases() {
+        let policy = base.clone().with_profile(profile);
+        for (list, index) in [
+            ("initContainers", 0usize),
+            ("containers", 1),
+            ("ephemeralContainers", 0),
+        ] {
+            if rule == "tenant/resources" && list == "ephemeralContainers" {
+                continue; // ephemeral containers cannot set resources
+            }
+            let mut spec = good_spec();
+            mutate(&mut spec[list][index]);
+            for (kind, obj, spec_path) in wrap_all(&spec) {
+                let d = decide(&policy, obj);
+                let want = format!("{rule} @ {spec_path}.{list}[{index}].{tail}");
+                assert!(
+                    ids(&d).contains(&want),
+                    "{kind}/{list}: expected {want}, got {:?}",
+                    ids(&d)
+                );
+                assert!(d.denied(), "{kind}/{list}: {rule} should deny");
+                // No other container of the pod is blamed.
+                assert!(
+                    d.findings.iter().all(|f| !f.path.contains("containers[")
+                        || f.path.contains(&format!("{list}[{index}]"))),
+                    "{kind}/{list}: {:?}",
+                    ids(&d)
+                );
+                cases += 1;
+            }
+        }
+    }
+    assert!(cases > 400, "{cases} cases");
+}
+
+/// Pod-level rules: (rule, profile, mutation of the pod spec, path tail inside the pod spec).
+fn pod_cases() -> Vec<(&'static str, Profile, Mutation, &'static str)> {
+    vec![
+        (
+            "pss/hostNamespaces",
+            Profile::Baseline,
+            |s| s["hostNetwork"] = json!(true),
+            "hostNetwork",
+        ),
+        (
+            "pss/hostNamespaces",
+            Profile::Baseline,
+            |s| s["hostIPC"] = json!(true),
+            "hostIPC",
+        ),
+        (
+            "pss/hostPathVolumes",
+            Profile::Baseline,
+            |s| s["volumes"] = json!([{"name": "h", "hostPath": {"path": "/"}}]),
+            "volumes[0].hostPath",
+        ),
+        (
+            "pss/restrictedVolumes",
+            Profile::Restricted,
+            |s| s["volumes"] = json!([{"name": "n", "nfs": {"server": "x", "path": "/"}}]),
+            "volumes[0].nfs",
+        ),
+        (
+            "pss/sysctls",
+            Profile::Baseline,
+            |s| s["securityContext"]["sysctls"] = json!([{"name": "kernel.msgmax", "value": "1"}]),
+            "securityContext.sysctls[0].name",
+        ),
+        (
+            "pss/runAsNonRoot",
+            Profile::Restricted,
+            |s| s["securityContext"]["runAsNonRoot"] = json!(false),
+            "securityContext.runAsNonRoot",
+        ),
+        (
+            "pss/seccompProfile_restricted",
+            Profile::Restricted,
+            |s| {
+                s["securityContext"]
+                    .as_object_mut()
+                    .expect("object")
+                    .remove("seccompProfile");
+            },
+            "containers[0].securityContext.seccompProfile",
+        ),
+        (
+            "tenant/runtime-class",
+            Profile::ZeroTrust,
+            |s| s["runtimeClassName"] = json!("runc"),
+            "runtimeClassName",
+        ),
+        (
+            "tenant/runtime-class",
+            Profile::ZeroTrust,
+            |s| {
+                s.as_object_mut()
+                    .expect("object")
+                    .remove("runtimeClassName");
+            },
+            "runtimeClassName",
+        ),
+        (
+            "tenant/node-name",
+            Profile::ZeroTrust,
+            |s| s["nodeName"] = json!("node-1"),
+            "nodeName",
+        ),
+        (
+            "tenant/node-steering",
+            Profile::ZeroTrust,
+            |s| s["nodeSelector"] = json!({"node-role.kubernetes.io/control-plane": ""}),
+            "nodeSelector[\"node-role.kubernetes.io/control-plane\"]",
+        ),
+        (
+            "tenant/node-steering",
+            Profile::ZeroTrust,
+            |s| s["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "kubebid.io/secure-runtime", "operator": "NotIn", "values": ["true"]}]}]}}}),
+            "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0]",
+        ),
+        (
+            "tenant/tolerations",
+            Profile::ZeroTrust,
+            |s| s["tolerations"] = json!([{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}]),
+            "tolerations[0].key",
+        ),
+        (
+            "tenant/dns-bypass",
+            Profile::ZeroTrust,
+            |s| s["dnsPolicy"] = json!("None"),
+            "dnsPolicy",
+        ),
+        (
+            "tenant/dns-bypass",
+            Profile::ZeroTrust,
+            |s| s["dnsConfig"] = json!({"nameservers": ["1.1.1.1"]}),
+            "dnsConfig.nameservers[0]",
+        ),
+        (
+            "tenant/storage-class",
+            Profile::ZeroTrust,
+            |s| s["volumes"] = json!([{"name": "e", "ephemeral": {"volumeClaimTemplate": {"spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "standard", "resources": {"requests": {"storage": "1Gi"}}}}}}]),
+            "volumes[0].ephemeral.volumeClaimTemplate.spec.storageClassName",
+        ),
+    ]
+}
+
+#[test]
+fn every_pod_rule_fires_in_every_kind() {
+    for (rule, profile, mutate, tail) in pod_cases() {
+        let policy = PolicySet::builtin().with_profile(profile);
+        let mut spec = good_spec();
+        mutate(&mut spec);
+        for (kind, obj, spec_path) in wrap_all(&spec) {
+            let d = decide(&policy, obj);
+            let want = format!("{rule} @ {spec_path}.{tail}");
+            assert!(
+                ids(&d).contains(&want),
+                "{kind}: expected {want}, got {:?}",
+                ids(&d)
+            );
+        }
+    }
+}
+
+#[test]
+fn tenant_rules_stay_out_of_the_pss_profiles() {
+    let mut spec = good_spec();
+    spec["nodeName"] = json!("n");
+    spec["runtimeClassName"] = json!("runc");
+    for profile in [Profile::Baseline, Profile::Restricted] {
+        let d = decide(
+            &PolicySet::builtin().with_profile(profile),
+            wrap_all(&spec).remove(0).1,
+        );
+        assert!(d.findings.is_empty(), "{profile}: {:?}", ids(&d));
+    }
+}
+
+#[test]
+fn pss_versions_change_decisions_as_upstream() {
+    // net.ipv4.tcp_rmem is safe from v1.32 on; the host field of probes is checked from v1.34 on.
+    let mut spec = good_spec();
+    spec["securityContext"]["sysctls"] =
+        json!([{"name": "net.ipv4.tcp_rmem", "value": "4096 87380 6291456"}]);
+    let pod = wrap_all(&spec).remove(0).1;
+    let at = |v: u16| {
+        decide(
+            &PolicySet::builtin()
+                .with_profile(Profile::Baseline)
+                .with_pss_version(PssVersion::v1(v)),
+            pod.clone(),
+        )
+    };
+    assert!(at(31).denied());
+    assert!(!at(32).denied());
+    let mut spec = good_spec();
+    spec["containers"][0]["readinessProbe"] = json!({"tcpSocket": {"port": 1, "host": "10.1.1.1"}});
+    let pod = wrap_all(&spec).remove(0).1;
+    assert!(
+        !decide(
+            &PolicySet::builtin()
+                .with_profile(Profile::Baseline)
+                .with_pss_version(PssVersion::v1(33)),
+            pod.clone()
+        )
+        .denied()
+    );
+    assert!(
+        decide(
+            &PolicySet::builtin()
+                .with_profile(Profile::Baseline)
+                .with_pss_version(PssVersion::v1(34)),
+            pod
+        )
+        .denied()
+    );
+}
+
+fn object(kind: &str, api: &str, ns: Option<&str>, rest: Value) -> Value {
+    let mut o = json!({"apiVersion": api, "kind": kind, "metadata": {"name": "o"}});
+    if let Some(ns) = ns {
+        o["metadata"]["namespace"] = json!(ns);
+    }
+    for (k, v) in rest.as_object().expect("object") {
+        o[k] = v.clone();
+    }
+    o
+}
+
+const CONFIG: &str = r#"
+apiVersion: kubebid.io/v1alpha1
+kind: KubeBidConfig
+metadata: {name: c}
+spec:
+  podCidrs: [10.244.0.0/16]
+  serviceCidrs: [10.96.0.0/12]
+  sharedNamespaces: [monitoring]
+  rules:
+    tenant/resources: warn
+---
+apiVersion: kubebid.io/v1alpha1
+kind: Tenant
+metadata: {name: acme}
+spec:
+  namespaces: [acme, acme-dev]
+  owners: [{kind: User, name: alice}]
+  ingressDomains: [acme.example]
+  egressCidrs: [203.0.113.0/24]
+---
+apiVersion: kubebid.io/v1alpha1
+kind: Tenant
+metadata: {name: globex}
+spec:
+  namespaces: [globex]
+  allowLoadBalancer: true
+---
+apiVersion: kubebid.io/v1alpha1
+kind: PolicyException
+metadata: {name: acme-lb}
+spec:
+  rules: [tenant/service-loadbalancer]
+  match: {namespaces: [acme], kinds: [Service], names: [edge-*]}
+  reason: edge proxy
+  expires: "2030-01-01T00:00:00Z"
+"#;
+
+fn configured() -> PolicySet {
+    let mut set = ConfigSet::default();
+    let errs = set.add_text("config.yaml", CONFIG);
+    assert!(errs.is_empty(), "{errs:?}");
+    PolicySet::from_config(&set).expect("compiles")
+}
+
+fn rules_of(policy: &PolicySet, v: Value) -> Vec<&'static str> {
+    let mut r: Vec<&str> = decide(policy, v)
+        .findings
+        .iter()
+        .filter(|f| f.denies())
+        .map(|f| f.rule.id)
+        .collect();
+    r.dedup();
+    r
+}
+
+#[test]
+fn services() {
+    let p = configured();
+    let svc = |ns: &str, spec: Value| object("Service", "v1", Some(ns), json!({"spec": spec}));
+    assert_eq!(
+        rules_of(&p, svc("acme", json!({"type": "NodePort"}))),
+        ["tenant/service-nodeport"]
+    );
+    assert_eq!(
+        rules_of(&p, svc("acme", json!({"externalIPs": ["1.2.3.4"]}))),
+        ["tenant/service-external-ips"]
+    );
+    assert_eq!(
+        rules_of(
+            &p,
+            svc(
+                "acme",
+                json!({"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false})
+            )
+        ),
+        ["tenant/service-loadbalancer"]
+    );
+    assert!(
+        rules_of(
+            &p,
+            svc(
+                "globex",
+                json!({"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false})
+            )
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        rules_of(&p, svc("globex", json!({"type": "LoadBalancer"}))),
+        ["tenant/service-nodeport"]
+    );
+    let ext = |name: &str| {
+        svc(
+            "acme",
+            json!({"type": "ExternalName", "externalName": name}),
+        )
+    };
+    assert!(rules_of(&p, ext("db.acme-dev.svc.cluster.local")).is_empty());
+    assert!(rules_of(&p, ext("prometheus.monitoring.svc")).is_empty());
+    assert!(rules_of(&p, ext("api.stripe.com")).is_empty());
+    assert_eq!(
+        rules_of(&p, ext("db.globex.svc.cluster.local.")),
+        ["tenant/service-externalname"]
+    );
+    assert_eq!(
+        rules_of(&p, ext("kubernetes.default.svc")),
+        ["tenant/service-externalname"]
+    );
+    assert_eq!(
+        rules_of(&p, ext("cluster.local")),
+        ["tenant/service-externalname"]
+    );
+    assert_eq!(
+        rules_of(&p, ext("10.96.0.1")),
+        ["tenant/service-externalname"]
+    );
+}
+
+#[test]
+fn exceptions_apply_by_match_and_expire() {
+    let p = configured();
+    let lb = |name: &str| {
+        let mut v = object(
+            "Service",
+            "v1",
+            Some("acme"),
+            json!({"spec": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false}}),
+        );
+        v["metadata"]["name"] = json!(name);
+        Object::from_value(v).expect("decodes")
+    };
+    let obj = lb("edge-proxy");
+    let mut req = Request::create(&obj);
+    req.now = Some("2029-06-01T00:00:00Z".parse::<Timestamp>().expect("time"));
+    let d = p.evaluate(&req);
+    assert!(!d.denied());
+    assert_eq!(d.findings[0].exception.as_deref(), Some("acme-lb"));
+    req.now = Some("2030-06-01T00:00:00Z".parse::<Timestamp>().expect("time"));
+    assert!(
+        p.evaluate(&req).denied(),
+        "expired exceptions no longer apply"
+    );
+    req.now = None;
+    assert!(
+        p.evaluate(&req).denied(),
+        "without a clock an expiring exception does not apply"
+    );
+    let other = lb("api");
+    let mut req = Request::create(&other);
+    req.now = Some("2029-06-01T00:00:00Z".parse::<Timestamp>().expect("time"));
+    assert!(p.evaluate(&req).denied(), "name pattern does not match");
+}
+
+#[test]
+fn labels_and_annotations_on_the_object_never_exempt_it() {
+    let p = PolicySet::builtin();
+    let mut spec = good_spec();
+    spec["hostPID"] = json!(true);
+    let mut pod = wrap_all(&spec).remove(0).1;
+    pod["metadata"]["labels"] =
+        json!({"kubebid.io/exempt": "true", "pod-security.kubernetes.io/enforce": "privileged"});
+    pod["metadata"]["annotations"] = json!({"kubebid.io/exception": "all"});
+    assert!(decide(&p, pod).denied());
+}
+
+#[test]
+fn ingress() {
+    let p = configured();
+    let ing = |ns: &str, spec: Value| {
+        object(
+            "Ingress",
+            "networking.k8s.io/v1",
+            Some(ns),
+            json!({"spec": spec}),
+        )
+    };
+    assert!(rules_of(&p, ing("acme", json!({"rules": [{"host": "shop.acme.example"}], "tls": [{"hosts": ["acme.example"]}]}))).is_empty());
+    assert_eq!(
+        rules_of(
+            &p,
+            ing("acme", json!({"rules": [{"host": "*.acme.example"}]}))
+        ),
+        ["tenant/ingress-wildcard-host"]
+    );
+    assert_eq!(
+        rules_of(
+            &p,
+            ing("acme", json!({"rules": [{"host": "evilacme.example"}]}))
+        ),
+        ["tenant/ingress-host"]
+    );
+    assert_eq!(
+        rules_of(&p, ing("acme", json!({"rules": [{"http": {"paths": []}}]}))),
+        ["tenant/ingress-host"]
+    );
+    assert_eq!(
+        rules_of(
+            &p,
+            ing(
+                "acme",
+                json!({"defaultBackend": {"service": {"name": "x", "port": {"number": 80}}}})
+            )
+        ),
+        ["tenant/ingress-host"]
+    );
+    assert!(
+        rules_of(
+            &p,
+            ing("globex", json!({"rules": [{"host": "anything.example"}]}))
+        )
+        .is_empty(),
+        "no domain list: any explicit host"
+    );
+}
+
+#[test]
+fn network_policies() {
+    let p = configured();
+    let np = |peer: Value, egress: bool| {
+        let spec = if egress {
+            json!({"podSelector": {}, "egress": [{"to": [peer]}]})
+        } else {
+            json!({"podSelector": {}, "ingress": [{"from": [peer]}]})
+        };
+        object(
+            "NetworkPolicy",
+            "networking.k8s.io/v1",
+            Some("acme"),
+            json!({"spec": spec}),
+        )
+    };
+    let ok = [
+        json!({"podSelector": {"matchLabels": {"app": "x"}}}),
+        json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "acme-dev"}}}),
+        json!({"namespaceSelector": {"matchLabels": {"kubebid.io/tenant": "acme"}}}),
+        json!({"namespaceSelector": {"matchLabels": {"kubebid.io/ingress-controller": "true"}}}),
+        json!({"namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["acme", "monitoring"]}]}}),
+    ];
+    for peer in ok {
+        assert!(rules_of(&p, np(peer.clone(), false)).is_empty(), "{peer}");
+    }
+    let bad = [
+        json!({"namespaceSelector": {}}),
+        json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "globex"}}}),
+        json!({"namespaceSelector": {"matchLabels": {"team": "acme"}}}),
+        json!({"namespaceSelector": {"matchLabels": {"kubebid.io/tenant": "globex"}}}),
+        json!({"namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["acme"]}]}}),
+        json!({"namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["acme", "globex"]}]}}),
+    ];
+    for peer in bad {
+        assert_eq!(
+            rules_of(&p, np(peer.clone(), false)),
+            ["tenant/netpol-namespace-selector"],
+            "{peer}"
+        );
+    }
+    assert_eq!(
+        rules_of(&p, np(json!({"ipBlock": {"cidr": "10.0.0.0/8"}}), false)),
+        ["tenant/netpol-ipblock"]
+    );
+    assert_eq!(
+        rules_of(&p, np(json!({"ipBlock": {"cidr": "10.244.3.0/24"}}), false)),
+        ["tenant/netpol-ipblock"]
+    );
+    assert!(rules_of(&p, np(json!({"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.244.0.0/16", "10.96.0.0/12"]}}), false)).is_empty());
+    assert!(rules_of(&p, np(json!({"ipBlock": {"cidr": "203.0.113.7/32"}}), true)).is_empty());
+    assert_eq!(
+        rules_of(
+            &p,
+            np(
+                json!({"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]}}),
+                true
+            )
+        ),
+        ["tenant/netpol-egress-cidr"]
+    );
+    assert_eq!(
+        rules_of(&p, np(json!({"ipBlock": {"cidr": "not-a-cidr"}}), true)),
+        ["tenant/netpol-ipblock"]
+    );
+}
+
+#[test]
+fn rbac() {
+    let p = configured();
+    let role = |rules: Value| {
+        object(
+            "Role",
+            "rbac.authorization.k8s.io/v1",
+            Some("acme"),
+            json!({"rules": rules}),
+        )
+    };
+    assert!(
+        rules_of(
+            &p,
+            role(json!([{"apiGroups": ["", "apps"], "resources": ["*"], "verbs": ["*"]}]))
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        rules_of(
+            &p,
+            role(json!([{"apiGroups": [""], "resources": ["users"], "verbs": ["impersonate"]}]))
+        ),
+        ["tenant/rbac-escalation-verbs"]
+    );
+    assert_eq!(
+        rules_of(
+            &p,
+            role(json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get"]}]))
+        ),
+        ["tenant/rbac-wildcard"]
+    );
+    assert_eq!(
+        rules_of(
+            &p,
+            role(
+                json!([{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": ["*"]}])
+            )
+        ),
+        ["tenant/rbac-wildcard"]
+    );
+    let rb = |role_ref: Value, subjects: Value| {
+        object(
+            "RoleBinding",
+            "rbac.authorization.k8s.io/v1",
+            Some("acme"),
+            json!({"roleRef": role_ref, "subjects": subjects}),
+        )
+    };
+    let edit =
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"});
+    let sub = |kind: &str, name: &str, ns: Option<&str>| {
+        let mut s = json!({"kind": kind, "name": name});
+        if let Some(ns) = ns {
+            s["namespace"] = json!(ns);
+        }
+        json!([s])
+    };
+    assert!(rules_of(&p, rb(edit.clone(), sub("User", "alice", None))).is_empty());
+    assert!(
+        rules_of(
+            &p,
+            rb(edit.clone(), sub("ServiceAccount", "ci", Some("acme-dev")))
+        )
+        .is_empty()
+    );
+    assert!(
+        rules_of(&p, rb(edit.clone(), sub("ServiceAccount", "ci", None))).is_empty(),
+        "defaults to the binding's namespace"
+    );
+    assert!(
+        rules_of(
+            &p,
+            rb(
+                edit.clone(),
+                sub("Group", "system:serviceaccounts:acme", None)
+            )
+        )
+        .is_empty()
+    );
+    for bad in [
+        sub("User", "mallory", None),
+        sub("User", "system:admin", None),
+        sub("User", "system:serviceaccount:globex:default", None),
+        sub("Group", "system:authenticated", None),
+        sub("Group", "system:serviceaccounts", None),
+        sub("ServiceAccount", "default", Some("globex")),
+    ] {
+        assert_eq!(
+            rules_of(&p, rb(edit.clone(), bad.clone())),
+            ["tenant/rbac-subject"],
+            "{bad}"
+        );
+    }
+    let admin = json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"});
+    assert_eq!(
+        rules_of(&p, rb(admin, sub("User", "alice", None))),
+        ["tenant/rbac-cluster-role-ref"]
+    );
+    let crb = object(
+        "ClusterRoleBinding",
+        "rbac.authorization.k8s.io/v1",
+        None,
+        json!({"roleRef": edit, "subjects": sub("User", "alice", None)}),
+    );
+    assert_eq!(rules_of(&p, crb), ["tenant/rbac-cluster-scope"]);
+}
+
+#[test]
+fn storage() {
+    let p = configured();
+    let pvc = |spec: Value| {
+        object(
+            "PersistentVolumeClaim",
+            "v1",
+            Some("acme"),
+            json!({"spec": spec}),
+        )
+    };
+    assert!(rules_of(&p, pvc(json!({"storageClassName": "encrypted-ssd"}))).is_empty());
+    assert_eq!(rules_of(&p, pvc(json!({}))), ["tenant/storage-class"]);
+    assert_eq!(
+        rules_of(&p, pvc(json!({"storageClassName": ""}))),
+        ["tenant/storage-class"]
+    );
+    assert_eq!(
+        rules_of(
+            &p,
+            pvc(json!({"storageClassName": "encrypted-ssd", "volumeName": "pv-1"}))
+        ),
+        ["tenant/pvc-volume-name"]
+    );
+    let pv = |spec: Value| object("PersistentVolume", "v1", None, json!({"spec": spec}));
+    assert_eq!(
+        rules_of(&p, pv(json!({"hostPath": {"path": "/data"}}))),
+        ["tenant/pv-host-storage"]
+    );
+    assert_eq!(
+        rules_of(&p, pv(json!({"local": {"path": "/mnt/disk"}}))),
+        ["tenant/pv-host-storage"]
+    );
+    let mut spec = good_spec();
+    spec["containers"]
+        .as_array_mut()
+        .expect("array")
+        .truncate(1);
+    let sts = object(
+        "StatefulSet",
+        "apps/v1",
+        Some("acme"),
+        json!({"spec": {"selector": {}, "serviceName": "s", "template": {"spec": spec},
+        "volumeClaimTemplates": [{"metadata": {"name": "d"}, "spec": {"storageClassName": "gp2"}}]}}),
+    );
+    let d = decide(&p, sts);
+    assert!(
+        ids(&d).contains(
+            &"tenant/storage-class @ spec.volumeClaimTemplates[0].spec.storageClassName".to_owned()
+        ),
+        "{:?}",
+        ids(&d)
+    );
+}
+
+#[test]
+fn namespaces_managed_objects_and_quotas() {
+    let p = configured();
+    let ns = |labels: Value| {
+        object(
+            "Namespace",
+            "v1",
+            None,
+            json!({"metadata": {"name": "acme", "labels": labels}}),
+        )
+    };
+    assert!(rules_of(&p, ns(json!({"kubebid.io/tenant": "acme", "pod-security.kubernetes.io/enforce": "restricted"}))).is_empty());
+    assert_eq!(
+        rules_of(&p, ns(json!({"kubebid.io/tenant": "globex"}))),
+        ["tenant/namespace-labels"]
+    );
+    assert_eq!(
+        rules_of(
+            &p,
+            ns(
+                json!({"kubebid.io/tenant": "acme", "pod-security.kubernetes.io/enforce": "baseline"})
+            )
+        ),
+        ["tenant/namespace-labels"]
+    );
+    assert_eq!(
+        rules_of(
+            &p,
+            ns(json!({"kubebid.io/tenant": "acme", "kubebid.io/ingress-controller": "true"}))
+        ),
+        ["tenant/namespace-labels"]
+    );
+    // UPDATE that drops a guarded label.
+    let old = Object::from_value(ns(
+        json!({"kubebid.io/tenant": "acme", "pod-security.kubernetes.io/warn": "restricted"}),
+    ))
+    .expect("decodes");
+    let new = Object::from_value(ns(json!({"kubebid.io/tenant": "acme"}))).expect("decodes");
+    let d = p.evaluate(&Request {
+        object: &new,
+        old_object: Some(&old),
+        operation: Operation::Update,
+        namespace: None,
+        now: None,
+    });
+    assert!(
+        ids(&d)
+            .iter()
+            .any(|f| f.contains("pod-security.kubernetes.io/warn")),
+        "{:?}",
+        ids(&d)
+    );
+    // Managed objects cannot be edited or deleted, even when the edit removes the label.
+    let np = |labels: Value| {
+        Object::from_value(object("NetworkPolicy", "networking.k8s.io/v1", Some("acme"), json!({"metadata": {"name": "default-deny-all", "namespace": "acme", "labels": labels}, "spec": {"podSelector": {}}}))).expect("decodes")
+    };
+    let managed = np(json!({"kubebid.io/managed": "true"}));
+    let stripped = np(json!({}));
+    let d = p.evaluate(&Request {
+        object: &stripped,
+        old_object: Some(&managed),
+        operation: Operation::Update,
+        namespace: None,
+        now: None,
+    });
+    assert!(d.denied());
+    let d = p.evaluate(&Request {
+        object: &managed,
+        old_object: None,
+        operation: Operation::Delete,
+        namespace: None,
+        now: None,
+    });
+    assert_eq!(
+        d.findings.iter().map(|f| f.rule.id).collect::<Vec<_>>(),
+        ["tenant/managed-object"]
+    );
+    let d = p.evaluate(&Request {
+        object: &stripped,
+        old_object: None,
+        operation: Operation::Delete,
+        namespace: None,
+        now: None,
+    });
+    assert!(!d.denied(), "deleting a tenant's own policy is fine");
+    assert_eq!(
+        rules_of(
+            &p,
+            object(
+                "LimitRange",
+                "v1",
+                Some("acme"),
+                json!({"spec": {"limits": []}})
+            )
+        ),
+        ["tenant/quota-change"]
+    );
+}
+
+#[test]
+fn actions_profiles_and_scoping() {
+    let p = configured();
+    let mut spec = good_spec();
+    spec["containers"][0]
+        .as_object_mut()
+        .expect("object")
+        .remove("resources");
+    let mut pod = wrap_all(&spec).remove(0).1;
+    pod["metadata"]["namespace"] = json!("acme");
+    pod["spec"]["containers"][0]["image"] = json!("docker.io/library/nginx");
+    let d = decide(&p, pod.clone());
+    assert!(
+        !d.denied(),
+        "resources is set to warn in the config: {:?}",
+        ids(&d)
+    );
+    assert_eq!(d.findings[0].action, Action::Warn);
+    assert_eq!(d.tenant.as_deref(), Some("acme"));
+    let off = p.clone().with_action("tenant/resources", Action::Off);
+    assert!(decide(&off, pod.clone()).findings.is_empty());
+    // System namespaces are not tenant namespaces.
+    let mut sys = pod.clone();
+    sys["metadata"]["namespace"] = json!("kube-system");
+    sys["spec"]["hostNetwork"] = json!(true);
+    let d = decide(&p, sys);
+    assert!(d.findings.is_empty() && d.notes[0].contains("excluded"));
+    // A namespace of no tenant is still checked, under the defaults.
+    let mut stray = pod;
+    stray["metadata"]["namespace"] = json!("nobody");
+    stray["spec"]["hostNetwork"] = json!(true);
+    let d = decide(&p, stray);
+    assert!(d.denied() && d.notes[0].contains("belongs to no tenant"));
+    // Kinds without rules pass with a note.
+    let d = decide(
+        &p,
+        object("ConfigMap", "v1", Some("acme"), json!({"data": {"a": "b"}})),
+    );
+    assert!(d.findings.is_empty() && d.notes[0].contains("has no rules"));
+}
+
+#[test]
+fn configuration_errors_name_file_line_and_field() {
+    let mut set = ConfigSet::default();
+    let text = "apiVersion: kubebid.io/v1alpha1\nkind: KubeBidConfig\nmetadata: {name: c}\nspec:\n  rules:\n    pss/privileged: warn\n    tenant/no-such-rule: off\n";
+    assert!(set.add_text("c.yaml", text).is_empty());
+    let errs = PolicySet::from_config(&set).err().expect("refused");
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].line, 7);
+    assert!(errs[0].message.contains("unknown rule ID"));
+}
