@@ -154,13 +154,22 @@ fn parse_from(
     let mut builder: Option<Builder> = None;
     let mut doc_line = line_offset + 1;
     loop {
-        let Some(next) = parser.next_event() else {
-            return None;
-        };
+        let next = parser.next_event()?;
         let (event, span) = match next {
             Ok(pair) => pair,
             Err(e) => {
-                out.push(Err(scan_error(&e, *index, line_offset)));
+                let mut err = scan_error(&e, *index, line_offset);
+                let starts = builder
+                    .as_ref()
+                    .and_then(|b| b.first_line)
+                    .unwrap_or(doc_line);
+                if err.line != starts {
+                    err.message = format!(
+                        "{} (in the document that starts at line {starts})",
+                        err.message
+                    );
+                }
+                out.push(Err(err));
                 *index += 1;
                 return Some(doc_line);
             }

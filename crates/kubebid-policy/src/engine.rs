@@ -131,7 +131,7 @@ impl CompiledException {
         self.rules.contains(&rule)
             && (self.namespaces.is_empty()
                 || namespace.is_some_and(|ns| self.namespaces.iter().any(|n| n == ns)))
-            && (self.kinds.is_empty() || self.kinds.iter().any(|k| *k == obj.kind))
+            && (self.kinds.is_empty() || self.kinds.contains(&obj.kind))
             && (self.names.is_empty() || self.names.iter().any(|n| name_matches(n, obj.name())))
             && self
                 .selector

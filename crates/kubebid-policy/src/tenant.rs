@@ -373,7 +373,7 @@ pub(crate) fn object_rules(
             rbac_rules(r.rules.as_deref().unwrap_or_default(), out);
         }
         Resource::RoleBinding(b) => {
-            if b.role_ref.kind == "ClusterRole" && !scope.cluster.allowed_cluster_roles.iter().any(|r| *r == b.role_ref.name) {
+            if b.role_ref.kind == "ClusterRole" && !scope.cluster.allowed_cluster_roles.contains(&b.role_ref.name) {
                 out.push(raw(
                     "tenant/rbac-cluster-role-ref",
                     "roleRef.name".into(),
@@ -656,9 +656,9 @@ fn namespace_selector_confined(sel: &LabelSelector, scope: &Scope<'_>) -> Result
                     return Ok(());
                 }
                 outside.push(v.clone());
-            } else if k == TENANT_LABEL && scope.tenant.name.as_deref() == Some(v.as_str()) {
-                return Ok(());
-            } else if k == ing_key && v == ing_value {
+            } else if (k == TENANT_LABEL && scope.tenant.name.as_deref() == Some(v.as_str()))
+                || (k == ing_key && v == ing_value)
+            {
                 return Ok(());
             }
         }

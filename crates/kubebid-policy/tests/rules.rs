@@ -1,6 +1,9 @@
 //! Per-rule tests: each pod rule over every pod-bearing kind and every container list, then the object
 //! rules, profiles, actions, exceptions and operations.
 
+// Test helpers fail the test by panicking on broken fixtures; that is their job.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use jiff::Timestamp;
 use kubebid_model::load::ConfigSet;
 use kubebid_model::{Action, Object, Profile, PssVersion};
