@@ -165,10 +165,10 @@ pub struct KubeBidConfigSpec {
     #[serde(default = "default_cluster_domain")]
     pub cluster_domain: String,
     /// Pod network CIDRs. NetworkPolicy ipBlocks may not cover them.
-    #[serde(default)]
+    #[serde(default = "default_pod_cidrs")]
     pub pod_cidrs: Vec<String>,
     /// Service network CIDRs. NetworkPolicy ipBlocks may not cover them.
-    #[serde(default)]
+    #[serde(default = "default_service_cidrs")]
     pub service_cidrs: Vec<String>,
     /// Namespaces every tenant may reach and resolve (for example a shared monitoring stack).
     #[serde(default)]
@@ -195,6 +195,12 @@ pub struct KubeBidConfigSpec {
 
 fn default_cluster_domain() -> String {
     "cluster.local".into()
+}
+fn default_pod_cidrs() -> Vec<String> {
+    vec!["10.244.0.0/16".into()]
+}
+fn default_service_cidrs() -> Vec<String> {
+    vec!["10.96.0.0/12".into()]
 }
 fn default_ingress_label() -> LabelPair {
     LabelPair {
@@ -223,8 +229,8 @@ impl Default for KubeBidConfigSpec {
     fn default() -> Self {
         Self {
             cluster_domain: default_cluster_domain(),
-            pod_cidrs: vec!["10.244.0.0/16".into()],
-            service_cidrs: vec!["10.96.0.0/12".into()],
+            pod_cidrs: default_pod_cidrs(),
+            service_cidrs: default_service_cidrs(),
             shared_namespaces: Vec::new(),
             ingress_controller_label: default_ingress_label(),
             default_profile: Profile::ZeroTrust,
@@ -737,5 +743,49 @@ mod tests {
             expires: None,
         };
         assert!(e.validate().iter().any(|e| e.path == "spec.match.selector"));
+    }
+}
+
+#[cfg(test)]
+mod crd_tests {
+    use kube::CustomResourceExt;
+
+    use super::*;
+
+    #[test]
+    fn crds_are_cluster_scoped_kubebid_objects_with_schemas() {
+        for (crd, plural) in [
+            (KubeBidConfig::crd(), "kubebidconfigs"),
+            (Tenant::crd(), "tenants"),
+            (PolicyException::crd(), "policyexceptions"),
+        ] {
+            assert_eq!(crd.spec.group, GROUP);
+            assert_eq!(
+                crd.spec.scope, "Cluster",
+                "{plural}: tenants must not be able to write these"
+            );
+            assert_eq!(crd.spec.names.plural, plural);
+            let v = &crd.spec.versions[0];
+            assert_eq!(v.name, VERSION);
+            let schema = serde_json::to_value(
+                v.schema
+                    .as_ref()
+                    .and_then(|s| s.open_api_v3_schema.as_ref()),
+            )
+            .expect("schema");
+            assert!(
+                schema["properties"]["spec"]["properties"].is_object(),
+                "{plural}: {schema}"
+            );
+        }
+        let t = serde_json::to_value(Tenant::crd()).expect("json");
+        let spec = &t["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        assert!(
+            spec["required"]
+                .as_array()
+                .expect("required")
+                .contains(&serde_json::json!("namespaces"))
+        );
+        assert!(spec["properties"]["allowLoadBalancer"]["type"] == "boolean");
     }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::Raw;
 use crate::pod::PodView;
 use crate::pss::{self, PssLevel};
-use crate::rules::{RULES, Rule, rule_index};
+use crate::rules::{RULES, Rule, rid, rule_index};
 use crate::settings::{ClusterSettings, TenantSettings};
 use crate::tenant::{self, Scope};
 
@@ -371,12 +371,10 @@ impl PolicySet {
             ));
             return decision;
         }
-        let enabled = |id: &str| {
-            rule_index(id).is_some_and(|i| {
-                RULES[i].level.in_profile(profile) && inner.cluster.actions[i] != Action::Off
-            })
+        let enabled = |i: usize| {
+            RULES[i].level.in_profile(profile) && inner.cluster.actions[i] != Action::Off
         };
-        let mut raw: Vec<Raw> = Vec::new();
+        let mut raw: Vec<Raw> = Vec::with_capacity(16);
         let scope = Scope {
             cluster: &inner.cluster,
             tenant,
@@ -414,18 +412,20 @@ impl PolicySet {
             tenant::object_rules(obj, req.old_object, &scope, &mut raw);
             if req.operation == Operation::Delete {
                 // Deleting is only guarded for objects the platform owns.
+                let guarded = [rid!("tenant/managed-object"), rid!("tenant/quota-change")];
                 let keep: Vec<Raw> = raw
                     .drain(before..)
-                    .filter(|r| matches!(r.rule, "tenant/managed-object" | "tenant/quota-change"))
+                    .filter(|r| guarded.contains(&r.rule))
                     .collect();
                 raw.extend(keep);
             }
         }
+        decision.findings.reserve(raw.len());
         for r in raw {
-            let Some(i) = rule_index(r.rule) else {
+            let i = r.rule;
+            let Some(rule) = RULES.get(i) else {
                 continue;
             };
-            let rule = &RULES[i];
             let action = inner.cluster.actions[i];
             if !rule.level.in_profile(profile) || action == Action::Off {
                 continue;

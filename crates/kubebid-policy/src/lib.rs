@@ -18,7 +18,8 @@ pub use tenant::image_repository;
 
 /// A finding before actions and exceptions are applied.
 pub(crate) struct Raw {
-    pub rule: &'static str,
+    /// Index into [`rules::RULES`].
+    pub rule: usize,
     pub path: String,
     pub message: String,
 }

@@ -117,7 +117,11 @@ impl<'a> ContainerView<'a> {
 
     /// Path of `tail` inside this container.
     pub fn at(&self, pod: &PodView<'_>, tail: &str) -> String {
-        let mut p = pod.at(self.list);
+        // Sized up front: this runs for every finding, and growing the string reallocates.
+        let mut p = String::with_capacity(pod.spec_path.len() + self.list.len() + tail.len() + 8);
+        p.push_str(pod.spec_path);
+        p.push('.');
+        p.push_str(self.list);
         path::push_index(&mut p, self.index);
         if !tail.is_empty() {
             p.push('.');
@@ -133,6 +137,26 @@ impl<'a> ContainerView<'a> {
             "ephemeralContainers" => "ephemeral container",
             _ => "container",
         };
-        format!("{kind} {:?}", self.name)
+        let mut s = String::with_capacity(kind.len() + self.name.len() + 3);
+        s.push_str(kind);
+        s.push(' ');
+        push_quoted(&mut s, self.name);
+        s
+    }
+}
+
+/// Appends `"name"`, escaping like `{:?}` only when the name holds something other than the characters
+/// Kubernetes names use (the fast path matters: this runs for every finding).
+pub(crate) fn push_quoted(out: &mut String, name: &str) {
+    if name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    {
+        out.push('"');
+        out.push_str(name);
+        out.push('"');
+    } else {
+        use std::fmt::Write as _;
+        let _ = write!(out, "{name:?}");
     }
 }

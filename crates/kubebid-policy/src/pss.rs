@@ -19,10 +19,13 @@ pub enum PssLevel {
     Restricted,
 }
 
+use crate::rules::rid;
+
 type Check = fn(&PodView<'_>, u16, &mut Vec<Raw>);
 
 struct VersionedCheck {
     id: &'static str,
+    rule: usize,
     since: u16,
     check: Check,
 }
@@ -30,61 +33,73 @@ struct VersionedCheck {
 const BASELINE: &[VersionedCheck] = &[
     VersionedCheck {
         id: "pss/appArmorProfile",
+        rule: rid!("pss/appArmorProfile"),
         since: 0,
         check: app_armor,
     },
     VersionedCheck {
         id: "pss/capabilities_baseline",
+        rule: rid!("pss/capabilities_baseline"),
         since: 0,
         check: capabilities_baseline,
     },
     VersionedCheck {
         id: "pss/hostNamespaces",
+        rule: rid!("pss/hostNamespaces"),
         since: 0,
         check: host_namespaces,
     },
     VersionedCheck {
         id: "pss/hostPathVolumes",
+        rule: rid!("pss/hostPathVolumes"),
         since: 0,
         check: host_path_volumes,
     },
     VersionedCheck {
         id: "pss/hostPorts",
+        rule: rid!("pss/hostPorts"),
         since: 0,
         check: host_ports,
     },
     VersionedCheck {
         id: "pss/hostProbesAndHostLifecycle",
+        rule: rid!("pss/hostProbesAndHostLifecycle"),
         since: 34,
         check: host_probes,
     },
     VersionedCheck {
         id: "pss/privileged",
+        rule: rid!("pss/privileged"),
         since: 0,
         check: privileged,
     },
     VersionedCheck {
         id: "pss/procMount",
+        rule: rid!("pss/procMount"),
         since: 0,
         check: proc_mount_baseline,
     },
     VersionedCheck {
         id: "pss/seLinuxOptions",
+        rule: rid!("pss/seLinuxOptions"),
         since: 0,
         check: selinux,
     },
     VersionedCheck {
         id: "pss/seccompProfile_baseline",
+        rule: rid!("pss/seccompProfile_baseline"),
         since: 0,
         check: seccomp_baseline,
     },
     VersionedCheck {
         id: "pss/sysctls",
+        rule: rid!("pss/sysctls"),
         since: 0,
         check: sysctls,
     },
     VersionedCheck {
         id: "pss/windowsHostProcess",
+        rule: rid!("pss/windowsHostProcess"),
         since: 0,
         check: windows_host_process,
     },
@@ -95,6 +110,7 @@ const RESTRICTED: &[(VersionedCheck, Option<&str>)] = &[
     (
         VersionedCheck {
             id: "pss/allowPrivilegeEscalation",
+            rule: rid!("pss/allowPrivilegeEscalation"),
             since: 8,
             check: allow_privilege_escalation,
         },
@@ -103,6 +119,7 @@ const RESTRICTED: &[(VersionedCheck, Option<&str>)] = &[
     (
         VersionedCheck {
             id: "pss/capabilities_restricted",
+            rule: rid!("pss/capabilities_restricted"),
             since: 22,
             check: capabilities_restricted,
         },
@@ -111,6 +128,7 @@ const RESTRICTED: &[(VersionedCheck, Option<&str>)] = &[
     (
         VersionedCheck {
             id: "pss/procMount_restricted",
+            rule: rid!("pss/procMount_restricted"),
             since: 35,
             check: proc_mount_restricted,
         },
@@ -119,6 +137,7 @@ const RESTRICTED: &[(VersionedCheck, Option<&str>)] = &[
     (
         VersionedCheck {
             id: "pss/restrictedVolumes",
+            rule: rid!("pss/restrictedVolumes"),
             since: 0,
             check: restricted_volumes,
         },
@@ -127,6 +146,7 @@ const RESTRICTED: &[(VersionedCheck, Option<&str>)] = &[
     (
         VersionedCheck {
             id: "pss/runAsNonRoot",
+            rule: rid!("pss/runAsNonRoot"),
             since: 0,
             check: run_as_non_root,
         },
@@ -135,6 +155,7 @@ const RESTRICTED: &[(VersionedCheck, Option<&str>)] = &[
     (
         VersionedCheck {
             id: "pss/runAsUser",
+            rule: rid!("pss/runAsUser"),
             since: 23,
             check: run_as_user,
         },
@@ -143,6 +164,7 @@ const RESTRICTED: &[(VersionedCheck, Option<&str>)] = &[
     (
         VersionedCheck {
             id: "pss/seccompProfile_restricted",
+            rule: rid!("pss/seccompProfile_restricted"),
             since: 19,
             check: seccomp_restricted,
         },
@@ -183,24 +205,25 @@ pub(crate) fn evaluate(
     pod: &PodView<'_>,
     level: PssLevel,
     minor: u16,
-    enabled: impl Fn(&str) -> bool,
+    enabled: impl Fn(usize) -> bool,
     out: &mut Vec<Raw>,
 ) {
     let v = effective_minor(minor);
     for c in active(level, v) {
-        if enabled(c.id) {
+        if enabled(c.rule) {
             let start = out.len();
             (c.check)(pod, v, out);
             for raw in &mut out[start..] {
-                raw.rule = c.id;
+                raw.rule = c.rule;
             }
         }
     }
 }
 
 fn push(out: &mut Vec<Raw>, path: String, message: String) {
+    // The rule is filled in by `evaluate`, which knows which check ran.
     out.push(Raw {
-        rule: "",
+        rule: usize::MAX,
         path,
         message,
     });

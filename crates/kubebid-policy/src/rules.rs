@@ -113,7 +113,9 @@ macro_rules! rule {
 }
 
 /// Every rule, in the order they are listed and evaluated.
-pub static RULES: &[Rule] = &[
+pub static RULES: &[Rule] = RULE_TABLE;
+
+const RULE_TABLE: &[Rule] = &[
     // Pod Security Standards, baseline.
     rule!(
         "pss/hostNamespaces",
@@ -548,14 +550,57 @@ pub static RULES: &[Rule] = &[
     ),
 ];
 
+/// Index of rule `id`, computed at compile time where called in a const context (see [`rid!`]): a
+/// misspelt rule ID then fails the build instead of a test.
+#[must_use]
+// Only ever evaluated in const context (through `rid!`), where this panic is a compile error, not a crash.
+#[allow(clippy::panic)]
+pub(crate) const fn index_of(id: &str) -> usize {
+    let mut i = 0;
+    while i < RULE_TABLE.len() {
+        if const_str_eq(RULE_TABLE[i].id, id) {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("unknown rule ID")
+}
+
+const fn const_str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The index of a rule ID, checked at compile time.
+macro_rules! rid {
+    ($id:literal) => {{
+        const I: usize = $crate::rules::index_of($id);
+        I
+    }};
+}
+pub(crate) use rid;
+
+static INDEX: std::sync::LazyLock<std::collections::HashMap<&'static str, usize>> =
+    std::sync::LazyLock::new(|| RULES.iter().enumerate().map(|(i, r)| (r.id, i)).collect());
+
 /// Looks a rule up by ID.
 #[must_use]
 pub fn rule(id: &str) -> Option<&'static Rule> {
-    RULES.iter().find(|r| r.id == id)
+    rule_index(id).map(|i| &RULES[i])
 }
 
-/// Index of a rule in [`RULES`], for per-rule tables.
+/// Index of a rule in [`RULES`], for IDs known only at run time (configuration, exceptions).
 #[must_use]
 pub fn rule_index(id: &str) -> Option<usize> {
-    RULES.iter().position(|r| r.id == id)
+    INDEX.get(id).copied()
 }

@@ -12,6 +12,7 @@ use kubebid_model::{Object, Profile, Resource};
 
 use crate::Raw;
 use crate::pod::PodView;
+use crate::rules::rid;
 use crate::settings::{ClusterSettings, TenantSettings};
 
 /// Who is asking, and under which settings.
@@ -37,7 +38,7 @@ impl Scope<'_> {
     }
 }
 
-fn raw(rule: &'static str, path: String, message: String) -> Raw {
+fn raw(rule: usize, path: String, message: String) -> Raw {
     Raw {
         rule,
         path,
@@ -52,7 +53,7 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
     // Runtime class.
     match spec.runtime_class_name.as_deref() {
         None | Some("") => out.push(raw(
-            "tenant/runtime-class",
+            rid!("tenant/runtime-class"),
             pod.at("runtimeClassName"),
             format!(
                 "runtimeClassName is not set; tenant pods must run in {}",
@@ -60,7 +61,7 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
             ),
         )),
         Some(rc) if !t.runtime_classes.iter().any(|a| a == rc) => out.push(raw(
-            "tenant/runtime-class",
+            rid!("tenant/runtime-class"),
             pod.at("runtimeClassName"),
             format!(
                 "runtimeClassName {rc:?} is not allowed; use {}",
@@ -71,7 +72,7 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
     }
     if let Some(node) = spec.node_name.as_deref().filter(|n| !n.is_empty()) {
         out.push(raw(
-            "tenant/node-name",
+            rid!("tenant/node-name"),
             pod.at("nodeName"),
             format!("nodeName {node:?} bypasses the scheduler and the secure pool"),
         ));
@@ -81,10 +82,10 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
         let key = tol.key.as_deref().unwrap_or_default();
         let exists = tol.operator.as_deref() == Some("Exists");
         if key.is_empty() && exists {
-            out.push(raw("tenant/tolerations", pod.at(&format!("tolerations[{i}]")), "a toleration with operator Exists and no key tolerates every taint, control-plane ones included".into()));
+            out.push(raw(rid!("tenant/tolerations"), pod.at(&format!("tolerations[{i}]")), "a toleration with operator Exists and no key tolerates every taint, control-plane ones included".into()));
         } else if is_control_plane_label(key) {
             out.push(raw(
-                "tenant/tolerations",
+                rid!("tenant/tolerations"),
                 pod.at(&format!("tolerations[{i}].key")),
                 format!("toleration of {key:?} lets the pod run on control-plane nodes"),
             ));
@@ -92,7 +93,7 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
     }
     if spec.dns_policy.as_deref() == Some("None") {
         out.push(raw(
-            "tenant/dns-bypass",
+            rid!("tenant/dns-bypass"),
             pod.at("dnsPolicy"),
             "dnsPolicy None takes the pod off the tenant-aware cluster DNS".into(),
         ));
@@ -106,7 +107,7 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
         .enumerate()
     {
         out.push(raw(
-            "tenant/dns-bypass",
+            rid!("tenant/dns-bypass"),
             pod.at(&format!("dnsConfig.nameservers[{i}]")),
             format!("nameserver {ns} bypasses the tenant-aware cluster DNS"),
         ));
@@ -116,7 +117,7 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
             && !image_allowed(image, regs)
         {
             out.push(raw(
-                "tenant/image-registry",
+                rid!("tenant/image-registry"),
                 c.at(pod, "image"),
                 format!(
                     "{} image {image:?} is not from an allowed registry ({})",
@@ -146,7 +147,7 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
         }
         if !missing.is_empty() {
             out.push(raw(
-                "tenant/resources",
+                rid!("tenant/resources"),
                 c.at(pod, "resources"),
                 format!(
                     "{} does not set resources.{}",
@@ -186,13 +187,13 @@ fn node_steering(pod: &PodView<'_>, out: &mut Vec<Raw>) {
     for (k, v) in spec.node_selector.iter().flatten() {
         if k == SECURE_RUNTIME_LABEL && v != "true" {
             out.push(raw(
-                "tenant/node-steering",
+                rid!("tenant/node-steering"),
                 pod.at(&format!("nodeSelector[\"{k}\"]")),
                 format!("nodeSelector {k}={v:?} steers the pod off the secure pool"),
             ));
         } else if is_control_plane_label(k) {
             out.push(raw(
-                "tenant/node-steering",
+                rid!("tenant/node-steering"),
                 pod.at(&format!("nodeSelector[\"{k}\"]")),
                 format!("nodeSelector {k} targets control-plane nodes"),
             ));
@@ -215,7 +216,7 @@ fn node_steering(pod: &PodView<'_>, out: &mut Vec<Raw>) {
             };
             if !ok {
                 out.push(raw(
-                    "tenant/node-steering",
+                    rid!("tenant/node-steering"),
                     path,
                     format!(
                         "node affinity {} {} {:?} can place the pod off the secure pool",
@@ -227,7 +228,7 @@ fn node_steering(pod: &PodView<'_>, out: &mut Vec<Raw>) {
             && matches!(req.operator.as_str(), "In" | "Exists")
         {
             out.push(raw(
-                "tenant/node-steering",
+                rid!("tenant/node-steering"),
                 path,
                 format!("node affinity on {} targets control-plane nodes", req.key),
             ));
@@ -303,7 +304,7 @@ fn claim_storage_class(class: Option<&str>, path: String, t: &TenantSettings, ou
     match class {
         Some(c) if t.storage_classes.iter().any(|a| a == c) => {}
         Some("") => out.push(raw(
-            "tenant/storage-class",
+            rid!("tenant/storage-class"),
             path,
             format!(
                 "storageClassName \"\" binds to a pre-provisioned volume; use {}",
@@ -311,7 +312,7 @@ fn claim_storage_class(class: Option<&str>, path: String, t: &TenantSettings, ou
             ),
         )),
         Some(c) => out.push(raw(
-            "tenant/storage-class",
+            rid!("tenant/storage-class"),
             path,
             format!(
                 "storage class {c:?} is not allowed; use {}",
@@ -319,7 +320,7 @@ fn claim_storage_class(class: Option<&str>, path: String, t: &TenantSettings, ou
             ),
         )),
         None => out.push(raw(
-            "tenant/storage-class",
+            rid!("tenant/storage-class"),
             path,
             format!(
                 "no storageClassName: the cluster default class may not be encrypted; use {}",
@@ -348,7 +349,7 @@ pub(crate) fn object_rules(
     let labelled_managed = |o: &Object| o.label(MANAGED_LABEL) == Some("true");
     if labelled_managed(obj) || old.is_some_and(labelled_managed) {
         out.push(raw(
-            "tenant/managed-object",
+            rid!("tenant/managed-object"),
             "metadata.labels[\"kubebid.io/managed\"]".into(),
             format!(
                 "{} {:?} is managed by KubeBid; tenants may not create, change or delete it",
@@ -369,13 +370,12 @@ pub(crate) fn object_rules(
         Resource::NetworkPolicy(p) => network_policy(p, scope, out),
         Resource::Role(r) => rbac_rules(r.rules.as_deref().unwrap_or_default(), out),
         Resource::ClusterRole(r) => {
-            out.push(raw("tenant/rbac-cluster-scope", "kind".into(), "tenants may not create ClusterRoles".into()));
+            out.push(raw(rid!("tenant/rbac-cluster-scope"), "kind".into(), "tenants may not create ClusterRoles".into()));
             rbac_rules(r.rules.as_deref().unwrap_or_default(), out);
         }
         Resource::RoleBinding(b) => {
             if b.role_ref.kind == "ClusterRole" && !scope.cluster.allowed_cluster_roles.contains(&b.role_ref.name) {
-                out.push(raw(
-                    "tenant/rbac-cluster-role-ref",
+                out.push(raw(rid!("tenant/rbac-cluster-role-ref"),
                     "roleRef.name".into(),
                     format!("ClusterRole {:?} is not one tenants may bind (allowed: {})", b.role_ref.name, scope.cluster.allowed_cluster_roles.join(", ")),
                 ));
@@ -383,28 +383,27 @@ pub(crate) fn object_rules(
             subjects(b.subjects.as_deref().unwrap_or_default(), scope, out);
         }
         Resource::ClusterRoleBinding(b) => {
-            out.push(raw("tenant/rbac-cluster-scope", "kind".into(), "tenants may not create ClusterRoleBindings".into()));
+            out.push(raw(rid!("tenant/rbac-cluster-scope"), "kind".into(), "tenants may not create ClusterRoleBindings".into()));
             subjects(b.subjects.as_deref().unwrap_or_default(), scope, out);
         }
         Resource::PersistentVolumeClaim(c) => {
             let spec = c.spec.as_ref();
             if let Some(v) = spec.and_then(|s| s.volume_name.as_deref()).filter(|v| !v.is_empty()) {
-                out.push(raw("tenant/pvc-volume-name", "spec.volumeName".into(), format!("binding existing volume {v:?} could expose another tenant's data")));
+                out.push(raw(rid!("tenant/pvc-volume-name"), "spec.volumeName".into(), format!("binding existing volume {v:?} could expose another tenant's data")));
             }
             claim_storage_class(spec.and_then(|s| s.storage_class_name.as_deref()), "spec.storageClassName".into(), scope.tenant, out);
         }
         Resource::PersistentVolume(v) => {
             let spec = v.spec.as_ref();
             if spec.is_some_and(|s| s.host_path.is_some()) {
-                out.push(raw("tenant/pv-host-storage", "spec.hostPath".into(), "hostPath PersistentVolumes expose a node's file system".into()));
+                out.push(raw(rid!("tenant/pv-host-storage"), "spec.hostPath".into(), "hostPath PersistentVolumes expose a node's file system".into()));
             }
             if spec.is_some_and(|s| s.local.is_some()) {
-                out.push(raw("tenant/pv-host-storage", "spec.local".into(), "local PersistentVolumes expose a node's disk".into()));
+                out.push(raw(rid!("tenant/pv-host-storage"), "spec.local".into(), "local PersistentVolumes expose a node's disk".into()));
             }
         }
         Resource::Namespace(_) => namespace_labels(obj, old, scope, out),
-        Resource::ResourceQuota(_) | Resource::LimitRange(_) => out.push(raw(
-            "tenant/quota-change",
+        Resource::ResourceQuota(_) | Resource::LimitRange(_) => out.push(raw(rid!("tenant/quota-change"),
             "kind".into(),
             format!("{} objects are set by the platform from the Tenant; tenants may not create, change or delete them", obj.kind),
         )),
@@ -416,20 +415,20 @@ fn service(s: &core::Service, scope: &Scope<'_>, out: &mut Vec<Raw>) {
     let Some(spec) = s.spec.as_ref() else { return };
     match spec.type_.as_deref() {
         Some("NodePort") => out.push(raw(
-            "tenant/service-nodeport",
+            rid!("tenant/service-nodeport"),
             "spec.type".into(),
             "NodePort services open a port on every node".into(),
         )),
         Some("LoadBalancer") => {
             if !scope.tenant.allow_load_balancer {
                 out.push(raw(
-                    "tenant/service-loadbalancer",
+                    rid!("tenant/service-loadbalancer"),
                     "spec.type".into(),
                     "this tenant may not create LoadBalancer services".into(),
                 ));
             }
             if spec.allocate_load_balancer_node_ports != Some(false) {
-                out.push(raw("tenant/service-nodeport", "spec.allocateLoadBalancerNodePorts".into(), "a LoadBalancer service allocates node ports unless allocateLoadBalancerNodePorts is false".into()));
+                out.push(raw(rid!("tenant/service-nodeport"), "spec.allocateLoadBalancerNodePorts".into(), "a LoadBalancer service allocates node ports unless allocateLoadBalancerNodePorts is false".into()));
             }
         }
         Some("ExternalName") => {
@@ -441,7 +440,7 @@ fn service(s: &core::Service, scope: &Scope<'_>, out: &mut Vec<Raw>) {
     }
     for (i, ip) in spec.external_ips.iter().flatten().enumerate() {
         out.push(raw(
-            "tenant/service-external-ips",
+            rid!("tenant/service-external-ips"),
             format!("spec.externalIPs[{i}]"),
             format!("externalIP {ip} can capture traffic for an address the tenant does not own"),
         ));
@@ -459,7 +458,7 @@ fn external_name(name: &str, scope: &Scope<'_>, out: &mut Vec<Raw>) {
             .any(|c| c.contains(&ip))
         {
             out.push(raw(
-                "tenant/service-externalname",
+                rid!("tenant/service-externalname"),
                 "spec.externalName".into(),
                 format!("externalName {name:?} is a cluster address"),
             ));
@@ -485,12 +484,12 @@ fn external_name(name: &str, scope: &Scope<'_>, out: &mut Vec<Raw>) {
     match ns {
         Some(ns) if scope.reaches(ns) => {}
         Some(ns) => out.push(raw(
-            "tenant/service-externalname",
+            rid!("tenant/service-externalname"),
             "spec.externalName".into(),
             format!("externalName {name:?} points into namespace {ns:?}, outside the tenant"),
         )),
         None => out.push(raw(
-            "tenant/service-externalname",
+            rid!("tenant/service-externalname"),
             "spec.externalName".into(),
             format!(
                 "externalName {name:?} points into the cluster domain outside any tenant namespace"
@@ -503,19 +502,19 @@ fn ingress(i: &net::Ingress, scope: &Scope<'_>, out: &mut Vec<Raw>) {
     let Some(spec) = i.spec.as_ref() else { return };
     if spec.default_backend.is_some() {
         out.push(raw(
-            "tenant/ingress-host",
+            rid!("tenant/ingress-host"),
             "spec.defaultBackend".into(),
             "a default backend catches requests for every host".into(),
         ));
     }
     let mut host = |h: Option<&str>, path: String| match h {
         None | Some("") => out.push(raw(
-            "tenant/ingress-host",
+            rid!("tenant/ingress-host"),
             path,
             "a rule without a host catches requests for every host".into(),
         )),
         Some(h) if h.starts_with('*') => out.push(raw(
-            "tenant/ingress-wildcard-host",
+            rid!("tenant/ingress-wildcard-host"),
             path,
             format!("wildcard host {h:?} can capture other tenants' names"),
         )),
@@ -532,7 +531,7 @@ fn ingress(i: &net::Ingress, scope: &Scope<'_>, out: &mut Vec<Raw>) {
                         format!("allowed: {}", domains.join(", "))
                     };
                     out.push(raw(
-                        "tenant/ingress-host",
+                        rid!("tenant/ingress-host"),
                         path,
                         format!("host {h:?} is outside the tenant's domains ({allowed})"),
                     ));
@@ -581,7 +580,7 @@ fn peer_rules(
         && let Err(why) = namespace_selector_confined(sel, scope)
     {
         out.push(raw(
-            "tenant/netpol-namespace-selector",
+            rid!("tenant/netpol-namespace-selector"),
             format!("{path}.namespaceSelector"),
             why,
         ));
@@ -589,7 +588,7 @@ fn peer_rules(
     let Some(block) = &peer.ip_block else { return };
     let Ok(cidr) = block.cidr.parse::<IpNet>() else {
         out.push(raw(
-            "tenant/netpol-ipblock",
+            rid!("tenant/netpol-ipblock"),
             format!("{path}.ipBlock.cidr"),
             format!("{:?} is not a CIDR", block.cidr),
         ));
@@ -617,7 +616,7 @@ fn peer_rules(
         if let Some(o) = overlap
             && !excepts.iter().any(|e| e.contains(&o))
         {
-            out.push(raw("tenant/netpol-ipblock", format!("{path}.ipBlock.cidr"), format!("ipBlock {cidr} covers cluster network {internal}; other tenants' pods are reachable by address")));
+            out.push(raw(rid!("tenant/netpol-ipblock"), format!("{path}.ipBlock.cidr"), format!("ipBlock {cidr} covers cluster network {internal}; other tenants' pods are reachable by address")));
         }
     }
     if egress
@@ -626,7 +625,7 @@ fn peer_rules(
     {
         let list: Vec<String> = allowed.iter().map(ToString::to_string).collect();
         out.push(raw(
-            "tenant/netpol-egress-cidr",
+            rid!("tenant/netpol-egress-cidr"),
             format!("{path}.ipBlock.cidr"),
             format!(
                 "egress to {cidr} is outside the tenant's egress CIDRs ({})",
@@ -701,7 +700,7 @@ fn rbac_rules(rules: &[rbac::PolicyRule], out: &mut Vec<Raw>) {
         for (j, verb) in r.verbs.iter().enumerate() {
             if matches!(verb.as_str(), "escalate" | "bind" | "impersonate") {
                 out.push(raw(
-                    "tenant/rbac-escalation-verbs",
+                    rid!("tenant/rbac-escalation-verbs"),
                     format!("rules[{i}].verbs[{j}]"),
                     format!("verb {verb:?} lets a subject grant itself more than it holds"),
                 ));
@@ -714,7 +713,7 @@ fn rbac_rules(rules: &[rbac::PolicyRule], out: &mut Vec<Raw>) {
         let star_resource = resources.iter().any(|x| x == "*");
         if covers_rbac && (star_verb || star_resource) {
             out.push(raw(
-                "tenant/rbac-wildcard",
+                rid!("tenant/rbac-wildcard"),
                 format!("rules[{i}]"),
                 "wildcard verbs or resources over RBAC include escalate and bind".into(),
             ));
@@ -769,7 +768,7 @@ fn subjects(subjects: &[rbac::Subject], scope: &Scope<'_>, out: &mut Vec<Raw>) {
             other => Some(format!("unknown subject kind {other:?}")),
         };
         if let Some(p) = problem {
-            out.push(raw("tenant/rbac-subject", path, p));
+            out.push(raw(rid!("tenant/rbac-subject"), path, p));
         }
     }
 }
@@ -782,12 +781,12 @@ fn namespace_labels(obj: &Object, old: Option<&Object>, scope: &Scope<'_>, out: 
         match labels.get(TENANT_LABEL) {
             Some(v) if v == name => {}
             Some(v) => out.push(raw(
-                "tenant/namespace-labels",
+                rid!("tenant/namespace-labels"),
                 format!("metadata.labels[\"{TENANT_LABEL}\"]"),
                 format!("namespace belongs to tenant {name:?} but is labelled {v:?}"),
             )),
             None => out.push(raw(
-                "tenant/namespace-labels",
+                rid!("tenant/namespace-labels"),
                 "metadata.labels".into(),
                 format!("namespace of tenant {name:?} lacks the {TENANT_LABEL} label"),
             )),
@@ -795,7 +794,7 @@ fn namespace_labels(obj: &Object, old: Option<&Object>, scope: &Scope<'_>, out: 
     }
     let (ing_key, ing_value) = &scope.cluster.ingress_label;
     if labels.get(ing_key).is_some_and(|v| v == ing_value) {
-        out.push(raw("tenant/namespace-labels", format!("metadata.labels[\"{ing_key}\"]"), "a tenant namespace may not carry the ingress-controller label: other tenants' policies admit traffic from it".into()));
+        out.push(raw(rid!("tenant/namespace-labels"), format!("metadata.labels[\"{ing_key}\"]"), "a tenant namespace may not carry the ingress-controller label: other tenants' policies admit traffic from it".into()));
     }
     let needed = if scope.profile == Profile::Baseline {
         1
@@ -811,7 +810,7 @@ fn namespace_labels(obj: &Object, old: Option<&Object>, scope: &Scope<'_>, out: 
         };
         if rank < needed {
             out.push(raw(
-                "tenant/namespace-labels",
+                rid!("tenant/namespace-labels"),
                 "metadata.labels[\"pod-security.kubernetes.io/enforce\"]".into(),
                 format!(
                     "pod-security enforce level {level:?} is weaker than the tenant's profile {}",
@@ -831,7 +830,7 @@ fn namespace_labels(obj: &Object, old: Option<&Object>, scope: &Scope<'_>, out: 
         for k in keys {
             if labels.get(k) != old_labels.get(k) {
                 out.push(raw(
-                    "tenant/namespace-labels",
+                    rid!("tenant/namespace-labels"),
                     format!("metadata.labels[\"{k}\"]"),
                     format!("tenants may not change the {k} label of their namespaces"),
                 ));

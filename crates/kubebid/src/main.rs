@@ -179,12 +179,22 @@ fn run_check(args: &CheckArgs, out: &mut dyn Write) -> std::io::Result<ExitCode>
     );
     bar.finish_and_clear();
     report.errors.splice(0..0, expand_errors);
+    // Render into memory and write once: the colour-stripping stream is unbuffered.
+    let mut rendered = Vec::with_capacity(64 * 1024);
     match args.output {
-        CheckFormat::Text => output::text(&report, out, args.verbose)?,
-        CheckFormat::Json => output::json(&report, out)?,
-        CheckFormat::Sarif => output::sarif(&report, out)?,
+        CheckFormat::Text => output::text(&report, &mut rendered, args.verbose)?,
+        CheckFormat::Json => output::json(&report, &mut rendered)?,
+        CheckFormat::Sarif => output::sarif(&report, &mut rendered)?,
     }
-    out.flush()?;
+    if matches!(args.output, CheckFormat::Text) {
+        out.write_all(&rendered)?;
+        out.flush()?;
+    } else {
+        // JSON and SARIF carry no colour: skip the stripping stream.
+        let mut raw = std::io::stdout().lock();
+        raw.write_all(&rendered)?;
+        raw.flush()?;
+    }
     Ok(if !report.errors.is_empty() {
         ExitCode::from(2)
     } else if report.denied_objects() > 0 {

@@ -145,48 +145,112 @@ impl Summary {
     }
 }
 
+/// One finding in the JSON output. Field names and meanings are stable within [`JSON_SCHEMA_VERSION`].
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonResult<'a> {
+    file: &'a str,
+    document: usize,
+    line: usize,
+    api_version: &'a str,
+    kind: &'a str,
+    namespace: Option<&'a str>,
+    name: &'a str,
+    tenant: Option<&'a str>,
+    profile: Option<kubebid_model::Profile>,
+    rule: &'a str,
+    severity: kubebid_policy::Severity,
+    action: Action,
+    message: &'a str,
+    path: &'a str,
+    remediation: &'a str,
+    exception: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct JsonError<'a> {
+    file: &'a str,
+    document: usize,
+    line: usize,
+    field: &'a str,
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonNote<'a> {
+    file: &'a str,
+    document: usize,
+    kind: &'a str,
+    name: &'a str,
+    note: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    schema: &'static str,
+    results: Vec<JsonResult<'a>>,
+    errors: Vec<JsonError<'a>>,
+    notes: Vec<JsonNote<'a>>,
+    summary: Summary,
+}
+
 /// JSON output; schema in docs/check-output.md.
 pub fn json(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
-    let mut results = Vec::new();
-    for o in &report.objects {
-        for (f, line) in o.findings() {
-            results.push(json!({
-                "file": &*o.file,
-                "document": o.document,
-                "line": line,
-                "apiVersion": o.api_version,
-                "kind": o.kind,
-                "namespace": o.namespace,
-                "name": o.name,
-                "tenant": o.decision.tenant,
-                "profile": o.decision.profile,
-                "rule": f.rule.id,
-                "severity": f.rule.severity,
-                "action": f.action,
-                "message": f.message,
-                "path": f.path,
-                "remediation": f.rule.remediation,
-                "exception": f.exception,
-            }));
-        }
-    }
-    let notes: Vec<_> = report
+    let results = report
         .objects
         .iter()
-        .flat_map(|o| o.decision.notes.iter().map(move |n| json!({"file": &*o.file, "document": o.document, "kind": o.kind, "name": o.name, "note": n})))
+        .flat_map(|o| {
+            o.findings().map(move |(f, line)| JsonResult {
+                file: &o.file,
+                document: o.document,
+                line,
+                api_version: &o.api_version,
+                kind: &o.kind,
+                namespace: o.namespace.as_deref(),
+                name: &o.name,
+                tenant: o.decision.tenant.as_deref(),
+                profile: o.decision.profile,
+                rule: f.rule.id,
+                severity: f.rule.severity,
+                action: f.action,
+                message: &f.message,
+                path: &f.path,
+                remediation: f.rule.remediation,
+                exception: f.exception.as_deref(),
+            })
+        })
         .collect();
-    let errors: Vec<_> = report
+    let notes = report
+        .objects
+        .iter()
+        .flat_map(|o| {
+            o.decision.notes.iter().map(move |n| JsonNote {
+                file: &o.file,
+                document: o.document,
+                kind: &o.kind,
+                name: &o.name,
+                note: n,
+            })
+        })
+        .collect();
+    let errors = report
         .errors
         .iter()
-        .map(|e| json!({"file": &*e.file, "document": e.document, "line": e.line, "field": e.field, "message": e.message}))
+        .map(|e| JsonError {
+            file: &e.file,
+            document: e.document,
+            line: e.line,
+            field: &e.field,
+            message: &e.message,
+        })
         .collect();
-    let doc = json!({
-        "schema": JSON_SCHEMA_VERSION,
-        "results": results,
-        "errors": errors,
-        "notes": notes,
-        "summary": Summary::of(report),
-    });
+    let doc = JsonReport {
+        schema: JSON_SCHEMA_VERSION,
+        results,
+        errors,
+        notes,
+        summary: Summary::of(report),
+    };
     serde_json::to_writer_pretty(&mut *out, &doc)?;
     writeln!(out)
 }
