@@ -1,4 +1,4 @@
-//! KubeBid's configuration: the objects of group `kubebid.io`, version `v1alpha1`.
+//! `KubeBid`'s configuration: the objects of group `kubebid.io`, version `v1alpha1`.
 //!
 //! The same types are read from files (`--config`) and, in a cluster, from the API server, and they derive
 //! the CRD schemas. Each `*Spec` refuses unknown fields, and [`validate`](KubeBidConfigSpec::validate)
@@ -11,7 +11,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// API group of every KubeBid object.
+/// API group of every `KubeBid` object.
 pub const GROUP: &str = "kubebid.io";
 /// API version of the objects in this module.
 pub const VERSION: &str = "v1alpha1";
@@ -20,13 +20,13 @@ pub const API_VERSION: &str = "kubebid.io/v1alpha1";
 
 /// Label that names the tenant a namespace (or a managed object) belongs to.
 pub const TENANT_LABEL: &str = "kubebid.io/tenant";
-/// Label on objects that KubeBid creates and guards; tenants may not create, change or delete them.
+/// Label on objects that `KubeBid` creates and guards; tenants may not create, change or delete them.
 pub const MANAGED_LABEL: &str = "kubebid.io/managed";
 /// Node label of the attested secure pool.
 pub const SECURE_RUNTIME_LABEL: &str = "kubebid.io/secure-runtime";
-/// The tenant RuntimeClass.
+/// The tenant `RuntimeClass`.
 pub const DEFAULT_RUNTIME_CLASS: &str = "kubebid-secure";
-/// The encrypted StorageClass.
+/// The encrypted `StorageClass`.
 pub const DEFAULT_STORAGE_CLASS: &str = "encrypted-ssd";
 /// Default label marking ingress-controller namespaces.
 pub const DEFAULT_INGRESS_CONTROLLER_LABEL: &str = "kubebid.io/ingress-controller";
@@ -52,7 +52,7 @@ pub enum Profile {
     Baseline,
     /// Pod Security Standards, restricted level.
     Restricted,
-    /// Restricted plus KubeBid's tenant-isolation rules.
+    /// Restricted plus `KubeBid`'s tenant-isolation rules.
     #[default]
     ZeroTrust,
 }
@@ -164,10 +164,10 @@ pub struct KubeBidConfigSpec {
     /// The cluster DNS domain.
     #[serde(default = "default_cluster_domain")]
     pub cluster_domain: String,
-    /// Pod network CIDRs. NetworkPolicy ipBlocks may not cover them.
+    /// Pod network CIDRs. `NetworkPolicy` ipBlocks may not cover them.
     #[serde(default = "default_pod_cidrs")]
     pub pod_cidrs: Vec<String>,
-    /// Service network CIDRs. NetworkPolicy ipBlocks may not cover them.
+    /// Service network CIDRs. `NetworkPolicy` ipBlocks may not cover them.
     #[serde(default = "default_service_cidrs")]
     pub service_cidrs: Vec<String>,
     /// Namespaces every tenant may reach and resolve (for example a shared monitoring stack).
@@ -185,7 +185,7 @@ pub struct KubeBidConfigSpec {
     /// Platform namespaces that are not tenant namespaces and are not checked.
     #[serde(default = "default_excluded_namespaces")]
     pub excluded_namespaces: Vec<String>,
-    /// ClusterRoles a tenant RoleBinding may refer to.
+    /// `ClusterRoles` a tenant `RoleBinding` may refer to.
     #[serde(default = "default_cluster_roles")]
     pub allowed_cluster_roles: Vec<String>,
     /// Per-rule action overrides, by rule ID.
@@ -361,7 +361,7 @@ pub struct TenantOwner {
     pub kind: OwnerKind,
     /// The user, group or service account name.
     pub name: String,
-    /// Namespace of a ServiceAccount owner.
+    /// Namespace of a `ServiceAccount` owner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
 }
@@ -377,11 +377,11 @@ pub enum OwnerKind {
     ServiceAccount,
 }
 
-/// RuntimeClasses a tenant's pods may use.
+/// `RuntimeClasses` a tenant's pods may use.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RuntimeClasses {
-    /// Allowed RuntimeClass names.
+    /// Allowed `RuntimeClass` names.
     pub allowed: Vec<String>,
     /// The class mutation sets when a pod names none; must be one of `allowed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -415,7 +415,7 @@ pub struct TenantSpec {
     /// Rule profile; the cluster default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<Profile>,
-    /// RuntimeClasses the tenant's pods may use.
+    /// `RuntimeClasses` the tenant's pods may use.
     #[serde(default)]
     pub runtime_classes: RuntimeClasses,
     /// Image registries (host, or host/path prefix) pods may pull from; any when absent.
@@ -424,13 +424,13 @@ pub struct TenantSpec {
     /// DNS domains under which the tenant's Ingress hosts must fall; any non-wildcard host when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress_domains: Option<Vec<String>>,
-    /// StorageClasses the tenant's claims may use.
+    /// `StorageClasses` the tenant's claims may use.
     #[serde(default = "default_storage_classes")]
     pub storage_classes: Vec<String>,
-    /// External CIDRs NetworkPolicy egress ipBlocks may name; any outside the cluster when absent.
+    /// External CIDRs `NetworkPolicy` egress ipBlocks may name; any outside the cluster when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress_cidrs: Option<Vec<String>>,
-    /// Whether the tenant may create LoadBalancer Services.
+    /// Whether the tenant may create `LoadBalancer` Services.
     #[serde(default)]
     pub allow_load_balancer: bool,
 }
@@ -481,7 +481,7 @@ impl TenantSpec {
                     errs.push(FieldError::new(
                         format!("{p}.namespace"),
                         format!("{ns:?} is not a namespace name"),
-                    ))
+                    ));
                 }
                 (OwnerKind::User | OwnerKind::Group, Some(_)) => errs.push(FieldError::new(
                     format!("{p}.namespace"),

@@ -13,11 +13,11 @@ use crate::config::{
 use crate::path;
 use crate::yaml::{self, Document, LineIndex};
 
-/// Formats a serde_path_to_error path in KubeBid's path spelling.
+/// Formats a `serde_path_to_error` path in `KubeBid`'s path spelling.
 #[must_use]
 pub fn path_of(p: &serde_path_to_error::Path) -> String {
     let mut out = String::new();
-    for seg in p.iter() {
+    for seg in p {
         match seg {
             serde_path_to_error::Segment::Seq { index } => path::push_index(&mut out, *index),
             serde_path_to_error::Segment::Map { key } => path::push_key(&mut out, key),

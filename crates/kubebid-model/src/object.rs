@@ -1,4 +1,4 @@
-//! The Kubernetes objects KubeBid decides on, decoded into k8s-openapi's types.
+//! The Kubernetes objects `KubeBid` decides on, decoded into k8s-openapi's types.
 //!
 //! Decoding is strict about types (a `privileged: "maybe"` is an error naming the field), and an object
 //! that cannot be decoded is never silently passed: the caller gets a [`DecodeError`] and fails closed.
@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-/// A decoded object of a kind KubeBid has rules for, or any other kind.
+/// A decoded object of a kind `KubeBid` has rules for, or any other kind.
 #[derive(Clone, Debug)]
 pub enum Resource {
     Pod(Box<core::Pod>),
@@ -230,10 +230,39 @@ impl Object {
         self.meta().labels.as_ref()?.get(key).map(String::as_str)
     }
 
-    /// Whether the kind is one KubeBid has rules for.
+    /// Whether the kind is one `KubeBid` has rules for.
     #[must_use]
     pub fn is_known_kind(&self) -> bool {
         !matches!(self.resource, Resource::Other(_))
+    }
+
+    /// For a kind `KubeBid` has rules for but under an API version it does not decode (e.g. `extensions/v1beta1`
+    /// Deployment), the version it does decode.
+    #[must_use]
+    pub fn unsupported_version_of_known_kind(&self) -> Option<&'static str> {
+        if self.is_known_kind() {
+            return None;
+        }
+        let served = match self.kind.as_str() {
+            "Pod"
+            | "ReplicationController"
+            | "PodTemplate"
+            | "Service"
+            | "PersistentVolume"
+            | "PersistentVolumeClaim"
+            | "Namespace"
+            | "ResourceQuota"
+            | "LimitRange"
+            | "ServiceAccount" => "v1",
+            "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => "apps/v1",
+            "Job" | "CronJob" => "batch/v1",
+            "Ingress" | "NetworkPolicy" => "networking.k8s.io/v1",
+            "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => {
+                "rbac.authorization.k8s.io/v1"
+            }
+            _ => return None,
+        };
+        Some(served)
     }
 
     /// Whether objects of this kind live outside namespaces.

@@ -1,4 +1,4 @@
-//! Field paths in the one spelling every KubeBid component prints: `spec.initContainers[1].securityContext.privileged`.
+//! Field paths in the one spelling every `KubeBid` component prints: `spec.initContainers[1].securityContext.privileged`.
 //!
 //! Findings, loader errors and the line index all use this format, so a path printed in a finding can be
 //! looked up to a line of the source file.
@@ -56,7 +56,7 @@ fn is_plain_key(key: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '$')
 }
 
-/// The path one segment shorter: `a.b[2].c` → `a.b[2]` → `a.b` → `a` → ``.
+/// The path one segment shorter: `a.b[2].c` → `a.b[2]` → `a.b` → `a` → the empty path → `None`.
 #[must_use]
 pub fn parent(path: &str) -> Option<&str> {
     if path.is_empty() {

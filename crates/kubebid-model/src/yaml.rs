@@ -182,17 +182,13 @@ fn parse_from(
                 builder = Some(Builder::new(line_offset, limits));
             }
             Event::DocumentEnd => {
-                if let Some(b) = builder.take() {
-                    match b.finish() {
-                        Ok(Some((value, lines, first_line))) => out.push(Ok(Document {
-                            index: *index,
-                            line: first_line.unwrap_or(doc_line),
-                            value,
-                            lines,
-                        })),
-                        Ok(None) => {}
-                        Err(e) => out.push(Err(DocumentError { index: *index, ..e })),
-                    }
+                if let Some((value, lines, first_line)) = builder.take().and_then(Builder::finish) {
+                    out.push(Ok(Document {
+                        index: *index,
+                        line: first_line.unwrap_or(doc_line),
+                        value,
+                        lines,
+                    }));
                 }
                 *index += 1;
             }
@@ -268,15 +264,15 @@ impl Builder {
         }
     }
 
-    fn finish(self) -> Result<Option<(Value, LineIndex, Option<usize>)>, DocumentError> {
+    fn finish(self) -> Option<(Value, LineIndex, Option<usize>)> {
         match self.root {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => Ok(Some((v, self.lines, self.first_line))),
+            None | Some(Value::Null) => None,
+            Some(v) => Some((v, self.lines, self.first_line)),
         }
     }
 
     /// Records where the node about to be added starts, and extends the path to it.
-    fn enter(&mut self, span: Span) -> Result<usize, DocumentError> {
+    fn enter(&mut self, span: Span) -> usize {
         let line = span.start.line() + self.line_offset;
         if self.first_line.is_none() {
             self.first_line = Some(line);
@@ -291,7 +287,7 @@ impl Builder {
             .lines
             .entry(self.path.clone())
             .or_insert(u32::try_from(line).unwrap_or(u32::MAX));
-        Ok(path_len)
+        path_len
     }
 
     fn count(&mut self, n: usize, span: Span) -> Result<(), DocumentError> {
@@ -315,7 +311,7 @@ impl Builder {
                     // Keys are strings in Kubernetes objects, whatever their tag says.
                     return self.set_key(text.into_owned(), style, span);
                 }
-                let path_len = self.enter(span)?;
+                let path_len = self.enter(span);
                 self.count(1, span)?;
                 let value = resolve_scalar(&text, style, tag.as_deref())
                     .map_err(|m| self.error(span, m))?;
@@ -332,7 +328,7 @@ impl Builder {
                 let Some((value, size)) = self.anchors.get(&id).cloned() else {
                     return Err(self.error(span, "alias to an unknown anchor"));
                 };
-                let path_len = self.enter(span)?;
+                let path_len = self.enter(span);
                 self.count(size, span)?;
                 self.path.truncate(path_len);
                 self.add(value, size, span)
@@ -341,7 +337,7 @@ impl Builder {
                 if self.expecting_key() {
                     return Err(self.error(span, "mapping keys must be scalars"));
                 }
-                let path_len = self.enter(span)?;
+                let path_len = self.enter(span);
                 self.count(1, span)?;
                 self.push(
                     Frame::Seq {
@@ -356,7 +352,7 @@ impl Builder {
                 if self.expecting_key() {
                     return Err(self.error(span, "mapping keys must be scalars"));
                 }
-                let path_len = self.enter(span)?;
+                let path_len = self.enter(span);
                 self.count(1, span)?;
                 self.push(
                     Frame::Map {
@@ -637,6 +633,7 @@ fn resolve_float(text: &str) -> Option<Value> {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::fmt::Write as _;
 
     fn docs(text: &str) -> Vec<Result<Document, DocumentError>> {
         parse_documents(text)
@@ -725,12 +722,9 @@ mod tests {
     fn alias_bombs_are_bounded() {
         let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..12 {
-            text.push_str(&format!(
-                "{}: &{} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n",
-                (b'a' + i) as char,
-                (b'a' + i) as char,
-                p = (b'a' + i - 1) as char
-            ));
+            let (name, prev) = ((b'a' + i) as char, (b'a' + i - 1) as char);
+            let refs = vec![format!("*{prev}"); 10].join(", ");
+            writeln!(text, "{name}: &{name} [{refs}]").expect("write to String");
         }
         let d = docs(&text);
         let err = d[0].as_ref().expect_err("bomb");
@@ -749,6 +743,6 @@ mod tests {
     fn deep_nesting_is_an_error_not_a_crash() {
         let text = "[".repeat(10_000);
         let d = docs(&text);
-        assert!(d.iter().all(|r| r.is_err()));
+        assert!(d.iter().all(std::result::Result::is_err));
     }
 }

@@ -86,7 +86,7 @@ fn bench(c: &mut Criterion) {
             d.findings
         );
         g.bench_function(name, |b| {
-            b.iter(|| black_box(policy.evaluate(&Request::create(black_box(&obj)))))
+            b.iter(|| black_box(policy.evaluate(&Request::create(black_box(&obj)))));
         });
     }
     g.finish();

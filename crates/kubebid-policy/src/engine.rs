@@ -67,11 +67,12 @@ pub struct Finding {
     pub path: String,
     /// What is wrong, naming the container or value.
     pub message: String,
-    /// The PolicyException that lifts this finding, if any.
+    /// The `PolicyException` that lifts this finding, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exception: Option<String>,
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `serialize_with` hands us a reference
 fn rule_id<S: serde::Serializer>(r: &&'static Rule, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(r.id)
 }
@@ -147,7 +148,7 @@ fn name_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
-/// Label selector semantics of Kubernetes (matchLabels and matchExpressions, all ANDed).
+/// Label selector semantics of Kubernetes (matchLabels and matchExpressions, all `ANDed`).
 #[must_use]
 pub fn selector_matches(sel: &LabelSelector, labels: Option<&BTreeMap<String, String>>) -> bool {
     let get = |k: &str| labels.and_then(|l| l.get(k));
@@ -222,18 +223,17 @@ impl PolicySet {
         for e in &set.exceptions {
             let mut rules = Vec::new();
             for (i, id) in e.object.spec.rules.iter().enumerate() {
-                match crate::rules::rule(id) {
-                    Some(r) => rules.push(r.id),
-                    None => {
-                        let field = format!("spec.rules[{i}]");
-                        errs.push(SourceError {
-                            file: e.origin.file.clone(),
-                            document: e.origin.document,
-                            line: e.origin.line_of(&field),
-                            field,
-                            message: format!("unknown rule ID {id:?} (see `kubebid rules`)"),
-                        });
-                    }
+                if let Some(r) = crate::rules::rule(id) {
+                    rules.push(r.id)
+                } else {
+                    let field = format!("spec.rules[{i}]");
+                    errs.push(SourceError {
+                        file: e.origin.file.clone(),
+                        document: e.origin.document,
+                        line: e.origin.line_of(&field),
+                        field,
+                        message: format!("unknown rule ID {id:?} (see `kubebid rules`)"),
+                    });
                 }
             }
             let m = &e.object.spec.matches;
@@ -346,23 +346,22 @@ impl PolicySet {
                 .label(TENANT_LABEL)
                 .and_then(|t| inner.by_name.get(t).copied()),
         };
-        let tenant = match tenant_idx {
-            Some(i) => &inner.tenants[i],
-            None => {
-                if inner.configured {
-                    match namespace {
-                        Some(ns) => decision.notes.push(format!("namespace {ns:?} belongs to no tenant; checked under the default tenant settings")),
-                        None => decision.notes.push("cluster-scoped object of no tenant; checked under the default tenant settings".into()),
-                    }
+        let tenant = if let Some(i) = tenant_idx {
+            &inner.tenants[i]
+        } else {
+            if inner.configured {
+                match namespace {
+                    Some(ns) => decision.notes.push(format!("namespace {ns:?} belongs to no tenant; checked under the default tenant settings")),
+                    None => decision.notes.push("cluster-scoped object of no tenant; checked under the default tenant settings".into()),
                 }
-                &inner.default_tenant
             }
+            &inner.default_tenant
         };
         let profile = inner
             .profile_override
             .or(tenant.profile)
             .unwrap_or(inner.cluster.default_profile);
-        decision.tenant = tenant.name.clone();
+        decision.tenant.clone_from(&tenant.name);
         decision.profile = Some(profile);
         if !obj.is_known_kind() {
             decision.notes.push(format!(

@@ -667,7 +667,6 @@ fn seccomp_restricted(pod: &PodView<'_>, v: u16, out: &mut Vec<Raw>) {
                     p.type_
                 ),
             ),
-            Some(_) => {}
             None if !pod_set => push(
                 out,
                 c.at(pod, "securityContext.seccompProfile"),
@@ -676,7 +675,7 @@ fn seccomp_restricted(pod: &PodView<'_>, v: u16, out: &mut Vec<Raw>) {
                     c.describe()
                 ),
             ),
-            None => {}
+            Some(_) | None => {}
         }
     }
 }
@@ -852,7 +851,6 @@ fn run_as_non_root(pod: &PodView<'_>, v: u16, out: &mut Vec<Raw>) {
                     c.describe()
                 ),
             ),
-            Some(true) => {}
             None if pod_value != Some(true) => push(
                 out,
                 c.at(pod, "securityContext.runAsNonRoot"),
@@ -861,7 +859,7 @@ fn run_as_non_root(pod: &PodView<'_>, v: u16, out: &mut Vec<Raw>) {
                     c.describe()
                 ),
             ),
-            None => {}
+            Some(true) | None => {}
         }
     }
 }

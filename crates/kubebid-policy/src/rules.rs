@@ -41,7 +41,7 @@ pub enum Level {
     Baseline,
     /// Pod Security Standards restricted: `restricted` and `zero-trust`.
     Restricted,
-    /// KubeBid's tenant rules: `zero-trust` only.
+    /// `KubeBid`'s tenant rules: `zero-trust` only.
     ZeroTrust,
 }
 

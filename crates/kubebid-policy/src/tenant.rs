@@ -1,4 +1,4 @@
-//! KubeBid's tenant-isolation rules: what Pod Security Standards do not cover but a hostile tenant needs.
+//! `KubeBid`'s tenant-isolation rules: what Pod Security Standards do not cover but a hostile tenant needs.
 
 use std::net::IpAddr;
 
@@ -471,6 +471,8 @@ fn external_name(name: &str, scope: &Scope<'_>, out: &mut Vec<Raw>) {
         .or_else(|| (n == *domain).then_some(""));
     let local = match local {
         Some(l) => l,
+        // `n` is lower-cased above, so this suffix test is not case-sensitive.
+        #[allow(clippy::case_sensitive_file_extension_comparisons)]
         None if n.ends_with(".svc") => n.as_str(),
         None => return,
     };
@@ -641,7 +643,7 @@ const NAME_LABEL: &str = "kubernetes.io/metadata.name";
 fn namespace_selector_confined(sel: &LabelSelector, scope: &Scope<'_>) -> Result<(), String> {
     let labels = sel.match_labels.as_ref();
     let exprs = sel.match_expressions.as_deref().unwrap_or_default();
-    if labels.is_none_or(|l| l.is_empty()) && exprs.is_empty() {
+    if labels.is_none_or(std::collections::BTreeMap::is_empty) && exprs.is_empty() {
         return Err(
             "an empty namespaceSelector selects every namespace, other tenants' included".into(),
         );

@@ -1,5 +1,5 @@
 //! Runs every upstream Pod Security Admission fixture in `../shared/conformance/psa` at its level and
-//! version, and checks that KubeBid decides as PSA does.
+//! version, and checks that `KubeBid` decides as PSA does.
 
 // Test helpers fail the test by panicking on broken fixtures; that is their job.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]

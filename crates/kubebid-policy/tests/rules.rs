@@ -213,7 +213,8 @@ fn container_cases() -> Vec<(&'static str, Profile, Mutation, &'static str)> {
             "pss/hostProbesAndHostLifecycle",
             Profile::Baseline,
             |c| {
-                c["lifecycle"] = json!({"preStop": {"tcpSocket": {"port": 80, "host": "10.0.0.1"}}})
+                c["lifecycle"] =
+                    json!({"preStop": {"tcpSocket": {"port": 80, "host": "10.0.0.1"}}});
             },
             "lifecycle.preStop.tcpSocket.host",
         ),

@@ -53,7 +53,7 @@ pub fn expand(paths: &[String]) -> (Vec<Input>, Vec<SourceError>) {
                 for entry in walker {
                     match entry {
                         Ok(e) if e.file_type().is_file() && is_manifest(e.path()) => {
-                            inputs.push(Input::File(e.into_path()))
+                            inputs.push(Input::File(e.into_path()));
                         }
                         Ok(_) => {}
                         Err(e) => errors.push(file_error(
