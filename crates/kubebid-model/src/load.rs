@@ -44,6 +44,23 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// An error about `field` of this object (a path relative to the object).
+    #[must_use]
+    pub fn error(&self, field: &str, message: String) -> SourceError {
+        let full = match (self.prefix.is_empty(), field.is_empty()) {
+            (true, _) => field.to_owned(),
+            (false, true) => self.prefix.clone(),
+            (false, false) => format!("{}.{field}", self.prefix),
+        };
+        SourceError {
+            file: self.file.clone(),
+            document: self.document,
+            line: self.line_of(field),
+            field: full,
+            message,
+        }
+    }
+
     /// Line of `field` of this object (or of its closest ancestor present in the source).
     #[must_use]
     pub fn line_of(&self, field: &str) -> usize {
@@ -177,13 +194,10 @@ fn flatten(
             }
         }
         Some(Value::Null) => {}
-        _ => errors.push(SourceError {
-            file: origin.file.clone(),
-            document: origin.document,
-            line: origin.line_of("items"),
-            field: path::join(&origin.prefix, "items"),
-            message: "a List's items must be a list of objects (nested at most 4 deep)".into(),
-        }),
+        _ => errors.push(origin.error(
+            "items",
+            "a List's items must be a list of objects (nested at most 4 deep)".into(),
+        )),
     }
 }
 
@@ -223,19 +237,7 @@ impl ConfigSet {
 
     fn add_item(&mut self, item: ManifestItem) -> Result<(), Vec<SourceError>> {
         let ManifestItem { origin, value } = item;
-        let at = |field: &str, message: String| SourceError {
-            file: origin.file.clone(),
-            document: origin.document,
-            line: origin.line_of(field),
-            field: if origin.prefix.is_empty() {
-                field.to_owned()
-            } else if field.is_empty() {
-                origin.prefix.clone()
-            } else {
-                format!("{}.{field}", origin.prefix)
-            },
-            message,
-        };
+        let at = |field: &str, message: String| origin.error(field, message);
         let Value::Object(map) = &value else {
             return Err(vec![at(
                 "",
@@ -366,13 +368,7 @@ impl ConfigSet {
             .unwrap_or_default();
         for t in &self.tenants {
             let tname = t.object.metadata.name.as_deref().unwrap_or_default();
-            let at = |field: String, message: String| SourceError {
-                file: t.origin.file.clone(),
-                document: t.origin.document,
-                line: t.origin.line_of(&field),
-                field,
-                message,
-            };
+            let at = |field: String, message: String| t.origin.error(&field, message);
             for (i, ns) in t.object.spec.namespaces.iter().enumerate() {
                 if let Some(other) = seen_ns.insert(ns, tname) {
                     errs.push(at(

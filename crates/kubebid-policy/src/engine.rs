@@ -168,6 +168,10 @@ pub fn selector_matches(sel: &LabelSelector, labels: Option<&BTreeMap<String, St
         })
 }
 
+fn unknown_rule(id: &str) -> String {
+    format!("unknown rule ID {id:?} (see `kubebid rules`)")
+}
+
 /// The compiled rule set with its configuration: cheap to share, immutable, thread-safe.
 #[derive(Clone)]
 pub struct PolicySet {
@@ -208,14 +212,10 @@ impl PolicySet {
         if let Some(c) = &set.config {
             for id in c.object.spec.rules.keys() {
                 if rule_index(id).is_none() {
-                    let field = format!("spec.rules[\"{id}\"]");
-                    errs.push(SourceError {
-                        file: c.origin.file.clone(),
-                        document: c.origin.document,
-                        line: c.origin.line_of(&field),
-                        field,
-                        message: format!("unknown rule ID {id:?} (see `kubebid rules`)"),
-                    });
+                    errs.push(
+                        c.origin
+                            .error(&format!("spec.rules[\"{id}\"]"), unknown_rule(id)),
+                    );
                 }
             }
         }
@@ -224,16 +224,12 @@ impl PolicySet {
             let mut rules = Vec::new();
             for (i, id) in e.object.spec.rules.iter().enumerate() {
                 if let Some(r) = crate::rules::rule(id) {
-                    rules.push(r.id)
+                    rules.push(r.id);
                 } else {
-                    let field = format!("spec.rules[{i}]");
-                    errs.push(SourceError {
-                        file: e.origin.file.clone(),
-                        document: e.origin.document,
-                        line: e.origin.line_of(&field),
-                        field,
-                        message: format!("unknown rule ID {id:?} (see `kubebid rules`)"),
-                    });
+                    errs.push(
+                        e.origin
+                            .error(&format!("spec.rules[{i}]"), unknown_rule(id)),
+                    );
                 }
             }
             let m = &e.object.spec.matches;

@@ -16,7 +16,7 @@ pub(crate) struct PodView<'a> {
     pub meta_path: &'a str,
 }
 
-impl PodView<'_> {
+impl<'a> PodView<'a> {
     /// `spec_path` + `.tail`.
     pub fn at(&self, tail: &str) -> String {
         let mut p = String::with_capacity(self.spec_path.len() + tail.len() + 1);
@@ -33,22 +33,21 @@ impl PodView<'_> {
         path::join(&format!("{}.annotations", self.meta_path), key)
     }
 
-    pub fn containers(&self) -> impl Iterator<Item = ContainerView<'_>> {
-        let init = self
-            .spec
+    /// Init containers, then containers, then ephemeral containers, as Pod Security Admission visits them.
+    pub fn containers(&self) -> impl Iterator<Item = ContainerView<'a>> + use<'a> {
+        let spec: &'a PodSpec = self.spec;
+        let init = spec
             .init_containers
             .iter()
             .flatten()
             .enumerate()
             .map(|(i, c)| ContainerView::of(c, "initContainers", i));
-        let main = self
-            .spec
+        let main = spec
             .containers
             .iter()
             .enumerate()
             .map(|(i, c)| ContainerView::of(c, "containers", i));
-        let eph = self
-            .spec
+        let eph = spec
             .ephemeral_containers
             .iter()
             .flatten()
@@ -82,37 +81,32 @@ pub(crate) struct ContainerView<'a> {
     pub resources: Option<&'a ResourceRequirements>,
 }
 
+/// `Container` and `EphemeralContainer` are distinct types with the same fields.
+macro_rules! container_view {
+    ($c:expr, $list:expr, $index:expr) => {
+        ContainerView {
+            list: $list,
+            index: $index,
+            name: &$c.name,
+            image: $c.image.as_deref(),
+            sc: $c.security_context.as_ref(),
+            ports: $c.ports.as_deref().unwrap_or_default(),
+            liveness: $c.liveness_probe.as_ref(),
+            readiness: $c.readiness_probe.as_ref(),
+            startup: $c.startup_probe.as_ref(),
+            lifecycle: $c.lifecycle.as_ref(),
+            resources: $c.resources.as_ref(),
+        }
+    };
+}
+
 impl<'a> ContainerView<'a> {
     fn of(c: &'a Container, list: &'static str, index: usize) -> Self {
-        Self {
-            list,
-            index,
-            name: &c.name,
-            image: c.image.as_deref(),
-            sc: c.security_context.as_ref(),
-            ports: c.ports.as_deref().unwrap_or_default(),
-            liveness: c.liveness_probe.as_ref(),
-            readiness: c.readiness_probe.as_ref(),
-            startup: c.startup_probe.as_ref(),
-            lifecycle: c.lifecycle.as_ref(),
-            resources: c.resources.as_ref(),
-        }
+        container_view!(c, list, index)
     }
 
     fn of_ephemeral(c: &'a EphemeralContainer, index: usize) -> Self {
-        Self {
-            list: "ephemeralContainers",
-            index,
-            name: &c.name,
-            image: c.image.as_deref(),
-            sc: c.security_context.as_ref(),
-            ports: c.ports.as_deref().unwrap_or_default(),
-            liveness: c.liveness_probe.as_ref(),
-            readiness: c.readiness_probe.as_ref(),
-            startup: c.startup_probe.as_ref(),
-            lifecycle: c.lifecycle.as_ref(),
-            resources: c.resources.as_ref(),
-        }
+        container_view!(c, "ephemeralContainers", index)
     }
 
     /// Path of `tail` inside this container.

@@ -7,6 +7,8 @@
 //! reported per offending field, each with the reason PSA gives.
 
 use crate::Raw;
+use k8s_openapi::api::core::v1::{PodSecurityContext, SELinuxOptions, SecurityContext};
+
 use crate::pod::{ContainerView, PodView};
 
 /// The newest PSS minor version whose semantics are implemented.
@@ -236,6 +238,42 @@ fn sc_flag(
     c.sc.and_then(get)
 }
 
+/// Checks one security-context field wherever it is set: the pod's `securityContext`, then each container's.
+/// `violation` says what is wrong with a value (or `None`); `message` words the finding for a setter
+/// (`pod`, `container "app"`) and that description.
+fn check_field<'a, T: ?Sized + 'a>(
+    pod: &PodView<'a>,
+    out: &mut Vec<Raw>,
+    field: &str,
+    at_pod: impl Fn(&'a PodSecurityContext) -> Option<&'a T>,
+    at_container: impl Fn(&'a SecurityContext) -> Option<&'a T>,
+    violation: impl Fn(&T) -> Option<String>,
+    message: impl Fn(&str, &str) -> String,
+) {
+    if let Some(what) = pod
+        .spec
+        .security_context
+        .as_ref()
+        .and_then(&at_pod)
+        .and_then(&violation)
+    {
+        push(
+            out,
+            pod.at(&format!("securityContext.{field}")),
+            message("pod", &what),
+        );
+    }
+    for c in pod.containers() {
+        if let Some(what) = c.sc.and_then(&at_container).and_then(&violation) {
+            push(
+                out,
+                c.at(pod, &format!("securityContext.{field}")),
+                message(&c.describe(), &what),
+            );
+        }
+    }
+}
+
 fn privileged(pod: &PodView<'_>, _v: u16, out: &mut Vec<Raw>) {
     for c in pod.containers() {
         if sc_flag(&c, |s| s.privileged) == Some(true) {
@@ -368,57 +406,41 @@ fn host_ports(pod: &PodView<'_>, _v: u16, out: &mut Vec<Raw>) {
 
 fn host_probes(pod: &PodView<'_>, _v: u16, out: &mut Vec<Raw>) {
     for c in pod.containers() {
-        let probes = [
+        // (field, httpGet host, tcpSocket host) for each probe and lifecycle handler.
+        let mut handlers = Vec::with_capacity(5);
+        for (field, p) in [
             ("livenessProbe", c.liveness),
             ("readinessProbe", c.readiness),
             ("startupProbe", c.startup),
-        ];
-        for (field, probe) in probes {
-            let Some(p) = probe else { continue };
-            let hosts = [
-                (
-                    "httpGet",
+        ] {
+            if let Some(p) = p {
+                handlers.push((
+                    field,
                     p.http_get.as_ref().and_then(|h| h.host.as_deref()),
-                ),
-                (
-                    "tcpSocket",
                     p.tcp_socket.as_ref().and_then(|t| t.host.as_deref()),
-                ),
-            ];
-            for (kind, host) in hosts {
+                ));
+            }
+        }
+        if let Some(lc) = c.lifecycle {
+            for (field, h) in [
+                ("lifecycle.postStart", lc.post_start.as_ref()),
+                ("lifecycle.preStop", lc.pre_stop.as_ref()),
+            ] {
+                if let Some(h) = h {
+                    handlers.push((
+                        field,
+                        h.http_get.as_ref().and_then(|x| x.host.as_deref()),
+                        h.tcp_socket.as_ref().and_then(|t| t.host.as_deref()),
+                    ));
+                }
+            }
+        }
+        for (field, http, tcp) in handlers {
+            for (kind, host) in [("httpGet", http), ("tcpSocket", tcp)] {
                 if let Some(h) = host.filter(|h| !h.is_empty()) {
                     push(
                         out,
                         c.at(pod, &format!("{field}.{kind}.host")),
-                        format!(
-                            "probe or lifecycle host: {} uses probe or lifecycle host {h:?}",
-                            c.describe()
-                        ),
-                    );
-                }
-            }
-        }
-        let Some(lc) = c.lifecycle else { continue };
-        for (field, handler) in [
-            ("postStart", lc.post_start.as_ref()),
-            ("preStop", lc.pre_stop.as_ref()),
-        ] {
-            let Some(hd) = handler else { continue };
-            let hosts = [
-                (
-                    "httpGet",
-                    hd.http_get.as_ref().and_then(|h| h.host.as_deref()),
-                ),
-                (
-                    "tcpSocket",
-                    hd.tcp_socket.as_ref().and_then(|t| t.host.as_deref()),
-                ),
-            ];
-            for (kind, host) in hosts {
-                if let Some(h) = host.filter(|h| !h.is_empty()) {
-                    push(
-                        out,
-                        c.at(pod, &format!("lifecycle.{field}.{kind}.host")),
                         format!(
                             "probe or lifecycle host: {} uses probe or lifecycle host {h:?}",
                             c.describe()
@@ -433,38 +455,20 @@ fn host_probes(pod: &PodView<'_>, _v: u16, out: &mut Vec<Raw>) {
 const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
 
 fn app_armor(pod: &PodView<'_>, _v: u16, out: &mut Vec<Raw>) {
-    let allowed = |t: &str| t == "RuntimeDefault" || t == "Localhost";
-    if let Some(p) = pod
-        .spec
-        .security_context
-        .as_ref()
-        .and_then(|s| s.app_armor_profile.as_ref())
-        && !allowed(&p.type_)
-    {
-        push(
-            out,
-            pod.at("securityContext.appArmorProfile.type"),
-            format!(
-                "forbidden AppArmor profile: pod must not set AppArmor profile type to {:?}",
-                p.type_
-            ),
-        );
-    }
-    for c in pod.containers() {
-        if let Some(p) = c.sc.and_then(|s| s.app_armor_profile.as_ref())
-            && !allowed(&p.type_)
-        {
-            push(
-                out,
-                c.at(pod, "securityContext.appArmorProfile.type"),
-                format!(
-                    "forbidden AppArmor profile: {} must not set AppArmor profile type to {:?}",
-                    c.describe(),
-                    p.type_
-                ),
-            );
-        }
-    }
+    check_field(
+        pod,
+        out,
+        "appArmorProfile.type",
+        |s| s.app_armor_profile.as_ref(),
+        |s| s.app_armor_profile.as_ref(),
+        |p| {
+            (!matches!(p.type_.as_str(), "RuntimeDefault" | "Localhost"))
+                .then(|| format!("{:?}", p.type_))
+        },
+        |who, t| {
+            format!("forbidden AppArmor profile: {who} must not set AppArmor profile type to {t}")
+        },
+    );
     for (k, v) in pod.meta.annotations.iter().flatten() {
         if k.starts_with(APPARMOR_ANNOTATION_PREFIX)
             && !(v.is_empty() || v == "runtime/default" || v.starts_with("localhost/"))
@@ -485,7 +489,7 @@ fn selinux(pod: &PodView<'_>, v: u16, out: &mut Vec<Raw>) {
             "" | "container_t" | "container_init_t" | "container_kvm_t"
         ) || (v >= 31 && t == "container_engine_t")
     };
-    let problems = |o: &k8s_openapi::api::core::v1::SELinuxOptions| {
+    let problems = |o: &SELinuxOptions| {
         let mut p = Vec::new();
         let t = o.type_.as_deref().unwrap_or_default();
         if !allowed_type(t) {
@@ -497,42 +501,19 @@ fn selinux(pod: &PodView<'_>, v: u16, out: &mut Vec<Raw>) {
         if o.role.as_deref().is_some_and(|r| !r.is_empty()) {
             p.push("role may not be set".to_owned());
         }
-        p
+        (!p.is_empty()).then(|| p.join("; "))
     };
-    if let Some(o) = pod
-        .spec
-        .security_context
-        .as_ref()
-        .and_then(|s| s.se_linux_options.as_ref())
-    {
-        let p = problems(o);
-        if !p.is_empty() {
-            push(
-                out,
-                pod.at("securityContext.seLinuxOptions"),
-                format!(
-                    "seLinuxOptions: pod set forbidden securityContext.seLinuxOptions: {}",
-                    p.join("; ")
-                ),
-            );
-        }
-    }
-    for c in pod.containers() {
-        if let Some(o) = c.sc.and_then(|s| s.se_linux_options.as_ref()) {
-            let p = problems(o);
-            if !p.is_empty() {
-                push(
-                    out,
-                    c.at(pod, "securityContext.seLinuxOptions"),
-                    format!(
-                        "seLinuxOptions: {} set forbidden securityContext.seLinuxOptions: {}",
-                        c.describe(),
-                        p.join("; ")
-                    ),
-                );
-            }
-        }
-    }
+    check_field(
+        pod,
+        out,
+        "seLinuxOptions",
+        |s| s.se_linux_options.as_ref(),
+        |s| s.se_linux_options.as_ref(),
+        problems,
+        |who, what| {
+            format!("seLinuxOptions: {who} set forbidden securityContext.seLinuxOptions: {what}")
+        },
+    );
 }
 
 fn proc_mount_check(pod: &PodView<'_>, out: &mut Vec<Raw>) {
@@ -599,83 +580,47 @@ fn seccomp_baseline(pod: &PodView<'_>, v: u16, out: &mut Vec<Raw>) {
         }
         return;
     }
-    if let Some(p) = pod
-        .spec
-        .security_context
-        .as_ref()
-        .and_then(|s| s.seccomp_profile.as_ref())
-        && !valid_seccomp(&p.type_)
-    {
-        push(
-            out,
-            pod.at("securityContext.seccompProfile.type"),
-            format!(
-                "seccompProfile: pod must not set securityContext.seccompProfile.type to {:?}",
-                p.type_
-            ),
-        );
-    }
-    for c in pod.containers() {
-        if let Some(p) = c.sc.and_then(|s| s.seccomp_profile.as_ref())
-            && !valid_seccomp(&p.type_)
-        {
-            push(
-                out,
-                c.at(pod, "securityContext.seccompProfile.type"),
-                format!(
-                    "seccompProfile: {} must not set securityContext.seccompProfile.type to {:?}",
-                    c.describe(),
-                    p.type_
-                ),
-            );
-        }
-    }
+    seccomp_types(pod, out);
+}
+
+/// Findings for seccomp profile types other than `RuntimeDefault` and `Localhost`, wherever set.
+fn seccomp_types(pod: &PodView<'_>, out: &mut Vec<Raw>) {
+    check_field(
+        pod,
+        out,
+        "seccompProfile.type",
+        |s| s.seccomp_profile.as_ref(),
+        |s| s.seccomp_profile.as_ref(),
+        |p| (!valid_seccomp(&p.type_)).then(|| format!("{:?}", p.type_)),
+        |who, t| {
+            format!("seccompProfile: {who} must not set securityContext.seccompProfile.type to {t}")
+        },
+    );
 }
 
 fn seccomp_restricted(pod: &PodView<'_>, v: u16, out: &mut Vec<Raw>) {
     if v >= 25 && pod.is_windows() {
         return;
     }
-    let mut pod_set = false;
-    if let Some(p) = pod
+    seccomp_types(pod, out);
+    let pod_profile = pod
         .spec
         .security_context
         .as_ref()
-        .and_then(|s| s.seccomp_profile.as_ref())
-    {
-        if valid_seccomp(&p.type_) {
-            pod_set = true;
-        } else {
-            push(
-                out,
-                pod.at("securityContext.seccompProfile.type"),
-                format!(
-                    "seccompProfile: pod must not set securityContext.seccompProfile.type to {:?}",
-                    p.type_
-                ),
-            );
-        }
+        .and_then(|s| s.seccomp_profile.as_ref());
+    if pod_profile.is_some_and(|p| valid_seccomp(&p.type_)) {
+        return;
     }
     for c in pod.containers() {
-        match c.sc.and_then(|s| s.seccomp_profile.as_ref()) {
-            Some(p) if !valid_seccomp(&p.type_) => push(
-                out,
-                c.at(pod, "securityContext.seccompProfile.type"),
-                format!(
-                    "seccompProfile: {} must not set securityContext.seccompProfile.type to {:?}",
-                    c.describe(),
-                    p.type_
-                ),
-            ),
-            None if !pod_set => push(
+        if c.sc.and_then(|s| s.seccomp_profile.as_ref()).is_none() {
+            push(
                 out,
                 c.at(pod, "securityContext.seccompProfile"),
                 format!(
                     "seccompProfile: pod or {} must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\"",
                     c.describe()
                 ),
-            ),
-            Some(_) | None => {}
+            );
         }
     }
 }
@@ -719,36 +664,19 @@ fn sysctls(pod: &PodView<'_>, v: u16, out: &mut Vec<Raw>) {
 }
 
 fn windows_host_process(pod: &PodView<'_>, _v: u16, out: &mut Vec<Raw>) {
-    if pod
-        .spec
-        .security_context
-        .as_ref()
-        .and_then(|s| s.windows_options.as_ref())
-        .and_then(|w| w.host_process)
-        == Some(true)
-    {
-        push(
-            out,
-            pod.at("securityContext.windowsOptions.hostProcess"),
-            "hostProcess: pod must not set securityContext.windowsOptions.hostProcess=true".into(),
-        );
-    }
-    for c in pod.containers() {
-        if c.sc
-            .and_then(|s| s.windows_options.as_ref())
-            .and_then(|w| w.host_process)
-            == Some(true)
-        {
-            push(
-                out,
-                c.at(pod, "securityContext.windowsOptions.hostProcess"),
-                format!(
-                    "hostProcess: {} must not set securityContext.windowsOptions.hostProcess=true",
-                    c.describe()
-                ),
-            );
-        }
-    }
+    check_field(
+        pod,
+        out,
+        "windowsOptions.hostProcess",
+        |s| s.windows_options.as_ref(),
+        |s| s.windows_options.as_ref(),
+        |w| (w.host_process == Some(true)).then(String::new),
+        |who, _| {
+            format!(
+                "hostProcess: {who} must not set securityContext.windowsOptions.hostProcess=true"
+            )
+        },
+    );
 }
 
 fn restricted_volumes(pod: &PodView<'_>, _v: u16, out: &mut Vec<Raw>) {
@@ -868,26 +796,13 @@ fn run_as_user(pod: &PodView<'_>, v: u16, out: &mut Vec<Raw>) {
     if v >= 35 && pod.in_user_namespace() {
         return;
     }
-    if pod
-        .spec
-        .security_context
-        .as_ref()
-        .and_then(|s| s.run_as_user)
-        == Some(0)
-    {
-        push(
-            out,
-            pod.at("securityContext.runAsUser"),
-            "runAsUser=0: pod must not set runAsUser=0".into(),
-        );
-    }
-    for c in pod.containers() {
-        if c.sc.and_then(|s| s.run_as_user) == Some(0) {
-            push(
-                out,
-                c.at(pod, "securityContext.runAsUser"),
-                format!("runAsUser=0: {} must not set runAsUser=0", c.describe()),
-            );
-        }
-    }
+    check_field(
+        pod,
+        out,
+        "runAsUser",
+        |s| s.run_as_user.as_ref(),
+        |s| s.run_as_user.as_ref(),
+        |uid| (*uid == 0).then(String::new),
+        |who, _| format!("runAsUser=0: {who} must not set runAsUser=0"),
+    );
 }
