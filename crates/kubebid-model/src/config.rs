@@ -191,6 +191,16 @@ pub struct KubeBidConfigSpec {
     /// Per-rule action overrides, by rule ID.
     #[serde(default)]
     pub rules: BTreeMap<String, Action>,
+    /// KubeBid's own service account (`namespace/name`), whose requests the webhook does not judge.
+    #[serde(default = "default_service_account")]
+    pub service_account: String,
+    /// Further users whose requests the webhook does not judge (e.g. `system:kube-controller-manager`).
+    #[serde(default)]
+    pub exempt_users: Vec<String>,
+}
+
+fn default_service_account() -> String {
+    "kubebid-system/kubebid".into()
 }
 
 fn default_cluster_domain() -> String {
@@ -238,6 +248,8 @@ impl Default for KubeBidConfigSpec {
             excluded_namespaces: default_excluded_namespaces(),
             allowed_cluster_roles: default_cluster_roles(),
             rules: BTreeMap::new(),
+            service_account: default_service_account(),
+            exempt_users: Vec::new(),
         }
     }
 }
@@ -299,6 +311,13 @@ impl KubeBidConfigSpec {
                     self.pod_security_version
                 ),
             ));
+        }
+        match self.service_account.split_once('/') {
+            Some((ns, name)) if is_dns_label(ns) && is_dns_subdomain(name) => {}
+            _ => errs.push(FieldError::new(
+                "spec.serviceAccount",
+                format!("{:?}: expected namespace/name", self.service_account),
+            )),
         }
         for (i, role) in self.allowed_cluster_roles.iter().enumerate() {
             if role.is_empty() {
@@ -433,6 +452,47 @@ pub struct TenantSpec {
     /// Whether the tenant may create `LoadBalancer` Services.
     #[serde(default)]
     pub allow_load_balancer: bool,
+    /// Per-rule action overrides for this tenant, over the cluster's (e.g. `tenant/pod-connect: enforce`
+    /// forbids `kubectl exec`).
+    #[serde(default)]
+    pub rules: BTreeMap<String, Action>,
+    /// What the mutating webhook fills in for this tenant's pods.
+    #[serde(default)]
+    pub mutate: Mutations,
+}
+
+/// Defaults the mutating webhook sets on a tenant's pods where the fields are unset.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(clippy::struct_excessive_bools)] // four independent switches, each a field in the CRD
+pub struct Mutations {
+    /// Set `runtimeClassName` to the tenant's default class.
+    #[serde(default = "yes")]
+    pub runtime_class_name: bool,
+    /// Set the pod's `seccompProfile` to `RuntimeDefault`.
+    #[serde(default = "yes")]
+    pub seccomp_profile: bool,
+    /// Set each container's `allowPrivilegeEscalation: false`.
+    #[serde(default = "yes")]
+    pub allow_privilege_escalation: bool,
+    /// Set each container's `capabilities.drop: [ALL]`.
+    #[serde(default = "yes")]
+    pub drop_capabilities: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Mutations {
+    fn default() -> Self {
+        Self {
+            runtime_class_name: true,
+            seccomp_profile: true,
+            allow_privilege_escalation: true,
+            drop_capabilities: true,
+        }
+    }
 }
 
 fn default_storage_classes() -> Vec<String> {
@@ -453,6 +513,8 @@ impl TenantSpec {
             storage_classes: default_storage_classes(),
             egress_cidrs: None,
             allow_load_balancer: false,
+            rules: BTreeMap::new(),
+            mutate: Mutations::default(),
         }
     }
 

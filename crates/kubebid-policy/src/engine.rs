@@ -39,6 +39,12 @@ pub struct Request<'a> {
     pub namespace: Option<&'a str>,
     /// Current time, for exception expiry; exceptions with an expiry never apply without it.
     pub now: Option<Timestamp>,
+    /// Subresource of the request (`exec`, `attach`, `portforward`, `ephemeralcontainers`, ...).
+    pub subresource: Option<&'a str>,
+    /// Name in the request (for CONNECT, the pod's).
+    pub name: Option<&'a str>,
+    /// The requesting user, for exemptions.
+    pub user: Option<&'a str>,
 }
 
 impl<'a> Request<'a> {
@@ -51,6 +57,9 @@ impl<'a> Request<'a> {
             operation: Operation::Create,
             namespace: None,
             now: None,
+            subresource: None,
+            name: None,
+            user: None,
         }
     }
 }
@@ -219,6 +228,16 @@ impl PolicySet {
                 }
             }
         }
+        for t in &set.tenants {
+            for id in t.object.spec.rules.keys() {
+                if rule_index(id).is_none() {
+                    errs.push(
+                        t.origin
+                            .error(&format!("spec.rules[\"{id}\"]"), unknown_rule(id)),
+                    );
+                }
+            }
+        }
         let mut exceptions = Vec::new();
         for e in &set.exceptions {
             let mut rules = Vec::new();
@@ -323,6 +342,14 @@ impl PolicySet {
         let inner = &*self.inner;
         let obj = req.object;
         let mut decision = Decision::default();
+        if let Some(user) = req.user
+            && inner.cluster.exempt_users.iter().any(|u| u == user)
+        {
+            decision
+                .notes
+                .push(format!("requests of {user:?} are exempt"));
+            return decision;
+        }
         let namespace: Option<&str> = match &obj.resource {
             kubebid_model::Resource::Namespace(_) => Some(obj.name()),
             _ if obj.is_cluster_scoped() => None,
@@ -359,6 +386,23 @@ impl PolicySet {
             .unwrap_or(inner.cluster.default_profile);
         decision.tenant.clone_from(&tenant.name);
         decision.profile = Some(profile);
+        let action_of = |i: usize| tenant.actions[i].unwrap_or(inner.cluster.actions[i]);
+        let enabled = |i: usize| RULES[i].level.in_profile(profile) && action_of(i) != Action::Off;
+        let mut raw: Vec<Raw> = Vec::with_capacity(16);
+        if req.operation == Operation::Connect {
+            // exec, attach, portforward: the object is only the options of the connection.
+            if enabled(rid!("tenant/pod-connect")) {
+                let sub = req.subresource.unwrap_or("connect");
+                let pod = req.name.unwrap_or_default();
+                raw.push(Raw {
+                    rule: rid!("tenant/pod-connect"),
+                    path: String::new(),
+                    message: format!("{sub} into pod {}/{pod}", namespace.unwrap_or_default()),
+                });
+            }
+            self.finish(&mut decision, raw, &action_of, profile, req, namespace);
+            return decision;
+        }
         if !obj.is_known_kind() {
             decision.notes.push(format!(
                 "{} {} has no rules; passed",
@@ -415,13 +459,29 @@ impl PolicySet {
                 raw.extend(keep);
             }
         }
+        self.finish(&mut decision, raw, &action_of, profile, req, namespace);
+        decision
+    }
+
+    /// Turns raw findings into findings with their actions and exceptions.
+    fn finish(
+        &self,
+        decision: &mut Decision,
+        raw: Vec<Raw>,
+        action_of: &dyn Fn(usize) -> Action,
+        profile: Profile,
+        req: &Request<'_>,
+        namespace: Option<&str>,
+    ) {
+        let inner = &*self.inner;
+        let obj = req.object;
         decision.findings.reserve(raw.len());
         for r in raw {
             let i = r.rule;
             let Some(rule) = RULES.get(i) else {
                 continue;
             };
-            let action = inner.cluster.actions[i];
+            let action = action_of(i);
             if !rule.level.in_profile(profile) || action == Action::Off {
                 continue;
             }
@@ -438,6 +498,5 @@ impl PolicySet {
                 exception,
             });
         }
-        decision
     }
 }

@@ -511,6 +511,16 @@ const RULE_TABLE: &[Rule] = &[
         "Leave managed objects to KubeBid; change the Tenant instead."
     ),
     rule!(
+        "tenant/pod-connect",
+        ZeroTrust,
+        Medium,
+        "pods/exec, pods/attach, pods/portforward (CONNECT)",
+        "Interactive access to pods",
+        "kubectl exec, attach and port-forward reach into a running pod; recorded by default, and denied for tenants whose Tenant sets this rule to enforce.",
+        "Use the tenant's observability tools, or ask a platform admin to allow interactive access.",
+        action = Audit
+    ),
+    rule!(
         "tenant/quota-change",
         ZeroTrust,
         High,

@@ -1,7 +1,7 @@
 //! Configuration compiled for evaluation: CIDRs parsed, defaults applied, per-rule actions resolved.
 
 use ipnet::IpNet;
-use kubebid_model::config::{KubeBidConfigSpec, OwnerKind, TenantOwner, TenantSpec};
+use kubebid_model::config::{KubeBidConfigSpec, Mutations, OwnerKind, TenantOwner, TenantSpec};
 use kubebid_model::{Action, Profile, PssVersion};
 
 use crate::rules::RULES;
@@ -20,6 +20,8 @@ pub struct ClusterSettings {
     pub pss_version: PssVersion,
     /// Action per rule, indexed like [`RULES`].
     pub actions: Vec<Action>,
+    /// Users whose requests are not judged: KubeBid's own service account and the configured ones.
+    pub exempt_users: Vec<String>,
 }
 
 impl ClusterSettings {
@@ -49,6 +51,12 @@ impl ClusterSettings {
             pss_version: PssVersion::parse(&spec.pod_security_version)
                 .unwrap_or(PssVersion::LATEST),
             actions,
+            exempt_users: std::iter::once(spec.service_account.split_once('/').map_or_else(
+                || spec.service_account.clone(),
+                |(ns, name)| format!("system:serviceaccount:{ns}:{name}"),
+            ))
+            .chain(spec.exempt_users.iter().cloned())
+            .collect(),
         }
     }
 
@@ -74,6 +82,9 @@ pub struct TenantSettings {
     pub storage_classes: Vec<String>,
     pub egress_cidrs: Option<Vec<IpNet>>,
     pub allow_load_balancer: bool,
+    /// Per-rule action overrides, indexed like [`RULES`].
+    pub actions: Vec<Option<Action>>,
+    pub mutate: Mutations,
 }
 
 impl TenantSettings {
@@ -99,6 +110,11 @@ impl TenantSettings {
                 .as_ref()
                 .map(|v| v.iter().filter_map(|c| c.parse().ok()).collect()),
             allow_load_balancer: spec.allow_load_balancer,
+            actions: RULES
+                .iter()
+                .map(|r| spec.rules.get(r.id).copied())
+                .collect(),
+            mutate: spec.mutate.clone(),
         }
     }
 

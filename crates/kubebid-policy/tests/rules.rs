@@ -955,11 +955,9 @@ fn namespaces_managed_objects_and_quotas() {
     .expect("decodes");
     let new = Object::from_value(ns(json!({"kubebid.io/tenant": "acme"}))).expect("decodes");
     let d = p.evaluate(&Request {
-        object: &new,
         old_object: Some(&old),
         operation: Operation::Update,
-        namespace: None,
-        now: None,
+        ..Request::create(&new)
     });
     assert!(
         ids(&d)
@@ -975,30 +973,24 @@ fn namespaces_managed_objects_and_quotas() {
     let managed = np(json!({"kubebid.io/managed": "true"}));
     let stripped = np(json!({}));
     let d = p.evaluate(&Request {
-        object: &stripped,
         old_object: Some(&managed),
         operation: Operation::Update,
-        namespace: None,
-        now: None,
+        ..Request::create(&stripped)
     });
     assert!(d.denied());
     let d = p.evaluate(&Request {
-        object: &managed,
         old_object: None,
         operation: Operation::Delete,
-        namespace: None,
-        now: None,
+        ..Request::create(&managed)
     });
     assert_eq!(
         d.findings.iter().map(|f| f.rule.id).collect::<Vec<_>>(),
         ["tenant/managed-object"]
     );
     let d = p.evaluate(&Request {
-        object: &stripped,
         old_object: None,
         operation: Operation::Delete,
-        namespace: None,
-        now: None,
+        ..Request::create(&stripped)
     });
     assert!(!d.denied(), "deleting a tenant's own policy is fine");
     assert_eq!(
@@ -1065,4 +1057,63 @@ fn configuration_errors_name_file_line_and_field() {
     assert_eq!(errs.len(), 1);
     assert_eq!(errs[0].line, 7);
     assert!(errs[0].message.contains("unknown rule ID"));
+}
+
+#[test]
+fn connect_exemptions_and_per_tenant_actions() {
+    let mut set = ConfigSet::default();
+    let text = "apiVersion: kubebid.io/v1alpha1\nkind: KubeBidConfig\nmetadata: {name: c}\nspec:\n  exemptUsers: [system:kube-scheduler]\n---\napiVersion: kubebid.io/v1alpha1\nkind: Tenant\nmetadata: {name: a}\nspec:\n  namespaces: [a]\n---\napiVersion: kubebid.io/v1alpha1\nkind: Tenant\nmetadata: {name: b}\nspec:\n  namespaces: [b]\n  rules:\n    tenant/pod-connect: enforce\n    tenant/runtime-class: warn\n";
+    assert!(set.add_text("c.yaml", text).is_empty());
+    let p = PolicySet::from_config(&set).expect("compiles");
+    let opts = Object::from_value(
+        json!({"apiVersion": "v1", "kind": "PodExecOptions", "command": ["sh"]}),
+    )
+    .expect("decodes");
+    let connect = |ns: &'static str| Request {
+        operation: Operation::Connect,
+        namespace: Some(ns),
+        subresource: Some("exec"),
+        name: Some("web-0"),
+        ..Request::create(&opts)
+    };
+    let a = p.evaluate(&connect("a"));
+    assert!(!a.denied());
+    assert_eq!(a.findings[0].action, Action::Audit);
+    assert_eq!(a.findings[0].message, "exec into pod a/web-0");
+    assert!(p.evaluate(&connect("b")).denied(), "tenant b forbids exec");
+    // Tenant b relaxes runtime-class to warn; tenant a keeps enforce.
+    let mut spec = good_spec();
+    spec["runtimeClassName"] = json!("runc");
+    let mut pod = wrap_all(&spec).remove(0).1;
+    pod["metadata"]["namespace"] = json!("b");
+    assert!(!decide(&p, pod.clone()).denied());
+    pod["metadata"]["namespace"] = json!("a");
+    assert!(decide(&p, pod.clone()).denied());
+    // Exempt users: the configured one and KubeBid's own service account.
+    let o = Object::from_value(pod).expect("decodes");
+    for user in [
+        "system:kube-scheduler",
+        "system:serviceaccount:kubebid-system:kubebid",
+    ] {
+        let d = p.evaluate(&Request {
+            user: Some(user),
+            ..Request::create(&o)
+        });
+        assert!(
+            d.findings.is_empty() && d.notes[0].contains("exempt"),
+            "{user}"
+        );
+    }
+    assert!(
+        p.evaluate(&Request {
+            user: Some("mallory"),
+            ..Request::create(&o)
+        })
+        .denied()
+    );
+    // Unknown rule IDs in a Tenant are refused.
+    let mut bad = ConfigSet::default();
+    assert!(bad.add_text("t.yaml", "apiVersion: kubebid.io/v1alpha1\nkind: Tenant\nmetadata: {name: t}\nspec:\n  namespaces: [t]\n  rules: {tenant/nope: off}\n").is_empty());
+    let errs = PolicySet::from_config(&bad).err().expect("refused");
+    assert_eq!(errs[0].field, "spec.rules[\"tenant/nope\"]");
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use kubebid_model::load::{ConfigSet, manifest_items};
 use kubebid_model::{Object, SourceError};
-use kubebid_policy::{Decision, Finding, Operation, PolicySet, Request};
+use kubebid_policy::{Decision, Finding, PolicySet, Request};
 
 use crate::inputs::{self, Input};
 
@@ -122,11 +122,9 @@ pub fn check_text(
             }
         };
         let req = Request {
-            object: &object,
-            old_object: None,
-            operation: Operation::Create,
             namespace,
             now: Some(now),
+            ..Request::create(&object)
         };
         let decision = policy.evaluate(&req);
         let finding_lines = decision
