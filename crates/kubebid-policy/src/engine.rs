@@ -330,6 +330,21 @@ impl PolicySet {
         self
     }
 
+    /// The tenant settings that apply in `namespace` (the defaults where no tenant claims it), or `None`
+    /// for an excluded platform namespace. The mutating webhook reads its defaults from here.
+    #[must_use]
+    pub fn tenant_for(&self, namespace: Option<&str>) -> Option<&TenantSettings> {
+        let inner = &*self.inner;
+        if namespace.is_some_and(|ns| inner.cluster.is_excluded(ns)) {
+            return None;
+        }
+        Some(
+            namespace
+                .and_then(|ns| inner.by_namespace.get(ns))
+                .map_or(&inner.default_tenant, |&i| &inner.tenants[i]),
+        )
+    }
+
     /// The cluster settings in force.
     #[must_use]
     pub fn cluster(&self) -> &ClusterSettings {

@@ -1,0 +1,12 @@
+//! KubeBid's admission webhook: the validating and mutating `AdmissionReview` server over the policy engine,
+//! with the same rules, IDs and configuration as `kubebid check`.
+//!
+//! [`review`] decides one request without I/O; [`server`] is the HTTPS shell around it (TLS with certificate
+//! reload and optional client certificates, HTTP/1.1 and HTTP/2, health, readiness, Prometheus metrics,
+//! graceful shutdown); [`certs`] writes development certificates.
+#![deny(clippy::pedantic)]
+// Request handling and the rule-driven response assembly read best top to bottom.
+#![allow(clippy::too_many_lines)]
+
+pub mod mutate;
+pub mod review;

@@ -1,0 +1,159 @@
+//! Mutation: the secure defaults the mutating webhook fills in where a pod leaves them unset, as an
+//! RFC 6902 JSON Patch. Only unset fields are written; nothing a tenant set explicitly is changed.
+
+use kubebid_model::config::Mutations;
+use serde_json::{Value, json};
+
+/// Where the pod spec stands in an object of `kind`, as a JSON pointer.
+#[must_use]
+pub fn pod_spec_pointer(api_version: &str, kind: &str) -> Option<&'static str> {
+    match (api_version, kind) {
+        ("v1", "Pod") => Some("/spec"),
+        ("apps/v1", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
+        | ("batch/v1", "Job")
+        | ("v1", "ReplicationController") => Some("/spec/template/spec"),
+        ("batch/v1", "CronJob") => Some("/spec/jobTemplate/spec/template/spec"),
+        ("v1", "PodTemplate") => Some("/template/spec"),
+        _ => None,
+    }
+}
+
+/// Applies the tenant's mutations to `object` in place. Returns whether anything changed.
+pub fn apply(object: &mut Value, m: &Mutations, default_runtime_class: Option<&str>) -> bool {
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let Some(pointer) = pod_spec_pointer(&api_version, &kind) else {
+        return false;
+    };
+    let Some(Value::Object(spec)) = object.pointer_mut(pointer) else {
+        return false;
+    };
+    let mut changed = false;
+    if m.runtime_class_name
+        && let Some(rc) = default_runtime_class
+        && spec.get("runtimeClassName").is_none_or(Value::is_null)
+    {
+        spec.insert("runtimeClassName".into(), json!(rc));
+        changed = true;
+    }
+    if m.seccomp_profile {
+        let sc = spec.entry("securityContext").or_insert_with(|| json!({}));
+        if let Value::Object(sc) = sc
+            && sc.get("seccompProfile").is_none_or(Value::is_null)
+        {
+            sc.insert("seccompProfile".into(), json!({"type": "RuntimeDefault"}));
+            changed = true;
+        }
+    }
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
+        let Some(Value::Array(containers)) = spec.get_mut(list) else {
+            continue;
+        };
+        for c in containers.iter_mut().filter_map(Value::as_object_mut) {
+            let sc = c.entry("securityContext").or_insert_with(|| json!({}));
+            let Value::Object(sc) = sc else { continue };
+            // The API server refuses allowPrivilegeEscalation=false next to privileged or CAP_SYS_ADMIN;
+            // validation denies those containers anyway, with a clearer reason.
+            let privileged = sc.get("privileged").and_then(Value::as_bool) == Some(true);
+            let sys_admin = sc
+                .get("capabilities")
+                .and_then(|c| c.get("add"))
+                .and_then(Value::as_array)
+                .is_some_and(|a| {
+                    a.iter()
+                        .any(|c| matches!(c.as_str(), Some("SYS_ADMIN" | "CAP_SYS_ADMIN")))
+                });
+            if m.allow_privilege_escalation
+                && !privileged
+                && !sys_admin
+                && sc
+                    .get("allowPrivilegeEscalation")
+                    .is_none_or(Value::is_null)
+            {
+                sc.insert("allowPrivilegeEscalation".into(), json!(false));
+                changed = true;
+            }
+            if m.drop_capabilities {
+                let caps = sc.entry("capabilities").or_insert_with(|| json!({}));
+                if let Value::Object(caps) = caps
+                    && caps.get("drop").is_none_or(Value::is_null)
+                {
+                    caps.insert("drop".into(), json!(["ALL"]));
+                    changed = true;
+                }
+            }
+        }
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fills_only_what_is_unset() {
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {
+        "containers": [
+            {"name": "a", "image": "x"},
+            {"name": "b", "image": "x", "securityContext": {"allowPrivilegeEscalation": true, "capabilities": {"drop": ["NET_RAW"]}}},
+            {"name": "c", "image": "x", "securityContext": {"privileged": true}}
+        ]}});
+        assert!(apply(
+            &mut pod,
+            &Mutations::default(),
+            Some("kubebid-secure")
+        ));
+        let spec = &pod["spec"];
+        assert_eq!(spec["runtimeClassName"], "kubebid-secure");
+        assert_eq!(
+            spec["securityContext"]["seccompProfile"]["type"],
+            "RuntimeDefault"
+        );
+        assert_eq!(
+            spec["containers"][0]["securityContext"],
+            json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}})
+        );
+        assert_eq!(
+            spec["containers"][1]["securityContext"],
+            json!({"allowPrivilegeEscalation": true, "capabilities": {"drop": ["NET_RAW"]}})
+        );
+        assert!(
+            spec["containers"][2]["securityContext"]
+                .get("allowPrivilegeEscalation")
+                .is_none()
+        );
+        assert!(
+            !apply(&mut pod, &Mutations::default(), Some("kubebid-secure")),
+            "idempotent"
+        );
+    }
+
+    #[test]
+    fn switches_and_kinds() {
+        let mut cj = json!({"apiVersion": "batch/v1", "kind": "CronJob", "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "a"}]}}}}}});
+        let off = Mutations {
+            runtime_class_name: false,
+            seccomp_profile: false,
+            allow_privilege_escalation: true,
+            drop_capabilities: false,
+        };
+        assert!(apply(&mut cj, &off, Some("kubebid-secure")));
+        let spec = &cj["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+        assert!(spec.get("runtimeClassName").is_none());
+        assert_eq!(
+            spec["containers"][0]["securityContext"],
+            json!({"allowPrivilegeEscalation": false})
+        );
+        let mut svc = json!({"apiVersion": "v1", "kind": "Service", "spec": {}});
+        assert!(!apply(&mut svc, &Mutations::default(), Some("x")));
+    }
+}
