@@ -8,5 +8,9 @@
 // Request handling and the rule-driven response assembly read best top to bottom.
 #![allow(clippy::too_many_lines)]
 
+pub mod certs;
+pub mod metrics;
 pub mod mutate;
 pub mod review;
+pub mod server;
+pub mod tls;

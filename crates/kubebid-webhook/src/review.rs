@@ -88,6 +88,25 @@ pub fn review(
     body: &[u8],
     now: Timestamp,
 ) -> Result<Reviewed, BadReview> {
+    let req = parse(body)?;
+    let (op, op_name) = operation(&req.operation);
+    let kind = req.kind.kind.clone();
+    let uid = req.uid.clone();
+    let response = AdmissionResponse::from(&req);
+    let (response, verdict, rules) = decide(policy, endpoint, &req, op, now, response);
+    let body = encode(response).map_err(|e| BadReview::Malformed(e.to_string()))?;
+    Ok(Reviewed {
+        body,
+        operation: op_name,
+        kind,
+        verdict,
+        rules,
+        uid,
+    })
+}
+
+/// Reads an `admission.k8s.io/v1` `AdmissionReview` with a request.
+fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview> {
     let raw: Value =
         serde_json::from_slice(body).map_err(|e| BadReview::Malformed(e.to_string()))?;
     match raw.get("apiVersion").and_then(Value::as_str) {
@@ -103,21 +122,28 @@ pub fn review(
     }
     let review: AdmissionReview<DynamicObject> =
         serde_json::from_value(raw).map_err(|e| BadReview::Malformed(e.to_string()))?;
-    let req: AdmissionRequest<DynamicObject> =
-        review.try_into().map_err(|_| BadReview::NoRequest)?;
-    let (op, op_name) = operation(&req.operation);
-    let kind = req.kind.kind.clone();
-    let uid = req.uid.clone();
-    let response = AdmissionResponse::from(&req);
-    let (response, verdict, rules) = decide(policy, endpoint, &req, op, now, response);
+    review.try_into().map_err(|_| BadReview::NoRequest)
+}
+
+/// Answers a review while no policy is loaded (cluster caches not synced): denied, fail closed.
+///
+/// # Errors
+/// [`BadReview`] when the body is not an `AdmissionReview` with a request.
+pub fn review_unready(body: &[u8]) -> Result<Reviewed, BadReview> {
+    let req = parse(body)?;
+    let (_, op_name) = operation(&req.operation);
+    let response = deny(
+        AdmissionResponse::from(&req),
+        "KubeBid is not ready yet (policy not loaded); try again".into(),
+    );
     let body = encode(response).map_err(|e| BadReview::Malformed(e.to_string()))?;
     Ok(Reviewed {
         body,
         operation: op_name,
-        kind,
-        verdict,
-        rules,
-        uid,
+        kind: req.kind.kind.clone(),
+        verdict: "denied",
+        rules: Vec::new(),
+        uid: req.uid,
     })
 }
 

@@ -11,6 +11,7 @@ mod check;
 mod inputs;
 mod output;
 mod rules_cmd;
+mod serve;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -52,6 +53,12 @@ enum Command {
         #[arg(short, long, value_enum, default_value_t = RulesFormat::Text)]
         output: RulesFormat,
     },
+    /// Run one of KubeBid's services.
+    #[command(subcommand)]
+    Serve(serve::ServeCommand),
+    /// Certificates for development.
+    #[command(subcommand)]
+    Cert(serve::CertCommand),
 }
 
 #[derive(clap::Args)]
@@ -111,7 +118,7 @@ fn parse_pss_version(s: &str) -> Result<PssVersion, String> {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KUBEBID_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -133,6 +140,8 @@ fn main() -> ExitCode {
     let mut stdout = anstream::stdout();
     let result = match cli.command {
         Command::Check(args) => run_check(&args, &mut stdout),
+        Command::Serve(cmd) => Ok(serve::run(cmd)),
+        Command::Cert(cmd) => Ok(serve::cert(&cmd)),
         Command::Rules { output } => {
             let text = match output {
                 RulesFormat::Text => rules_cmd::text(),

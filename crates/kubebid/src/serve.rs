@@ -1,0 +1,170 @@
+//! `kubebid serve <component>` and `kubebid cert`: the long-running services and their development
+//! certificates.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kubebid_webhook::metrics::Metrics;
+use kubebid_webhook::server::WebhookServer;
+use kubebid_webhook::tls::{ReloadingCert, server_config};
+
+use crate::check;
+
+#[derive(clap::Subcommand)]
+pub enum ServeCommand {
+    /// The validating and mutating admission webhook (HTTPS; /validate, /mutate, /healthz, /readyz, /metrics).
+    Webhook(WebhookArgs),
+}
+
+#[derive(clap::Args)]
+pub struct WebhookArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// Serving certificate (PEM); reloaded when the file changes.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: PathBuf,
+    /// Serving private key (PEM); reloaded when the file changes.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: PathBuf,
+    /// Serve only clients presenting a certificate signed by this CA (the API server's client certificate).
+    #[arg(long, value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+    /// KubeBid configuration: KubeBidConfig, Tenant and PolicyException objects (file or directory). Repeatable.
+    #[arg(short, long, value_name = "FILE|DIR")]
+    pub config: Vec<String>,
+    /// Seconds between checks of the certificate files.
+    #[arg(long, default_value_t = 1.0)]
+    pub reload_interval: f64,
+    /// Most connections served at once.
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+}
+
+#[derive(clap::Subcommand)]
+pub enum CertCommand {
+    /// Write a development CA, a serving certificate and a client certificate.
+    Generate {
+        /// Directory for ca.crt, ca.key, tls.crt, tls.key, client.crt and client.key.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Host names and IP addresses the serving certificate is valid for. Repeatable.
+        #[arg(long = "host", value_name = "NAME", required = true)]
+        hosts: Vec<String>,
+    },
+}
+
+pub fn cert(cmd: &CertCommand) -> ExitCode {
+    match cmd {
+        CertCommand::Generate { out, hosts } => {
+            match kubebid_webhook::certs::generate(out, hosts) {
+                Ok(w) => {
+                    println!(
+                        "wrote {}, {}, {}, {}, {}, {}",
+                        w.ca_cert.display(),
+                        w.ca_key.display(),
+                        w.server_cert.display(),
+                        w.server_key.display(),
+                        w.client_cert.display(),
+                        w.client_key.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("kubebid cert generate: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+pub fn run(cmd: ServeCommand) -> ExitCode {
+    match cmd {
+        ServeCommand::Webhook(args) => webhook(&args),
+    }
+}
+
+fn webhook(args: &WebhookArgs) -> ExitCode {
+    let policy = match check::load_policy(&args.config) {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("config error: {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let setup = || -> Result<_, kubebid_webhook::tls::TlsError> {
+        let cert = Arc::new(ReloadingCert::new(&args.tls_cert, &args.tls_key)?);
+        let tls = Arc::new(server_config(cert.clone(), args.client_ca.as_deref())?);
+        Ok((cert, tls))
+    };
+    let (cert, tls) = match setup() {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("kubebid serve webhook: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !(args.reload_interval.is_finite() && args.reload_interval > 0.0) {
+        eprintln!("kubebid serve webhook: --reload-interval must be a positive number of seconds");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kubebid serve webhook: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        let addr = listener.local_addr()?;
+        tracing::info!(listen = %addr, mutual_tls = args.client_ca.is_some(), "webhook serving");
+        let (_keep, policy) = tokio::sync::watch::channel(Some(policy));
+        let server = WebhookServer {
+            tls,
+            reloading_cert: Some(cert),
+            policy,
+            metrics: Arc::new(Metrics::default()),
+            reload_interval: Duration::from_secs_f64(args.reload_interval),
+            max_connections: args.max_connections,
+            drain_timeout: Duration::from_secs(25),
+        };
+        server.serve(listener, shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!("webhook stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kubebid serve webhook: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown requested");
+}
