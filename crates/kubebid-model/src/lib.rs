@@ -20,3 +20,4 @@ pub use config::{
 };
 pub use load::{ConfigSet, ManifestItem, Origin, SourceError};
 pub use object::{DecodeError, Object, PodTemplateRef, Resource};
+pub mod emit;

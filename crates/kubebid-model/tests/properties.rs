@@ -47,6 +47,16 @@ proptest! {
     }
 
     #[test]
+    fn emitted_yaml_reads_back_unchanged(v in json_value()) {
+        prop_assume!(v.is_object());
+        let text = kubebid_model::emit::to_yaml(&v).map_err(TestCaseError::fail)?;
+        let docs = parse_documents(&text);
+        let doc = docs.into_iter().next().ok_or_else(|| TestCaseError::fail("no document"))?;
+        let doc = doc.map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
+        prop_assert_eq!(doc.value, v, "{}", text);
+    }
+
+    #[test]
     fn any_json_value_reads_back_unchanged(v in json_value()) {
         let text = serde_json::to_string_pretty(&v).expect("serialises");
         let docs = parse_documents(&text);

@@ -8,10 +8,12 @@
 #![allow(clippy::too_many_lines)]
 
 mod check;
+mod generate_cmd;
 mod inputs;
 mod output;
 mod rules_cmd;
 mod serve;
+mod up;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -59,6 +61,11 @@ enum Command {
     /// Certificates for development.
     #[command(subcommand)]
     Cert(serve::CertCommand),
+    /// Start KubeBid's services on loopback with built-in defaults (no cluster needed).
+    Up(up::UpArgs),
+    /// Print objects for a cluster: webhook configurations, CRDs.
+    #[command(subcommand)]
+    Generate(generate_cmd::GenerateCommand),
 }
 
 #[derive(clap::Args)]
@@ -142,6 +149,8 @@ fn main() -> ExitCode {
         Command::Check(args) => run_check(&args, &mut stdout),
         Command::Serve(cmd) => Ok(serve::run(cmd)),
         Command::Cert(cmd) => Ok(serve::cert(&cmd)),
+        Command::Generate(cmd) => Ok(generate_cmd::run(&cmd)),
+        Command::Up(args) => Ok(up::run(&args)),
         Command::Rules { output } => {
             let text = match output {
                 RulesFormat::Text => rules_cmd::text(),

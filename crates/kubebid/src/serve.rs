@@ -89,6 +89,15 @@ pub fn run(cmd: ServeCommand) -> ExitCode {
 }
 
 fn webhook(args: &WebhookArgs) -> ExitCode {
+    run_webhook(
+        args,
+        |addr| tracing::info!(listen = %addr, mutual_tls = args.client_ca.is_some(), "webhook serving"),
+    )
+}
+
+/// Loads configuration and certificates, binds, calls `on_bound` with the address, and serves until a
+/// shutdown signal.
+pub fn run_webhook(args: &WebhookArgs, on_bound: impl FnOnce(SocketAddr)) -> ExitCode {
     let policy = match check::load_policy(&args.config) {
         Ok(p) => p,
         Err(errors) => {
@@ -126,8 +135,7 @@ fn webhook(args: &WebhookArgs) -> ExitCode {
     };
     let result = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
-        let addr = listener.local_addr()?;
-        tracing::info!(listen = %addr, mutual_tls = args.client_ca.is_some(), "webhook serving");
+        on_bound(listener.local_addr()?);
         let (_keep, policy) = tokio::sync::watch::channel(Some(policy));
         let server = WebhookServer {
             tls,

@@ -1,0 +1,159 @@
+//! `kubebid up`: KubeBid's services in one process on loopback, with built-in defaults and no cluster.
+//! The first run creates a state directory with development certificates, an example configuration of
+//! three tenants and sample AdmissionReviews; later runs reuse them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::serve::{WebhookArgs, run_webhook};
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// State directory [default: `$XDG_STATE_HOME/kubebid`, else `~/.local/state/kubebid`]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Address of the admission webhook.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub webhook_listen: SocketAddr,
+}
+
+const CONFIG: &str = include_str!("../../../examples/config/kubebid.yaml");
+const EXCEPTIONS: &str = include_str!("../../../examples/config/exceptions.yaml");
+
+fn default_state_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("kubebid");
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(h) => PathBuf::from(h).join(".local/state/kubebid"),
+        None => PathBuf::from(".kubebid"),
+    }
+}
+
+fn review(uid: &str, pod: &serde_json::Value) -> String {
+    let r = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": uid, "kind": {"group": "", "version": "v1", "kind": "Pod"}, "resource": {"group": "", "version": "v1", "resource": "pods"},
+        "name": pod["metadata"]["name"], "namespace": "tenant-acme", "operation": "CREATE",
+        "userInfo": {"username": "alice@acme.example", "groups": ["acme-admins", "system:authenticated"]}, "object": pod}});
+    serde_json::to_string_pretty(&r).unwrap_or_default()
+}
+
+fn samples() -> [(&'static str, String); 2] {
+    let allowed = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "tenant-acme"},
+        "spec": {"securityContext": {"runAsNonRoot": true},
+            "containers": [{"name": "web", "image": "ghcr.io/acme/web:1.4.2",
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}}]}});
+    let mut denied = allowed.clone();
+    denied["metadata"]["name"] = "escape".into();
+    denied["spec"]["hostPID"] = true.into();
+    denied["spec"]["containers"][0]["securityContext"] = serde_json::json!({"privileged": true});
+    // The allowed pod leaves the runtime class, seccomp and capabilities to /mutate; /validate denies it
+    // as sent and admits it once mutated. The mutated form is what the API server would validate.
+    let mut mutated = allowed;
+    mutated["spec"]["runtimeClassName"] = "kubebid-secure".into();
+    mutated["spec"]["securityContext"]["seccompProfile"] =
+        serde_json::json!({"type": "RuntimeDefault"});
+    mutated["spec"]["containers"][0]["securityContext"] =
+        serde_json::json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}});
+    [
+        (
+            "allowed.json",
+            review("3f0c8e1a-0001-4000-8000-000000000001", &mutated),
+        ),
+        (
+            "denied.json",
+            review("3f0c8e1a-0002-4000-8000-000000000002", &denied),
+        ),
+    ]
+}
+
+fn write_once(path: &Path, contents: &str) -> std::io::Result<bool> {
+    if path.exists() {
+        return Ok(false);
+    }
+    std::fs::write(path, contents)?;
+    Ok(true)
+}
+
+fn prepare(dir: &Path) -> Result<(), String> {
+    let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
+    for sub in ["", "certs", "config", "requests"] {
+        let d = dir.join(sub);
+        std::fs::create_dir_all(&d).map_err(|e| io(&d, e))?;
+    }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // The state directory holds private keys.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| io(dir, e))?;
+    }
+    if !dir.join("certs/tls.crt").exists() {
+        kubebid_webhook::certs::generate(
+            &dir.join("certs"),
+            &["localhost".into(), "127.0.0.1".into()],
+        )
+        .map_err(|e| e.to_string())?;
+        println!(
+            "created development certificates in {}",
+            dir.join("certs").display()
+        );
+    }
+    for (name, text) in [("kubebid.yaml", CONFIG), ("exceptions.yaml", EXCEPTIONS)] {
+        let p = dir.join("config").join(name);
+        if write_once(&p, text).map_err(|e| io(&p, e))? {
+            println!(
+                "wrote the example configuration (three tenants) to {}",
+                p.display()
+            );
+        }
+    }
+    for (name, text) in samples() {
+        let p = dir.join("requests").join(name);
+        write_once(&p, &text).map_err(|e| io(&p, e))?;
+    }
+    Ok(())
+}
+
+pub fn run(args: &UpArgs) -> ExitCode {
+    let dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
+    if let Err(e) = prepare(&dir) {
+        eprintln!("kubebid up: {e}");
+        return ExitCode::from(2);
+    }
+    let certs = dir.join("certs");
+    let webhook = WebhookArgs {
+        listen: args.webhook_listen,
+        tls_cert: certs.join("tls.crt"),
+        tls_key: certs.join("tls.key"),
+        client_ca: None,
+        config: vec![dir.join("config").display().to_string()],
+        reload_interval: 1.0,
+        max_connections: 4096,
+    };
+    let requests = dir.join("requests");
+    run_webhook(&webhook, |addr| {
+        let ca = certs.join("ca.crt");
+        println!();
+        println!(
+            "KubeBid is up (state in {}). Ctrl-C stops it.",
+            dir.display()
+        );
+        println!(
+            "  admission webhook  https://{addr}/validate  /mutate  /healthz  /readyz  /metrics"
+        );
+        println!();
+        println!("Try an allowed and a denied review:");
+        for name in ["allowed.json", "denied.json"] {
+            println!(
+                "  curl -s --cacert {} https://{addr}/validate -d @{}",
+                ca.display(),
+                requests.join(name).display()
+            );
+        }
+        println!();
+        // Scripts wait for this line.
+        println!("ready: https://{addr}");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    })
+}

@@ -1,0 +1,162 @@
+//! `kubebid generate webhooks` and `kubebid generate crds`: the YAML reads back as the Kubernetes objects
+//! the API server expects, with the CA bundle, fail-closed policies and KubeBid's own account skipped.
+
+// Test helpers fail the test by panicking on broken fixtures; that is their job.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::process::Command;
+
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kubebid_model::yaml::parse_documents;
+
+fn kubebid(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kubebid"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+#[test]
+fn webhook_configurations_read_back_with_the_ca_and_fail_closed() {
+    let dir = std::env::temp_dir().join(format!("kubebid-gen-{}", std::process::id()));
+    kubebid_webhook::certs::generate(&dir, &["localhost".into()]).unwrap();
+    let ca = dir.join("ca.crt");
+    let (code, yaml) = kubebid(&[
+        "generate",
+        "webhooks",
+        "--ca-bundle",
+        ca.to_str().unwrap(),
+        "--service",
+        "kubebid-system/kubebid-webhook",
+    ]);
+    assert_eq!(code, 0);
+    let docs: Vec<_> = parse_documents(&yaml)
+        .into_iter()
+        .map(|d| d.unwrap().value)
+        .collect();
+    assert_eq!(docs.len(), 2);
+    let v: ValidatingWebhookConfiguration = serde_json::from_value(docs[0].clone()).unwrap();
+    let m: MutatingWebhookConfiguration = serde_json::from_value(docs[1].clone()).unwrap();
+    let pem = std::fs::read(&ca).unwrap();
+    let hooks = v.webhooks.unwrap();
+    assert_eq!(hooks.len(), 3);
+    for h in &hooks {
+        assert_eq!(h.failure_policy.as_deref(), Some("Fail"));
+        assert_eq!(h.side_effects, "None");
+        assert_eq!(h.client_config.ca_bundle.as_ref().unwrap().0, pem);
+        let svc = h.client_config.service.as_ref().unwrap();
+        assert_eq!(
+            (
+                svc.namespace.as_str(),
+                svc.name.as_str(),
+                svc.path.as_deref()
+            ),
+            ("kubebid-system", "kubebid-webhook", Some("/validate"))
+        );
+        assert!(h.match_conditions.as_ref().unwrap().iter().any(|c| {
+            c.expression
+                .contains("system:serviceaccount:kubebid-system:kubebid")
+        }));
+    }
+    let tenants = &hooks[0];
+    assert_eq!(
+        tenants
+            .namespace_selector
+            .as_ref()
+            .unwrap()
+            .match_expressions
+            .as_ref()
+            .unwrap()[0]
+            .key,
+        "kubebid.io/tenant"
+    );
+    let rules = tenants.rules.as_ref().unwrap();
+    assert!(rules.iter().any(|r| {
+        r.operations.as_ref().unwrap() == &["CONNECT"]
+            && r.resources
+                .as_ref()
+                .unwrap()
+                .contains(&"pods/exec".to_owned())
+    }));
+    assert!(rules.iter().any(|r| {
+        r.resources
+            .as_ref()
+            .unwrap()
+            .contains(&"pods/ephemeralcontainers".to_owned())
+    }));
+    let mh = &m.webhooks.unwrap()[0];
+    assert_eq!(
+        mh.client_config.service.as_ref().unwrap().path.as_deref(),
+        Some("/mutate")
+    );
+    assert_eq!(mh.reinvocation_policy.as_deref(), Some("IfNeeded"));
+    // Bad input is refused.
+    assert_eq!(
+        kubebid(&[
+            "generate",
+            "webhooks",
+            "--ca-bundle",
+            ca.to_str().unwrap(),
+            "--url",
+            "http://insecure"
+        ])
+        .0,
+        2
+    );
+    assert_eq!(
+        kubebid(&[
+            "generate",
+            "webhooks",
+            "--ca-bundle",
+            "/nonexistent",
+            "--url",
+            "https://x"
+        ])
+        .0,
+        2
+    );
+    assert_eq!(
+        kubebid(&[
+            "generate",
+            "webhooks",
+            "--ca-bundle",
+            ca.to_str().unwrap(),
+            "--service",
+            "nonamespace"
+        ])
+        .0,
+        2
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn crds_read_back() {
+    let (code, yaml) = kubebid(&["generate", "crds"]);
+    assert_eq!(code, 0);
+    let names: Vec<String> = parse_documents(&yaml)
+        .into_iter()
+        .map(|d| {
+            serde_json::from_value::<CustomResourceDefinition>(d.unwrap().value)
+                .unwrap()
+                .metadata
+                .name
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "kubebidconfigs.kubebid.io",
+            "tenants.kubebid.io",
+            "policyexceptions.kubebid.io"
+        ]
+    );
+}

@@ -1,0 +1,122 @@
+//! `kubebid up` end to end: first run creates its state, the printed curl commands give an allowed and a
+//! denied review over HTTPS (curl is the client), a second run reuses the state, and Ctrl-C stops it cleanly.
+
+// Test helpers fail the test by panicking on broken fixtures; that is their job.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn start(state: &Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubebid"))
+        .args([
+            "up",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--webhook-listen",
+            "127.0.0.1:0",
+        ])
+        .env("KUBEBID_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubebid up starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut printed = String::new();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("kubebid up printed its address")
+            .unwrap();
+        printed.push_str(&line);
+        printed.push('\n');
+        if let Some(a) = line.strip_prefix("ready: https://") {
+            break a.to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, format!("{printed}{addr}"))
+}
+
+fn curl(ca: &Path, url: &str, body: Option<&Path>) -> String {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-s",
+        "--fail-with-body",
+        "--cacert",
+        ca.to_str().unwrap(),
+        url,
+    ]);
+    if let Some(b) = body {
+        cmd.arg("-d").arg(format!("@{}", b.display()));
+    }
+    let out = cmd
+        .output()
+        .expect("curl is installed (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "curl {url}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn stop(mut child: Child) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            assert!(s.success(), "kubebid up exits 0 on Ctrl-C, got {s}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "kubebid up did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn up_serves_an_allowed_and_a_denied_review_and_stops_on_ctrl_c() {
+    let state = std::env::temp_dir().join(format!("kubebid-up-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let (child, printed) = start(&state);
+    let addr = printed.lines().last().unwrap().to_owned();
+    assert!(
+        printed.contains("created development certificates"),
+        "{printed}"
+    );
+    assert!(printed.contains("three tenants"), "{printed}");
+    assert!(printed.contains("curl -s --cacert"), "{printed}");
+    let ca = state.join("certs/ca.crt");
+    let allowed = curl(
+        &ca,
+        &format!("https://{addr}/validate"),
+        Some(&state.join("requests/allowed.json")),
+    );
+    assert!(allowed.contains(r#""allowed":true"#), "{allowed}");
+    let denied = curl(
+        &ca,
+        &format!("https://{addr}/validate"),
+        Some(&state.join("requests/denied.json")),
+    );
+    assert!(
+        denied.contains(r#""allowed":false"#) && denied.contains("pss/privileged"),
+        "{denied}"
+    );
+    assert_eq!(curl(&ca, &format!("https://{addr}/readyz"), None), "ok\n");
+    stop(child);
+    // The second run reuses the state: no new certificates.
+    let (child, printed) = start(&state);
+    assert!(
+        !printed.contains("created development certificates"),
+        "{printed}"
+    );
+    stop(child);
+    let _ = std::fs::remove_dir_all(&state);
+}
