@@ -15,3 +15,4 @@ pub mod mutate;
 pub mod review;
 pub mod server;
 pub mod tls;
+pub mod vap;

@@ -51,6 +51,11 @@ pub fn load_policy(config_paths: &[String]) -> Result<PolicySet, Vec<SourceError
     if config_paths.is_empty() {
         return Ok(PolicySet::builtin());
     }
+    PolicySet::from_config(&load_config_set(config_paths)?)
+}
+
+/// Reads `--config` paths into configuration objects.
+pub fn load_config_set(config_paths: &[String]) -> Result<ConfigSet, Vec<SourceError>> {
     let (config_inputs, mut errors) = inputs::expand(config_paths);
     let mut set = ConfigSet::default();
     for input in &config_inputs {
@@ -62,7 +67,7 @@ pub fn load_policy(config_paths: &[String]) -> Result<PolicySet, Vec<SourceError
     if !errors.is_empty() {
         return Err(errors);
     }
-    PolicySet::from_config(&set)
+    Ok(set)
 }
 
 /// Checks every input. `progress` is called once per file read.

@@ -27,6 +27,13 @@ pub enum GenerateCommand {
     },
     /// The CustomResourceDefinitions of KubeBid's configuration objects.
     Crds,
+    /// `ValidatingAdmissionPolicy` objects and bindings: the core rules in CEL, enforced by the API server
+    /// itself when the webhook cannot be reached.
+    Vap {
+        /// KubeBid configuration, for the tenants' runtime classes. Repeatable.
+        #[arg(short, long, value_name = "FILE|DIR")]
+        config: Vec<String>,
+    },
 }
 
 pub fn run(cmd: &GenerateCommand) -> ExitCode {
@@ -66,21 +73,18 @@ pub fn run(cmd: &GenerateCommand) -> ExitCode {
                 service_account_user: format!("system:serviceaccount:{ns}:{name}"),
                 timeout_seconds: *timeout,
             };
-            let v = (
-                serde_json::to_value(validating(&settings)),
-                serde_json::to_value(mutating(&settings)),
-            );
-            match v {
-                (Ok(a), Ok(b)) => to_yaml_stream(&[
-                    with_type(a, "ValidatingWebhookConfiguration"),
-                    with_type(b, "MutatingWebhookConfiguration"),
-                ]),
-                (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+            match (
+                typed(&validating(&settings), "ValidatingWebhookConfiguration"),
+                typed(&mutating(&settings), "MutatingWebhookConfiguration"),
+            ) {
+                (Ok(a), Ok(b)) => to_yaml_stream(&[a, b]),
+                (Err(e), _) | (_, Err(e)) => Err(e),
             }
         }
         GenerateCommand::Crds => {
             to_yaml_stream(&[KubeBidConfig::crd(), Tenant::crd(), PolicyException::crd()])
         }
+        GenerateCommand::Vap { config } => vap(config),
     };
     match out {
         Ok(text) => {
@@ -91,8 +95,9 @@ pub fn run(cmd: &GenerateCommand) -> ExitCode {
     }
 }
 
-/// k8s-openapi writes apiVersion and kind through its own Serialize impl; keep them first for readers.
-fn with_type(v: serde_json::Value, kind: &str) -> serde_json::Value {
+/// An admissionregistration.k8s.io/v1 object as JSON with `apiVersion` and `kind` first, for readers.
+fn typed<T: serde::Serialize>(object: &T, kind: &str) -> Result<serde_json::Value, String> {
+    let v = serde_json::to_value(object).map_err(|e| e.to_string())?;
     let mut out = serde_json::Map::new();
     out.insert(
         "apiVersion".into(),
@@ -104,7 +109,37 @@ fn with_type(v: serde_json::Value, kind: &str) -> serde_json::Value {
             out.entry(k).or_insert(val);
         }
     }
-    serde_json::Value::Object(out)
+    Ok(serde_json::Value::Object(out))
+}
+
+fn vap(config: &[String]) -> Result<String, String> {
+    let mut classes: Vec<String> = Vec::new();
+    if !config.is_empty() {
+        let set = crate::check::load_config_set(config).map_err(|errors| {
+            errors
+                .iter()
+                .map(|e| format!("config error: {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?;
+        for t in &set.tenants {
+            classes.extend(t.object.spec.runtime_classes.allowed.iter().cloned());
+        }
+    }
+    if classes.is_empty() {
+        classes.push(kubebid_model::config::DEFAULT_RUNTIME_CLASS.into());
+    }
+    classes.sort();
+    classes.dedup();
+    let (policies, bindings) = kubebid_webhook::vap::policies(&classes);
+    let mut values = Vec::new();
+    for p in &policies {
+        values.push(typed(p, "ValidatingAdmissionPolicy")?);
+    }
+    for b in &bindings {
+        values.push(typed(b, "ValidatingAdmissionPolicyBinding")?);
+    }
+    to_yaml_stream(&values)
 }
 
 fn fail(msg: &str) -> ExitCode {

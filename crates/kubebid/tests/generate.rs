@@ -160,3 +160,31 @@ fn crds_read_back() {
         ]
     );
 }
+
+#[test]
+fn vap_reads_back_with_the_cel_the_agreement_test_checks() {
+    use k8s_openapi::api::admissionregistration::v1::{
+        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
+    let (code, yaml) = kubebid(&["generate", "vap", "--config", "../../examples/config"]);
+    assert_eq!(code, 0, "{yaml}");
+    let docs: Vec<_> = parse_documents(&yaml)
+        .into_iter()
+        .map(|d| d.unwrap().value)
+        .collect();
+    assert_eq!(docs.len(), 4);
+    let pods: ValidatingAdmissionPolicy = serde_json::from_value(docs[0].clone()).unwrap();
+    let spec = pods.spec.unwrap();
+    assert_eq!(spec.failure_policy.as_deref(), Some("Fail"));
+    let expected = kubebid_webhook::vap::pod_validations(&["kubebid-secure".to_owned()]);
+    let got = spec.validations.unwrap();
+    assert_eq!(got.len(), expected.len());
+    for (g, (id, expr, _)) in got.iter().zip(&expected) {
+        assert_eq!(&g.expression, expr);
+        assert!(g.message.as_ref().unwrap().starts_with(&format!("[{id}]")));
+    }
+    let binding: ValidatingAdmissionPolicyBinding =
+        serde_json::from_value(docs[2].clone()).unwrap();
+    assert_eq!(binding.spec.validation_actions, ["Deny"]);
+    assert_eq!(binding.spec.policy_name, "kubebid-pods");
+}
