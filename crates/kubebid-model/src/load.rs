@@ -347,6 +347,71 @@ impl ConfigSet {
         Ok(())
     }
 
+    /// Builds a set from objects read from the cluster. Objects that fail validation are left out and
+    /// reported; of several `KubeBidConfig` objects the one named `kubebid` (else the first by name) is used.
+    #[must_use]
+    pub fn from_cluster(
+        mut configs: Vec<KubeBidConfig>,
+        tenants: Vec<Tenant>,
+        exceptions: Vec<PolicyException>,
+    ) -> (Self, Vec<SourceError>) {
+        let origin = |kind: &str, name: &str| Origin {
+            file: Arc::from(format!("cluster:{kind}/{name}")),
+            document: 0,
+            prefix: String::new(),
+            line: 0,
+            lines: Arc::new(LineIndex::default()),
+        };
+        let name_of = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            m.name.clone().unwrap_or_default()
+        };
+        let mut set = ConfigSet::default();
+        let mut errors = Vec::new();
+        configs.sort_by_key(|c| {
+            (
+                c.metadata.name.as_deref() != Some("kubebid"),
+                name_of(&c.metadata),
+            )
+        });
+        if let Some(c) = configs.into_iter().next() {
+            let o = origin("KubeBidConfig", &name_of(&c.metadata));
+            let errs = c.spec.validate();
+            if errs.is_empty() {
+                set.config = Some(Loaded {
+                    object: c,
+                    origin: o,
+                });
+            } else {
+                errors.extend(errs.into_iter().map(|e| o.error(&e.path, e.message)));
+            }
+        }
+        for t in tenants {
+            let o = origin("Tenant", &name_of(&t.metadata));
+            let errs = t.spec.validate();
+            if errs.is_empty() {
+                set.tenants.push(Loaded {
+                    object: t,
+                    origin: o,
+                });
+            } else {
+                errors.extend(errs.into_iter().map(|e| o.error(&e.path, e.message)));
+            }
+        }
+        for e in exceptions {
+            let o = origin("PolicyException", &name_of(&e.metadata));
+            let errs = e.spec.validate();
+            if errs.is_empty() {
+                set.exceptions.push(Loaded {
+                    object: e,
+                    origin: o,
+                });
+            } else {
+                errors.extend(errs.into_iter().map(|x| o.error(&x.path, x.message)));
+            }
+        }
+        (set, errors)
+    }
+
     /// Checks rules that span objects: a namespace, an ingress domain or an owner belongs to one tenant only.
     #[must_use]
     pub fn cross_check(&self) -> Vec<SourceError> {

@@ -9,6 +9,7 @@
 #![allow(clippy::too_many_lines)]
 
 pub mod certs;
+pub mod cluster;
 pub mod generate;
 pub mod metrics;
 pub mod mutate;

@@ -33,7 +33,8 @@ pub struct WebhookArgs {
     /// Serve only clients presenting a certificate signed by this CA (the API server's client certificate).
     #[arg(long, value_name = "FILE")]
     pub client_ca: Option<PathBuf>,
-    /// KubeBid configuration: KubeBidConfig, Tenant and PolicyException objects (file or directory). Repeatable.
+    /// Standalone mode: KubeBidConfig, Tenant and PolicyException objects from files (file or directory,
+    /// repeatable). Without it the webhook watches them in the cluster (kubeconfig or in-cluster account).
     #[arg(short, long, value_name = "FILE|DIR")]
     pub config: Vec<String>,
     /// Seconds between checks of the certificate files.
@@ -98,14 +99,19 @@ fn webhook(args: &WebhookArgs) -> ExitCode {
 /// Loads configuration and certificates, binds, calls `on_bound` with the address, and serves until a
 /// shutdown signal.
 pub fn run_webhook(args: &WebhookArgs, on_bound: impl FnOnce(SocketAddr)) -> ExitCode {
-    let policy = match check::load_policy(&args.config) {
-        Ok(p) => p,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("config error: {e}");
+    let standalone = !args.config.is_empty();
+    let policy = if standalone {
+        match check::load_policy(&args.config) {
+            Ok(p) => Some(p),
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("config error: {e}");
+                }
+                return ExitCode::from(2);
             }
-            return ExitCode::from(2);
         }
+    } else {
+        None
     };
     let setup = || -> Result<_, kubebid_webhook::tls::TlsError> {
         let cert = Arc::new(ReloadingCert::new(&args.tls_cert, &args.tls_key)?);
@@ -134,9 +140,17 @@ pub fn run_webhook(args: &WebhookArgs, on_bound: impl FnOnce(SocketAddr)) -> Exi
         }
     };
     let result = runtime.block_on(async {
+        let (policy_tx, policy_rx) = tokio::sync::watch::channel(policy);
+        if !standalone {
+            let client = kube::Client::try_default().await.map_err(|e| {
+                std::io::Error::other(format!("no --config, and no cluster to watch ({e}); give --config for standalone mode"))
+            })?;
+            tracing::info!("cluster mode: watching KubeBidConfig, Tenant, PolicyException and Namespace objects");
+            tokio::spawn(kubebid_webhook::cluster::run(client, policy_tx, std::future::pending()));
+        }
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         on_bound(listener.local_addr()?);
-        let (_keep, policy) = tokio::sync::watch::channel(Some(policy));
+        let policy = policy_rx;
         let server = WebhookServer {
             tls,
             reloading_cert: Some(cert),
