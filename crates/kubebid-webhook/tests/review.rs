@@ -502,3 +502,48 @@ proptest! {
         prop_assert_eq!(&v["allowed"], &json!(true), "{}", v);
     }
 }
+
+fn arbitrary_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        prop::sample::select(vec!["", "Pod", "v1", "CREATE", "DELETE", "CONNECT", "apps/v1", "Deployment", "exec", "acme", "x"]).prop_map(|s| json!(s)),
+    ];
+    leaf.prop_recursive(4, 40, 5, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(
+                prop::sample::select(vec!["apiVersion", "kind", "metadata", "spec", "name", "namespace", "containers", "securityContext", "privileged", "object", "oldObject", "operation", "uid", "group", "version", "resource", "subResource", "userInfo", "username"]),
+                inner,
+                0..5,
+            )
+            .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// No body makes the review panic, and a review of an object the engine cannot decode never allows it.
+    #[test]
+    fn no_body_panics_or_admits_what_cannot_be_decoded(
+        bytes in prop::collection::vec(any::<u8>(), 0..200),
+        op in prop::sample::select(vec!["CREATE", "UPDATE", "DELETE", "CONNECT"]),
+        object in arbitrary_json(),
+        old in arbitrary_json(),
+        endpoint in prop::sample::select(vec![Endpoint::Validate, Endpoint::Mutate]),
+    ) {
+        let p = policy();
+        let _ = review(&p, endpoint, &bytes, Timestamp::now());
+        let body = admission(op, "pods", None, "acme", "x", object.clone(), old);
+        if let Ok(out) = review(&p, endpoint, &serde_json::to_vec(&body).unwrap(), Timestamp::now()) {
+            let v: Value = serde_json::from_slice(&out.body).unwrap();
+            let decodable = object.is_null() || kubebid_model::Object::from_value(object.clone()).is_ok();
+            if !decodable {
+                prop_assert_eq!(&v["response"]["allowed"], &json!(false), "{}", v);
+            }
+        }
+    }
+}
