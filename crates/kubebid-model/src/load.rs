@@ -221,6 +221,24 @@ pub struct ConfigSet {
     pub exceptions: Vec<Loaded<PolicyException>>,
 }
 
+/// Keeps a valid object, reports the problems of an invalid one.
+fn keep<T>(
+    object: T,
+    origin: Origin,
+    problems: Vec<FieldError>,
+    errors: &mut Vec<SourceError>,
+) -> Option<Loaded<T>> {
+    if problems.is_empty() {
+        return Some(Loaded { object, origin });
+    }
+    errors.extend(
+        problems
+            .into_iter()
+            .map(|e| origin.error(&e.path, e.message)),
+    );
+    None
+}
+
 const TOP_LEVEL: [&str; 5] = ["apiVersion", "kind", "metadata", "spec", "status"];
 
 impl ConfigSet {
@@ -374,40 +392,22 @@ impl ConfigSet {
             )
         });
         if let Some(c) = configs.into_iter().next() {
-            let o = origin("KubeBidConfig", &name_of(&c.metadata));
-            let errs = c.spec.validate();
-            if errs.is_empty() {
-                set.config = Some(Loaded {
-                    object: c,
-                    origin: o,
-                });
-            } else {
-                errors.extend(errs.into_iter().map(|e| o.error(&e.path, e.message)));
-            }
+            let (o, problems) = (
+                origin("KubeBidConfig", &name_of(&c.metadata)),
+                c.spec.validate(),
+            );
+            set.config = keep(c, o, problems, &mut errors);
         }
         for t in tenants {
-            let o = origin("Tenant", &name_of(&t.metadata));
-            let errs = t.spec.validate();
-            if errs.is_empty() {
-                set.tenants.push(Loaded {
-                    object: t,
-                    origin: o,
-                });
-            } else {
-                errors.extend(errs.into_iter().map(|e| o.error(&e.path, e.message)));
-            }
+            let (o, problems) = (origin("Tenant", &name_of(&t.metadata)), t.spec.validate());
+            set.tenants.extend(keep(t, o, problems, &mut errors));
         }
         for e in exceptions {
-            let o = origin("PolicyException", &name_of(&e.metadata));
-            let errs = e.spec.validate();
-            if errs.is_empty() {
-                set.exceptions.push(Loaded {
-                    object: e,
-                    origin: o,
-                });
-            } else {
-                errors.extend(errs.into_iter().map(|x| o.error(&x.path, x.message)));
-            }
+            let (o, problems) = (
+                origin("PolicyException", &name_of(&e.metadata)),
+                e.spec.validate(),
+            );
+            set.exceptions.extend(keep(e, o, problems, &mut errors));
         }
         (set, errors)
     }

@@ -17,26 +17,11 @@ use kubebid_webhook::cluster;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
 
-type Chunk = Result<Frame<Bytes>, std::io::Error>;
+mod common;
 
-struct BodyRx(mpsc::Receiver<Chunk>);
+use common::{Chunk, channel_body as body};
 
-impl futures_core::Stream for BodyRx {
-    type Item = Chunk;
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Chunk>> {
-        self.0.poll_recv(cx)
-    }
-}
-
-type MockBody = http_body_util::StreamBody<BodyRx>;
-
-fn body() -> (mpsc::Sender<Chunk>, MockBody) {
-    let (tx, rx) = mpsc::channel(16);
-    (tx, http_body_util::StreamBody::new(BodyRx(rx)))
-}
+type MockBody = common::ChannelBody;
 
 fn tenant(name: &str, namespaces: &[&str], extra: Value) -> Value {
     let mut spec = json!({"namespaces": namespaces});

@@ -508,13 +508,46 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
-        prop::sample::select(vec!["", "Pod", "v1", "CREATE", "DELETE", "CONNECT", "apps/v1", "Deployment", "exec", "acme", "x"]).prop_map(|s| json!(s)),
+        prop::sample::select(vec![
+            "",
+            "Pod",
+            "v1",
+            "CREATE",
+            "DELETE",
+            "CONNECT",
+            "apps/v1",
+            "Deployment",
+            "exec",
+            "acme",
+            "x"
+        ])
+        .prop_map(|s| json!(s)),
     ];
     leaf.prop_recursive(4, 40, 5, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
             prop::collection::btree_map(
-                prop::sample::select(vec!["apiVersion", "kind", "metadata", "spec", "name", "namespace", "containers", "securityContext", "privileged", "object", "oldObject", "operation", "uid", "group", "version", "resource", "subResource", "userInfo", "username"]),
+                prop::sample::select(vec![
+                    "apiVersion",
+                    "kind",
+                    "metadata",
+                    "spec",
+                    "name",
+                    "namespace",
+                    "containers",
+                    "securityContext",
+                    "privileged",
+                    "object",
+                    "oldObject",
+                    "operation",
+                    "uid",
+                    "group",
+                    "version",
+                    "resource",
+                    "subResource",
+                    "userInfo",
+                    "username"
+                ]),
                 inner,
                 0..5,
             )

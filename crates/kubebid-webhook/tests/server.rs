@@ -4,6 +4,8 @@
 // Test helpers fail the test by panicking on broken fixtures; that is their job.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -522,29 +524,15 @@ async fn shutdown_finishes_the_review_in_flight_then_refuses_connections() {
 }
 
 /// A request body fed chunk by chunk.
-fn futures_channel_body() -> (BodyTx, http_body_util::StreamBody<BodyRx>) {
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    (BodyTx(tx), http_body_util::StreamBody::new(BodyRx(rx)))
+fn futures_channel_body() -> (BodyTx, common::ChannelBody) {
+    let (tx, body) = common::channel_body();
+    (BodyTx(tx), body)
 }
 
-type Chunk = Result<hyper::body::Frame<Bytes>, std::io::Error>;
-
-struct BodyTx(tokio::sync::mpsc::Sender<Chunk>);
+struct BodyTx(tokio::sync::mpsc::Sender<common::Chunk>);
 
 impl BodyTx {
     async fn send(&mut self, b: Bytes) {
         self.0.send(Ok(hyper::body::Frame::data(b))).await.unwrap();
-    }
-}
-
-struct BodyRx(tokio::sync::mpsc::Receiver<Chunk>);
-
-impl futures_core::Stream for BodyRx {
-    type Item = Chunk;
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Chunk>> {
-        self.0.poll_recv(cx)
     }
 }
