@@ -459,6 +459,154 @@ pub struct TenantSpec {
     /// What the mutating webhook fills in for this tenant's pods.
     #[serde(default)]
     pub mutate: Mutations,
+    /// Compute isolation beyond the runtime class.
+    #[serde(default)]
+    pub isolation: Isolation,
+    /// Network paths the tenant's namespaces are opened to, on top of default-deny.
+    #[serde(default)]
+    pub network: TenantNetwork,
+    /// `ResourceQuota` hard limits per namespace, by resource name.
+    #[serde(default = "default_quota")]
+    pub quota: BTreeMap<String, String>,
+    /// Container defaults and maxima (`LimitRange`) per namespace.
+    #[serde(default)]
+    pub limits: ContainerLimits,
+    /// Name of the tenant's key in the KMS, for its encrypted volumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key: Option<String>,
+    /// Audit level for the tenant's requests.
+    #[serde(default)]
+    pub audit_level: AuditLevel,
+    /// Whether deleting the Tenant deletes its namespaces (and everything in them).
+    #[serde(default)]
+    pub delete_namespaces: bool,
+}
+
+/// Compute isolation settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Isolation {
+    /// Pods get whole dedicated cores (static CPU manager policy: integer CPU requests equal to limits).
+    #[serde(default)]
+    pub dedicated_cores: bool,
+    /// Pods must run on nodes attested for memory encryption (AMD SEV or Intel TDX).
+    #[serde(default)]
+    pub confidential_computing: bool,
+}
+
+/// Network settings of a tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantNetwork {
+    /// Whether pods may talk to the tenant's other pods (in any of its namespaces).
+    #[serde(default = "yes")]
+    pub intra_tenant: bool,
+    /// Whether ingress controllers (namespaces with the cluster's ingress-controller label) may reach the
+    /// tenant's pods.
+    #[serde(default = "yes")]
+    pub from_ingress_controllers: bool,
+    /// Services of shared namespaces the tenant may reach, as `namespace/service` (`namespace/*` for all).
+    #[serde(default)]
+    pub shared_services: Vec<String>,
+    /// Whether the tenant's pods may resolve external (non-cluster) names.
+    #[serde(default = "yes")]
+    pub external_dns: bool,
+}
+
+impl Default for TenantNetwork {
+    fn default() -> Self {
+        Self {
+            intra_tenant: true,
+            from_ingress_controllers: true,
+            shared_services: Vec::new(),
+            external_dns: true,
+        }
+    }
+}
+
+/// `LimitRange` settings for containers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerLimits {
+    /// Default CPU request.
+    #[serde(default = "default_request_cpu")]
+    pub default_request_cpu: String,
+    /// Default memory request.
+    #[serde(default = "default_request_memory")]
+    pub default_request_memory: String,
+    /// Default CPU limit.
+    #[serde(default = "default_limit_cpu")]
+    pub default_cpu: String,
+    /// Default memory limit.
+    #[serde(default = "default_limit_memory")]
+    pub default_memory: String,
+    /// Largest CPU limit of one container.
+    #[serde(default = "default_max_cpu")]
+    pub max_cpu: String,
+    /// Largest memory limit of one container.
+    #[serde(default = "default_max_memory")]
+    pub max_memory: String,
+}
+
+fn default_request_cpu() -> String {
+    "100m".into()
+}
+fn default_request_memory() -> String {
+    "128Mi".into()
+}
+fn default_limit_cpu() -> String {
+    "500m".into()
+}
+fn default_limit_memory() -> String {
+    "512Mi".into()
+}
+fn default_max_cpu() -> String {
+    "4".into()
+}
+fn default_max_memory() -> String {
+    "8Gi".into()
+}
+
+impl Default for ContainerLimits {
+    fn default() -> Self {
+        Self {
+            default_request_cpu: default_request_cpu(),
+            default_request_memory: default_request_memory(),
+            default_cpu: default_limit_cpu(),
+            default_memory: default_limit_memory(),
+            max_cpu: default_max_cpu(),
+            max_memory: default_max_memory(),
+        }
+    }
+}
+
+fn default_quota() -> BTreeMap<String, String> {
+    [
+        ("requests.cpu", "8"),
+        ("requests.memory", "16Gi"),
+        ("limits.cpu", "16"),
+        ("limits.memory", "32Gi"),
+        ("pods", "100"),
+        ("persistentvolumeclaims", "20"),
+        ("requests.storage", "500Gi"),
+        ("services.nodeports", "0"),
+        ("services.loadbalancers", "0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// Audit level of a tenant's requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AuditLevel {
+    /// Request metadata only.
+    #[default]
+    Metadata,
+    /// Metadata and request bodies.
+    Request,
+    /// Metadata, request and response bodies.
+    RequestResponse,
 }
 
 /// Defaults the mutating webhook sets on a tenant's pods where the fields are unset.
@@ -515,6 +663,13 @@ impl TenantSpec {
             allow_load_balancer: false,
             rules: BTreeMap::new(),
             mutate: Mutations::default(),
+            isolation: Isolation::default(),
+            network: TenantNetwork::default(),
+            quota: default_quota(),
+            limits: ContainerLimits::default(),
+            kms_key: None,
+            audit_level: AuditLevel::default(),
+            delete_namespaces: false,
         }
     }
 
@@ -594,6 +749,53 @@ impl TenantSpec {
         }
         if let Some(cidrs) = &self.egress_cidrs {
             check_cidrs(cidrs, "spec.egressCidrs", &mut errs);
+        }
+        for (i, s) in self.network.shared_services.iter().enumerate() {
+            let ok = s
+                .split_once('/')
+                .is_some_and(|(ns, svc)| is_dns_label(ns) && (svc == "*" || is_dns_label(svc)));
+            if !ok {
+                errs.push(FieldError::new(
+                    format!("spec.network.sharedServices[{i}]"),
+                    format!("{s:?}: expected namespace/service or namespace/*"),
+                ));
+            }
+        }
+        for (k, v) in &self.quota {
+            if !is_quantity(v) {
+                errs.push(FieldError::new(
+                    format!("spec.quota[\"{k}\"]"),
+                    format!("{v:?} is not a quantity"),
+                ));
+            }
+        }
+        let l = &self.limits;
+        for (field, v) in [
+            ("defaultRequestCpu", &l.default_request_cpu),
+            ("defaultRequestMemory", &l.default_request_memory),
+            ("defaultCpu", &l.default_cpu),
+            ("defaultMemory", &l.default_memory),
+            ("maxCpu", &l.max_cpu),
+            ("maxMemory", &l.max_memory),
+        ] {
+            if !is_quantity(v) {
+                errs.push(FieldError::new(
+                    format!("spec.limits.{field}"),
+                    format!("{v:?} is not a quantity"),
+                ));
+            }
+        }
+        if let Some(k) = &self.kms_key
+            && (k.is_empty()
+                || k.len() > 253
+                || !k
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/')))
+        {
+            errs.push(FieldError::new(
+                "spec.kmsKey",
+                format!("{k:?} is not a key name"),
+            ));
         }
         errs
     }
@@ -733,6 +935,21 @@ fn is_label_key(s: &str) -> bool {
         None => (None, s),
     };
     prefix.is_none_or(is_dns_subdomain) && !name.is_empty() && is_label_value(name)
+}
+
+/// A Kubernetes resource quantity: a decimal number with an optional binary or decimal suffix.
+fn is_quantity(s: &str) -> bool {
+    let digits_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, suffix) = s.split_at(digits_end);
+    !number.is_empty()
+        && number.chars().filter(|c| *c == '.').count() <= 1
+        && number != "."
+        && matches!(
+            suffix,
+            "" | "m" | "k" | "M" | "G" | "T" | "P" | "E" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei"
+        )
 }
 
 fn is_registry_prefix(s: &str) -> bool {

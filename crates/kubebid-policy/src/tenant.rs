@@ -579,6 +579,7 @@ fn peer_rules(
     out: &mut Vec<Raw>,
 ) {
     if let Some(sel) = &peer.namespace_selector
+        && !(egress && is_cluster_dns(sel, peer.pod_selector.as_ref()))
         && let Err(why) = namespace_selector_confined(sel, scope)
     {
         out.push(raw(
@@ -638,6 +639,18 @@ fn peer_rules(
 }
 
 const NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// Egress to the cluster DNS pods (`kube-system` pods labelled `k8s-app: kube-dns`, as both `CoreDNS` and
+/// kube-dns are deployed) is a path every tenant needs; it reaches no other tenant.
+fn is_cluster_dns(ns: &LabelSelector, pods: Option<&LabelSelector>) -> bool {
+    let pinned = |sel: &LabelSelector, key: &str, value: &str| {
+        sel.match_labels
+            .as_ref()
+            .and_then(|l| l.get(key))
+            .is_some_and(|v| v == value)
+    };
+    pinned(ns, NAME_LABEL, "kube-system") && pods.is_some_and(|p| pinned(p, "k8s-app", "kube-dns"))
+}
 
 /// Proves a namespace selector selects only namespaces the tenant may reach, by a label tenants cannot set.
 fn namespace_selector_confined(sel: &LabelSelector, scope: &Scope<'_>) -> Result<(), String> {

@@ -712,6 +712,18 @@ fn network_policies() {
     for peer in ok {
         assert!(rules_of(&p, np(peer.clone(), false)).is_empty(), "{peer}");
     }
+    // Egress to the cluster DNS is allowed; ingress from kube-system, or egress to other kube-system pods, is not.
+    let dns = json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}});
+    assert!(rules_of(&p, np(dns.clone(), true)).is_empty());
+    assert_eq!(
+        rules_of(&p, np(dns, false)),
+        ["tenant/netpol-namespace-selector"]
+    );
+    let api = json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}, "podSelector": {"matchLabels": {"component": "kube-apiserver"}}});
+    assert_eq!(
+        rules_of(&p, np(api, true)),
+        ["tenant/netpol-namespace-selector"]
+    );
     let bad = [
         json!({"namespaceSelector": {}}),
         json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "globex"}}}),

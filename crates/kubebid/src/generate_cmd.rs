@@ -146,3 +146,86 @@ fn fail(msg: &str) -> ExitCode {
     eprintln!("kubebid generate: {msg}");
     ExitCode::from(2)
 }
+
+#[derive(clap::Subcommand)]
+pub enum TenantCommand {
+    /// Print every object KubeBid manages for the Tenants in FILE... (offline, for GitOps): the cluster-wide
+    /// objects, then each tenant's namespaces, network policies, RBAC, quota and limits.
+    Render {
+        /// Files or directories with Tenant (and optionally KubeBidConfig) objects.
+        #[arg(required = true, value_name = "FILE|DIR")]
+        paths: Vec<String>,
+        /// Also write the API server's audit policy and encryption configuration into this directory.
+        #[arg(long, value_name = "DIR")]
+        api_server_dir: Option<PathBuf>,
+    },
+}
+
+pub fn tenant(cmd: &TenantCommand) -> ExitCode {
+    let TenantCommand::Render {
+        paths,
+        api_server_dir,
+    } = cmd;
+    let set = match crate::check::load_config_set(paths) {
+        Ok(s) => s,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("config error: {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    // The same cross-checks the webhook applies: one namespace, domain and owner per tenant.
+    if let Err(errors) = kubebid_policy::PolicySet::from_config(&set) {
+        for e in errors {
+            eprintln!("config error: {e}");
+        }
+        return ExitCode::from(2);
+    }
+    if set.tenants.is_empty() {
+        return fail("no Tenant objects in the given files");
+    }
+    let cluster = set
+        .config
+        .as_ref()
+        .map(|c| c.object.spec.clone())
+        .unwrap_or_default();
+    let mut objects = kubebid_tenancy::render::cluster();
+    for t in &set.tenants {
+        objects.extend(kubebid_tenancy::render::tenant(&t.object, &cluster));
+    }
+    if let Some(dir) = api_server_dir {
+        let tenants: Vec<_> = set.tenants.iter().map(|t| t.object.clone()).collect();
+        let files = [
+            (
+                "audit-policy.yaml",
+                kubebid_tenancy::render::audit_policy(&tenants),
+            ),
+            (
+                "encryption-config.yaml",
+                kubebid_tenancy::render::encryption_config(),
+            ),
+        ];
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return fail(&format!("{}: {e}", dir.display()));
+        }
+        for (name, value) in files {
+            let path = dir.join(name);
+            let text = match to_yaml_stream(&[value]) {
+                Ok(t) => t,
+                Err(e) => return fail(&e),
+            };
+            if let Err(e) = std::fs::write(&path, text) {
+                return fail(&format!("{}: {e}", path.display()));
+            }
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    match to_yaml_stream(&objects) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}

@@ -63,6 +63,9 @@ enum Command {
     Cert(serve::CertCommand),
     /// Start KubeBid's services on loopback with built-in defaults (no cluster needed).
     Up(up::UpArgs),
+    /// Tenants: render what KubeBid manages for them.
+    #[command(subcommand)]
+    Tenant(generate_cmd::TenantCommand),
     /// Print objects for a cluster: webhook configurations, CRDs.
     #[command(subcommand)]
     Generate(generate_cmd::GenerateCommand),
@@ -151,6 +154,7 @@ fn main() -> ExitCode {
         Command::Cert(cmd) => Ok(serve::cert(&cmd)),
         Command::Generate(cmd) => Ok(generate_cmd::run(&cmd)),
         Command::Up(args) => Ok(up::run(&args)),
+        Command::Tenant(cmd) => Ok(generate_cmd::tenant(&cmd)),
         Command::Rules { output } => {
             let text = match output {
                 RulesFormat::Text => rules_cmd::text(),

@@ -188,3 +188,48 @@ fn vap_reads_back_with_the_cel_the_agreement_test_checks() {
     assert_eq!(binding.spec.validation_actions, ["Deny"]);
     assert_eq!(binding.spec.policy_name, "kubebid-pods");
 }
+
+#[test]
+fn tenant_render_prints_every_managed_object_and_the_api_server_files() {
+    let dir = std::env::temp_dir().join(format!("kubebid-render-{}", std::process::id()));
+    let (code, yaml) = kubebid(&[
+        "tenant",
+        "render",
+        "../../examples/config",
+        "--api-server-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{yaml}");
+    let docs: Vec<_> = parse_documents(&yaml)
+        .into_iter()
+        .map(|d| d.unwrap().value)
+        .collect();
+    let kinds = |k: &str| docs.iter().filter(|d| d["kind"] == k).count();
+    assert_eq!(kinds("RuntimeClass"), 1);
+    assert_eq!(kinds("StorageClass"), 1);
+    assert_eq!(
+        kinds("Namespace"),
+        4,
+        "acme has two namespaces, globex and initech one each"
+    );
+    assert_eq!(kinds("ResourceQuota"), 4);
+    for f in ["audit-policy.yaml", "encryption-config.yaml"] {
+        assert!(dir.join(f).exists(), "{f}");
+    }
+    let enc =
+        parse_documents(&std::fs::read_to_string(dir.join("encryption-config.yaml")).unwrap());
+    assert_eq!(
+        enc[0].as_ref().unwrap().value["kind"],
+        "EncryptionConfiguration"
+    );
+    // Two tenants claiming one namespace are refused, as the webhook would.
+    let clash = dir.join("clash.yaml");
+    std::fs::write(&clash, "apiVersion: kubebid.io/v1alpha1\nkind: Tenant\nmetadata: {name: a}\nspec: {namespaces: [x]}\n---\napiVersion: kubebid.io/v1alpha1\nkind: Tenant\nmetadata: {name: b}\nspec: {namespaces: [x]}\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kubebid"))
+        .args(["tenant", "render", clash.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already belongs to tenant"));
+    let _ = std::fs::remove_dir_all(dir);
+}
