@@ -141,7 +141,8 @@ fn namespace_objects(
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta(ADMIN_ROLE, ns, name),
         "rules": [
             {"apiGroups": ["", "apps", "batch"], "resources": ["*"], "verbs": ["*"]},
-            {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "list", "watch", "create", "update", "delete"]},
+            {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "list", "create", "update", "delete"]},
+            // Not in the mission's role, but a Tenant has ingress domains: its admins publish through Ingresses.
             {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["*"]}
         ]
     }));
