@@ -8,4 +8,5 @@
 // Object literals read best as one block per object.
 #![allow(clippy::too_many_lines)]
 
+pub mod reconcile;
 pub mod render;

@@ -1,0 +1,191 @@
+//! The reconciler at the kube client's HTTP boundary. No API server can run here, so a mock stands in for
+//! it (tower-test) and keeps the objects it is sent; the test checks the exact requests: a new tenant is
+//! created with server-side apply (field manager `kubebid`, forced), an unchanged one gets reads only,
+//! drift is repaired object by object, and an API error stops the reconcile naming the object.
+
+// Test helpers fail the test by panicking on broken fixtures; that is their job.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response};
+use kubebid_model::load::ConfigSet;
+use kubebid_tenancy::reconcile::{ReconcileError, apply_all};
+use kubebid_tenancy::render;
+use serde_json::{Value, json};
+
+#[derive(Default)]
+struct ApiServer {
+    objects: BTreeMap<String, Value>,
+    log: Vec<String>,
+    fail_path: Option<String>,
+}
+
+fn tenant_objects() -> Vec<Value> {
+    let mut set = ConfigSet::default();
+    let text = "apiVersion: kubebid.io/v1alpha1\nkind: Tenant\nmetadata: {name: acme}\nspec:\n  namespaces: [acme]\n  owners: [{kind: User, name: alice}]\n  egressCidrs: [203.0.113.0/24]\n";
+    assert!(set.add_text("t.yaml", text).is_empty());
+    render::tenant(&set.tenants[0].object, &Default::default())
+}
+
+fn start(state: Arc<Mutex<ApiServer>>) -> kube::Client {
+    let (mock, mut handle) =
+        tower_test::mock::pair::<Request<kube::client::Body>, Response<Full<Bytes>>>();
+    tokio::spawn(async move {
+        while let Some((req, send)) = handle.next_request().await {
+            let method = req.method().clone();
+            let path = req.uri().path().to_owned();
+            let query = req.uri().query().unwrap_or_default().to_owned();
+            let content_type = req
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            let body = req.into_body().collect_bytes().await.unwrap();
+            let mut s = state.lock().unwrap();
+            s.log
+                .push(format!("{method} {path}?{query} {content_type}"));
+            let respond = |code: u16, v: Value| {
+                Response::builder()
+                    .status(code)
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(serde_json::to_vec(&v).unwrap())))
+                    .unwrap()
+            };
+            let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"});
+            if s.fail_path.as_deref() == Some(path.as_str()) {
+                send.send_response(respond(500, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "InternalError", "code": 500, "message": "etcd unavailable"})));
+                continue;
+            }
+            match method.as_str() {
+                "GET" => {
+                    let r = match s.objects.get(&path) {
+                        Some(o) => respond(200, o.clone()),
+                        None => respond(404, not_found),
+                    };
+                    send.send_response(r);
+                }
+                "PATCH" => {
+                    let mut applied: Value = serde_json::from_slice(&body).unwrap();
+                    // What a real server adds: identity, version, and a defaulted field.
+                    applied["metadata"]["uid"] = json!("0b7e6a9e-1111-4222-8333-444455556666");
+                    applied["metadata"]["resourceVersion"] = json!("42");
+                    if applied["kind"] == "NetworkPolicy" {
+                        for rule in applied["spec"]["egress"]
+                            .as_array_mut()
+                            .into_iter()
+                            .flatten()
+                        {
+                            for port in rule["ports"].as_array_mut().into_iter().flatten() {
+                                port.as_object_mut()
+                                    .unwrap()
+                                    .entry("protocol")
+                                    .or_insert(json!("TCP"));
+                            }
+                        }
+                    }
+                    s.objects.insert(path, applied.clone());
+                    send.send_response(respond(200, applied));
+                }
+                other => panic!("unexpected {other} {path}"),
+            }
+        }
+    });
+    kube::Client::new(mock, "default")
+}
+
+fn writes(log: &[String]) -> Vec<&String> {
+    log.iter().filter(|l| !l.starts_with("GET ")).collect()
+}
+
+#[tokio::test]
+async fn create_then_no_op_then_repair_drift_then_stop_on_api_errors() {
+    let state = Arc::new(Mutex::new(ApiServer::default()));
+    let client = start(state.clone());
+    let desired = tenant_objects();
+
+    // A new tenant: every object is read (404) and then applied.
+    let outcome = apply_all(&client, &desired).await.unwrap();
+    assert_eq!(outcome.created.len(), desired.len());
+    {
+        let s = state.lock().unwrap();
+        let w = writes(&s.log);
+        assert_eq!(w.len(), desired.len());
+        for line in &w {
+            assert!(line.starts_with("PATCH "), "{line}");
+            assert!(
+                line.contains("fieldManager=kubebid") && line.contains("force=true"),
+                "{line}"
+            );
+            assert!(line.ends_with("application/apply-patch+yaml"), "{line}");
+        }
+        assert!(
+            s.log[0].starts_with("GET /api/v1/namespaces/acme?"),
+            "namespace first: {}",
+            s.log[0]
+        );
+        assert!(s.log.iter().any(|l| l.starts_with(
+            "PATCH /apis/networking.k8s.io/v1/namespaces/acme/networkpolicies/default-deny-all?"
+        )));
+        assert!(s.log.iter().any(|l| l.starts_with("PATCH /apis/rbac.authorization.k8s.io/v1/namespaces/acme/rolebindings/tenant-admin-owners?")));
+        assert!(
+            s.log
+                .iter()
+                .any(|l| l.starts_with("PATCH /api/v1/namespaces/acme/limitranges/tenant-limits?"))
+        );
+    }
+
+    // Unchanged: reads only, not a single write, though the server added fields and defaults.
+    state.lock().unwrap().log.clear();
+    let outcome = apply_all(&client, &desired).await.unwrap();
+    assert_eq!(
+        (
+            outcome.created.len(),
+            outcome.repaired.len(),
+            outcome.unchanged
+        ),
+        (0, 0, desired.len())
+    );
+    assert!(writes(&state.lock().unwrap().log).is_empty());
+
+    // Drift: someone weakened the default deny and deleted the limit range. Exactly those two are restored.
+    {
+        let mut s = state.lock().unwrap();
+        s.log.clear();
+        let np = s
+            .objects
+            .get_mut("/apis/networking.k8s.io/v1/namespaces/acme/networkpolicies/default-deny-all")
+            .unwrap();
+        np["spec"]["policyTypes"] = json!(["Ingress"]);
+        s.objects
+            .remove("/api/v1/namespaces/acme/limitranges/tenant-limits");
+    }
+    let outcome = apply_all(&client, &desired).await.unwrap();
+    assert_eq!(outcome.repaired, ["NetworkPolicy acme/default-deny-all"]);
+    assert_eq!(outcome.created, ["LimitRange acme/tenant-limits"]);
+    {
+        let s = state.lock().unwrap();
+        assert_eq!(writes(&s.log).len(), 2);
+        let np = &s.objects["/apis/networking.k8s.io/v1/namespaces/acme/networkpolicies/default-deny-all"];
+        assert_eq!(np["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    }
+
+    // An API error stops the reconcile and names the object; nothing after it is written.
+    {
+        let mut s = state.lock().unwrap();
+        s.log.clear();
+        s.objects
+            .remove("/apis/rbac.authorization.k8s.io/v1/namespaces/acme/roles/tenant-admin");
+        s.fail_path =
+            Some("/apis/rbac.authorization.k8s.io/v1/namespaces/acme/roles/tenant-admin".into());
+    }
+    let err = apply_all(&client, &desired).await.unwrap_err();
+    assert!(
+        matches!(&err, ReconcileError::Api { object, .. } if object == "Role acme/tenant-admin"),
+        "{err}"
+    );
+    assert!(writes(&state.lock().unwrap().log).is_empty());
+}
