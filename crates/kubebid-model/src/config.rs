@@ -422,6 +422,7 @@ impl Default for RuntimeClasses {
     group = "kubebid.io",
     version = "v1alpha1",
     kind = "Tenant",
+    status = "TenantStatus",
     crates(kube_core = "::kube::core")
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -480,6 +481,29 @@ pub struct TenantSpec {
     /// Whether deleting the Tenant deletes its namespaces (and everything in them).
     #[serde(default)]
     pub delete_namespaces: bool,
+}
+
+/// What the operator last saw of a tenant.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantStatus {
+    /// `Ready` (everything applied) and `Degraded` (with the reason), as Kubernetes conditions.
+    #[serde(default)]
+    pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+    /// Per namespace: whether its objects are in place.
+    #[serde(default)]
+    pub namespaces: Vec<NamespaceState>,
+    /// The Tenant generation these conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// The state of one tenant namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceState {
+    pub name: String,
+    pub ready: bool,
 }
 
 /// Compute isolation settings.

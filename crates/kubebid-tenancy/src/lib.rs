@@ -8,5 +8,6 @@
 // Object literals read best as one block per object.
 #![allow(clippy::too_many_lines)]
 
+pub mod operator;
 pub mod reconcile;
 pub mod render;

@@ -244,3 +244,25 @@ pub fn encryption_config() -> Value {
         {"identity": {}}
     ]}]})
 }
+
+/// Makes the Tenant the owner of `objects`, so that deleting the Tenant lets the garbage collector remove
+/// them and so that an edit of one wakes the operator. Namespaces are owned only when the Tenant sets
+/// `deleteNamespaces`: otherwise they, and the tenant's data in them, outlive the Tenant.
+pub fn owned_by(objects: &mut [Value], tenant: &Tenant) {
+    let (Some(name), Some(uid)) = (
+        tenant.metadata.name.as_deref(),
+        tenant.metadata.uid.as_deref(),
+    ) else {
+        return;
+    };
+    let reference = json!([{
+        "apiVersion": "kubebid.io/v1alpha1", "kind": "Tenant", "name": name, "uid": uid,
+        "controller": true, "blockOwnerDeletion": true
+    }]);
+    for o in objects {
+        if o["kind"] == "Namespace" && !tenant.spec.delete_namespaces {
+            continue;
+        }
+        o["metadata"]["ownerReferences"] = reference.clone();
+    }
+}

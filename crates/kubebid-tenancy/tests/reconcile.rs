@@ -87,6 +87,19 @@ fn start(state: Arc<Mutex<ApiServer>>) -> kube::Client {
                             }
                         }
                     }
+                    // A status write changes only the status of the stored object, which is returned whole.
+                    if let Some(base) = path.strip_suffix("/status") {
+                        let mut whole = s
+                            .objects
+                            .get(base)
+                            .cloned()
+                            .unwrap_or_else(|| panic!("status of unknown {base}"));
+                        whole["status"] = applied["status"].clone();
+                        s.objects.insert(base.to_owned(), whole.clone());
+                        s.objects.insert(path, applied);
+                        send.send_response(respond(200, whole));
+                        continue;
+                    }
                     s.objects.insert(path, applied.clone());
                     send.send_response(respond(200, applied));
                 }
@@ -188,4 +201,109 @@ async fn create_then_no_op_then_repair_drift_then_stop_on_api_errors() {
         "{err}"
     );
     assert!(writes(&state.lock().unwrap().log).is_empty());
+}
+
+fn acme(uid: bool) -> kubebid_model::config::Tenant {
+    let mut set = ConfigSet::default();
+    let text = "apiVersion: kubebid.io/v1alpha1\nkind: Tenant\nmetadata: {name: acme}\nspec:\n  namespaces: [acme]\n  owners: [{kind: User, name: alice}]\n";
+    assert!(set.add_text("t.yaml", text).is_empty());
+    let mut t = set.tenants.remove(0).object;
+    if uid {
+        t.metadata.uid = Some("5d1c2f7a-0000-4000-8000-00000000abcd".into());
+        t.metadata.generation = Some(3);
+    }
+    t
+}
+
+#[tokio::test]
+async fn an_unchanged_tenant_reconciles_without_a_single_write() {
+    let state = Arc::new(Mutex::new(ApiServer::default()));
+    let client = start(state.clone());
+    let mut tenant = acme(true);
+    let cluster = Default::default();
+    state.lock().unwrap().objects.insert(
+        "/apis/kubebid.io/v1alpha1/tenants/acme".into(),
+        serde_json::to_value(&tenant).unwrap(),
+    );
+    kubebid_tenancy::operator::reconcile_tenant(&tenant, &cluster, &client)
+        .await
+        .unwrap();
+    let status_path = "/apis/kubebid.io/v1alpha1/tenants/acme/status";
+    let status = {
+        let s = state.lock().unwrap();
+        assert_eq!(
+            s.log
+                .iter()
+                .filter(|l| l.starts_with(&format!("PATCH {status_path}?")))
+                .count(),
+            1,
+            "{:?}",
+            s.log
+        );
+        s.objects[status_path]["status"].clone()
+    };
+    assert_eq!(status["conditions"][0]["type"], "Ready");
+    assert_eq!(status["conditions"][0]["status"], "True");
+    assert_eq!(status["observedGeneration"], 3);
+    // Owned objects point at the Tenant; the namespace does not (deleteNamespaces is false).
+    {
+        let s = state.lock().unwrap();
+        let np = &s.objects["/apis/networking.k8s.io/v1/namespaces/acme/networkpolicies/default-deny-all"];
+        assert_eq!(
+            np["metadata"]["ownerReferences"][0]["uid"],
+            "5d1c2f7a-0000-4000-8000-00000000abcd"
+        );
+        assert!(
+            s.objects["/api/v1/namespaces/acme"]["metadata"]
+                .get("ownerReferences")
+                .is_none()
+        );
+    }
+    // The Tenant as the API server now returns it, with its status: the next reconcile writes nothing.
+    tenant.status = Some(serde_json::from_value(status).unwrap());
+    state.lock().unwrap().log.clear();
+    kubebid_tenancy::operator::reconcile_tenant(&tenant, &cluster, &client)
+        .await
+        .unwrap();
+    assert!(
+        writes(&state.lock().unwrap().log).is_empty(),
+        "{:?}",
+        state.lock().unwrap().log
+    );
+}
+
+#[test]
+fn namespaces_are_owned_only_when_the_tenant_asks_for_their_deletion() {
+    let mut t = acme(true);
+    let mut objects = render::tenant(&t, &Default::default());
+    render::owned_by(&mut objects, &t);
+    assert!(
+        objects
+            .iter()
+            .filter(|o| o["kind"] == "Namespace")
+            .all(|o| o["metadata"].get("ownerReferences").is_none())
+    );
+    assert!(
+        objects
+            .iter()
+            .filter(|o| o["kind"] != "Namespace")
+            .all(|o| o["metadata"]["ownerReferences"][0]["controller"] == true)
+    );
+    t.spec.delete_namespaces = true;
+    let mut objects = render::tenant(&t, &Default::default());
+    render::owned_by(&mut objects, &t);
+    assert!(
+        objects
+            .iter()
+            .all(|o| o["metadata"]["ownerReferences"][0]["kind"] == "Tenant")
+    );
+    // Without a UID (not yet created) nothing is owned.
+    let t = acme(false);
+    let mut objects = render::tenant(&t, &Default::default());
+    render::owned_by(&mut objects, &t);
+    assert!(
+        objects
+            .iter()
+            .all(|o| o["metadata"].get("ownerReferences").is_none())
+    );
 }

@@ -17,6 +17,8 @@ use crate::check;
 pub enum ServeCommand {
     /// The validating and mutating admission webhook (HTTPS; /validate, /mutate, /healthz, /readyz, /metrics).
     Webhook(WebhookArgs),
+    /// The tenant operator: keeps every object KubeBid renders for each Tenant in place (needs a cluster).
+    Operator,
 }
 
 #[derive(clap::Args)]
@@ -86,7 +88,42 @@ pub fn cert(cmd: &CertCommand) -> ExitCode {
 pub fn run(cmd: ServeCommand) -> ExitCode {
     match cmd {
         ServeCommand::Webhook(args) => webhook(&args),
+        ServeCommand::Operator => operator(),
     }
+}
+
+fn operator() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kubebid serve operator: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async {
+        let client = match kube::Client::try_default().await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("kubebid serve operator: no cluster to reconcile ({e})");
+                return ExitCode::from(2);
+            }
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(());
+        });
+        tracing::info!("operator running");
+        kubebid_tenancy::operator::run(client, async move {
+            let _ = stopped.await;
+        })
+        .await;
+        tracing::info!("operator stopped");
+        ExitCode::SUCCESS
+    })
 }
 
 fn webhook(args: &WebhookArgs) -> ExitCode {
