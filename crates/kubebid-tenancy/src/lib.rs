@@ -8,6 +8,7 @@
 // Object literals read best as one block per object.
 #![allow(clippy::too_many_lines)]
 
+pub mod lease;
 pub mod operator;
 pub mod reconcile;
 pub mod render;

@@ -236,3 +236,76 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Syn
     })
     .await;
 }
+
+/// Runs the controller only while this replica holds the `kubebid-operator` Lease in `namespace`. Waits to
+/// lead, renews every third of the lease's duration, and stops reconciling (returning an error, so the
+/// process restarts and campaigns again) when the lease is lost.
+///
+/// # Errors
+/// Leadership was lost.
+pub async fn run_elected(
+    client: Client,
+    namespace: &str,
+    identity: String,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    use crate::lease::LeaseLock;
+    let lock = LeaseLock {
+        api: Api::namespaced(client.clone(), namespace),
+        name: "kubebid-operator".into(),
+        identity,
+        duration: Duration::from_secs(15),
+    };
+    let every = lock.duration / 3;
+    let mut shutdown = Box::pin(shutdown);
+    loop {
+        match lock.try_lead().await {
+            Ok(true) => break,
+            Ok(false) => tracing::info!("another replica leads; waiting"),
+            Err(e) => tracing::warn!(error = %e, "lease check failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = &mut shutdown => return Ok(()),
+        }
+    }
+    tracing::info!(identity = %lock.identity, "leading");
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let renew = tokio::spawn(async move {
+        let mut failures = 0;
+        loop {
+            tokio::time::sleep(every).await;
+            match lock.try_lead().await {
+                Ok(true) => failures = 0,
+                // A few failed renewals in a row still leave the lease ours until it expires.
+                Err(e) if failures < 2 => {
+                    failures += 1;
+                    tracing::warn!(error = %e, "lease renewal failed");
+                }
+                Ok(false) | Err(_) => break,
+            }
+        }
+        let _ = lost_tx.send(());
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<bool>();
+    let watcher = tokio::spawn(async move {
+        let lost = tokio::select! {
+            () = &mut shutdown => false,
+            _ = lost_rx => true,
+        };
+        let _ = stop_tx.send(lost);
+    });
+    let (lost_flag_tx, lost_flag_rx) = tokio::sync::oneshot::channel::<bool>();
+    run(client, async move {
+        let lost = stop_rx.await.unwrap_or(false);
+        let _ = lost_flag_tx.send(lost);
+    })
+    .await;
+    renew.abort();
+    watcher.abort();
+    if lost_flag_rx.await.unwrap_or(false) {
+        Err("lost the leader lease".into())
+    } else {
+        Ok(())
+    }
+}

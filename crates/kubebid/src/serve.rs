@@ -116,13 +116,25 @@ fn operator() -> ExitCode {
             shutdown_signal().await;
             let _ = stop.send(());
         });
-        tracing::info!("operator running");
-        kubebid_tenancy::operator::run(client, async move {
-            let _ = stopped.await;
-        })
-        .await;
-        tracing::info!("operator stopped");
-        ExitCode::SUCCESS
+        let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "kubebid-system".into());
+        let identity = std::env::var("POD_NAME")
+            .unwrap_or_else(|_| format!("kubebid-operator-{}", std::process::id()));
+        tracing::info!(%identity, %namespace, "operator campaigning for the leader lease");
+        let result =
+            kubebid_tenancy::operator::run_elected(client, &namespace, identity, async move {
+                let _ = stopped.await;
+            })
+            .await;
+        match result {
+            Ok(()) => {
+                tracing::info!("operator stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("kubebid serve operator: {e}");
+                ExitCode::from(1)
+            }
+        }
     })
 }
 
