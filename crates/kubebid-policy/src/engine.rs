@@ -345,6 +345,72 @@ impl PolicySet {
         )
     }
 
+    /// What a new or changed Tenant `name` would take from other tenants: namespaces, ingress domains or
+    /// owners they already hold, as `(field, message)` pairs. Empty when it takes nothing.
+    #[must_use]
+    pub fn tenant_conflicts(
+        &self,
+        name: &str,
+        spec: &kubebid_model::TenantSpec,
+    ) -> Vec<(String, String)> {
+        let inner = &*self.inner;
+        let others = || {
+            inner
+                .tenants
+                .iter()
+                .filter(|t| t.name.as_deref() != Some(name))
+        };
+        let mut out = Vec::new();
+        for (i, ns) in spec.namespaces.iter().enumerate() {
+            if let Some(other) = others().find(|t| t.namespaces.contains(ns)) {
+                out.push((
+                    format!("spec.namespaces[{i}]"),
+                    format!(
+                        "namespace {ns:?} already belongs to tenant {:?}",
+                        other.name.as_deref().unwrap_or_default()
+                    ),
+                ));
+            }
+            if inner.cluster.is_excluded(ns) {
+                out.push((
+                    format!("spec.namespaces[{i}]"),
+                    format!("namespace {ns:?} is an excluded system namespace"),
+                ));
+            }
+        }
+        for (i, d) in spec.ingress_domains.iter().flatten().enumerate() {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            if let Some(other) =
+                others().find(|t| t.ingress_domains.iter().flatten().any(|x| *x == d))
+            {
+                out.push((
+                    format!("spec.ingressDomains[{i}]"),
+                    format!(
+                        "ingress domain {d:?} already belongs to tenant {:?}",
+                        other.name.as_deref().unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+        for (i, o) in spec.owners.iter().enumerate() {
+            if let Some(other) = others().find(|t| {
+                t.owners
+                    .iter()
+                    .any(|x| x.kind == o.kind && x.name == o.name && x.namespace == o.namespace)
+            }) {
+                out.push((
+                    format!("spec.owners[{i}]"),
+                    format!(
+                        "owner {:?} already owns tenant {:?}",
+                        o.name,
+                        other.name.as_deref().unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+        out
+    }
+
     /// The cluster settings in force.
     #[must_use]
     pub fn cluster(&self) -> &ClusterSettings {

@@ -189,6 +189,18 @@ pub fn validating(s: &WebhookSettings) -> ValidatingWebhookConfiguration {
                 Some(tenant_namespaces()),
                 vec![skip_self(s), not_cluster_admin()],
             ),
+            // KubeBid's own configuration: a Tenant may not claim another tenant's namespace, domain or owner.
+            common(
+                "config.validate.kubebid.io",
+                vec![rule(
+                    &["kubebid.io"],
+                    &["tenants"],
+                    &["CREATE", "UPDATE"],
+                    "Cluster",
+                )],
+                None,
+                vec![skip_self(s)],
+            ),
             ValidatingWebhook {
                 // Cluster-scoped objects attributed to a tenant. Platform components' own ClusterRoles carry
                 // no tenant label and do not come here.

@@ -223,6 +223,27 @@ fn decide(
         name: Some(req.name.as_str()),
         user: Some(req.user_info.username.as_deref().unwrap_or_default()),
     };
+    if endpoint == Endpoint::Validate
+        && req.kind.group == "kubebid.io"
+        && req.kind.kind == "Tenant"
+        && matches!(op, Operation::Create | Operation::Update)
+    {
+        let problems = tenant_problems(policy, &subject.1);
+        let verdict = if problems.is_empty() {
+            "allowed"
+        } else {
+            "denied"
+        };
+        let response = if problems.is_empty() {
+            response
+        } else {
+            deny(
+                response,
+                format!("KubeBid refused the Tenant:\n{}", problems.join("\n")),
+            )
+        };
+        return (response, verdict, Vec::new());
+    }
     let decision = policy.evaluate(&request);
     let rules: Vec<&'static str> = decision.findings.iter().map(|f| f.rule.id).collect();
     match endpoint {
@@ -233,6 +254,40 @@ fn decide(
         }
         Endpoint::Mutate => mutation_response(policy, req, op, &subject.1, response, rules),
     }
+}
+
+/// Why a Tenant cannot be admitted: schema and value errors, and claims on other tenants' namespaces,
+/// domains or owners.
+fn tenant_problems(policy: &PolicySet, object: &Value) -> Vec<String> {
+    let tenant: kubebid_model::Tenant = match serde_path_to_error::deserialize(object.clone()) {
+        Ok(t) => t,
+        Err(e) => {
+            return vec![format!(
+                "{}: {}",
+                kubebid_model::load::path_of(e.path()),
+                e.into_inner()
+            )];
+        }
+    };
+    let name = tenant.metadata.name.clone().unwrap_or_default();
+    let mut problems: Vec<String> = tenant
+        .spec
+        .validate()
+        .into_iter()
+        .map(|e| format!("{}: {}", e.path, e.message))
+        .collect();
+    if !kubebid_model::config::is_dns_label(&name) {
+        problems.push(format!(
+            "metadata.name: {name:?} is not a valid tenant name"
+        ));
+    }
+    problems.extend(
+        policy
+            .tenant_conflicts(&name, &tenant.spec)
+            .into_iter()
+            .map(|(f, m)| format!("{f}: {m}")),
+    );
+    problems
 }
 
 fn validation_response(

@@ -580,3 +580,82 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn tenants_are_refused_when_they_claim_what_another_tenant_holds_or_are_invalid() {
+    let tenant = |name: &str, spec: Value| json!({"apiVersion": "kubebid.io/v1alpha1", "kind": "Tenant", "metadata": {"name": name}, "spec": spec});
+    let req = |obj: Value| {
+        let name = obj["metadata"]["name"].as_str().unwrap().to_owned();
+        let mut b = admission("CREATE", "tenants", None, "", &name, obj, Value::Null);
+        b["request"]["kind"] =
+            json!({"group": "kubebid.io", "version": "v1alpha1", "kind": "Tenant"});
+        b["request"].as_object_mut().unwrap().remove("namespace");
+        b
+    };
+    // The policy's tenants are acme (namespace acme) and globex (namespace globex).
+    let ok = run(
+        Endpoint::Validate,
+        &req(tenant("initech", json!({"namespaces": ["initech"]}))),
+    );
+    assert_eq!(ok["allowed"], true, "{ok}");
+    let clash = run(
+        Endpoint::Validate,
+        &req(tenant(
+            "initech",
+            json!({"namespaces": ["initech", "globex"]}),
+        )),
+    );
+    assert_eq!(clash["allowed"], false);
+    let msg = clash["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(
+            "spec.namespaces[1]: namespace \"globex\" already belongs to tenant \"globex\""
+        ),
+        "{msg}"
+    );
+    // Updating a tenant's own namespaces is not a clash with itself.
+    assert_eq!(
+        run(
+            Endpoint::Validate,
+            &req(tenant("acme", json!({"namespaces": ["acme", "acme-2"]})))
+        )["allowed"],
+        true
+    );
+    let bad = run(
+        Endpoint::Validate,
+        &req(tenant(
+            "initech",
+            json!({"namespaces": ["Bad_Name"], "egressCidrs": ["10.0.0.0/99"]}),
+        )),
+    );
+    let msg = bad["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("spec.namespaces[0]") && msg.contains("spec.egressCidrs[0]"),
+        "{msg}"
+    );
+    let unknown = run(
+        Endpoint::Validate,
+        &req(tenant(
+            "initech",
+            json!({"namespaces": ["x"], "namespacez": []}),
+        )),
+    );
+    assert!(
+        unknown["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field"),
+        "{unknown}"
+    );
+    let system = run(
+        Endpoint::Validate,
+        &req(tenant("initech", json!({"namespaces": ["kube-system"]}))),
+    );
+    assert!(
+        system["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("excluded system namespace"),
+        "{system}"
+    );
+}

@@ -46,7 +46,7 @@ fn webhook_configurations_read_back_with_the_ca_and_fail_closed() {
     let m: MutatingWebhookConfiguration = serde_json::from_value(docs[1].clone()).unwrap();
     let pem = std::fs::read(&ca).unwrap();
     let hooks = v.webhooks.unwrap();
-    assert_eq!(hooks.len(), 3);
+    assert_eq!(hooks.len(), 4);
     for h in &hooks {
         assert_eq!(h.failure_policy.as_deref(), Some("Fail"));
         assert_eq!(h.side_effects, "None");
