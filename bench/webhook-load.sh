@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Webhook benchmark: starts `kubebid serve webhook` (release build, built-in defaults, TLS on loopback),
+# Webhook benchmark: starts `kubebid serve webhook` (release build, the three-tenant example configuration,
+# TLS on loopback),
 # reports its idle RSS, then drives /validate with keep-alive connections:
 #   1. at saturation (throughput), 2. at a fixed 5,000 reviews/s (p50/p99/p999 latency),
 # with the server's CPU and RSS. The load generator shares the machine's 2 cores with the server.
@@ -17,7 +18,7 @@ pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
 "$bin" cert generate --out "$work" --host localhost --host 127.0.0.1 >/dev/null
 port=$(( 20000 + RANDOM % 20000 ))
-KUBEBID_LOG=warn "$bin" serve webhook --listen "127.0.0.1:$port" --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" &
+KUBEBID_LOG=warn "$bin" serve webhook --listen "127.0.0.1:$port" --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" --config "${KUBEBID_BENCH_CONFIG:-examples/config}" &
 pid=$!
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 sleep 1

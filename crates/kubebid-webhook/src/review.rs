@@ -74,10 +74,6 @@ fn operation(op: &KubeOperation) -> (Operation, &'static str) {
     }
 }
 
-fn to_value(o: &DynamicObject) -> Result<Value, String> {
-    serde_json::to_value(o).map_err(|e| e.to_string())
-}
-
 /// Reviews one request body.
 ///
 /// # Errors
@@ -88,12 +84,24 @@ pub fn review(
     body: &[u8],
     now: Timestamp,
 ) -> Result<Reviewed, BadReview> {
-    let req = parse(body)?;
+    let Parsed {
+        req,
+        object,
+        old_object,
+    } = parse(body)?;
     let (op, op_name) = operation(&req.operation);
     let kind = req.kind.kind.clone();
     let uid = req.uid.clone();
     let response = AdmissionResponse::from(&req);
-    let (response, verdict, rules) = decide(policy, endpoint, &req, op, now, response);
+    let (response, verdict, rules) = decide(
+        policy,
+        endpoint,
+        &req,
+        (object, old_object),
+        op,
+        now,
+        response,
+    );
     let body = encode(response).map_err(|e| BadReview::Malformed(e.to_string()))?;
     Ok(Reviewed {
         body,
@@ -105,9 +113,17 @@ pub fn review(
     })
 }
 
+/// A parsed request: kube-core's envelope (UID, kind, operation, user...) and the objects as JSON, taken
+/// out before the envelope is parsed so that they are decoded once, straight into typed objects.
+struct Parsed {
+    req: AdmissionRequest<DynamicObject>,
+    object: Option<Value>,
+    old_object: Option<Value>,
+}
+
 /// Reads an `admission.k8s.io/v1` `AdmissionReview` with a request.
-fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview> {
-    let raw: Value =
+fn parse(body: &[u8]) -> Result<Parsed, BadReview> {
+    let mut raw: Value =
         serde_json::from_slice(body).map_err(|e| BadReview::Malformed(e.to_string()))?;
     match raw.get("apiVersion").and_then(Value::as_str) {
         Some("admission.k8s.io/v1") => {}
@@ -117,12 +133,19 @@ fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview> {
     if raw.get("kind").and_then(Value::as_str) != Some("AdmissionReview") {
         return Err(BadReview::Malformed("kind is not AdmissionReview".into()));
     }
-    if raw.get("request").is_none_or(Value::is_null) {
+    let Some(Value::Object(request)) = raw.get_mut("request") else {
         return Err(BadReview::NoRequest);
-    }
+    };
+    let object = request.remove("object").filter(|v| !v.is_null());
+    let old_object = request.remove("oldObject").filter(|v| !v.is_null());
     let review: AdmissionReview<DynamicObject> =
         serde_json::from_value(raw).map_err(|e| BadReview::Malformed(e.to_string()))?;
-    review.try_into().map_err(|_| BadReview::NoRequest)
+    let req = review.try_into().map_err(|_| BadReview::NoRequest)?;
+    Ok(Parsed {
+        req,
+        object,
+        old_object,
+    })
 }
 
 /// Answers a review while no policy is loaded (cluster caches not synced): denied, fail closed.
@@ -130,7 +153,7 @@ fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview> {
 /// # Errors
 /// [`BadReview`] when the body is not an `AdmissionReview` with a request.
 pub fn review_unready(body: &[u8]) -> Result<Reviewed, BadReview> {
-    let req = parse(body)?;
+    let Parsed { req, .. } = parse(body)?;
     let (_, op_name) = operation(&req.operation);
     let response = deny(
         AdmissionResponse::from(&req),
@@ -172,21 +195,24 @@ fn decide(
     policy: &PolicySet,
     endpoint: Endpoint,
     req: &AdmissionRequest<DynamicObject>,
+    objects: (Option<Value>, Option<Value>),
     op: Operation,
     now: Timestamp,
     response: AdmissionResponse,
 ) -> (AdmissionResponse, &'static str, Vec<&'static str>) {
-    let decode =
-        |o: &Option<DynamicObject>, what: &str| -> Result<Option<(Object, Value)>, String> {
-            let Some(o) = o else { return Ok(None) };
-            let value = to_value(o).map_err(|e| format!("cannot read {what}: {e}"))?;
-            let object = Object::from_value(value.clone())
-                .map_err(|e| format!("cannot decode {what} {}: {e}", req.kind.kind))?;
-            Ok(Some((object, value)))
-        };
+    // The JSON is kept only where it is needed again: for the mutation, and to check a Tenant.
+    let is_tenant = req.kind.group == "kubebid.io" && req.kind.kind == "Tenant";
+    let keep_json = endpoint == Endpoint::Mutate || is_tenant;
+    let decode = |v: Option<Value>, what: &str| -> Result<Option<(Object, Value)>, String> {
+        let Some(v) = v else { return Ok(None) };
+        let json = if keep_json { v.clone() } else { Value::Null };
+        let object = Object::from_value(v)
+            .map_err(|e| format!("cannot decode {what} {}: {e}", req.kind.kind))?;
+        Ok(Some((object, json)))
+    };
     let (new, old) = match (
-        decode(&req.object, "the object"),
-        decode(&req.old_object, "the old object"),
+        decode(objects.0, "the object"),
+        decode(objects.1, "the old object"),
     ) {
         (Ok(n), Ok(o)) => (n, o),
         (Err(e), _) | (_, Err(e)) => {
@@ -224,8 +250,7 @@ fn decide(
         user: Some(req.user_info.username.as_deref().unwrap_or_default()),
     };
     if endpoint == Endpoint::Validate
-        && req.kind.group == "kubebid.io"
-        && req.kind.kind == "Tenant"
+        && is_tenant
         && matches!(op, Operation::Create | Operation::Update)
     {
         let problems = tenant_problems(policy, &subject.1);
