@@ -30,14 +30,17 @@ fn example() -> ConfigSet {
     set
 }
 
+fn cluster_of(set: &ConfigSet) -> KubeBidConfigSpec {
+    set.config
+        .as_ref()
+        .map(|c| c.object.spec.clone())
+        .unwrap_or_default()
+}
+
 #[test]
 fn golden_output_for_the_example_tenants() {
     let set = example();
-    let cluster = set
-        .config
-        .as_ref()
-        .map(|c| c.object.spec.clone())
-        .unwrap_or_default();
+    let cluster = cluster_of(&set);
     let update = std::env::var_os("KUBEBID_UPDATE_GOLDEN").is_some();
     let mut files = vec![("cluster.yaml", to_yaml_stream(&render::cluster()).unwrap())];
     let mut names = Vec::new();
@@ -81,11 +84,7 @@ fn golden_output_for_the_example_tenants() {
 #[test]
 fn every_object_is_labelled_and_decodes_as_its_kind() {
     let set = example();
-    let cluster = set
-        .config
-        .as_ref()
-        .map(|c| c.object.spec.clone())
-        .unwrap_or_default();
+    let cluster = cluster_of(&set);
     for t in &set.tenants {
         let name = t.object.metadata.name.clone().unwrap();
         let objects = render::tenant(&t.object, &cluster);
@@ -140,11 +139,7 @@ fn every_object_is_labelled_and_decodes_as_its_kind() {
 #[test]
 fn what_kubebid_renders_passes_its_own_rules() {
     let set = example();
-    let cluster = set
-        .config
-        .as_ref()
-        .map(|c| c.object.spec.clone())
-        .unwrap_or_default();
+    let cluster = cluster_of(&set);
     let policy = PolicySet::from_config(&set).unwrap();
     // Labels aside: managed objects and quotas are the platform's to write, which is exactly what those
     // two rules say.
@@ -168,5 +163,4 @@ fn what_kubebid_renders_passes_its_own_rules() {
             );
         }
     }
-    let _ = KubeBidConfigSpec::default();
 }

@@ -125,17 +125,22 @@ fn operator() -> ExitCode {
                 let _ = stopped.await;
             })
             .await;
-        match result {
-            Ok(()) => {
-                tracing::info!("operator stopped");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("kubebid serve operator: {e}");
-                ExitCode::from(1)
-            }
-        }
+        finished("operator", result)
     })
+}
+
+/// The exit status of a service that has stopped, logged.
+fn finished(service: &str, result: Result<(), impl std::fmt::Display>) -> ExitCode {
+    match result {
+        Ok(()) => {
+            tracing::info!("{service} stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kubebid serve {service}: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn webhook(args: &WebhookArgs) -> ExitCode {
@@ -211,16 +216,7 @@ pub fn run_webhook(args: &WebhookArgs, on_bound: impl FnOnce(SocketAddr)) -> Exi
         };
         server.serve(listener, shutdown_signal()).await
     });
-    match result {
-        Ok(()) => {
-            tracing::info!("webhook stopped");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("kubebid serve webhook: {e}");
-            ExitCode::from(1)
-        }
-    }
+    finished("webhook", result)
 }
 
 /// Completes on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
