@@ -9,6 +9,7 @@
 #![allow(clippy::too_many_lines)]
 
 pub mod lease;
+pub mod metrics;
 pub mod operator;
 pub mod reconcile;
 pub mod render;

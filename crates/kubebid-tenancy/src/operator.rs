@@ -30,6 +30,7 @@ pub struct Context {
     pub client: Client,
     pub configs: Store<KubeBidConfig>,
     pub recorder: Recorder,
+    pub metrics: Arc<crate::metrics::OperatorMetrics>,
 }
 
 fn cluster_config(store: &Store<KubeBidConfig>) -> KubeBidConfigSpec {
@@ -154,7 +155,10 @@ pub async fn reconcile_tenant(
 
 async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let cluster = cluster_config(&ctx.configs);
+    let started = std::time::Instant::now();
     let outcome = reconcile_tenant(&tenant, &cluster, &ctx.client).await;
+    ctx.metrics
+        .record(&outcome, started.elapsed().as_secs_f64());
     let reference = tenant.object_ref(&());
     match &outcome {
         Ok(o) if !o.created.is_empty() || !o.repaired.is_empty() => {
@@ -195,7 +199,11 @@ fn error_policy(tenant: Arc<Tenant>, error: &ReconcileError, _ctx: Arc<Context>)
 }
 
 /// Runs the controller until `shutdown` completes (reconciles in flight finish first).
-pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    client: Client,
+    metrics: Arc<crate::metrics::OperatorMetrics>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let (configs, writer) = reflector::store::<KubeBidConfig>();
     let config_watch = reflector::reflector(
         writer,
@@ -215,6 +223,7 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + Syn
         client: client.clone(),
         configs,
         recorder: Recorder::new(client.clone(), reporter),
+        metrics,
     });
     let owned = watcher::Config::default().labels("kubebid.io/managed=true");
     Controller::new(
@@ -247,6 +256,7 @@ pub async fn run_elected(
     client: Client,
     namespace: &str,
     identity: String,
+    metrics: Arc<crate::metrics::OperatorMetrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     use crate::lease::LeaseLock;
@@ -270,6 +280,7 @@ pub async fn run_elected(
         }
     }
     tracing::info!(identity = %lock.identity, "leading");
+    metrics.leading.set(1);
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
     let renew = tokio::spawn(async move {
         let mut failures = 0;
@@ -296,11 +307,12 @@ pub async fn run_elected(
         let _ = stop_tx.send(lost);
     });
     let (lost_flag_tx, lost_flag_rx) = tokio::sync::oneshot::channel::<bool>();
-    run(client, async move {
+    run(client, metrics.clone(), async move {
         let lost = stop_rx.await.unwrap_or(false);
         let _ = lost_flag_tx.send(lost);
     })
     .await;
+    metrics.leading.set(0);
     renew.abort();
     watcher.abort();
     if lost_flag_rx.await.unwrap_or(false) {

@@ -18,7 +18,14 @@ pub enum ServeCommand {
     /// The validating and mutating admission webhook (HTTPS; /validate, /mutate, /healthz, /readyz, /metrics).
     Webhook(WebhookArgs),
     /// The tenant operator: keeps every object KubeBid renders for each Tenant in place (needs a cluster).
-    Operator,
+    Operator(OperatorArgs),
+}
+
+#[derive(clap::Args)]
+pub struct OperatorArgs {
+    /// Address of the plain-HTTP /metrics and /healthz endpoint.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_listen: SocketAddr,
 }
 
 #[derive(clap::Args)]
@@ -88,11 +95,11 @@ pub fn cert(cmd: &CertCommand) -> ExitCode {
 pub fn run(cmd: ServeCommand) -> ExitCode {
     match cmd {
         ServeCommand::Webhook(args) => webhook(&args),
-        ServeCommand::Operator => operator(),
+        ServeCommand::Operator(args) => operator(&args),
     }
 }
 
-fn operator() -> ExitCode {
+fn operator(args: &OperatorArgs) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -111,6 +118,22 @@ fn operator() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+        let metrics = Arc::new(kubebid_tenancy::metrics::OperatorMetrics::default());
+        let listener = match tokio::net::TcpListener::bind(args.metrics_listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!(
+                    "kubebid serve operator: --metrics-listen {}: {e}",
+                    args.metrics_listen
+                );
+                return ExitCode::from(2);
+            }
+        };
+        tokio::spawn(kubebid_tenancy::metrics::serve(
+            listener,
+            metrics.clone(),
+            std::future::pending(),
+        ));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             shutdown_signal().await;
@@ -120,11 +143,16 @@ fn operator() -> ExitCode {
         let identity = std::env::var("POD_NAME")
             .unwrap_or_else(|_| format!("kubebid-operator-{}", std::process::id()));
         tracing::info!(%identity, %namespace, "operator campaigning for the leader lease");
-        let result =
-            kubebid_tenancy::operator::run_elected(client, &namespace, identity, async move {
+        let result = kubebid_tenancy::operator::run_elected(
+            client,
+            &namespace,
+            identity,
+            metrics,
+            async move {
                 let _ = stopped.await;
-            })
-            .await;
+            },
+        )
+        .await;
         finished("operator", result)
     })
 }

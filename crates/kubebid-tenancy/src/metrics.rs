@@ -1,0 +1,146 @@
+//! The operator's Prometheus metrics and health endpoint (plain HTTP: `/metrics`, `/healthz`), served on its
+//! own port so that scraping works on every replica, leader or not.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Method, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::reconcile::{Outcome, ReconcileError};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    pub action: &'static str,
+}
+
+/// Every metric the operator exports.
+pub struct OperatorMetrics {
+    registry: Registry,
+    pub reconciles: Family<ResultLabels, Counter>,
+    pub objects: Family<ActionLabels, Counter>,
+    pub duration: Histogram,
+    pub leading: Gauge,
+}
+
+impl Default for OperatorMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("kubebid_operator");
+        let reconciles = Family::<ResultLabels, Counter>::default();
+        let objects = Family::<ActionLabels, Counter>::default();
+        let duration = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+            0.001, 2.0, 14,
+        ));
+        let leading = Gauge::default();
+        registry.register(
+            "reconciles",
+            "Tenant reconciles by result",
+            reconciles.clone(),
+        );
+        registry.register(
+            "objects",
+            "Managed objects created or restored",
+            objects.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time to reconcile one Tenant",
+            duration.clone(),
+        );
+        registry.register(
+            "leading",
+            "1 while this replica holds the leader lease",
+            leading.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            objects,
+            duration,
+            leading,
+        }
+    }
+}
+
+impl OperatorMetrics {
+    /// Records one reconcile.
+    pub fn record(&self, result: &Result<Outcome, ReconcileError>, seconds: f64) {
+        self.duration.observe(seconds);
+        match result {
+            Ok(o) => {
+                self.reconciles
+                    .get_or_create(&ResultLabels { result: "ok" })
+                    .inc();
+                self.objects
+                    .get_or_create(&ActionLabels { action: "created" })
+                    .inc_by(o.created.len() as u64);
+                self.objects
+                    .get_or_create(&ActionLabels { action: "restored" })
+                    .inc_by(o.repaired.len() as u64);
+            }
+            Err(_) => {
+                self.reconciles
+                    .get_or_create(&ResultLabels { result: "error" })
+                    .inc();
+            }
+        }
+    }
+
+    /// The metrics in the `OpenMetrics` text format.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Serves `/metrics` and `/healthz` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<OperatorMetrics>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            r = listener.accept() => match r { Ok(c) => c, Err(_) => continue },
+            () = &mut shutdown => return,
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let metrics = metrics.clone();
+                    async move {
+                        let (status, body) = match (req.method(), req.uri().path()) {
+                            (&Method::GET, "/metrics") => (StatusCode::OK, metrics.encode()),
+                            (&Method::GET, "/healthz") => (StatusCode::OK, "ok\n".to_owned()),
+                            _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
+                        };
+                        let mut r = Response::new(Full::new(Bytes::from(body)));
+                        *r.status_mut() = status;
+                        Ok::<_, Infallible>(r)
+                    }
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
