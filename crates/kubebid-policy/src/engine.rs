@@ -270,11 +270,7 @@ impl PolicySet {
             .iter()
             .map(|t| TenantSettings::from_spec(t.object.metadata.name.clone(), &t.object.spec))
             .collect();
-        let mut ps = Self::compile(&spec, tenants, exceptions, true);
-        if let Some(inner) = Arc::get_mut(&mut ps.inner) {
-            inner.configured = true;
-        }
-        Ok(ps)
+        Ok(Self::compile(&spec, tenants, exceptions, true))
     }
 
     fn compile(

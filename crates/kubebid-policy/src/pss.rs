@@ -180,11 +180,6 @@ pub fn effective_minor(requested: u16) -> u16 {
     requested.min(LATEST_MINOR)
 }
 
-/// The check IDs that run at `level` and `minor`, in evaluation order.
-pub fn active_checks(level: PssLevel, minor: u16) -> impl Iterator<Item = &'static str> {
-    active(level, effective_minor(minor)).map(|c| c.id)
-}
-
 fn active(level: PssLevel, v: u16) -> impl Iterator<Item = &'static VersionedCheck> {
     let overridden = move |id: &str| {
         level == PssLevel::Restricted
