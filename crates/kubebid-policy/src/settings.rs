@@ -98,7 +98,12 @@ impl TenantSettings {
             profile: spec.profile,
             runtime_classes: spec.runtime_classes.allowed.clone(),
             default_runtime_class: spec.runtime_classes.default.clone(),
-            registries: spec.registries.clone(),
+            // Normalised once here rather than on every image of every review.
+            registries: spec.registries.as_ref().map(|v| {
+                v.iter()
+                    .map(|r| crate::tenant::normalize_registry(r))
+                    .collect()
+            }),
             ingress_domains: spec.ingress_domains.as_ref().map(|d| {
                 d.iter()
                     .map(|x| x.trim_end_matches('.').to_ascii_lowercase())

@@ -287,13 +287,18 @@ pub fn image_repository(image: &str) -> String {
     }
 }
 
+/// A registry prefix in the spelling [`image_repository`] produces (`index.docker.io` is `docker.io`).
+#[must_use]
+pub fn normalize_registry(r: &str) -> String {
+    r.strip_prefix("index.docker.io")
+        .map_or_else(|| r.to_owned(), |rest| format!("docker.io{rest}"))
+}
+
+/// Whether `image` comes from one of `registries`, already normalised by [`normalize_registry`].
 fn image_allowed(image: &str, registries: &[String]) -> bool {
     let repo = image_repository(image);
     registries.iter().any(|r| {
-        let r = r
-            .strip_prefix("index.docker.io")
-            .map_or_else(|| r.clone(), |rest| format!("docker.io{rest}"));
-        repo == r
+        repo == *r
             || repo
                 .strip_prefix(r.as_str())
                 .is_some_and(|rest| rest.starts_with('/'))
@@ -876,7 +881,10 @@ mod tests {
 
     #[test]
     fn registry_prefixes_match_at_path_boundaries() {
-        let regs = vec!["ghcr.io/acme".to_owned(), "docker.io/library".to_owned()];
+        let regs: Vec<String> = ["ghcr.io/acme", "index.docker.io/library"]
+            .iter()
+            .map(|r| normalize_registry(r))
+            .collect();
         assert!(image_allowed("ghcr.io/acme/app:v1", &regs));
         assert!(image_allowed("nginx", &regs));
         assert!(!image_allowed("ghcr.io/acme-evil/app", &regs));
