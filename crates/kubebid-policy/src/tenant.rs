@@ -795,8 +795,10 @@ fn subjects(subjects: &[rbac::Subject], scope: &Scope<'_>, out: &mut Vec<Raw>) {
 
 const PSA_PREFIX: &str = "pod-security.kubernetes.io/";
 
+static NO_LABELS: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+
 fn namespace_labels(obj: &Object, old: Option<&Object>, scope: &Scope<'_>, out: &mut Vec<Raw>) {
-    let labels = obj.meta().labels.clone().unwrap_or_default();
+    let labels = obj.meta().labels.as_ref().unwrap_or(&NO_LABELS);
     if let Some(name) = &scope.tenant.name {
         match labels.get(TENANT_LABEL) {
             Some(v) if v == name => {}
@@ -840,7 +842,7 @@ fn namespace_labels(obj: &Object, old: Option<&Object>, scope: &Scope<'_>, out: 
         }
     }
     if let Some(old) = old {
-        let old_labels = old.meta().labels.clone().unwrap_or_default();
+        let old_labels = old.meta().labels.as_ref().unwrap_or(&NO_LABELS);
         let guarded = |k: &str| k.starts_with("kubebid.io/") || k.starts_with(PSA_PREFIX);
         let keys: std::collections::BTreeSet<&String> = labels
             .keys()
