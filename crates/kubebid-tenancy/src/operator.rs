@@ -31,6 +31,40 @@ pub struct Context {
     pub configs: Store<KubeBidConfig>,
     pub recorder: Recorder,
     pub metrics: Arc<crate::metrics::OperatorMetrics>,
+    pub backoff: Backoff,
+}
+
+/// Per-Tenant exponential backoff for failed reconciles: 5 s after the first failure, doubling up to five
+/// minutes; a success resets it. A Tenant that keeps failing (a missing CRD, RBAC it lacks) stops costing
+/// API requests every few seconds, while one transient error is retried quickly.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+}
+
+impl Backoff {
+    pub const FIRST: Duration = Duration::from_secs(5);
+    pub const MAX: Duration = Duration::from_secs(300);
+
+    /// Records a failure of `key` and returns how long to wait before the next attempt.
+    pub fn failed(&self, key: &str) -> Duration {
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = failures.entry(key.to_owned()).or_insert(0);
+        *n = n.saturating_add(1);
+        let factor = 1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX);
+        Self::FIRST.saturating_mul(factor).min(Self::MAX)
+    }
+
+    /// Records a success of `key`: the next failure starts from the first delay again.
+    pub fn succeeded(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+    }
 }
 
 fn cluster_config(store: &Store<KubeBidConfig>) -> KubeBidConfigSpec {
@@ -187,15 +221,18 @@ async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Rec
         }
     }
     outcome?;
+    ctx.backoff.succeeded(&tenant.name_any());
     // Re-check periodically even without events, to catch what a missed watch event would hide.
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 
 // kube-runtime's controller calls error policies with owned `Arc`s.
 #[allow(clippy::needless_pass_by_value)]
-fn error_policy(tenant: Arc<Tenant>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(tenant = %tenant.name_any(), %error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(15))
+fn error_policy(tenant: Arc<Tenant>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    let name = tenant.name_any();
+    let delay = ctx.backoff.failed(&name);
+    tracing::warn!(tenant = %name, %error, retry_in_seconds = delay.as_secs(), "reconcile failed; retrying");
+    Action::requeue(delay)
 }
 
 /// Runs the controller until `shutdown` completes (reconciles in flight finish first).
@@ -224,6 +261,7 @@ pub async fn run(
         configs,
         recorder: Recorder::new(client.clone(), reporter),
         metrics,
+        backoff: Backoff::default(),
     });
     let owned = watcher::Config::default().labels("kubebid.io/managed=true");
     Controller::new(
@@ -319,5 +357,28 @@ pub async fn run_elected(
         Err("lost the leader lease".into())
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Backoff;
+
+    #[test]
+    fn backoff_doubles_per_tenant_up_to_the_cap_and_resets_on_success() {
+        let b = Backoff::default();
+        let delays: Vec<u64> = (0..9).map(|_| b.failed("acme").as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        // Another tenant's failures are counted apart.
+        assert_eq!(b.failed("globex"), Duration::from_secs(5));
+        b.succeeded("acme");
+        assert_eq!(b.failed("acme"), Backoff::FIRST);
+        // Far past any shift width, still the cap and no overflow.
+        for _ in 0..100 {
+            b.failed("initech");
+        }
+        assert_eq!(b.failed("initech"), Backoff::MAX);
     }
 }

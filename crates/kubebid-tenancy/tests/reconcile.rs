@@ -1,7 +1,8 @@
 //! The reconciler at the kube client's HTTP boundary. No API server can run here, so a mock stands in for
 //! it (tower-test) and keeps the objects it is sent; the test checks the exact requests: a new tenant is
 //! created with server-side apply (field manager `kubebid`, forced), an unchanged one gets reads only,
-//! drift is repaired object by object, and an API error stops the reconcile naming the object.
+//! drift is repaired object by object, and an API error or a write conflict stops the reconcile naming the
+//! object, with the Tenant marked Degraded.
 
 // Test helpers fail the test by panicking on broken fixtures; that is their job.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -22,6 +23,8 @@ struct ApiServer {
     objects: BTreeMap<String, Value>,
     log: Vec<String>,
     fail_path: Option<String>,
+    /// Writes to this path answer 409 Conflict (another writer changed the object meanwhile).
+    conflict_path: Option<String>,
 }
 
 fn tenant_objects() -> Vec<Value> {
@@ -58,6 +61,10 @@ fn start(state: Arc<Mutex<ApiServer>>) -> kube::Client {
             let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"});
             if s.fail_path.as_deref() == Some(path.as_str()) {
                 send.send_response(respond(500, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "InternalError", "code": 500, "message": "etcd unavailable"})));
+                continue;
+            }
+            if method == "PATCH" && s.conflict_path.as_deref() == Some(path.as_str()) {
+                send.send_response(respond(409, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409, "message": "Operation cannot be fulfilled: the object has been modified"})));
                 continue;
             }
             match method.as_str() {
@@ -305,5 +312,52 @@ fn namespaces_are_owned_only_when_the_tenant_asks_for_their_deletion() {
         objects
             .iter()
             .all(|o| o["metadata"].get("ownerReferences").is_none())
+    );
+}
+
+#[tokio::test]
+async fn a_write_conflict_stops_the_reconcile_and_marks_the_tenant_degraded() {
+    let state = Arc::new(Mutex::new(ApiServer::default()));
+    let client = start(state.clone());
+    let tenant = acme(true);
+    let quota = "/api/v1/namespaces/acme/resourcequotas/tenant-quota";
+    {
+        let mut s = state.lock().unwrap();
+        s.objects.insert(
+            "/apis/kubebid.io/v1alpha1/tenants/acme".into(),
+            serde_json::to_value(&tenant).unwrap(),
+        );
+        s.conflict_path = Some(quota.into());
+    }
+    let err = kubebid_tenancy::operator::reconcile_tenant(&tenant, &Default::default(), &client)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ReconcileError::Api { object, .. } if object == "ResourceQuota acme/tenant-quota"),
+        "{err}"
+    );
+    let s = state.lock().unwrap();
+    // Nothing after the quota was written; the status was.
+    assert!(
+        !s.log
+            .iter()
+            .any(|l| l.starts_with("PATCH /api/v1/namespaces/acme/limitranges/")),
+        "{:?}",
+        s.log
+    );
+    let status = &s.objects["/apis/kubebid.io/v1alpha1/tenants/acme/status"]["status"];
+    let degraded = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .unwrap();
+    assert_eq!(degraded["status"], "True");
+    assert!(
+        degraded["message"]
+            .as_str()
+            .unwrap()
+            .contains("ResourceQuota acme/tenant-quota"),
+        "{degraded}"
     );
 }
