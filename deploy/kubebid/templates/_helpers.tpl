@@ -1,0 +1,27 @@
+{{/* Labels on every object, indented for metadata.labels. */}}
+{{- define "kubebid.labels" }}
+    app.kubernetes.io/name: kubebid
+    app.kubernetes.io/instance: {{ .Release.Name }}
+    app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+    app.kubernetes.io/managed-by: {{ .Release.Service }}
+    helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end }}
+
+{{/* The container image. */}}
+{{- define "kubebid.image" -}}
+{{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
+{{- end }}
+
+{{/* The security context of every KubeBid container: the restricted Pod Security Standard and more. */}}
+{{- define "kubebid.containerSecurityContext" }}
+          securityContext:
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            runAsNonRoot: true
+            runAsUser: 65532
+            runAsGroup: 65532
+            capabilities:
+              drop: [ALL]
+            seccompProfile:
+              type: RuntimeDefault
+{{- end }}
