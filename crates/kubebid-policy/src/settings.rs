@@ -82,6 +82,8 @@ pub struct TenantSettings {
     pub storage_classes: Vec<String>,
     pub egress_cidrs: Option<Vec<IpNet>>,
     pub allow_load_balancer: bool,
+    /// Namespaces the tenant's `network.sharedServices` name: its network policies may select them.
+    pub shared_service_namespaces: Vec<String>,
     /// Per-rule action overrides, indexed like [`RULES`].
     pub actions: Vec<Option<Action>>,
     pub mutate: Mutations,
@@ -115,6 +117,17 @@ impl TenantSettings {
                 .as_ref()
                 .map(|v| v.iter().filter_map(|c| c.parse().ok()).collect()),
             allow_load_balancer: spec.allow_load_balancer,
+            shared_service_namespaces: {
+                let mut v: Vec<String> = spec
+                    .network
+                    .shared_services
+                    .iter()
+                    .filter_map(|s| s.split_once('/').map(|(ns, _)| ns.to_owned()))
+                    .collect();
+                v.sort();
+                v.dedup();
+                v
+            },
             actions: RULES
                 .iter()
                 .map(|r| spec.rules.get(r.id).copied())

@@ -32,9 +32,15 @@ impl Scope<'_> {
             || (self.tenant.name.is_none() && self.namespace == Some(ns))
     }
 
-    /// Whether the tenant may reach `ns` (its own or a shared namespace).
+    /// Whether the tenant may reach `ns`: its own, a shared namespace, or one its `sharedServices` name.
     fn reaches(&self, ns: &str) -> bool {
-        self.owns(ns) || self.cluster.shared_namespaces.iter().any(|n| n == ns)
+        self.owns(ns)
+            || self.cluster.shared_namespaces.iter().any(|n| n == ns)
+            || self
+                .tenant
+                .shared_service_namespaces
+                .iter()
+                .any(|n| n == ns)
     }
 }
 

@@ -490,6 +490,7 @@ spec:
   owners: [{kind: User, name: alice}]
   ingressDomains: [acme.example]
   egressCidrs: [203.0.113.0/24]
+  network: {sharedServices: [platform/registry]}
 ---
 apiVersion: kubebid.io/v1alpha1
 kind: Tenant
@@ -708,6 +709,8 @@ fn network_policies() {
         json!({"namespaceSelector": {"matchLabels": {"kubebid.io/tenant": "acme"}}}),
         json!({"namespaceSelector": {"matchLabels": {"kubebid.io/ingress-controller": "true"}}}),
         json!({"namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["acme", "monitoring"]}]}}),
+        // A namespace the tenant's sharedServices name.
+        json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "platform"}}}),
     ];
     for peer in ok {
         assert!(rules_of(&p, np(peer.clone(), false)).is_empty(), "{peer}");
@@ -731,6 +734,7 @@ fn network_policies() {
         json!({"namespaceSelector": {"matchLabels": {"kubebid.io/tenant": "globex"}}}),
         json!({"namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["acme"]}]}}),
         json!({"namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["acme", "globex"]}]}}),
+        json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "platform-internal"}}}),
     ];
     for peer in bad {
         assert_eq!(
