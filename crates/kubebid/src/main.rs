@@ -8,6 +8,7 @@
 #![allow(clippy::too_many_lines)]
 
 mod check;
+mod dns_cmd;
 mod generate_cmd;
 mod inputs;
 mod output;

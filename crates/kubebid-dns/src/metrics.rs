@@ -1,0 +1,243 @@
+//! The DNS server's Prometheus metrics (queries, answers by rcode, denials by tenant, cache hits and
+//! misses, upstream latency, drops) and their plain-HTTP endpoint (`/metrics`, `/healthz`).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use hickory_proto::op::ResponseCode;
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Method, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransportLabels {
+    pub transport: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RcodeLabels {
+    pub rcode: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DenialLabels {
+    pub tenant: String,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabels {
+    pub reason: &'static str,
+}
+
+const RCODES: [(ResponseCode, &str); 6] = [
+    (ResponseCode::NoError, "NOERROR"),
+    (ResponseCode::NXDomain, "NXDOMAIN"),
+    (ResponseCode::ServFail, "SERVFAIL"),
+    (ResponseCode::FormErr, "FORMERR"),
+    (ResponseCode::NotImp, "NOTIMP"),
+    (ResponseCode::Refused, "REFUSED"),
+];
+
+/// Every metric the server exports. Counters on the hot path are resolved once, not per query.
+pub struct DnsMetrics {
+    registry: Registry,
+    pub udp_queries: Counter,
+    pub tcp_queries: Counter,
+    responses: Family<RcodeLabels, Counter>,
+    by_rcode: Vec<(ResponseCode, Counter)>,
+    pub denials: Family<DenialLabels, Counter>,
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+    pub upstream_duration: Histogram,
+    pub upstream_failures: Counter,
+    pub dropped: Family<DropLabels, Counter>,
+    pub zone_names: Gauge,
+    pub zone_reloads: Counter,
+    pub tcp_connections: Gauge,
+}
+
+impl Default for DnsMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("kubebid_dns");
+        let queries = Family::<TransportLabels, Counter>::default();
+        let responses = Family::<RcodeLabels, Counter>::default();
+        let denials = Family::<DenialLabels, Counter>::default();
+        let cache_hits = Counter::default();
+        let cache_misses = Counter::default();
+        let upstream_duration = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.0005, 2.0, 14),
+        );
+        let upstream_failures = Counter::default();
+        let dropped = Family::<DropLabels, Counter>::default();
+        let zone_names = Gauge::default();
+        let zone_reloads = Counter::default();
+        let tcp_connections = Gauge::default();
+        registry.register("queries", "Queries received, by transport", queries.clone());
+        registry.register("responses", "Responses sent, by rcode", responses.clone());
+        registry.register(
+            "denials",
+            "Queries answered NXDOMAIN by policy, by tenant and reason",
+            denials.clone(),
+        );
+        registry.register(
+            "cache_hits",
+            "Forwarded queries answered from the cache",
+            cache_hits.clone(),
+        );
+        registry.register(
+            "cache_misses",
+            "Forwarded queries sent upstream",
+            cache_misses.clone(),
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Time an upstream resolver took to answer",
+            upstream_duration.clone(),
+        );
+        registry.register(
+            "upstream_failures",
+            "Forwarded queries no upstream answered (SERVFAIL)",
+            upstream_failures.clone(),
+        );
+        registry.register("dropped", "Packets dropped, by reason", dropped.clone());
+        registry.register(
+            "zone_names",
+            "Names in the cluster zone",
+            zone_names.clone(),
+        );
+        registry.register(
+            "zone_reloads",
+            "Cluster zone rebuilds",
+            zone_reloads.clone(),
+        );
+        registry.register(
+            "tcp_connections",
+            "Open TCP connections",
+            tcp_connections.clone(),
+        );
+        let udp_queries = queries
+            .get_or_create(&TransportLabels { transport: "udp" })
+            .clone();
+        let tcp_queries = queries
+            .get_or_create(&TransportLabels { transport: "tcp" })
+            .clone();
+        let by_rcode = RCODES
+            .iter()
+            .map(|(code, label)| {
+                (
+                    *code,
+                    responses
+                        .get_or_create(&RcodeLabels { rcode: label })
+                        .clone(),
+                )
+            })
+            .collect();
+        Self {
+            registry,
+            udp_queries,
+            tcp_queries,
+            responses,
+            by_rcode,
+            denials,
+            cache_hits,
+            cache_misses,
+            upstream_duration,
+            upstream_failures,
+            dropped,
+            zone_names,
+            zone_reloads,
+            tcp_connections,
+        }
+    }
+}
+
+impl DnsMetrics {
+    /// Counts one response.
+    pub fn response(&self, code: ResponseCode) {
+        match self.by_rcode.iter().find(|(c, _)| *c == code) {
+            Some((_, counter)) => {
+                counter.inc();
+            }
+            None => {
+                self.responses
+                    .get_or_create(&RcodeLabels { rcode: "OTHER" })
+                    .inc();
+            }
+        }
+    }
+
+    /// Counts one denial.
+    pub fn denial(&self, tenant: Option<&str>, reason: &'static str) {
+        self.denials
+            .get_or_create(&DenialLabels {
+                tenant: tenant.unwrap_or("").to_owned(),
+                reason,
+            })
+            .inc();
+    }
+
+    /// Counts one dropped packet.
+    pub fn discard(&self, reason: &'static str) {
+        self.dropped.get_or_create(&DropLabels { reason }).inc();
+    }
+
+    /// The metrics in the `OpenMetrics` text format.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Serves `/metrics` and `/healthz` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<DnsMetrics>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return,
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let metrics = metrics.clone();
+                    async move {
+                        let (status, body) = match (req.method(), req.uri().path()) {
+                            (&Method::GET, "/metrics") => (StatusCode::OK, metrics.encode()),
+                            (&Method::GET, "/healthz") => (StatusCode::OK, "ok\n".to_owned()),
+                            _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
+                        };
+                        let mut r = Response::new(Full::new(Bytes::from(body)));
+                        *r.status_mut() = status;
+                        Ok::<_, Infallible>(r)
+                    }
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}

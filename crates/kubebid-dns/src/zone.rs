@@ -1,0 +1,736 @@
+//! The cluster zone as one tenant-aware index: every name the Kubernetes DNS specification defines for the
+//! cluster's Services, EndpointSlices and Pods, each tagged with the namespace (and service) that owns it,
+//! plus which client address belongs to which tenant. Built from plain objects, no I/O; rebuilt whole on
+//! every change and swapped in atomically by the server.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
+use hickory_proto::rr::{Name, RData, Record};
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kubebid_model::config::{KubeBidConfigSpec, TENANT_LABEL, Tenant};
+
+/// TTL of every record in the cluster zone, and of negative answers (the SOA minimum): CoreDNS's default.
+pub const CLUSTER_TTL: u32 = 5;
+
+/// The schema version of the Kubernetes DNS specification implemented, served at `dns-version.<zone>`.
+pub const SCHEMA_VERSION: &str = "1.1.0";
+
+/// What a client whose address is not a known pod may resolve.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UnknownClients {
+    /// External names only; every cluster name is NXDOMAIN.
+    #[default]
+    Deny,
+    /// Everything, as a platform pod may.
+    Allow,
+}
+
+/// The objects the zone is built from.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterObjects {
+    pub namespaces: Vec<Namespace>,
+    pub services: Vec<Service>,
+    pub endpoint_slices: Vec<EndpointSlice>,
+    pub pods: Vec<Pod>,
+}
+
+/// Who owns a name, which decides who may see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// Structural names (`svc.<zone>`, the apex): visible to all and revealing nothing.
+    Zone,
+    /// A namespace-level name (`<ns>.svc.<zone>`, pod records).
+    Namespace(Arc<str>),
+    /// A service's names (its A/AAAA/CNAME, SRV and endpoint records).
+    Service(Arc<str>, Arc<str>),
+}
+
+/// One name of the zone.
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub owner: Owner,
+    /// Records at this name; empty for an empty non-terminal (NODATA when visible).
+    pub records: Vec<Record>,
+    /// Additional-section records (A/AAAA of SRV targets).
+    pub additionals: Vec<Record>,
+}
+
+/// A tenant as the DNS policy sees it.
+#[derive(Clone, Debug, Default)]
+pub struct TenantView {
+    pub name: Arc<str>,
+    pub namespaces: HashSet<Arc<str>>,
+    /// `namespace/*` grants.
+    pub shared_namespaces: HashSet<String>,
+    /// `namespace/service` grants.
+    pub shared_services: HashSet<(String, String)>,
+    pub external_dns: bool,
+}
+
+/// The client a query came from.
+#[derive(Clone, Copy, Debug)]
+pub enum Client<'a> {
+    /// A pod in a namespace of no tenant (the platform's own).
+    Platform,
+    /// A pod of this tenant.
+    Tenant(&'a TenantView),
+    /// An address that is no known pod.
+    Unknown,
+}
+
+impl Client<'_> {
+    /// The tenant's name, for metrics and logs.
+    #[must_use]
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Client::Tenant(t) => Some(&t.name),
+            _ => None,
+        }
+    }
+}
+
+/// The index.
+#[derive(Debug)]
+pub struct Zone {
+    /// The cluster domain, lower case, with the trailing dot.
+    pub origin: Name,
+    origin_key: String,
+    names: HashMap<String, Node>,
+    reverse: HashMap<IpAddr, (Owner, Name)>,
+    clients: HashMap<IpAddr, Arc<str>>,
+    namespace_tenant: HashMap<Arc<str>, usize>,
+    tenants: Vec<TenantView>,
+    shared_namespaces: HashSet<String>,
+    cluster_cidrs: Vec<IpNet>,
+    soa: Record,
+    unknown: UnknownClients,
+    /// Problems in the input (an unparsable address, a name that is no DNS name); skipped, not fatal.
+    pub warnings: Vec<String>,
+}
+
+fn name(text: &str) -> Option<Name> {
+    Name::from_ascii(text).ok().map(|n| n.to_lowercase())
+}
+
+fn key_of(n: &Name) -> String {
+    let mut s = n.to_lowercase().to_ascii();
+    if !s.ends_with('.') {
+        s.push('.');
+    }
+    s
+}
+
+fn record(owner: &Name, data: RData) -> Record {
+    Record::from_rdata(owner.clone(), CLUSTER_TTL, data)
+}
+
+fn address_record(owner: &Name, ip: IpAddr) -> Record {
+    match ip {
+        IpAddr::V4(v4) => record(owner, RData::A(A(v4))),
+        IpAddr::V6(v6) => record(owner, RData::AAAA(AAAA(v6))),
+    }
+}
+
+/// `10-0-0-1`, `2001-db8--1`: an address as one DNS label.
+fn dashed(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string().replace('.', "-"),
+        IpAddr::V6(v6) => v6.to_string().replace(':', "-"),
+    }
+}
+
+struct Builder {
+    origin: Name,
+    names: HashMap<String, Node>,
+    reverse: HashMap<IpAddr, (Owner, Name)>,
+    warnings: Vec<String>,
+}
+
+impl Builder {
+    fn node(&mut self, n: &Name, owner: &Owner) -> &mut Node {
+        // Every ancestor up to the origin exists too (empty non-terminals), owned by the same or a wider owner.
+        let mut parent = n.base_name();
+        while parent.num_labels() > self.origin.num_labels() {
+            let key = key_of(&parent);
+            self.names.entry(key).or_insert_with(|| Node {
+                owner: structural_owner(&parent, &self.origin, owner),
+                records: Vec::new(),
+                additionals: Vec::new(),
+            });
+            parent = parent.base_name();
+        }
+        self.names.entry(key_of(n)).or_insert_with(|| Node {
+            owner: owner.clone(),
+            records: Vec::new(),
+            additionals: Vec::new(),
+        })
+    }
+
+    fn add(&mut self, n: &Name, owner: &Owner, r: Record) {
+        let node = self.node(n, owner);
+        if !node.records.contains(&r) {
+            node.records.push(r);
+        }
+    }
+
+    fn ptr(&mut self, ip: IpAddr, owner: &Owner, target: &Name) {
+        // The first writer wins: a service's cluster IP before an endpoint, an endpoint before a bare pod.
+        self.reverse
+            .entry(ip)
+            .or_insert_with(|| (owner.clone(), target.clone()));
+    }
+}
+
+/// The owner of an ancestor name: `svc.<zone>`/`pod.<zone>` belong to nobody, `<ns>.svc.<zone>` to the
+/// namespace, anything deeper to the service.
+fn structural_owner(n: &Name, origin: &Name, leaf: &Owner) -> Owner {
+    let depth = n.num_labels() - origin.num_labels();
+    match (depth, leaf) {
+        (0 | 1, _) => Owner::Zone,
+        (2, Owner::Service(ns, _) | Owner::Namespace(ns)) => Owner::Namespace(ns.clone()),
+        (_, o) => o.clone(),
+    }
+}
+
+fn ips_of(strings: &[String], what: &str, warnings: &mut Vec<String>) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    for s in strings {
+        match s.parse::<IpAddr>() {
+            Ok(ip) => out.push(ip),
+            Err(_) => warnings.push(format!("{what}: {s:?} is not an IP address")),
+        }
+    }
+    out
+}
+
+impl Zone {
+    /// Builds the zone for `cluster.cluster_domain` from the objects and the tenancy configuration.
+    #[must_use]
+    #[allow(clippy::too_many_lines)] // one pass per kind of object, in the specification's order
+    pub fn build(
+        objects: &ClusterObjects,
+        cluster: &KubeBidConfigSpec,
+        tenants: &[Tenant],
+        unknown: UnknownClients,
+    ) -> Zone {
+        let mut warnings = Vec::new();
+        let origin = name(&format!(
+            "{}.",
+            cluster.cluster_domain.trim_end_matches('.')
+        ))
+        .unwrap_or_else(|| {
+            warnings.push(format!(
+                "clusterDomain {:?} is not a DNS name; using cluster.local",
+                cluster.cluster_domain
+            ));
+            Name::from_ascii("cluster.local.").unwrap_or_default()
+        });
+        let mut b = Builder {
+            origin: origin.clone(),
+            names: HashMap::new(),
+            reverse: HashMap::new(),
+            warnings: Vec::new(),
+        };
+        let sub = |labels: &str| name(&format!("{labels}.{origin}"));
+
+        // Apex records and the schema version.
+        let soa_owner = origin.clone();
+        let mname = sub("ns.dns").unwrap_or_else(|| origin.clone());
+        let rname = sub("hostmaster").unwrap_or_else(|| origin.clone());
+        let soa = Record::from_rdata(
+            soa_owner.clone(),
+            CLUSTER_TTL,
+            RData::SOA(SOA::new(
+                mname.clone(),
+                rname,
+                1,
+                7200,
+                1800,
+                86400,
+                CLUSTER_TTL,
+            )),
+        );
+        b.add(&origin, &Owner::Zone, soa.clone());
+        b.add(&origin, &Owner::Zone, record(&origin, RData::NS(NS(mname))));
+        if let Some(v) = sub("dns-version") {
+            b.add(
+                &v,
+                &Owner::Zone,
+                record(&v, RData::TXT(TXT::new(vec![SCHEMA_VERSION.into()]))),
+            );
+        }
+        for structural in ["svc", "pod"] {
+            if let Some(n) = sub(structural) {
+                b.node(&n, &Owner::Zone);
+            }
+        }
+
+        // Namespaces exist as `<ns>.svc` and `<ns>.pod` even without services.
+        let mut namespace_labels: HashMap<&str, Option<&str>> = HashMap::new();
+        for ns in &objects.namespaces {
+            let Some(n) = ns.metadata.name.as_deref() else {
+                continue;
+            };
+            let tenant_label = ns
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(TENANT_LABEL))
+                .map(String::as_str);
+            namespace_labels.insert(n, tenant_label);
+            let owner = Owner::Namespace(Arc::from(n));
+            for structural in ["svc", "pod"] {
+                if let Some(x) = sub(&format!("{n}.{structural}")) {
+                    b.node(&x, &owner);
+                }
+            }
+        }
+
+        // Services: ClusterIP (A/AAAA), headless (endpoint addresses), ExternalName (CNAME); SRV per named port.
+        let mut headless: HashMap<(String, String), Vec<(String, String)>> = HashMap::new();
+        for svc in &objects.services {
+            let (Some(svc_name), Some(ns)) = (
+                svc.metadata.name.as_deref(),
+                svc.metadata.namespace.as_deref(),
+            ) else {
+                continue;
+            };
+            let Some(spec) = svc.spec.as_ref() else {
+                continue;
+            };
+            let Some(svc_fqdn) = sub(&format!("{svc_name}.{ns}.svc")) else {
+                b.warnings
+                    .push(format!("Service {ns}/{svc_name}: not a DNS name"));
+                continue;
+            };
+            let owner = Owner::Service(Arc::from(ns), Arc::from(svc_name));
+            let ports: Vec<(String, String)> = spec
+                .ports
+                .iter()
+                .flatten()
+                .filter_map(|p| {
+                    p.name.as_ref().filter(|n| !n.is_empty()).map(|n| {
+                        (
+                            n.to_lowercase(),
+                            p.protocol.as_deref().unwrap_or("TCP").to_lowercase(),
+                        )
+                    })
+                })
+                .collect();
+            if spec.type_.as_deref() == Some("ExternalName") {
+                match spec.external_name.as_deref().and_then(|t| {
+                    name(&if t.ends_with('.') {
+                        t.to_owned()
+                    } else {
+                        format!("{t}.")
+                    })
+                }) {
+                    Some(target) => {
+                        b.add(
+                            &svc_fqdn,
+                            &owner,
+                            record(&svc_fqdn, RData::CNAME(CNAME(target))),
+                        );
+                    }
+                    None => b.warnings.push(format!(
+                        "Service {ns}/{svc_name}: externalName {:?} is not a DNS name",
+                        spec.external_name
+                    )),
+                }
+                continue;
+            }
+            let mut cluster_ips: Vec<String> = spec.cluster_ips.clone().unwrap_or_default();
+            if cluster_ips.is_empty()
+                && let Some(ip) = &spec.cluster_ip
+            {
+                cluster_ips.push(ip.clone());
+            }
+            if cluster_ips.iter().any(|ip| ip == "None") {
+                b.node(&svc_fqdn, &owner);
+                headless.insert((ns.to_owned(), svc_name.to_owned()), ports);
+                continue;
+            }
+            let ips = ips_of(
+                &cluster_ips,
+                &format!("Service {ns}/{svc_name} clusterIP"),
+                &mut b.warnings,
+            );
+            b.node(&svc_fqdn, &owner);
+            for ip in &ips {
+                b.add(&svc_fqdn, &owner, address_record(&svc_fqdn, *ip));
+                b.ptr(*ip, &owner, &svc_fqdn);
+            }
+            for p in spec.ports.iter().flatten() {
+                let Some(pname) = p.name.as_deref().filter(|n| !n.is_empty()) else {
+                    continue;
+                };
+                let proto = p.protocol.as_deref().unwrap_or("TCP").to_lowercase();
+                let Some(srv_name) = sub(&format!("_{pname}._{proto}.{svc_name}.{ns}.svc")) else {
+                    continue;
+                };
+                let Ok(port) = u16::try_from(p.port) else {
+                    continue;
+                };
+                b.add(
+                    &srv_name,
+                    &owner,
+                    record(
+                        &srv_name,
+                        RData::SRV(SRV::new(0, 100, port, svc_fqdn.clone())),
+                    ),
+                );
+                let additionals: Vec<Record> = ips
+                    .iter()
+                    .map(|ip| address_record(&svc_fqdn, *ip))
+                    .collect();
+                b.node(&srv_name, &owner).additionals = additionals;
+            }
+        }
+
+        // Headless services: the ready endpoint addresses, per-endpoint names, SRV per endpoint and port.
+        for slice in &objects.endpoint_slices {
+            let Some(ns) = slice.metadata.namespace.as_deref() else {
+                continue;
+            };
+            let Some(svc_name) = slice
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("kubernetes.io/service-name"))
+            else {
+                continue;
+            };
+            let Some(ports) = headless.get(&(ns.to_owned(), svc_name.clone())) else {
+                continue;
+            };
+            let Some(svc_fqdn) = sub(&format!("{svc_name}.{ns}.svc")) else {
+                continue;
+            };
+            let owner = Owner::Service(Arc::from(ns), Arc::from(svc_name.as_str()));
+            for ep in slice.endpoints.iter().flatten() {
+                // Not-ready endpoints are left out unless the service publishes them (which the API server
+                // reflects in `conditions.ready` already for publishNotReadyAddresses).
+                if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+                    continue;
+                }
+                let ips = ips_of(
+                    &ep.addresses,
+                    &format!("EndpointSlice {ns}/{svc_name}"),
+                    &mut b.warnings,
+                );
+                for ip in ips {
+                    let host = ep.hostname.clone().unwrap_or_else(|| dashed(ip));
+                    let Some(host_fqdn) = sub(&format!("{host}.{svc_name}.{ns}.svc")) else {
+                        continue;
+                    };
+                    b.add(&svc_fqdn, &owner, address_record(&svc_fqdn, ip));
+                    b.add(&host_fqdn, &owner, address_record(&host_fqdn, ip));
+                    if ep.hostname.is_some() {
+                        b.ptr(ip, &owner, &host_fqdn);
+                    }
+                    for p in slice.ports.iter().flatten() {
+                        let Some(pname) = p.name.as_deref().filter(|n| !n.is_empty()) else {
+                            continue;
+                        };
+                        let proto = p.protocol.as_deref().unwrap_or("TCP").to_lowercase();
+                        if !ports.iter().any(|(n, pr)| n == pname && *pr == proto)
+                            && !ports.is_empty()
+                        {
+                            continue;
+                        }
+                        let (Some(srv_name), Some(port)) = (
+                            sub(&format!("_{pname}._{proto}.{svc_name}.{ns}.svc")),
+                            p.port.and_then(|x| u16::try_from(x).ok()),
+                        ) else {
+                            continue;
+                        };
+                        b.add(
+                            &srv_name,
+                            &owner,
+                            record(
+                                &srv_name,
+                                RData::SRV(SRV::new(0, 100, port, host_fqdn.clone())),
+                            ),
+                        );
+                        let extra = address_record(&host_fqdn, ip);
+                        let node = b.node(&srv_name, &owner);
+                        if !node.additionals.contains(&extra) {
+                            node.additionals.push(extra);
+                        }
+                    }
+                }
+            }
+        }
+
+        // Pods: `a-b-c-d.<ns>.pod.<zone>`, and which address is which namespace's client.
+        let mut clients = HashMap::new();
+        let mut shared_ips = HashSet::new();
+        for pod in &objects.pods {
+            let (Some(ns), Some(status), Some(spec)) = (
+                pod.metadata.namespace.as_deref(),
+                pod.status.as_ref(),
+                pod.spec.as_ref(),
+            ) else {
+                continue;
+            };
+            if spec.host_network == Some(true) {
+                // The node's address, shared by every host-network pod: it identifies no one.
+                continue;
+            }
+            if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+                continue;
+            }
+            let mut ips: Vec<String> = status
+                .pod_ips
+                .iter()
+                .flatten()
+                .map(|p| p.ip.clone())
+                .collect();
+            if ips.is_empty()
+                && let Some(ip) = &status.pod_ip
+            {
+                ips.push(ip.clone());
+            }
+            let owner = Owner::Namespace(Arc::from(ns));
+            for ip in ips_of(
+                &ips,
+                &format!("Pod {ns}/{}", pod.metadata.name.as_deref().unwrap_or("?")),
+                &mut b.warnings,
+            ) {
+                if let Some(previous) = clients.insert(ip, Arc::<str>::from(ns))
+                    && &*previous != ns
+                {
+                    shared_ips.insert(ip);
+                }
+                if let IpAddr::V4(_) = ip
+                    && let Some(pod_fqdn) = sub(&format!("{}.{ns}.pod", dashed(ip)))
+                {
+                    b.add(&pod_fqdn, &owner, address_record(&pod_fqdn, ip));
+                    b.ptr(ip, &owner, &pod_fqdn);
+                }
+            }
+        }
+        for ip in shared_ips {
+            // Two namespaces claim one address (a stale object): trust neither.
+            clients.remove(&ip);
+            warnings.push(format!(
+                "pod address {ip} is claimed by two namespaces; treated as unknown"
+            ));
+        }
+
+        // Tenants: listed namespaces, plus labelled namespaces of an existing tenant.
+        let mut tenant_views: Vec<TenantView> = Vec::new();
+        let mut namespace_tenant: HashMap<Arc<str>, usize> = HashMap::new();
+        for t in tenants {
+            let Some(tname) = t.metadata.name.as_deref() else {
+                continue;
+            };
+            let mut view = TenantView {
+                name: Arc::from(tname),
+                external_dns: t.spec.network.external_dns,
+                ..TenantView::default()
+            };
+            for s in &t.spec.network.shared_services {
+                if let Some((ns, svc)) = s.split_once('/') {
+                    if svc == "*" {
+                        view.shared_namespaces.insert(ns.to_lowercase());
+                    } else {
+                        view.shared_services
+                            .insert((ns.to_lowercase(), svc.to_lowercase()));
+                    }
+                }
+            }
+            for ns in &t.spec.namespaces {
+                view.namespaces.insert(Arc::from(ns.as_str()));
+            }
+            for (ns, label) in &namespace_labels {
+                if *label == Some(tname) {
+                    view.namespaces.insert(Arc::from(*ns));
+                }
+            }
+            let index = tenant_views.len();
+            for ns in &view.namespaces {
+                if let Some(other) = namespace_tenant.insert(ns.clone(), index) {
+                    warnings.push(format!(
+                        "namespace {ns} is claimed by tenants {} and {tname}; the later one is used",
+                        tenant_views[other].name
+                    ));
+                }
+            }
+            tenant_views.push(view);
+        }
+
+        let mut cluster_cidrs = Vec::new();
+        for c in cluster.pod_cidrs.iter().chain(&cluster.service_cidrs) {
+            match c.parse::<IpNet>() {
+                Ok(n) => cluster_cidrs.push(n),
+                Err(_) => warnings.push(format!("{c:?} is not a CIDR")),
+            }
+        }
+        warnings.append(&mut b.warnings);
+        Zone {
+            origin_key: key_of(&origin),
+            origin,
+            names: b.names,
+            reverse: b.reverse,
+            clients,
+            namespace_tenant,
+            tenants: tenant_views,
+            shared_namespaces: cluster.shared_namespaces.iter().cloned().collect(),
+            cluster_cidrs,
+            soa,
+            unknown,
+            warnings,
+        }
+    }
+
+    /// Who is asking, from the source address.
+    #[must_use]
+    pub fn client(&self, ip: IpAddr) -> Client<'_> {
+        let ip = canonical(ip);
+        match self.clients.get(&ip) {
+            None => Client::Unknown,
+            Some(ns) => match self.namespace_tenant.get(ns) {
+                Some(&i) => Client::Tenant(&self.tenants[i]),
+                None => Client::Platform,
+            },
+        }
+    }
+
+    /// Whether `client` may see a name owned by `owner`.
+    #[must_use]
+    pub fn may_see(&self, client: Client<'_>, owner: &Owner) -> bool {
+        let (ns, svc) = match owner {
+            Owner::Zone => return true,
+            Owner::Namespace(ns) => (ns, None),
+            Owner::Service(ns, svc) => (ns, Some(svc)),
+        };
+        match client {
+            Client::Platform => true,
+            Client::Unknown => self.unknown == UnknownClients::Allow,
+            Client::Tenant(t) => {
+                t.namespaces.contains(ns)
+                    || self.shared_namespaces.contains(&**ns)
+                    || t.shared_namespaces.contains(&**ns)
+                    || svc.is_some_and(|s| {
+                        t.shared_services.contains(&(ns.to_string(), s.to_string()))
+                    })
+            }
+        }
+    }
+
+    /// Whether `client` may resolve names outside the cluster.
+    #[must_use]
+    pub fn may_resolve_external(&self, client: Client<'_>) -> bool {
+        match client {
+            Client::Tenant(t) => t.external_dns,
+            Client::Platform | Client::Unknown => true,
+        }
+    }
+
+    /// Whether `n` is in the cluster zone.
+    #[must_use]
+    pub fn contains(&self, n: &Name) -> bool {
+        self.origin.zone_of(n)
+    }
+
+    /// The node at `n` (any case).
+    #[must_use]
+    pub fn lookup(&self, n: &Name) -> Option<&Node> {
+        self.names.get(&key_of(n))
+    }
+
+    /// The PTR target of a cluster address and its owner.
+    #[must_use]
+    pub fn reverse(&self, ip: IpAddr) -> Option<&(Owner, Name)> {
+        self.reverse.get(&canonical(ip))
+    }
+
+    /// Whether an address belongs to the cluster's pod or service ranges.
+    #[must_use]
+    pub fn in_cluster_range(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.cluster_cidrs.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The zone's SOA, for negative answers.
+    #[must_use]
+    pub fn soa(&self) -> &Record {
+        &self.soa
+    }
+
+    /// Number of names, for metrics and logs.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether the zone has no names (never: the apex always exists).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The origin as a lower-case key with its trailing dot.
+    #[must_use]
+    pub fn origin_key(&self) -> &str {
+        &self.origin_key
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (from a dual-stack socket) as IPv4.
+#[must_use]
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 @ IpAddr::V4(_) => v4,
+    }
+}
+
+/// The address a reverse name (`4.3.2.1.in-addr.arpa.`, nibbles under `ip6.arpa.`) stands for.
+#[must_use]
+pub fn reverse_address(n: &Name) -> Option<IpAddr> {
+    let text = n.to_lowercase().to_ascii();
+    let text = text.trim_end_matches('.');
+    if let Some(rest) = text.strip_suffix(".in-addr.arpa") {
+        let parts: Vec<&str> = rest.split('.').collect();
+        if parts.len() != 4 {
+            return None;
+        }
+        let mut octets = [0u8; 4];
+        for (i, p) in parts.iter().rev().enumerate() {
+            if p.is_empty() || p.len() > 3 || (p.len() > 1 && p.starts_with('0')) {
+                return None;
+            }
+            octets[i] = p.parse().ok()?;
+        }
+        return Some(IpAddr::V4(Ipv4Addr::from(octets)));
+    }
+    if let Some(rest) = text.strip_suffix(".ip6.arpa") {
+        let nibbles: Vec<&str> = rest.split('.').collect();
+        if nibbles.len() != 32 {
+            return None;
+        }
+        let mut bytes = [0u8; 16];
+        for (i, nib) in nibbles.iter().rev().enumerate() {
+            if nib.len() != 1 {
+                return None;
+            }
+            let v = u8::from_str_radix(nib, 16).ok()?;
+            bytes[i / 2] |= if i % 2 == 0 { v << 4 } else { v };
+        }
+        return Some(IpAddr::V6(Ipv6Addr::from(bytes)));
+    }
+    None
+}
+
+/// The PTR record for `ip` at `owner_name`.
+#[must_use]
+pub fn ptr_record(owner_name: &Name, target: &Name) -> Record {
+    record(owner_name, RData::PTR(PTR(target.clone())))
+}
