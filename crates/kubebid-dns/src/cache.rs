@@ -152,3 +152,115 @@ impl Cache {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+    use hickory_proto::rr::rdata::{A, SOA};
+    use hickory_proto::rr::{Name, RData, Record};
+
+    use super::{Cache, cacheable_ttl};
+
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).unwrap_or_default()
+    }
+
+    fn answer(ttl: u32) -> Message {
+        let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+        m.add_answer(Record::from_rdata(
+            name("www.example.test."),
+            ttl,
+            RData::A(A::new(192, 0, 2, 1)),
+        ));
+        m
+    }
+
+    fn negative(code: ResponseCode, soa_ttl: u32, minimum: u32) -> Message {
+        let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+        m.metadata.response_code = code;
+        m.add_authority(Record::from_rdata(
+            name("example.test."),
+            soa_ttl,
+            RData::SOA(SOA::new(
+                name("ns.example.test."),
+                name("admin.example.test."),
+                1,
+                3600,
+                600,
+                86400,
+                minimum,
+            )),
+        ));
+        m
+    }
+
+    fn key() -> super::Key {
+        ("www.example.test.".into(), 1, 1)
+    }
+
+    #[test]
+    fn ttls_count_down_and_entries_expire() {
+        let c = Cache::new(100, 3600);
+        let t0 = Instant::now();
+        assert_eq!(c.put(key(), &answer(300), t0), Some(300));
+        let later = c.get(&key(), t0 + Duration::from_secs(100));
+        assert_eq!(later.map(|m| m.answers[0].ttl), Some(200));
+        assert!(c.get(&key(), t0 + Duration::from_secs(300)).is_none());
+        assert!(c.is_empty(), "an expired entry is removed when met");
+    }
+
+    #[test]
+    fn negative_answers_use_the_soa_and_others_are_not_kept() {
+        // RFC 2308: the lesser of the SOA record's TTL and its MINIMUM field.
+        assert_eq!(
+            cacheable_ttl(&negative(ResponseCode::NXDomain, 60, 30), 3600),
+            Some(30)
+        );
+        assert_eq!(
+            cacheable_ttl(&negative(ResponseCode::NXDomain, 20, 30), 3600),
+            Some(20)
+        );
+        // NODATA (NOERROR, no answers) likewise.
+        assert_eq!(
+            cacheable_ttl(&negative(ResponseCode::NoError, 60, 30), 3600),
+            Some(30)
+        );
+        // Without a SOA a negative answer is not cached; SERVFAIL and REFUSED never are.
+        let mut bare = negative(ResponseCode::NXDomain, 60, 30);
+        bare.authorities.clear();
+        assert_eq!(cacheable_ttl(&bare, 3600), None);
+        assert_eq!(
+            cacheable_ttl(&negative(ResponseCode::ServFail, 60, 30), 3600),
+            None
+        );
+        assert_eq!(
+            cacheable_ttl(&negative(ResponseCode::Refused, 60, 30), 3600),
+            None
+        );
+        // TTL 0 means do not cache; a huge TTL is capped.
+        assert_eq!(cacheable_ttl(&answer(0), 3600), None);
+        assert_eq!(cacheable_ttl(&answer(86400 * 7), 3600), Some(3600));
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_capacity() {
+        let c = Cache::new(32, 3600);
+        let t0 = Instant::now();
+        for i in 0..1000u32 {
+            let k = (format!("n{i}.example.test."), 1, 1);
+            c.put(k, &answer(300), t0 + Duration::from_millis(u64::from(i)));
+        }
+        // 16 shards of at most 2 each.
+        assert!(c.len() <= 32, "{}", c.len());
+        // The newest entry is there.
+        assert!(
+            c.get(
+                &("n999.example.test.".into(), 1, 1),
+                t0 + Duration::from_secs(1)
+            )
+            .is_some()
+        );
+    }
+}
