@@ -64,10 +64,15 @@ fn typed<T: DeserializeOwned>(
     kind: &str,
     errors: &mut Vec<String>,
 ) -> Option<T> {
-    match serde_json::from_value::<T>(value.clone()) {
+    match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(t) => Some(t),
         Err(e) => {
-            errors.push(origin.error("", format!("{kind}: {e}")).to_string());
+            let field = kubebid_model::load::path_of(e.path());
+            errors.push(
+                origin
+                    .error(&field, format!("{kind}: {}", e.into_inner()))
+                    .to_string(),
+            );
             None
         }
     }

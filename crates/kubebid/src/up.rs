@@ -16,10 +16,17 @@ pub struct UpArgs {
     /// Address of the admission webhook.
     #[arg(long, default_value = "127.0.0.1:8443")]
     pub webhook_listen: SocketAddr,
+    /// Address of the DNS server (UDP and TCP).
+    #[arg(long, default_value = "127.0.0.1:5353")]
+    pub dns_listen: SocketAddr,
+    /// Address of the DNS server's /metrics.
+    #[arg(long, default_value = "127.0.0.1:9153")]
+    pub dns_metrics_listen: SocketAddr,
 }
 
 const CONFIG: &str = include_str!("../../../examples/config/kubebid.yaml");
 const EXCEPTIONS: &str = include_str!("../../../examples/config/exceptions.yaml");
+const CLUSTER_STATE: &str = include_str!("../../../examples/dns/cluster-state.yaml");
 
 fn default_state_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
@@ -78,7 +85,7 @@ fn write_once(path: &Path, contents: &str) -> std::io::Result<bool> {
 
 fn prepare(dir: &Path) -> Result<(), String> {
     let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
-    for sub in ["", "certs", "config", "requests"] {
+    for sub in ["", "certs", "config", "requests", "dns"] {
         let d = dir.join(sub);
         std::fs::create_dir_all(&d).map_err(|e| io(&d, e))?;
     }
@@ -108,6 +115,13 @@ fn prepare(dir: &Path) -> Result<(), String> {
             );
         }
     }
+    let state = dir.join("dns/cluster-state.yaml");
+    if write_once(&state, CLUSTER_STATE).map_err(|e| io(&state, e))? {
+        println!(
+            "wrote an example cluster state for the DNS server to {}",
+            state.display()
+        );
+    }
     for (name, text) in samples() {
         let p = dir.join("requests").join(name);
         write_once(&p, &text).map_err(|e| io(&p, e))?;
@@ -132,6 +146,13 @@ pub fn run(args: &UpArgs) -> ExitCode {
         max_connections: 4096,
     };
     let requests = dir.join("requests");
+    let dns = match start_dns(args, &dir) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("kubebid up: dns: {e}");
+            return ExitCode::from(2);
+        }
+    };
     run_webhook(&webhook, |addr| {
         let ca = certs.join("ca.crt");
         println!();
@@ -141,6 +162,10 @@ pub fn run(args: &UpArgs) -> ExitCode {
         );
         println!(
             "  admission webhook  https://{addr}/validate  /mutate  /healthz  /readyz  /metrics"
+        );
+        println!(
+            "  DNS                udp+tcp {}  metrics http://{}/metrics",
+            dns.0, dns.1
         );
         println!();
         println!("Try an allowed and a denied review:");
@@ -152,8 +177,74 @@ pub fn run(args: &UpArgs) -> ExitCode {
             );
         }
         println!();
+        println!(
+            "Resolve as a pod of tenant acme (127.0.0.11), then as one of globex (127.0.0.21):"
+        );
+        for from in ["127.0.0.11", "127.0.0.21"] {
+            println!(
+                "  dig -b {from} @{} -p {} web.tenant-acme.svc.cluster.local",
+                dns.0.ip(),
+                dns.0.port()
+            );
+        }
+        println!();
         // Scripts wait for this line.
         println!("ready: https://{addr}");
         let _ = std::io::Write::flush(&mut std::io::stdout());
     })
+}
+
+/// Starts the DNS server on its own thread and runtime; returns its addresses once bound.
+fn start_dns(args: &UpArgs, dir: &Path) -> Result<(SocketAddr, SocketAddr), String> {
+    let dns_args = crate::dns_cmd::DnsArgs {
+        listen: args.dns_listen,
+        state: vec![dir.join("dns")],
+        config: vec![dir.join("config")],
+        upstream: Vec::new(),
+        upstream_timeout: 2.0,
+        metrics_listen: args.dns_metrics_listen,
+        query_log: None,
+        unknown_clients: crate::dns_cmd::UnknownClientsArg::Deny,
+        client_qps: 1000,
+        client_forwards: 64,
+        tcp_max_connections: 256,
+        tcp_idle_timeout: 10.0,
+        udp_workers: Some(1),
+        reload_interval: 1.0,
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("kubebid-up-dns".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                match crate::dns_cmd::start(
+                    &dns_args,
+                    crate::dns_cmd::shared_future(std::future::pending()),
+                )
+                .await
+                {
+                    Ok(started) => {
+                        let _ = tx.send(Ok((started.addr, started.metrics_addr)));
+                        // Serves until the process ends with the webhook.
+                        std::future::pending::<()>().await;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            });
+        })
+        .map_err(|e| e.to_string())?;
+    rx.recv().map_err(|e| e.to_string())?
 }

@@ -334,3 +334,49 @@ fn unique() -> u64 {
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
 }
+
+#[test]
+fn serve_dns_refuses_a_bad_state_file_naming_file_line_and_field() {
+    let dir = std::env::temp_dir().join(format!("kubebid-cli-dns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("state.yaml");
+    std::fs::write(
+        &state,
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata: {name: web, namespace: a}\n  spec:\n    ports: seven\n",
+    )
+    .unwrap();
+    let out = kubebid(
+        &[
+            "serve",
+            "dns",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--state",
+            state.to_str().unwrap(),
+        ],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("state.yaml:8") && stderr.contains("items[0].spec.ports"),
+        "{stderr}"
+    );
+    // A bad flag value is a usage error too, with the flag named.
+    let out = kubebid(
+        &[
+            "serve",
+            "dns",
+            "--state",
+            state.to_str().unwrap(),
+            "--upstream",
+            "resolver.example",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--upstream"));
+    let _ = std::fs::remove_dir_all(dir);
+}

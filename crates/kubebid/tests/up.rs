@@ -1,5 +1,6 @@
 //! `kubebid up` end to end: first run creates its state, the printed curl commands give an allowed and a
-//! denied review over HTTPS (curl is the client), a second run reuses the state, and Ctrl-C stops it cleanly.
+//! denied review over HTTPS (curl is the client), the DNS server answers each tenant's pod what it may see
+//! (dig is the client), a second run reuses the state, and Ctrl-C stops it cleanly.
 
 // Test helpers fail the test by panicking on broken fixtures; that is their job.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -16,6 +17,10 @@ fn start(state: &Path) -> (Child, String) {
             "--state-dir",
             state.to_str().unwrap(),
             "--webhook-listen",
+            "127.0.0.1:0",
+            "--dns-listen",
+            "127.0.0.1:0",
+            "--dns-metrics-listen",
             "127.0.0.1:0",
         ])
         .env("KUBEBID_LOG", "warn")
@@ -110,6 +115,35 @@ fn up_serves_an_allowed_and_a_denied_review_and_stops_on_ctrl_c() {
         "{denied}"
     );
     assert_eq!(curl(&ca, &format!("https://{addr}/readyz"), None), "ok\n");
+    // The DNS server: acme's pod resolves its service, globex's does not.
+    let dns: std::net::SocketAddr = printed
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("DNS"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .expect("kubebid up prints the DNS address")
+        .parse()
+        .unwrap();
+    let dig = |from: &str| {
+        let out = Command::new("dig")
+            .args([
+                "-b",
+                from,
+                &format!("@{}", dns.ip()),
+                "-p",
+                &dns.port().to_string(),
+            ])
+            .args(["+tries=1", "+time=3", "web.tenant-acme.svc.cluster.local"])
+            .output()
+            .expect("dig is installed (scripts/test installs it)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let acme = dig("127.0.0.11");
+    assert!(
+        acme.contains("status: NOERROR") && acme.contains("10.96.10.10"),
+        "{acme}"
+    );
+    let globex = dig("127.0.0.21");
+    assert!(globex.contains("status: NXDOMAIN"), "{globex}");
     stop(child);
     // The second run reuses the state: no new certificates.
     let (child, printed) = start(&state);
