@@ -11,6 +11,7 @@
 pub mod answer;
 pub mod cache;
 pub mod cluster;
+pub mod fast;
 pub mod metrics;
 pub mod server;
 pub mod state;

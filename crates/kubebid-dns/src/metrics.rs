@@ -174,6 +174,29 @@ impl DnsMetrics {
         }
     }
 
+    /// The counter of responses with `code`, to bump later without a lookup.
+    #[must_use]
+    pub fn rcode_counter(&self, code: ResponseCode) -> Counter {
+        match self.by_rcode.iter().find(|(c, _)| *c == code) {
+            Some((_, counter)) => counter.clone(),
+            None => self
+                .responses
+                .get_or_create(&RcodeLabels { rcode: "OTHER" })
+                .clone(),
+        }
+    }
+
+    /// The counter of one tenant's denials for `reason`, to bump later without a lookup.
+    #[must_use]
+    pub fn denial_counter(&self, tenant: Option<&str>, reason: &'static str) -> Counter {
+        self.denials
+            .get_or_create(&DenialLabels {
+                tenant: tenant.unwrap_or("").to_owned(),
+                reason,
+            })
+            .clone()
+    }
+
     /// Counts one denial.
     pub fn denial(&self, tenant: Option<&str>, reason: &'static str) {
         self.denials

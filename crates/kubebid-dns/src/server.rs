@@ -216,9 +216,25 @@ fn write_log(file: std::fs::File, rx: &Receiver<String>, metrics: &DnsMetrics) {
     }
 }
 
+/// One zone and the wire answers computed from it; replaced whole when the zone changes.
+pub struct Generation {
+    pub zone: Zone,
+    pub answers: crate::fast::Answers,
+}
+
+impl Generation {
+    #[must_use]
+    pub fn new(zone: Zone) -> Self {
+        Self {
+            zone,
+            answers: crate::fast::Answers::default(),
+        }
+    }
+}
+
 /// Everything the UDP threads and TCP tasks share.
 pub struct Shared {
-    pub zone: ArcSwap<Zone>,
+    pub current: ArcSwap<Generation>,
     pub cache: Cache,
     pub metrics: Arc<DnsMetrics>,
     pub upstreams: Upstreams,
@@ -235,7 +251,7 @@ impl Shared {
             .zone_names
             .set(i64::try_from(zone.len()).unwrap_or(i64::MAX));
         Self {
-            zone: ArcSwap::from_pointee(zone),
+            current: ArcSwap::from_pointee(Generation::new(zone)),
             cache: Cache::new(10_000, 3600),
             metrics,
             upstreams,
@@ -252,7 +268,7 @@ impl Shared {
             .zone_names
             .set(i64::try_from(zone.len()).unwrap_or(i64::MAX));
         self.metrics.zone_reloads.inc();
-        self.zone.store(Arc::new(zone));
+        self.current.store(Arc::new(Generation::new(zone)));
     }
 
     /// Answers a forwarded query: from the cache, else upstream (then cached), else SERVFAIL.
@@ -385,6 +401,28 @@ fn handle_udp(
         m.discard("rate_limit");
         return;
     }
+    let generation = shared.current.load();
+    // The hot path: a plain question asked before by a client of the same class. Skipped when every
+    // query must be logged.
+    let mut plain = if shared.log.is_none() {
+        crate::fast::parse(bytes)
+    } else {
+        None
+    };
+    if let Some(q) = &mut plain {
+        q.with_class(generation.zone.class_of(peer.ip()));
+        let mut out = [0u8; crate::answer::EDNS_PAYLOAD as usize];
+        let sent = generation.answers.answer(q, bytes, &mut out, |e| {
+            e.rcode.inc();
+            if let Some(d) = &e.denial {
+                d.inc();
+            }
+        });
+        if let Some(n) = sent {
+            let _ = socket.send_to(&out[..n], peer);
+            return;
+        }
+    }
     let request = match parse_request(bytes) {
         Ok(r) => r,
         Err(Some(id)) => {
@@ -399,14 +437,26 @@ fn handle_udp(
             return;
         }
     };
-    let zone = shared.zone.load();
-    let decision = decide(&zone, peer.ip(), &request);
-    drop(zone);
+    let decision = decide(&generation.zone, peer.ip(), &request);
     match &decision.action {
         Action::Drop => m.discard("not_a_query"),
         Action::Reply(response) => {
             if let Some(b) = udp_bytes(&request, response) {
                 let _ = socket.send_to(&b, peer);
+                // Only whole answers are kept: a truncated one depends on this client's buffer size.
+                let whole = b.get(2).is_some_and(|flags| flags & 0x02 == 0);
+                if let Some(q) = &plain
+                    && whole
+                {
+                    generation.answers.keep(
+                        q,
+                        &b,
+                        m.rcode_counter(response.metadata.response_code),
+                        decision
+                            .denial
+                            .map(|d| m.denial_counter(decision.tenant.as_deref(), d.as_str())),
+                    );
+                }
             }
             shared.finish(peer, &request, response, &decision, "cluster");
         }
@@ -461,8 +511,8 @@ async fn handle_tcp(
         }
         let (request, decision) = match parse_request(&buf) {
             Ok(r) => {
-                let zone = shared.zone.load();
-                let d = decide(&zone, peer.ip(), &r);
+                let generation = shared.current.load();
+                let d = decide(&generation.zone, peer.ip(), &r);
                 (r, d)
             }
             Err(Some(id)) => {

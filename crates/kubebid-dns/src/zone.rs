@@ -102,8 +102,8 @@ pub struct Zone {
     origin_key: String,
     names: HashMap<String, Node>,
     reverse: HashMap<IpAddr, (Owner, Name)>,
-    clients: HashMap<IpAddr, Arc<str>>,
-    namespace_tenant: HashMap<Arc<str>, usize>,
+    /// Client address to tenant index (`None`: a platform pod).
+    clients: HashMap<IpAddr, Option<usize>>,
     tenants: Vec<TenantView>,
     shared_namespaces: HashSet<String>,
     cluster_cidrs: Vec<IpNet>,
@@ -573,13 +573,16 @@ impl Zone {
             }
         }
         warnings.append(&mut b.warnings);
+        let clients = clients
+            .into_iter()
+            .map(|(ip, ns)| (ip, namespace_tenant.get(&ns).copied()))
+            .collect();
         Zone {
             origin_key: key_of(&origin),
             origin,
             names: b.names,
             reverse: b.reverse,
             clients,
-            namespace_tenant,
             tenants: tenant_views,
             shared_namespaces: cluster.shared_namespaces.iter().cloned().collect(),
             cluster_cidrs,
@@ -592,13 +595,22 @@ impl Zone {
     /// Who is asking, from the source address.
     #[must_use]
     pub fn client(&self, ip: IpAddr) -> Client<'_> {
-        let ip = canonical(ip);
-        match self.clients.get(&ip) {
+        match self.clients.get(&canonical(ip)) {
             None => Client::Unknown,
-            Some(ns) => match self.namespace_tenant.get(ns) {
-                Some(&i) => Client::Tenant(&self.tenants[i]),
-                None => Client::Platform,
-            },
+            Some(None) => Client::Platform,
+            Some(Some(i)) => self.tenants.get(*i).map_or(Client::Unknown, Client::Tenant),
+        }
+    }
+
+    /// The client's visibility class as the fast path keys it: (0, 0) platform, (1, 0) unknown, (2, i)
+    /// tenant i. Clients of one class get identical answers.
+    #[must_use]
+    pub fn class_of(&self, ip: IpAddr) -> (u8, u32) {
+        match self.clients.get(&canonical(ip)) {
+            None => (1, 0),
+            Some(None) => (0, 0),
+            // More than 4 billion tenants cannot be built; treat the impossible as unknown.
+            Some(Some(i)) => u32::try_from(*i).map_or((1, 0), |i| (2, i)),
         }
     }
 

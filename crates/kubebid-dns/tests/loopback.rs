@@ -688,3 +688,68 @@ async fn large_answers_are_truncated_over_udp_and_whole_over_tcp() {
     assert_eq!(over_tcp.answers.len(), 100);
     s.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_kept_on_the_hot_path_stay_per_tenant_exact_and_counted() {
+    let up = unbound("hot").await;
+    let s = server(up.addr, limits(), None).await;
+    let name = "web.tenant-acme.svc.cluster.local.";
+    // Alternate between tenants several times: the second and later answers come from the kept bytes.
+    for _ in 0..3 {
+        let acme = udp(s.addr, 11, name, RecordType::A).await;
+        assert_eq!(ips(&acme), ["10.96.10.10"]);
+        let globex = udp(s.addr, 21, name, RecordType::A).await;
+        assert_eq!(globex.metadata.response_code, ResponseCode::NXDomain);
+        assert!(globex.answers.is_empty());
+    }
+    assert!(
+        !s.shared.current.load().answers.is_empty(),
+        "answers were kept"
+    );
+    // Denials answered from kept bytes are still counted, once per query.
+    let m = s.shared.metrics.encode();
+    assert!(
+        m.contains("kubebid_dns_denials_total{tenant=\"globex\",reason=\"other_tenant\"} 3"),
+        "{m}"
+    );
+    // The question comes back spelt exactly as asked (resolvers randomise case and check it).
+    let mixed = "WeB.TeNaNt-AcMe.SvC.ClUsTeR.LoCaL.";
+    let sock = UdpSocket::bind("127.0.0.11:0").await.unwrap();
+    for _ in 0..2 {
+        let (id, bytes) = query_bytes(mixed, RecordType::A);
+        sock.send_to(&bytes, s.addr).await.unwrap();
+        let mut buf = [0u8; 1500];
+        let n = tokio::time::timeout(Duration::from_secs(3), sock.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        let r = Message::from_vec(&buf[..n]).unwrap();
+        assert_eq!(r.metadata.id, id);
+        assert_eq!(r.queries[0].name().to_ascii(), mixed);
+        assert_eq!(ips(&r), ["10.96.10.10"]);
+    }
+    // A new zone starts with nothing kept: a removed service stops resolving at once.
+    let dir = temp_dir("hot");
+    let text = std::fs::read_to_string(root().join("examples/dns/cluster-state.yaml"))
+        .unwrap()
+        .replace(
+            "name: web\n    namespace: tenant-acme\n",
+            "name: web2\n    namespace: tenant-acme\n",
+        );
+    std::fs::write(dir.join("state.yaml"), text).unwrap();
+    let zone = kubebid_dns::state::build_zone(
+        &[dir.join("state.yaml")],
+        &[root().join("examples/config")],
+        UnknownClients::Deny,
+    )
+    .unwrap();
+    s.shared.set_zone(zone);
+    assert_eq!(
+        udp(s.addr, 11, name, RecordType::A)
+            .await
+            .metadata
+            .response_code,
+        ResponseCode::NXDomain
+    );
+    s.running.shutdown().await;
+}
