@@ -5,7 +5,8 @@
 # The cluster: 3 tenants x 1,000 ClusterIP services (3,000 services, 3,000 A records) plus a client pod of
 # tenant t0 at 127.0.0.11. The queries, from that pod: 80% its own services (NOERROR), 20% another tenant's
 # (NXDOMAIN by policy at KubeBid; unbound, which has no policy, answers them). Per server:
-#   1. saturation: dnsperf (4 clients, up to 100 queries outstanding) for $secs seconds -> queries per second;
+#   1. saturation: dnsperf (4 clients, up to 100 queries outstanding) for $secs seconds, twice per server,
+#      alternating, best run kept -> queries per second, and queries per CPU-second the server used;
 #   2. latency at a fixed 20,000 queries/s, every answer's latency (dnsperf -v) -> p50/p99/p999.
 # dnsperf shares the machine's 2 cores with the server. KubeBid runs with the per-client rate limit off
 # (--client-qps 0): the benchmark is one client, which the default limit (1,000/s) would cap.
@@ -85,6 +86,7 @@ remote-control:
 EOF
 unbound -c "$work/unbound.conf" &
 pids+=($!)
+unbound_pid=$!
 for p in "$port_ours" "$port_unbound"; do
     for _ in $(seq 100); do
         dig +short +tries=1 +time=1 -b 127.0.0.11 -p "$p" @127.0.0.1 svc-1.tenant-t0.svc.cluster.local | grep -q 10.96 && break
@@ -92,9 +94,14 @@ for p in "$port_ours" "$port_unbound"; do
     done
 done
 
-saturate() { # port -> qps
-    dnsperf -a 127.0.0.11 -s 127.0.0.1 -p "$1" -d "$work/queries.txt" -l "$secs" -c 4 -Q 1000000 2>/dev/null \
-        | awk '/Queries per second/ {printf "%.0f", $4}'
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+saturate() { # port pid -> "qps cpu-seconds-of-the-server"
+    local before after qps
+    before=$(cpu_ticks "$2")
+    qps=$(dnsperf -a 127.0.0.11 -s 127.0.0.1 -p "$1" -d "$work/queries.txt" -l "$secs" -c 4 -Q 1000000 2>/dev/null \
+        | awk '/Queries per second/ {printf "%.0f", $4}')
+    after=$(cpu_ticks "$2")
+    echo "$qps $(( after - before ))"
 }
 latency() { # port -> "p50 p99 p999" in microseconds at 20,000 queries/s
     dnsperf -v -a 127.0.0.11 -s 127.0.0.1 -p "$1" -d "$work/queries.txt" -l "$secs" -c 4 -Q 20000 2>/dev/null \
@@ -102,14 +109,22 @@ latency() { # port -> "p50 p99 p999" in microseconds at 20,000 queries/s
         | awk '{v[NR]=$1} END {printf "%.0f %.0f %.0f", v[int(NR*0.5)], v[int(NR*0.99)], v[int(NR*0.999)]}'
 }
 echo "== dnsperf, $secs s per phase, client 127.0.0.11 (tenant t0), 80% own names / 20% another tenant's"
-ours_qps=$(saturate "$port_ours")
-unbound_qps=$(saturate "$port_unbound")
+# Two rounds, alternating, best of each: the machine is noisy and neither server should get the quiet slot.
+ours_qps=0; unbound_qps=0
+for _ in 1 2; do
+    read -r q t <<<"$(saturate "$port_ours" "$ours_pid")"
+    if [ "$q" -gt "$ours_qps" ]; then ours_qps=$q; ours_ticks=$t; fi
+    read -r q t <<<"$(saturate "$port_unbound" "$unbound_pid")"
+    if [ "$q" -gt "$unbound_qps" ]; then unbound_qps=$q; unbound_ticks=$t; fi
+done
+hz=$(getconf CLK_TCK)
 read -r o50 o99 o999 <<<"$(latency "$port_ours")"
 read -r u50 u99 u999 <<<"$(latency "$port_unbound")"
 rss=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$ours_pid/status")
 denied=$(curl -s "127.0.0.1:$metrics_port/metrics" | awk '/^kubebid_dns_denials_total/ {s += $2} END {print s+0}')
-printf "%-22s %12s %10s %10s %10s\n" server "queries/s" "p50 us" "p99 us" "p999 us"
-printf "%-22s %12s %10s %10s %10s\n" "kubebid (policy on)" "$ours_qps" "$o50" "$o99" "$o999"
-printf "%-22s %12s %10s %10s %10s\n" "unbound 1.17 (2 thr)" "$unbound_qps" "$u50" "$u99" "$u999"
+per_cpu() { awk -v q="$1" -v t="$2" -v hz="$hz" -v s="$secs" 'BEGIN {printf "%.0f", q * s / (t / hz)}'; }
+printf "%-22s %12s %16s %10s %10s %10s\n" server "queries/s" "per CPU-second" "p50 us" "p99 us" "p999 us"
+printf "%-22s %12s %16s %10s %10s %10s\n" "kubebid (policy on)" "$ours_qps" "$(per_cpu "$ours_qps" "$ours_ticks")" "$o50" "$o99" "$o999"
+printf "%-22s %12s %16s %10s %10s %10s\n" "unbound 1.17 (2 thr)" "$unbound_qps" "$(per_cpu "$unbound_qps" "$unbound_ticks")" "$u50" "$u99" "$u999"
 awk -v a="$ours_qps" -v b="$unbound_qps" 'BEGIN {printf "ratio kubebid/unbound: %.2f\n", a / b}'
 echo "kubebid RSS after the run: $rss MiB; queries denied by policy: $denied"

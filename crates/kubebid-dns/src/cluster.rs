@@ -1,6 +1,7 @@
 //! In a cluster: kube-runtime reflectors over Namespaces, Services, EndpointSlices, Pods, Tenants and the
 //! `KubeBidConfig`. Once every list has completed the zone is built and published; after that it is rebuilt
-//! whenever one of them changes, at most every 200 ms (a rollout changes many objects at once).
+//! whenever one of them changes, at most every 200 ms (a rollout changes many objects at once), and no
+//! more often than twice the time the last build took.
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
@@ -115,7 +116,14 @@ pub async fn run(
                 }
                 let cluster = set.config.map(|c| c.object.spec).unwrap_or_default();
                 let tenants: Vec<Tenant> = set.tenants.into_iter().map(|t| t.object).collect();
+                let started = std::time::Instant::now();
                 let zone = Zone::build(&objects, &cluster, &tenants, unknown);
+                // A big cluster under constant churn: rebuilding takes long, so wait twice that before the
+                // next one, which bounds the CPU spent on rebuilds to a third of a core.
+                let took = started.elapsed();
+                if took * 2 > REBUILD_EVERY {
+                    tick.reset_after(took * 2);
+                }
                 for w in &zone.warnings {
                     tracing::warn!(warning = %w, "cluster object skipped");
                 }

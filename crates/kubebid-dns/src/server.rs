@@ -359,70 +359,144 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(socket)
 }
 
+/// Packets read or written per system call.
+const BATCH: usize = 32;
+
+fn std_addr(a: &nix::sys::socket::SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+}
+
+/// One UDP thread: reads up to [`BATCH`] packets per system call (`recvmmsg`), answers those the hot path
+/// knows into a batch sent with one `sendmmsg`, and hands the rest to the general path.
 fn udp_worker(
     shared: &Arc<Shared>,
     socket: &Arc<UdpSocket>,
     runtime: &tokio::runtime::Handle,
     stop: &AtomicBool,
 ) {
-    let mut buf = [0u8; 4096];
+    use std::io::{IoSlice, IoSliceMut};
+    use std::os::fd::AsRawFd;
+
+    use nix::errno::Errno;
+    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+
+    let fd = socket.as_raw_fd();
+    let mut inbox = vec![[0u8; 4096]; BATCH];
+    let mut outbox = vec![[0u8; crate::answer::EDNS_PAYLOAD as usize]; BATCH];
+    let mut recv_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+    let mut send_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+    let mut received: Vec<(usize, Option<SocketAddr>)> = Vec::with_capacity(BATCH);
+    let mut replies: Vec<(usize, usize, SockaddrStorage)> = Vec::with_capacity(BATCH);
     while !stop.load(Ordering::Relaxed) {
-        let (n, peer) = match socket.recv_from(&mut buf) {
-            Ok(x) => x,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
+        received.clear();
+        {
+            let mut slices: Vec<[IoSliceMut<'_>; 1]> = inbox
+                .iter_mut()
+                .map(|b| [IoSliceMut::new(&mut b[..])])
+                .collect();
+            match recvmmsg(
+                fd,
+                &mut recv_headers,
+                slices.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            ) {
+                Ok(results) => {
+                    received
+                        .extend(results.map(|r| (r.bytes, r.address.as_ref().and_then(std_addr))));
+                }
+                Err(Errno::EAGAIN | Errno::EINTR | Errno::ETIMEDOUT) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "UDP receive failed");
+                    continue;
+                }
+            }
+        }
+        replies.clear();
+        let generation = shared.current.load();
+        for (i, &(n, peer)) in received.iter().enumerate() {
+            let Some(peer) = peer else { continue };
+            let packet = &inbox[i][..n.min(4096)];
+            shared.metrics.udp_queries.inc();
+            if !shared.limiter.allow(peer.ip(), Instant::now()) {
+                shared.metrics.discard("rate_limit");
                 continue;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "UDP receive failed");
-                continue;
+            match hot_answer(
+                shared,
+                &generation,
+                packet,
+                peer,
+                &mut outbox[replies.len()],
+            ) {
+                Some(len) => replies.push((replies.len(), len, SockaddrStorage::from(peer))),
+                None => general_udp(shared, &generation, socket, runtime, packet, peer),
             }
-        };
-        handle_udp(shared, socket, runtime, &buf[..n], peer);
+        }
+        if !replies.is_empty() {
+            let slices: Vec<[IoSlice<'_>; 1]> = replies
+                .iter()
+                .map(|&(slot, len, _)| [IoSlice::new(&outbox[slot][..len])])
+                .collect();
+            let addrs: Vec<Option<SockaddrStorage>> = replies.iter().map(|r| Some(r.2)).collect();
+            if let Err(e) = sendmmsg(
+                fd,
+                &mut send_headers,
+                slices.iter(),
+                addrs,
+                [],
+                MsgFlags::empty(),
+            ) {
+                tracing::debug!(error = %e, "UDP send failed");
+            }
+        }
     }
 }
 
-fn handle_udp(
+/// The hot path: a plain question asked before by a client of the same class, answered into `out`.
+/// Skipped when every query must be logged.
+fn hot_answer(
+    shared: &Shared,
+    generation: &Generation,
+    packet: &[u8],
+    peer: SocketAddr,
+    out: &mut [u8],
+) -> Option<usize> {
+    if shared.log.is_some() {
+        return None;
+    }
+    let mut q = crate::fast::parse(packet)?;
+    q.with_class(generation.zone.class_of(peer.ip()));
+    generation.answers.answer(&q, packet, out, |e| {
+        e.rcode.inc();
+        if let Some(d) = &e.denial {
+            d.inc();
+        }
+    })
+}
+
+/// The general path for one UDP packet: parse, decide, reply (keeping the answer for the hot path), or
+/// forward on the runtime.
+fn general_udp(
     shared: &Arc<Shared>,
+    generation: &Generation,
     socket: &Arc<UdpSocket>,
     runtime: &tokio::runtime::Handle,
     bytes: &[u8],
     peer: SocketAddr,
 ) {
     let m = &shared.metrics;
-    m.udp_queries.inc();
-    if !shared.limiter.allow(peer.ip(), Instant::now()) {
-        m.discard("rate_limit");
-        return;
-    }
-    let generation = shared.current.load();
-    // The hot path: a plain question asked before by a client of the same class. Skipped when every
-    // query must be logged.
-    let mut plain = if shared.log.is_none() {
-        crate::fast::parse(bytes)
+    let plain = if shared.log.is_none() {
+        crate::fast::parse(bytes).map(|mut q| {
+            q.with_class(generation.zone.class_of(peer.ip()));
+            q
+        })
     } else {
         None
     };
-    if let Some(q) = &mut plain {
-        q.with_class(generation.zone.class_of(peer.ip()));
-        let mut out = [0u8; crate::answer::EDNS_PAYLOAD as usize];
-        let sent = generation.answers.answer(q, bytes, &mut out, |e| {
-            e.rcode.inc();
-            if let Some(d) = &e.denial {
-                d.inc();
-            }
-        });
-        if let Some(n) = sent {
-            let _ = socket.send_to(&out[..n], peer);
-            return;
-        }
-    }
     let request = match parse_request(bytes) {
         Ok(r) => r,
         Err(Some(id)) => {

@@ -125,6 +125,15 @@ fn key_of(n: &Name) -> String {
     s
 }
 
+/// [`key_of`] for names built here, which are lower case already.
+fn key_of_lower(n: &Name) -> String {
+    let mut s = n.to_ascii();
+    if !s.ends_with('.') {
+        s.push('.');
+    }
+    s
+}
+
 fn record(owner: &Name, data: RData) -> Record {
     Record::from_rdata(owner.clone(), CLUSTER_TTL, data)
 }
@@ -156,15 +165,22 @@ impl Builder {
         // Every ancestor up to the origin exists too (empty non-terminals), owned by the same or a wider owner.
         let mut parent = n.base_name();
         while parent.num_labels() > self.origin.num_labels() {
-            let key = key_of(&parent);
-            self.names.entry(key).or_insert_with(|| Node {
-                owner: structural_owner(&parent, &self.origin, owner),
-                records: Vec::new(),
-                additionals: Vec::new(),
-            });
+            let key = key_of_lower(&parent);
+            if self.names.contains_key(&key) {
+                // Its ancestors were added with it.
+                break;
+            }
+            self.names.insert(
+                key,
+                Node {
+                    owner: structural_owner(&parent, &self.origin, owner),
+                    records: Vec::new(),
+                    additionals: Vec::new(),
+                },
+            );
             parent = parent.base_name();
         }
-        self.names.entry(key_of(n)).or_insert_with(|| Node {
+        self.names.entry(key_of_lower(n)).or_insert_with(|| Node {
             owner: owner.clone(),
             records: Vec::new(),
             additionals: Vec::new(),
