@@ -4,7 +4,6 @@
 //! more often than twice the time the last build took.
 
 use std::collections::BTreeSet;
-use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,55 +11,15 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::WatchStreamExt;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::watcher::{self, Event};
-use kube::{Api, Client, Resource};
+use kube::Client;
 use kubebid_model::config::{KubeBidConfig, Tenant};
 use kubebid_model::load::ConfigSet;
-use serde::de::DeserializeOwned;
+use kubebid_runtime::watch::{owned, watch_kind};
 
 use crate::zone::{ClusterObjects, UnknownClients, Zone};
 
 /// How often the zone may be rebuilt while objects keep changing.
 pub const REBUILD_EVERY: Duration = Duration::from_millis(200);
-
-fn watch_kind<K>(
-    client: &Client,
-    index: usize,
-) -> (
-    Store<K>,
-    impl futures::Stream<Item = (usize, bool)> + Send + use<K>,
-)
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
-    let (store, writer) = reflector::store::<K>();
-    let stream = reflector::reflector(
-        writer,
-        watcher::watcher(Api::<K>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .filter_map(move |event| async move {
-        match event {
-            Ok(Event::InitDone) => Some((index, true)),
-            Ok(Event::Apply(_) | Event::Delete(_)) => Some((index, false)),
-            Ok(Event::Init | Event::InitApply(_)) => None,
-            Err(e) => {
-                tracing::warn!(kind = index, error = %e, "watch failed; retrying with backoff");
-                None
-            }
-        }
-    });
-    (store, stream)
-}
-
-fn owned<K>(store: &Store<K>) -> Vec<K>
-where
-    K: Resource<DynamicType = ()> + Clone + 'static,
-{
-    store.state().iter().map(|o| (**o).clone()).collect()
-}
 
 /// Watches the cluster and calls `publish` with every rebuilt zone until `shutdown` completes.
 pub async fn run(
@@ -69,12 +28,12 @@ pub async fn run(
     publish: impl Fn(Zone) + Send,
     shutdown: impl Future<Output = ()>,
 ) {
-    let (namespaces, s0) = watch_kind::<Namespace>(&client, 0);
-    let (services, s1) = watch_kind::<Service>(&client, 1);
-    let (slices, s2) = watch_kind::<EndpointSlice>(&client, 2);
-    let (pods, s3) = watch_kind::<Pod>(&client, 3);
-    let (tenants, s4) = watch_kind::<Tenant>(&client, 4);
-    let (configs, s5) = watch_kind::<KubeBidConfig>(&client, 5);
+    let (namespaces, s0) = watch_kind::<Namespace, _>(&client, 0);
+    let (services, s1) = watch_kind::<Service, _>(&client, 1);
+    let (slices, s2) = watch_kind::<EndpointSlice, _>(&client, 2);
+    let (pods, s3) = watch_kind::<Pod, _>(&client, 3);
+    let (tenants, s4) = watch_kind::<Tenant, _>(&client, 4);
+    let (configs, s5) = watch_kind::<KubeBidConfig, _>(&client, 5);
     let mut events = futures::stream::select_all([
         s0.boxed(),
         s1.boxed(),

@@ -1,14 +1,9 @@
 //! The DNS server's Prometheus metrics (queries, answers by rcode, denials by tenant, cache hits and
 //! misses, upstream latency, drops) and their plain-HTTP endpoint (`/metrics`, `/healthz`).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use hickory_proto::op::ResponseCode;
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::{Method, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -229,38 +224,5 @@ pub async fn serve(
     metrics: Arc<DnsMetrics>,
     shutdown: impl Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, _) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => return,
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let metrics = metrics.clone();
-                    async move {
-                        let (status, body) = match (req.method(), req.uri().path()) {
-                            (&Method::GET, "/metrics") => (StatusCode::OK, metrics.encode()),
-                            (&Method::GET, "/healthz") => (StatusCode::OK, "ok\n".to_owned()),
-                            _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
-                        };
-                        let mut r = Response::new(Full::new(Bytes::from(body)));
-                        *r.status_mut() = status;
-                        Ok::<_, Infallible>(r)
-                    }
-                });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
-        });
-    }
+    kubebid_runtime::metrics::serve(listener, Arc::new(move || metrics.encode()), shutdown).await;
 }

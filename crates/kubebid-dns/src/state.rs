@@ -5,8 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kubebid_model::config::{KubeBidConfigSpec, Tenant};
 use kubebid_model::load::{ConfigSet, manifest_items};
 use serde::de::DeserializeOwned;
@@ -78,6 +76,26 @@ fn typed<T: DeserializeOwned>(
     }
 }
 
+/// The name and text of every file of `paths`, and what could not be read.
+fn read_files(paths: &[PathBuf]) -> (Vec<(String, String)>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for p in paths {
+        match files_of(p) {
+            Ok(files) => {
+                for f in files {
+                    match std::fs::read_to_string(&f) {
+                        Ok(text) => out.push((f.display().to_string(), text)),
+                        Err(e) => errors.push(format!("{}: {e}", f.display())),
+                    }
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    (out, errors)
+}
+
 /// Reads the cluster state from `paths`. Objects of other kinds are ignored.
 ///
 /// # Errors
@@ -85,57 +103,24 @@ fn typed<T: DeserializeOwned>(
 /// not replace a good zone.
 pub fn load_state(paths: &[PathBuf]) -> Result<ClusterObjects, Vec<String>> {
     let mut objects = ClusterObjects::default();
-    let mut errors = Vec::new();
-    for p in paths {
-        let files = match files_of(p) {
-            Ok(f) => f,
-            Err(e) => {
-                errors.push(e);
-                continue;
-            }
-        };
-        for f in files {
-            let text = match std::fs::read_to_string(&f) {
-                Ok(t) => t,
-                Err(e) => {
-                    errors.push(format!("{}: {e}", f.display()));
-                    continue;
+    let (files, mut errors) = read_files(paths);
+    for (f, text) in files {
+        let (items, problems) = manifest_items(&f, &text);
+        errors.extend(problems.iter().map(ToString::to_string));
+        for item in items {
+            let api = item.value["apiVersion"].as_str().unwrap_or_default();
+            let kind = item.value["kind"].as_str().unwrap_or_default();
+            let (value, origin, e) = (&item.value, &item.origin, &mut errors);
+            match (api, kind) {
+                ("v1", "Namespace") => objects.namespaces.extend(typed(value, origin, kind, e)),
+                ("v1", "Service") => objects.services.extend(typed(value, origin, kind, e)),
+                ("discovery.k8s.io/v1", "EndpointSlice") => {
+                    objects
+                        .endpoint_slices
+                        .extend(typed(value, origin, kind, e));
                 }
-            };
-            let (items, problems) = manifest_items(&f.display().to_string(), &text);
-            errors.extend(problems.iter().map(ToString::to_string));
-            for item in items {
-                let api = item.value["apiVersion"].as_str().unwrap_or_default();
-                let kind = item.value["kind"].as_str().unwrap_or_default();
-                match (api, kind) {
-                    ("v1", "Namespace") => objects.namespaces.extend(typed::<Namespace>(
-                        &item.value,
-                        &item.origin,
-                        kind,
-                        &mut errors,
-                    )),
-                    ("v1", "Service") => objects.services.extend(typed::<Service>(
-                        &item.value,
-                        &item.origin,
-                        kind,
-                        &mut errors,
-                    )),
-                    ("discovery.k8s.io/v1", "EndpointSlice") => {
-                        objects.endpoint_slices.extend(typed::<EndpointSlice>(
-                            &item.value,
-                            &item.origin,
-                            kind,
-                            &mut errors,
-                        ));
-                    }
-                    ("v1", "Pod") => objects.pods.extend(typed::<Pod>(
-                        &item.value,
-                        &item.origin,
-                        kind,
-                        &mut errors,
-                    )),
-                    _ => {}
-                }
+                ("v1", "Pod") => objects.pods.extend(typed(value, origin, kind, e)),
+                _ => {}
             }
         }
     }
@@ -152,25 +137,9 @@ pub fn load_state(paths: &[PathBuf]) -> Result<ClusterObjects, Vec<String>> {
 /// Every problem, each naming its file, line and field.
 pub fn load_config(paths: &[PathBuf]) -> Result<(KubeBidConfigSpec, Vec<Tenant>), Vec<String>> {
     let mut set = ConfigSet::default();
-    let mut errors = Vec::new();
-    for p in paths {
-        let files = match files_of(p) {
-            Ok(f) => f,
-            Err(e) => {
-                errors.push(e);
-                continue;
-            }
-        };
-        for f in files {
-            match std::fs::read_to_string(&f) {
-                Ok(text) => errors.extend(
-                    set.add_text(&f.display().to_string(), &text)
-                        .iter()
-                        .map(ToString::to_string),
-                ),
-                Err(e) => errors.push(format!("{}: {e}", f.display())),
-            }
-        }
+    let (files, mut errors) = read_files(paths);
+    for (f, text) in files {
+        errors.extend(set.add_text(&f, &text).iter().map(ToString::to_string));
     }
     errors.extend(set.cross_check().iter().map(ToString::to_string));
     if !errors.is_empty() {

@@ -8,15 +8,12 @@ use std::collections::BTreeMap;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::Api;
-use kube::runtime::WatchStreamExt;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::watcher::{self, Event};
-use kube::{Client, Resource};
+use kube::Client;
+use kube::runtime::reflector::Store;
 use kubebid_model::config::{KubeBidConfig, PolicyException, TENANT_LABEL, Tenant};
 use kubebid_model::load::ConfigSet;
 use kubebid_policy::PolicySet;
-use serde::de::DeserializeOwned;
+use kubebid_runtime::watch::watch_kind;
 use tokio::sync::watch;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -32,42 +29,6 @@ struct Stores {
     tenants: Store<Tenant>,
     exceptions: Store<PolicyException>,
     namespaces: Store<Namespace>,
-}
-
-fn watch_kind<K>(
-    client: &Client,
-    source: Source,
-) -> (
-    Store<K>,
-    impl futures::Stream<Item = (Source, bool)> + Send + use<K>,
-)
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store::<K>();
-    let stream = reflector::reflector(
-        writer,
-        watcher::watcher(Api::<K>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .filter_map(move |event| async move {
-        match event {
-            Ok(Event::InitDone) => Some((source, true)),
-            Ok(Event::Apply(_) | Event::Delete(_)) => Some((source, false)),
-            Ok(Event::Init | Event::InitApply(_)) => None,
-            Err(e) => {
-                tracing::warn!(?source, error = %e, "watch failed; retrying with backoff");
-                None
-            }
-        }
-    });
-    (store, stream)
 }
 
 /// Rebuilds the policy from the stores. Namespaces labelled `kubebid.io/tenant: X` count as tenant X's when
@@ -126,10 +87,10 @@ pub async fn run(
     tx: watch::Sender<Option<PolicySet>>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let (configs, s1) = watch_kind::<KubeBidConfig>(&client, Source::Config);
-    let (tenants, s2) = watch_kind::<Tenant>(&client, Source::Tenants);
-    let (exceptions, s3) = watch_kind::<PolicyException>(&client, Source::Exceptions);
-    let (namespaces, s4) = watch_kind::<Namespace>(&client, Source::Namespaces);
+    let (configs, s1) = watch_kind::<KubeBidConfig, _>(&client, Source::Config);
+    let (tenants, s2) = watch_kind::<Tenant, _>(&client, Source::Tenants);
+    let (exceptions, s3) = watch_kind::<PolicyException, _>(&client, Source::Exceptions);
+    let (namespaces, s4) = watch_kind::<Namespace, _>(&client, Source::Namespaces);
     let stores = Stores {
         configs,
         tenants,
