@@ -11,6 +11,7 @@ mod check;
 mod dns_cmd;
 mod generate_cmd;
 mod inputs;
+mod kms_cmd;
 mod output;
 mod rules_cmd;
 mod serve;
@@ -67,6 +68,9 @@ enum Command {
     /// Tenants: render what KubeBid manages for them.
     #[command(subcommand)]
     Tenant(generate_cmd::TenantCommand),
+    /// KMS keys: rotate the root key, manage per-tenant keys.
+    #[command(subcommand)]
+    Kms(kms_cmd::KmsCommand),
     /// Print objects for a cluster: webhook configurations, CRDs.
     #[command(subcommand)]
     Generate(generate_cmd::GenerateCommand),
@@ -156,6 +160,7 @@ fn main() -> ExitCode {
         Command::Generate(cmd) => Ok(generate_cmd::run(&cmd)),
         Command::Up(args) => Ok(up::run(&args)),
         Command::Tenant(cmd) => Ok(generate_cmd::tenant(&cmd)),
+        Command::Kms(cmd) => Ok(kms_cmd::run(&cmd)),
         Command::Rules { output } => {
             let text = match output {
                 RulesFormat::Text => rules_cmd::text(),

@@ -17,6 +17,8 @@ use crate::check;
 pub enum ServeCommand {
     /// The validating and mutating admission webhook (HTTPS; /validate, /mutate, /healthz, /readyz, /metrics).
     Webhook(WebhookArgs),
+    /// The KMS v2 plugin for the API server's Secret encryption (gRPC on a unix socket; root key in an HSM).
+    Kms(crate::kms_cmd::KmsServeArgs),
     /// The tenant-aware cluster DNS server (UDP and TCP; /metrics and /healthz on --metrics-listen).
     Dns(crate::dns_cmd::DnsArgs),
     /// The tenant operator: keeps every object KubeBid renders for each Tenant in place (needs a cluster).
@@ -99,6 +101,7 @@ pub fn run(cmd: ServeCommand) -> ExitCode {
         ServeCommand::Webhook(args) => webhook(&args),
         ServeCommand::Operator(args) => operator(&args),
         ServeCommand::Dns(args) => crate::dns_cmd::run(&args),
+        ServeCommand::Kms(args) => crate::kms_cmd::serve(&args),
     }
 }
 

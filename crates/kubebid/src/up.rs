@@ -146,6 +146,11 @@ pub fn run(args: &UpArgs) -> ExitCode {
         max_connections: 4096,
     };
     let requests = dir.join("requests");
+    let kms_socket = dir.join("kms/kms.sock");
+    if let Err(e) = start_kms(&dir, &kms_socket) {
+        eprintln!("kubebid up: kms: {e}");
+        return ExitCode::from(2);
+    }
     let dns = match start_dns(args, &dir) {
         Ok(d) => d,
         Err(e) => {
@@ -166,6 +171,11 @@ pub fn run(args: &UpArgs) -> ExitCode {
         println!(
             "  DNS                udp+tcp {}  metrics http://{}/metrics",
             dns.0, dns.1
+        );
+        println!(
+            "  KMS v2 plugin      unix://{}  (software key store in {}: NOT HSM-backed, development only)",
+            kms_socket.display(),
+            dir.join("kms").display()
         );
         println!();
         println!("Try an allowed and a denied review:");
@@ -238,6 +248,54 @@ fn start_dns(args: &UpArgs, dir: &Path) -> Result<(SocketAddr, SocketAddr), Stri
                         let _ = tx.send(Ok((started.addr, started.metrics_addr)));
                         // Serves until the process ends with the webhook.
                         std::future::pending::<()>().await;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            });
+        })
+        .map_err(|e| e.to_string())?;
+    rx.recv().map_err(|e| e.to_string())?
+}
+
+/// Starts the KMS plugin on a unix socket in the state directory, with a software key store beside it.
+fn start_kms(dir: &Path, socket: &Path) -> Result<(), String> {
+    let args = crate::kms_cmd::KmsServeArgs {
+        socket: socket.to_owned(),
+        metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        keys: crate::kms_cmd::KeyStoreArgs {
+            pkcs11_module: PathBuf::new(),
+            token: String::new(),
+            pin_file: None,
+            software_keys: Some(dir.join("kms")),
+        },
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("kubebid-up-kms".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                match crate::kms_cmd::start(
+                    &args,
+                    crate::dns_cmd::shared_future(std::future::pending()),
+                )
+                .await
+                {
+                    Ok((task, _, _)) => {
+                        let _ = tx.send(Ok(()));
+                        let _ = task.await;
                     }
                     Err(e) => {
                         let _ = tx.send(Err(e));

@@ -144,6 +144,31 @@ fn up_serves_an_allowed_and_a_denied_review_and_stops_on_ctrl_c() {
     );
     let globex = dig("127.0.0.21");
     assert!(globex.contains("status: NXDOMAIN"), "{globex}");
+    // The KMS plugin: a 0600 socket that answers Status, loudly not HSM-backed.
+    assert!(printed.contains("NOT HSM-backed"), "{printed}");
+    let socket = state.join("kms/kms.sock");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = runtime.block_on(async {
+        let mut c = kubebid_kms::server::connect(&socket).await.unwrap();
+        c.status(kubebid_kms::proto::StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    assert_eq!(
+        (status.healthz.as_str(), status.key_id.as_str()),
+        ("ok", "kubebid-root-v1")
+    );
     stop(child);
     // The second run reuses the state: no new certificates.
     let (child, printed) = start(&state);

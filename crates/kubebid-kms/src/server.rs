@@ -1,0 +1,258 @@
+//! The gRPC shell: `v2.KeyManagementService` on a unix socket created with mode 0600, with a limit on
+//! request size, metrics, and graceful shutdown. Errors become gRPC statuses with a clear message.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tonic::{Request, Response, Status};
+
+use crate::envelope::{Envelope, EnvelopeError, MAX_PLAINTEXT};
+use crate::keystore::KeyError;
+use crate::proto::key_management_service_server::{
+    KeyManagementService, KeyManagementServiceServer,
+};
+use crate::proto::{
+    DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse, StatusRequest, StatusResponse,
+};
+
+/// Largest request accepted: a maximal plaintext plus room for the envelope and annotations.
+pub const MAX_REQUEST: usize = MAX_PLAINTEXT + 64 * 1024;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub method: &'static str,
+    pub result: &'static str,
+}
+
+/// The plugin's metrics.
+pub struct KmsMetrics {
+    registry: Registry,
+    pub calls: Family<CallLabels, Counter>,
+    pub duration: Family<CallLabels, Histogram>,
+    pub unwraps: Counter,
+}
+
+impl Default for KmsMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("kubebid_kms");
+        let calls = Family::<CallLabels, Counter>::default();
+        let duration = Family::<CallLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                0.000_05, 2.0, 16,
+            ))
+        });
+        let unwraps = Counter::default();
+        registry.register("calls", "KMS calls by method and result", calls.clone());
+        registry.register(
+            "call_duration_seconds",
+            "Time to answer a KMS call",
+            duration.clone(),
+        );
+        registry.register(
+            "kek_unwraps",
+            "KEKs opened by the root key (HSM round trips)",
+            unwraps.clone(),
+        );
+        Self {
+            registry,
+            calls,
+            duration,
+            unwraps,
+        }
+    }
+}
+
+impl KmsMetrics {
+    #[must_use]
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    fn record(&self, method: &'static str, ok: bool, started: Instant) {
+        let labels = CallLabels {
+            method,
+            result: if ok { "ok" } else { "error" },
+        };
+        self.calls.get_or_create(&labels).inc();
+        self.duration
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// The service.
+pub struct Plugin {
+    pub envelope: Arc<Envelope>,
+    pub metrics: Arc<KmsMetrics>,
+}
+
+fn status_of(e: &EnvelopeError) -> Status {
+    match e {
+        EnvelopeError::TooLarge(_)
+        | EnvelopeError::Malformed(_)
+        | EnvelopeError::NoKek
+        | EnvelopeError::Tampered => Status::invalid_argument(e.to_string()),
+        EnvelopeError::BadKeyId(_) | EnvelopeError::Key(KeyError::UnknownKey(_)) => {
+            Status::not_found(e.to_string())
+        }
+        EnvelopeError::Key(_) => Status::unavailable(e.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl KeyManagementService for Plugin {
+    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let started = Instant::now();
+        let envelope = self.envelope.clone();
+        let result = tokio::task::spawn_blocking(move || envelope.status())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        self.metrics.record("status", result.is_ok(), started);
+        // The API server reads healthz; an error is reported there, not as a failed call.
+        let (healthz, key_id) = match result {
+            Ok(k) => ("ok".to_owned(), k),
+            Err(e) => (e.to_string(), String::new()),
+        };
+        Ok(Response::new(StatusResponse {
+            version: "v2".into(),
+            healthz,
+            key_id,
+        }))
+    }
+
+    async fn encrypt(
+        &self,
+        request: Request<EncryptRequest>,
+    ) -> Result<Response<EncryptResponse>, Status> {
+        let started = Instant::now();
+        let r = request.into_inner();
+        let plaintext = zeroize::Zeroizing::new(r.plaintext);
+        let result = self.envelope.encrypt(&plaintext);
+        self.metrics.record("encrypt", result.is_ok(), started);
+        match result {
+            Ok(sealed) => Ok(Response::new(EncryptResponse {
+                ciphertext: sealed.ciphertext,
+                key_id: sealed.key_id,
+                annotations: sealed.annotations,
+            })),
+            Err(e) => {
+                tracing::warn!(uid = %r.uid, error = %e, "encrypt refused");
+                Err(status_of(&e))
+            }
+        }
+    }
+
+    async fn decrypt(
+        &self,
+        request: Request<DecryptRequest>,
+    ) -> Result<Response<DecryptResponse>, Status> {
+        let started = Instant::now();
+        let r = request.into_inner();
+        let envelope = self.envelope.clone();
+        let before = envelope.unwraps.load(std::sync::atomic::Ordering::Relaxed);
+        // Opening a KEK may be an HSM round trip: off the async workers.
+        let (result, r) = tokio::task::spawn_blocking(move || {
+            let res = envelope.decrypt(&r.ciphertext, &r.key_id, &r.annotations);
+            (res, r)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        let after = self
+            .envelope
+            .unwraps
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.metrics.unwraps.inc_by(after.saturating_sub(before));
+        self.metrics.record("decrypt", result.is_ok(), started);
+        match result {
+            Ok(plaintext) => Ok(Response::new(DecryptResponse {
+                plaintext: plaintext.to_vec(),
+            })),
+            Err(e) => {
+                tracing::warn!(uid = %r.uid, key_id = %r.key_id, error = %e, "decrypt refused");
+                Err(status_of(&e))
+            }
+        }
+    }
+}
+
+/// Binds `path` as a unix socket readable and writable by its owner only. A stale socket left by a
+/// previous run is replaced; any other file at that path is an error.
+///
+/// # Errors
+/// The path exists and is not a socket, or binding failed.
+pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(_) => {
+            return Err(std::io::Error::other(format!(
+                "{} exists and is not a socket",
+                path.display()
+            )));
+        }
+        Err(_) => {}
+    }
+    let listener = tokio::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves the plugin on `listener` until `shutdown` completes; calls in flight finish first.
+///
+/// # Errors
+/// The transport failed.
+pub async fn serve(
+    plugin: Plugin,
+    listener: tokio::net::UnixListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    let service = KeyManagementServiceServer::new(plugin)
+        .max_decoding_message_size(MAX_REQUEST)
+        .max_encoding_message_size(MAX_REQUEST);
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::UnixListenerStream::new(listener),
+            shutdown,
+        )
+        .await
+}
+
+/// A client over the unix socket at `path` (for tests, benchmarks and `kubebid kms` commands).
+///
+/// # Errors
+/// The socket does not answer.
+pub async fn connect(
+    path: &Path,
+) -> Result<
+    crate::proto::key_management_service_client::KeyManagementServiceClient<
+        tonic::transport::Channel,
+    >,
+    tonic::transport::Error,
+> {
+    let path = path.to_owned();
+    let channel = tonic::transport::Endpoint::from_static("http://kms.local")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }))
+        .await?;
+    Ok(
+        crate::proto::key_management_service_client::KeyManagementServiceClient::new(channel)
+            .max_decoding_message_size(MAX_REQUEST)
+            .max_encoding_message_size(MAX_REQUEST),
+    )
+}

@@ -1,0 +1,257 @@
+//! `kubebid serve kms` (the KMS v2 plugin) and `kubebid kms` (root key rotation and per-tenant keys).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use kubebid_kms::envelope::Envelope;
+use kubebid_kms::keystore::{KeyError, KeyStore, Pkcs11Store, SoftwareStore};
+use kubebid_kms::server::{KmsMetrics, Plugin};
+use zeroize::Zeroizing;
+
+/// Where the root keys are.
+#[derive(clap::Args, Clone, Debug)]
+pub struct KeyStoreArgs {
+    /// PKCS#11 module of the HSM.
+    #[arg(
+        long,
+        default_value = "/usr/lib/softhsm/libsofthsm2.so",
+        value_name = "FILE"
+    )]
+    pub pkcs11_module: PathBuf,
+    /// Label of the HSM token.
+    #[arg(long, default_value = "kubebid", value_name = "LABEL")]
+    pub token: String,
+    /// File holding the token's user PIN (else the `KUBEBID_KMS_PIN` environment variable). Never on the
+    /// command line, where other users can read it.
+    #[arg(long, value_name = "FILE")]
+    pub pin_file: Option<PathBuf>,
+    /// Development only: keep root keys in DIR/root-keys.json instead of an HSM. NOT HSM-backed.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["pin_file"])]
+    pub software_keys: Option<PathBuf>,
+}
+
+fn pin(args: &KeyStoreArgs) -> Result<Zeroizing<String>, String> {
+    if let Some(f) = &args.pin_file {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(f).map_err(|e| format!("--pin-file {}: {e}", f.display()))?,
+        );
+        return Ok(Zeroizing::new(
+            text.trim_end_matches(['\n', '\r']).to_owned(),
+        ));
+    }
+    std::env::var("KUBEBID_KMS_PIN")
+        .map(Zeroizing::new)
+        .map_err(|_| "give the token's PIN in --pin-file or KUBEBID_KMS_PIN".to_owned())
+}
+
+/// Opens the key store the arguments name.
+///
+/// # Errors
+/// A message naming what is wrong.
+pub fn open_store(args: &KeyStoreArgs) -> Result<Arc<dyn KeyStore>, String> {
+    if let Some(dir) = &args.software_keys {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("--software-keys {}: {e}", dir.display()))?;
+        tracing::warn!(
+            dir = %dir.display(),
+            "KMS root keys are in a file, NOT in an HSM: anyone who can read it can decrypt every Secret. Development only."
+        );
+        return SoftwareStore::open(dir)
+            .map(|s| Arc::new(s) as Arc<dyn KeyStore>)
+            .map_err(|e| e.to_string());
+    }
+    let pin = pin(args)?;
+    Pkcs11Store::open(&args.pkcs11_module, &args.token, &pin)
+        .map(|s| Arc::new(s) as Arc<dyn KeyStore>)
+        .map_err(|e| e.to_string())
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct KmsServeArgs {
+    /// The unix socket the API server's EncryptionConfiguration names (created with mode 0600).
+    #[arg(
+        long,
+        default_value = "/var/run/kmsplugin/socket.sock",
+        value_name = "PATH"
+    )]
+    pub socket: PathBuf,
+    /// Address of the plain-HTTP /metrics and /healthz endpoint.
+    #[arg(long, default_value = "127.0.0.1:9154")]
+    pub metrics_listen: SocketAddr,
+    #[command(flatten)]
+    pub keys: KeyStoreArgs,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum KmsCommand {
+    /// Create a new root key version in the HSM. The running plugin picks it up at the API server's next
+    /// Status call and reports its key ID, so the API server re-encrypts; older ciphertexts still decrypt.
+    Rotate(KeyStoreArgs),
+    /// Per-tenant keys (for encrypted volumes), kept in the HSM beside the root keys.
+    TenantKey {
+        #[command(subcommand)]
+        command: TenantKeyCommand,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum TenantKeyCommand {
+    /// Create the tenant's first key (refused if it has one; use rotate).
+    Create {
+        tenant: String,
+        #[command(flatten)]
+        keys: KeyStoreArgs,
+    },
+    /// List a tenant's key versions, or every tenant's with no name.
+    List {
+        tenant: Option<String>,
+        #[command(flatten)]
+        keys: KeyStoreArgs,
+    },
+    /// Create the tenant's next key version.
+    Rotate {
+        tenant: String,
+        #[command(flatten)]
+        keys: KeyStoreArgs,
+    },
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("kubebid kms: {message}");
+    ExitCode::from(2)
+}
+
+pub fn run(cmd: &KmsCommand) -> ExitCode {
+    let result: Result<String, String> = match cmd {
+        KmsCommand::Rotate(keys) => open_store(keys)
+            .and_then(|s| s.rotate_root().map_err(|e| e.to_string()))
+            .map(|label| format!("created root key {label}")),
+        KmsCommand::TenantKey { command } => tenant_key(command),
+    };
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn tenant_key(cmd: &TenantKeyCommand) -> Result<String, String> {
+    let e = |e: KeyError| e.to_string();
+    match cmd {
+        TenantKeyCommand::Create { tenant, keys } => {
+            let store = open_store(keys)?;
+            if !store.tenant_keys(tenant).map_err(e)?.is_empty() {
+                return Err(format!(
+                    "tenant {tenant} has a key already; `kubebid kms tenant-key rotate {tenant}` makes a new version"
+                ));
+            }
+            store
+                .rotate_tenant(tenant)
+                .map(|l| format!("created {l}"))
+                .map_err(e)
+        }
+        TenantKeyCommand::Rotate { tenant, keys } => {
+            let store = open_store(keys)?;
+            store
+                .rotate_tenant(tenant)
+                .map(|l| format!("created {l}"))
+                .map_err(e)
+        }
+        TenantKeyCommand::List { tenant, keys } => {
+            let store = open_store(keys)?;
+            let labels = if let Some(t) = tenant {
+                store.tenant_keys(t).map_err(e)?
+            } else {
+                let mut all: Vec<String> = store
+                    .labels()
+                    .map_err(e)?
+                    .into_iter()
+                    .filter(|l| l.starts_with("kubebid-tenant-"))
+                    .collect();
+                all.sort();
+                all
+            };
+            Ok(labels.join("\n"))
+        }
+    }
+}
+
+/// Opens the key store (creating the first root key if there is none), binds the socket, and returns
+/// the running plugin's pieces. Used by `serve kms` and `kubebid up`.
+///
+/// # Errors
+/// A message naming what is wrong.
+pub async fn start(
+    args: &KmsServeArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + Clone + 'static,
+) -> Result<(tokio::task::JoinHandle<()>, SocketAddr, bool), String> {
+    let store = open_store(&args.keys)?;
+    if matches!(store.current_root(), Err(KeyError::NoRootKey)) {
+        let label = store.rotate_root().map_err(|e| e.to_string())?;
+        tracing::info!(key = %label, "no root key yet: created the first version");
+    }
+    let hsm = store.hsm_backed();
+    let envelope = Arc::new(Envelope::new(store).map_err(|e| e.to_string())?);
+    if let Some(dir) = args.socket.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("--socket {}: {e}", dir.display()))?;
+    }
+    let listener = kubebid_kms::server::bind(&args.socket)
+        .map_err(|e| format!("--socket {}: {e}", args.socket.display()))?;
+    let metrics = Arc::new(KmsMetrics::default());
+    let metrics_listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .map_err(|e| format!("--metrics-listen {}: {e}", args.metrics_listen))?;
+    let metrics_addr = metrics_listener.local_addr().map_err(|e| e.to_string())?;
+    let m = metrics.clone();
+    tokio::spawn(kubebid_runtime::metrics::serve(
+        metrics_listener,
+        Arc::new(move || m.encode()),
+        shutdown.clone(),
+    ));
+    let plugin = Plugin { envelope, metrics };
+    let socket = args.socket.clone();
+    let task = tokio::spawn(async move {
+        if let Err(e) = kubebid_kms::server::serve(plugin, listener, shutdown).await {
+            tracing::error!(error = %e, "KMS server failed");
+        }
+        let _ = std::fs::remove_file(&socket);
+    });
+    Ok((task, metrics_addr, hsm))
+}
+
+pub fn serve(args: &KmsServeArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kubebid serve kms: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let shutdown = crate::dns_cmd::shared_future(async move {
+            let mut rx = stop_rx;
+            let _ = rx.wait_for(|s| *s).await;
+        });
+        let (task, metrics_addr, hsm) = match start(args, shutdown).await {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("kubebid serve kms: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        tracing::info!(socket = %args.socket.display(), metrics = %metrics_addr, hsm_backed = hsm, "kms serving");
+        crate::serve::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+        let _ = task.await;
+        tracing::info!("kms stopped");
+        ExitCode::SUCCESS
+    })
+}

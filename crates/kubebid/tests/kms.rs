@@ -1,0 +1,332 @@
+//! The KMS v2 plugin end to end: `kubebid serve kms` with its root key in a SoftHSM2 token that this test
+//! initialises, and a gRPC client over the unix socket. Round trip, socket mode, restart then decrypt,
+//! rotation (`kubebid kms rotate`), tampering, wrong keys, oversized input, concurrent calls, and the
+//! per-tenant keys. `scripts/test` installs softhsm2.
+
+// Test helpers fail the test by panicking on broken fixtures; that is their job.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kubebid_kms::proto::key_management_service_client::KeyManagementServiceClient;
+use kubebid_kms::proto::{DecryptRequest, EncryptRequest, StatusRequest};
+use tonic::Code;
+use tonic::transport::Channel;
+
+struct Token {
+    dir: PathBuf,
+    conf: PathBuf,
+}
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn token(name: &str) -> Token {
+    let dir = std::env::temp_dir().join(format!("kubebid-kms-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("tokens")).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            dir.join("tokens").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "kubebid",
+            "--pin",
+            "1234",
+            "--so-pin",
+            "5678",
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .expect("softhsm2-util is installed (scripts/test installs softhsm2)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Token { dir, conf }
+}
+
+fn kubebid(t: &Token, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kubebid"))
+        .args(args)
+        .env("SOFTHSM2_CONF", &t.conf)
+        .env("KUBEBID_KMS_PIN", "1234")
+        .env("KUBEBID_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+struct Plugin {
+    child: Child,
+}
+
+impl Plugin {
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        assert!(
+            status.success(),
+            "kubebid serve kms exits 0 on SIGTERM, got {status}"
+        );
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn plugin(t: &Token, socket: &Path) -> (Plugin, KeyManagementServiceClient<Channel>) {
+    let child = Command::new(env!("CARGO_BIN_EXE_kubebid"))
+        .args(["serve", "kms", "--socket"])
+        .arg(socket)
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .env("SOFTHSM2_CONF", &t.conf)
+        .env("KUBEBID_KMS_PIN", "1234")
+        .env("KUBEBID_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Owned by the guard at once, so it is killed and waited for however this function ends.
+    let plugin = Plugin { child };
+    for _ in 0..200 {
+        if socket.exists()
+            && let Ok(c) = kubebid_kms::server::connect(socket).await
+        {
+            return (plugin, c);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the plugin did not start");
+}
+
+async fn encrypt(
+    c: &mut KeyManagementServiceClient<Channel>,
+    plaintext: &[u8],
+) -> (Vec<u8>, String, HashMap<String, Vec<u8>>) {
+    let r = c
+        .encrypt(EncryptRequest {
+            plaintext: plaintext.to_vec(),
+            uid: "u1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    (r.ciphertext, r.key_id, r.annotations)
+}
+
+async fn decrypt(
+    c: &mut KeyManagementServiceClient<Channel>,
+    ciphertext: &[u8],
+    key_id: &str,
+    annotations: &HashMap<String, Vec<u8>>,
+) -> Result<Vec<u8>, tonic::Status> {
+    c.decrypt(DecryptRequest {
+        ciphertext: ciphertext.to_vec(),
+        uid: "u2".into(),
+        key_id: key_id.into(),
+        annotations: annotations.clone(),
+    })
+    .await
+    .map(|r| r.into_inner().plaintext)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_restart_rotation_and_bad_input() {
+    let t = token("main");
+    let socket = t.dir.join("kms.sock");
+    let (p, mut c) = plugin(&t, &socket).await;
+    assert_eq!(
+        std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "socket mode"
+    );
+    let status = c.status(StatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(
+        (
+            status.version.as_str(),
+            status.healthz.as_str(),
+            status.key_id.as_str()
+        ),
+        ("v2", "ok", "kubebid-root-v1")
+    );
+
+    let dek = [7u8; 32];
+    let (ct, key_id, ann) = encrypt(&mut c, &dek).await;
+    assert_eq!(key_id, "kubebid-root-v1");
+    assert!(ann.contains_key(kubebid_kms::envelope::KEK_ANNOTATION));
+    assert!(
+        !ct.windows(32).any(|w| w == dek),
+        "the ciphertext does not contain the plaintext"
+    );
+    assert_eq!(decrypt(&mut c, &ct, &key_id, &ann).await.unwrap(), dek);
+
+    // Tampering anywhere fails closed with a clear message.
+    let mut bad = ct.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let e = decrypt(&mut c, &bad, &key_id, &ann).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().contains("does not authenticate"),
+        "{}",
+        e.message()
+    );
+    let mut bad_ann = ann.clone();
+    bad_ann
+        .get_mut(kubebid_kms::envelope::KEK_ANNOTATION)
+        .unwrap()[20] ^= 1;
+    assert_eq!(
+        decrypt(&mut c, &ct, &key_id, &bad_ann)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument
+    );
+    let e = decrypt(&mut c, &ct, &key_id, &HashMap::new())
+        .await
+        .unwrap_err();
+    assert!(
+        e.message().contains("kek.kms.kubebid.io"),
+        "{}",
+        e.message()
+    );
+    for (ct, what) in [
+        (vec![], "empty"),
+        (vec![1u8, 2, 3], "short"),
+        (vec![9u8; 40], "format"),
+    ] {
+        let e = decrypt(&mut c, &ct, &key_id, &ann).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{what}: {}", e.message());
+    }
+    // Wrong key: a version that does not exist, and a name that is no root key.
+    let e = decrypt(&mut c, &ct, "kubebid-root-v9", &ann)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{}", e.message());
+    let e = decrypt(&mut c, &ct, "someone-elses-key", &ann)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{}", e.message());
+    // Oversized plaintext.
+    let e = c
+        .encrypt(EncryptRequest {
+            plaintext: vec![0; 70 * 1024],
+            uid: "big".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("exceeds"), "{}", e.message());
+
+    // Concurrent calls.
+    let mut tasks = Vec::new();
+    for i in 0..64u8 {
+        let mut c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let (ct, k, a) = encrypt(&mut c, &[i; 32]).await;
+            assert_eq!(decrypt(&mut c, &ct, &k, &a).await.unwrap(), [i; 32]);
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+
+    // Restart: a new process (a new KEK) decrypts what the old one encrypted, through the HSM.
+    p.stop();
+    assert!(!socket.exists(), "the socket is removed on shutdown");
+    let (p, mut c) = plugin(&t, &socket).await;
+    assert_eq!(decrypt(&mut c, &ct, &key_id, &ann).await.unwrap(), dek);
+
+    // Rotation: a new root version; Status reports it, new ciphertexts use it, old ones still decrypt.
+    let out = kubebid(&t, &["kms", "rotate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kubebid-root-v2"));
+    let status = c.status(StatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(
+        (status.healthz.as_str(), status.key_id.as_str()),
+        ("ok", "kubebid-root-v2")
+    );
+    let (ct2, key_id2, ann2) = encrypt(&mut c, b"after rotation").await;
+    assert_eq!(key_id2, "kubebid-root-v2");
+    assert_eq!(
+        decrypt(&mut c, &ct2, &key_id2, &ann2).await.unwrap(),
+        b"after rotation"
+    );
+    assert_eq!(decrypt(&mut c, &ct, &key_id, &ann).await.unwrap(), dek);
+    // A ciphertext presented under the other version's key ID does not decrypt.
+    assert!(decrypt(&mut c, &ct, &key_id2, &ann).await.is_err());
+    p.stop();
+}
+
+#[test]
+fn tenant_keys_are_created_listed_and_rotated_in_the_hsm() {
+    let t = token("tenant");
+    let out = kubebid(&t, &["kms", "tenant-key", "create", "acme"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = kubebid(&t, &["kms", "tenant-key", "create", "acme"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("rotate acme"));
+    assert!(
+        kubebid(&t, &["kms", "tenant-key", "rotate", "acme"])
+            .status
+            .success()
+    );
+    assert!(
+        kubebid(&t, &["kms", "tenant-key", "create", "globex"])
+            .status
+            .success()
+    );
+    let list = kubebid(&t, &["kms", "tenant-key", "list", "acme"]);
+    assert_eq!(
+        String::from_utf8_lossy(&list.stdout).trim(),
+        "kubebid-tenant-acme-v1\nkubebid-tenant-acme-v2"
+    );
+    let all = kubebid(&t, &["kms", "tenant-key", "list"]);
+    assert_eq!(String::from_utf8_lossy(&all.stdout).lines().count(), 3);
+    let bad = kubebid(&t, &["kms", "tenant-key", "create", "Not_A_Label"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a DNS label"));
+    // A wrong PIN is refused with the token named, and the PIN is not echoed.
+    let wrong = Command::new(env!("CARGO_BIN_EXE_kubebid"))
+        .args(["kms", "tenant-key", "list"])
+        .env("SOFTHSM2_CONF", &t.conf)
+        .env("KUBEBID_KMS_PIN", "9999")
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        stderr.contains("login to token \"kubebid\"") && !stderr.contains("9999"),
+        "{stderr}"
+    );
+}
