@@ -1,1 +1,120 @@
-fn main() {}
+//! Load generator for the KMS plugin: `concurrency` gRPC callers over the unix socket, each encrypting a
+//! 32-byte data key and decrypting the result, for `seconds`. Prints calls per second and p50/p99/p999
+//! latency of Encrypt and Decrypt, measured at the client.
+//!
+//! `cargo run --release -p kubebid-kms --example kms_load -- SOCKET [seconds] [concurrency]`
+
+// A load generator stops loudly on a broken setup.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use kubebid_kms::proto::{DecryptRequest, EncryptRequest};
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let i = ((sorted.len() as f64 * p) as usize).min(sorted.len() - 1);
+    sorted[i].as_secs_f64() * 1e6
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let socket = PathBuf::from(
+        args.next()
+            .expect("usage: kms_load SOCKET [seconds] [concurrency]"),
+    );
+    let seconds: u64 = args.next().map_or(10, |s| s.parse().expect("seconds"));
+    let concurrency: usize = args.next().map_or(8, |s| s.parse().expect("concurrency"));
+    let client = kubebid_kms::server::connect(&socket)
+        .await
+        .expect("connect");
+    // Status asks the HSM every time (session check and key lookup): the HSM-bound path.
+    let mut status = Vec::new();
+    for _ in 0..500 {
+        let mut c = client.clone();
+        let t = Instant::now();
+        c.status(kubebid_kms::proto::StatusRequest {})
+            .await
+            .expect("status");
+        status.push(t.elapsed());
+    }
+    status.sort();
+    println!(
+        "status:  p50 {:.0} us  p99 {:.0} us (one HSM round trip each)",
+        percentile(&status, 0.5),
+        percentile(&status, 0.99)
+    );
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for i in 0..concurrency {
+        let mut c = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut enc, mut dec) = (Vec::new(), Vec::new());
+            #[allow(clippy::cast_possible_truncation)]
+            let seed = [i as u8; 32];
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let r = c
+                    .encrypt(EncryptRequest {
+                        plaintext: seed.to_vec(),
+                        uid: String::new(),
+                    })
+                    .await
+                    .expect("encrypt")
+                    .into_inner();
+                enc.push(t.elapsed());
+                let t = Instant::now();
+                let p = c
+                    .decrypt(DecryptRequest {
+                        ciphertext: r.ciphertext,
+                        uid: String::new(),
+                        key_id: r.key_id,
+                        annotations: r.annotations,
+                    })
+                    .await
+                    .expect("decrypt")
+                    .into_inner();
+                dec.push(t.elapsed());
+                assert_eq!(p.plaintext, seed);
+            }
+            (enc, dec)
+        }));
+    }
+    let (mut enc, mut dec) = (Vec::new(), Vec::new());
+    for t in tasks {
+        let (e, d) = t.await.unwrap();
+        enc.extend(e);
+        dec.extend(d);
+    }
+    enc.sort();
+    dec.sort();
+    #[allow(clippy::cast_precision_loss)]
+    let rate = |n: usize| n as f64 / seconds as f64;
+    println!(
+        "encrypt: {:.0} calls/s  p50 {:.0} us  p99 {:.0} us  p999 {:.0} us",
+        rate(enc.len()),
+        percentile(&enc, 0.5),
+        percentile(&enc, 0.99),
+        percentile(&enc, 0.999)
+    );
+    println!(
+        "decrypt: {:.0} calls/s  p50 {:.0} us  p99 {:.0} us  p999 {:.0} us",
+        rate(dec.len()),
+        percentile(&dec, 0.5),
+        percentile(&dec, 0.99),
+        percentile(&dec, 0.999)
+    );
+    println!(
+        "total:   {:.0} calls/s with {concurrency} callers",
+        rate(enc.len() + dec.len())
+    );
+}
