@@ -71,11 +71,7 @@ impl Default for KmsMetrics {
 impl KmsMetrics {
     #[must_use]
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            out.clear();
-        }
-        out
+        kubebid_runtime::metrics::encode(&self.registry)
     }
 
     fn record(&self, method: &'static str, ok: bool, started: Instant) {

@@ -51,3 +51,14 @@ pub async fn serve(
         });
     }
 }
+
+/// `registry` in the `OpenMetrics` text format (empty if encoding fails, which it cannot for in-memory
+/// metrics).
+#[must_use]
+pub fn encode(registry: &prometheus_client::registry::Registry) -> String {
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, registry).is_err() {
+        out.clear();
+    }
+    out
+}

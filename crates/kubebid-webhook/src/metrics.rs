@@ -101,10 +101,6 @@ impl Metrics {
     /// The metrics in the `OpenMetrics` text format.
     #[must_use]
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            out.clear();
-        }
-        out
+        kubebid_runtime::metrics::encode(&self.registry)
     }
 }

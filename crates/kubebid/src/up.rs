@@ -222,41 +222,18 @@ fn start_dns(args: &UpArgs, dir: &Path) -> Result<(SocketAddr, SocketAddr), Stri
         udp_workers: Some(1),
         reload_interval: 1.0,
     };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("kubebid-up-dns".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = tx.send(Err(e.to_string()));
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                match crate::dns_cmd::start(
-                    &dns_args,
-                    crate::dns_cmd::shared_future(std::future::pending()),
-                )
-                .await
-                {
-                    Ok(started) => {
-                        let _ = tx.send(Ok((started.addr, started.metrics_addr)));
-                        // Serves until the process ends with the webhook.
-                        std::future::pending::<()>().await;
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                    }
-                }
-            });
-        })
-        .map_err(|e| e.to_string())?;
-    rx.recv().map_err(|e| e.to_string())?
+    on_own_runtime("kubebid-up-dns", async move {
+        let started = crate::dns_cmd::start(
+            &dns_args,
+            crate::dns_cmd::shared_future(std::future::pending()),
+        )
+        .await?;
+        // Serves until the process ends with the webhook.
+        Ok((
+            (started.addr, started.metrics_addr),
+            std::future::pending::<()>(),
+        ))
+    })
 }
 
 /// Starts the KMS plugin on a unix socket in the state directory, with a software key store beside it.
@@ -271,9 +248,27 @@ fn start_kms(dir: &Path, socket: &Path) -> Result<(), String> {
             software_keys: Some(dir.join("kms")),
         },
     };
+    on_own_runtime("kubebid-up-kms", async move {
+        let (task, _, _) =
+            crate::kms_cmd::start(&args, crate::dns_cmd::shared_future(std::future::pending()))
+                .await?;
+        Ok(((), async move {
+            let _ = task.await;
+        }))
+    })
+}
+
+/// Runs `start` on a thread with its own single-worker runtime. Returns what `start` gives once it has
+/// bound its sockets, then keeps running the future it hands back (the service) on that thread.
+fn on_own_runtime<T, F, S>(name: &str, start: S) -> Result<T, String>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = ()> + 'static,
+    S: std::future::Future<Output = Result<(T, F), String>> + Send + 'static,
+{
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
-        .name("kubebid-up-kms".into())
+        .name(name.into())
         .spawn(move || {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -287,15 +282,10 @@ fn start_kms(dir: &Path, socket: &Path) -> Result<(), String> {
                 }
             };
             runtime.block_on(async move {
-                match crate::kms_cmd::start(
-                    &args,
-                    crate::dns_cmd::shared_future(std::future::pending()),
-                )
-                .await
-                {
-                    Ok((task, _, _)) => {
-                        let _ = tx.send(Ok(()));
-                        let _ = task.await;
+                match start.await {
+                    Ok((value, serving)) => {
+                        let _ = tx.send(Ok(value));
+                        serving.await;
                     }
                     Err(e) => {
                         let _ = tx.send(Err(e));
