@@ -198,7 +198,12 @@ pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
         }
         Err(_) => {}
     }
-    let listener = tokio::net::UnixListener::bind(path)?;
+    // The socket is created 0600 (umask 177 while binding), so there is no moment in which another user
+    // could connect; the mode is set again explicitly in case the file system ignores the umask.
+    let previous = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = tokio::net::UnixListener::bind(path);
+    nix::sys::stat::umask(previous);
+    let listener = bound?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
 }
