@@ -779,7 +779,7 @@ fn container_arguments_are_accepted_by_the_cli() {
 
 #[test]
 fn kubebid_workloads_pass_kubebids_own_restricted_rules() {
-    let objects = render("kubebid-selfcheck", &json!({}));
+    let objects = render("kubebid-selfcheck", &json!({"dns": {"enabled": true}}));
     let dir = std::env::temp_dir().join(format!("kubebid-chart-check-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("workloads.json");
@@ -787,7 +787,7 @@ fn kubebid_workloads_pass_kubebids_own_restricted_rules() {
         .into_iter()
         .filter(|o| o["kind"] == "Deployment")
         .collect();
-    assert_eq!(workloads.len(), 2);
+    assert_eq!(workloads.len(), 3);
     let check = |workloads: &[Value]| {
         std::fs::write(
             &file,
@@ -857,4 +857,44 @@ fn helm_itself_agrees_when_installed() {
         .map(|v| format!("{}/{}", v["kind"], v["metadata"]["name"]))
         .collect();
     assert_eq!(theirs, ours);
+}
+
+#[test]
+fn the_dns_server_is_optional_read_only_and_valid() {
+    let off = render("kubebid-system", &json!({}));
+    assert!(!off.iter().any(|o| o["metadata"]["name"] == "kubebid-dns"));
+    let on = render(
+        "kubebid-system",
+        &json!({"dns": {"enabled": true, "clusterIP": "10.96.0.53"}}),
+    );
+    for o in &on {
+        check_schema(o).unwrap_or_else(|e| panic!("{} {}: {e}", o["kind"], o["metadata"]["name"]));
+    }
+    let svc = find(&on, "Service", "kubebid-dns");
+    assert_eq!(svc["spec"]["clusterIP"], "10.96.0.53");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 53);
+    let rules = rules_of(find(&on, "ClusterRole", "kubebid-dns"));
+    for (group, resource) in [
+        ("", "namespaces"),
+        ("", "services"),
+        ("", "pods"),
+        ("discovery.k8s.io", "endpointslices"),
+        ("kubebid.io", "tenants"),
+        ("kubebid.io", "kubebidconfigs"),
+    ] {
+        for verb in ["list", "watch"] {
+            assert!(
+                grants(&rules, group, resource, verb, ""),
+                "{verb} {group}/{resource}"
+            );
+        }
+    }
+    for r in &rules {
+        assert!(
+            r.verbs
+                .iter()
+                .all(|v| ["get", "list", "watch"].contains(&v.as_str())),
+            "the DNS server only reads: {r:?}"
+        );
+    }
 }
