@@ -5,9 +5,9 @@
 use std::net::IpAddr;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
 
-use crate::zone::{CLUSTER_TTL, Client, Owner, Zone, ptr_record, reverse_address};
+use crate::zone::{Client, Zone, ptr_record, reverse_address};
 
 /// The largest UDP payload advertised in answers (RFC 9715's recommendation against fragmentation).
 pub const EDNS_PAYLOAD: u16 = 1232;
@@ -267,21 +267,6 @@ pub fn udp_limit(request: &Message) -> usize {
     })
 }
 
-/// The TTL of records this server owns (for documentation and tests).
-#[must_use]
-pub const fn cluster_ttl() -> u32 {
-    CLUSTER_TTL
-}
-
-/// Whether a name lies under an owner's namespace (used by the query log).
-#[must_use]
-pub fn owner_namespace(owner: &Owner) -> Option<&str> {
-    match owner {
-        Owner::Zone => None,
-        Owner::Namespace(ns) | Owner::Service(ns, _) => Some(ns),
-    }
-}
-
 /// Decodes a request, distinguishing a message that cannot be read at all (dropped) from one whose header
 /// can (FORMERR with its ID).
 ///
@@ -300,17 +285,4 @@ pub fn parse_request(bytes: &[u8]) -> Result<Message, Option<u16>> {
         }
         Err(_) => Err(None),
     }
-}
-
-/// An RData helper for tests and benches: the addresses in an answer.
-#[must_use]
-pub fn addresses(m: &Message) -> Vec<IpAddr> {
-    m.answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(IpAddr::V4(a.0)),
-            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-            _ => None,
-        })
-        .collect()
 }

@@ -99,7 +99,6 @@ impl Client<'_> {
 pub struct Zone {
     /// The cluster domain, lower case, with the trailing dot.
     pub origin: Name,
-    origin_key: String,
     names: HashMap<String, Node>,
     reverse: HashMap<IpAddr, (Owner, Name)>,
     /// Client address to tenant index (`None`: a platform pod).
@@ -594,7 +593,6 @@ impl Zone {
             .map(|(ip, ns)| (ip, namespace_tenant.get(&ns).copied()))
             .collect();
         Zone {
-            origin_key: key_of(&origin),
             origin,
             names: b.names,
             reverse: b.reverse,
@@ -702,12 +700,6 @@ impl Zone {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
-    }
-
-    /// The origin as a lower-case key with its trailing dot.
-    #[must_use]
-    pub fn origin_key(&self) -> &str {
-        &self.origin_key
     }
 }
 
