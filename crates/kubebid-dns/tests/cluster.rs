@@ -55,6 +55,29 @@ fn ask(zone: &Zone, from: u8, name: &str) -> ResponseCode {
     }
 }
 
+/// Runs the cluster feed; every published zone arrives on the receiver, and the sender stops it.
+fn watch_zones(
+    client: kube::Client,
+) -> (
+    mpsc::UnboundedReceiver<Zone>,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel::<Zone>();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(kubebid_dns::cluster::run(
+        client,
+        UnknownClients::Deny,
+        move |z| {
+            let _ = tx.send(z);
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (rx, stop, task)
+}
+
 #[tokio::test]
 async fn reflectors_publish_a_zone_only_after_every_list() {
     let state = example("examples/dns/cluster-state.yaml");
@@ -105,18 +128,7 @@ async fn reflectors_publish_a_zone_only_after_every_list() {
         drop(watches);
     });
 
-    let (tx, mut rx) = mpsc::unbounded_channel::<Zone>();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(kubebid_dns::cluster::run(
-        client,
-        UnknownClients::Deny,
-        move |z| {
-            let _ = tx.send(z);
-        },
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let (mut rx, stop, task) = watch_zones(client);
     // Five lists done, pods pending: several rebuild periods pass without a zone.
     tokio::time::sleep(kubebid_dns::cluster::REBUILD_EVERY * 3).await;
     assert!(
@@ -165,18 +177,7 @@ async fn real_cluster() {
         return;
     }
     let client = kube::Client::try_default().await.expect("kubeconfig loads");
-    let (tx, mut rx) = mpsc::unbounded_channel::<Zone>();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(kubebid_dns::cluster::run(
-        client,
-        UnknownClients::Deny,
-        move |z| {
-            let _ = tx.send(z);
-        },
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let (mut rx, stop, task) = watch_zones(client);
     let zone = tokio::time::timeout(Duration::from_secs(60), rx.recv())
         .await
         .expect("the cluster's zone")
