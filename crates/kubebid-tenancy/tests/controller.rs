@@ -6,6 +6,8 @@
 // Test helpers fail the test by panicking on broken fixtures; that is their job.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -62,13 +64,7 @@ async fn the_controller_reconciles_listed_tenants_and_stops_gracefully() {
             let body = req.into_body().collect_bytes().await.unwrap();
             let mut s = server_state.lock().unwrap();
             s.log.push(format!("{method} {path}?{query}"));
-            let respond = |code: u16, v: Value| {
-                Response::builder()
-                    .status(code)
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(serde_json::to_vec(&v).unwrap())))
-                    .unwrap()
-            };
+            let respond = common::respond;
             if method == "GET" && query.contains("watch=true") {
                 watches.push(send);
                 continue;

@@ -5,6 +5,8 @@
 // Test helpers fail the test by panicking on broken fixtures; that is their job.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,13 +34,7 @@ fn start(state: Arc<Mutex<Server>>) -> kube::Client {
             let body = req.into_body().collect_bytes().await.unwrap();
             let mut s = state.lock().unwrap();
             s.log.push(format!("{method} {path}"));
-            let respond = |code: u16, v: Value| {
-                Response::builder()
-                    .status(code)
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(serde_json::to_vec(&v).unwrap())))
-                    .unwrap()
-            };
+            let respond = common::respond;
             let status = |code: u16, reason: &str| json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code});
             let r = match method.as_str() {
                 "GET" => match &s.lease {

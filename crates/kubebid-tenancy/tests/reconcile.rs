@@ -7,6 +7,8 @@
 // Test helpers fail the test by panicking on broken fixtures; that is their job.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -51,13 +53,7 @@ fn start(state: Arc<Mutex<ApiServer>>) -> kube::Client {
             let mut s = state.lock().unwrap();
             s.log
                 .push(format!("{method} {path}?{query} {content_type}"));
-            let respond = |code: u16, v: Value| {
-                Response::builder()
-                    .status(code)
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(serde_json::to_vec(&v).unwrap())))
-                    .unwrap()
-            };
+            let respond = common::respond;
             let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"});
             if s.fail_path.as_deref() == Some(path.as_str()) {
                 send.send_response(respond(500, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "InternalError", "code": 500, "message": "etcd unavailable"})));
