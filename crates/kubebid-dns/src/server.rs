@@ -425,15 +425,31 @@ fn udp_worker(
                 shared.metrics.discard("rate_limit");
                 continue;
             }
-            match hot_answer(
-                shared,
-                &generation,
-                packet,
-                peer,
-                &mut outbox[replies.len()],
-            ) {
+            // The question read off the packet (when it is a plain one), for the hot path and, on a
+            // miss, for keeping the general path's answer.
+            let plain = if shared.log.is_none() {
+                crate::fast::parse(packet).map(|mut q| {
+                    q.with_class(generation.zone.class_of(peer.ip()));
+                    q
+                })
+            } else {
+                None
+            };
+            let slot = &mut outbox[replies.len()];
+            match plain
+                .as_ref()
+                .and_then(|q| hot_answer(&generation, q, packet, slot))
+            {
                 Some(len) => replies.push((replies.len(), len, SockaddrStorage::from(peer))),
-                None => general_udp(shared, &generation, socket, runtime, packet, peer),
+                None => general_udp(
+                    shared,
+                    &generation,
+                    socket,
+                    runtime,
+                    packet,
+                    peer,
+                    plain.as_ref(),
+                ),
             }
         }
         if !replies.is_empty() {
@@ -457,20 +473,14 @@ fn udp_worker(
 }
 
 /// The hot path: a plain question asked before by a client of the same class, answered into `out`.
-/// Skipped when every query must be logged.
+/// Not reached when every query must be logged (no question is read for it then).
 fn hot_answer(
-    shared: &Shared,
     generation: &Generation,
+    q: &crate::fast::Question,
     packet: &[u8],
-    peer: SocketAddr,
     out: &mut [u8],
 ) -> Option<usize> {
-    if shared.log.is_some() {
-        return None;
-    }
-    let mut q = crate::fast::parse(packet)?;
-    q.with_class(generation.zone.class_of(peer.ip()));
-    generation.answers.answer(&q, packet, out, |e| {
+    generation.answers.answer(q, packet, out, |e| {
         e.rcode.inc();
         if let Some(d) = &e.denial {
             d.inc();
@@ -487,16 +497,9 @@ fn general_udp(
     runtime: &tokio::runtime::Handle,
     bytes: &[u8],
     peer: SocketAddr,
+    plain: Option<&crate::fast::Question>,
 ) {
     let m = &shared.metrics;
-    let plain = if shared.log.is_none() {
-        crate::fast::parse(bytes).map(|mut q| {
-            q.with_class(generation.zone.class_of(peer.ip()));
-            q
-        })
-    } else {
-        None
-    };
     let request = match parse_request(bytes) {
         Ok(r) => r,
         Err(Some(id)) => {
@@ -519,7 +522,7 @@ fn general_udp(
                 let _ = socket.send_to(&b, peer);
                 // Only whole answers are kept: a truncated one depends on this client's buffer size.
                 let whole = b.get(2).is_some_and(|flags| flags & 0x02 == 0);
-                if let Some(q) = &plain
+                if let Some(q) = plain
                     && whole
                 {
                     generation.answers.keep(
