@@ -57,7 +57,7 @@ fn versions(labels: impl Iterator<Item = String>, prefix: &str) -> Vec<(u32, Str
     v
 }
 
-fn tenant_prefix(tenant: &str) -> Result<String, KeyError> {
+pub(crate) fn tenant_prefix(tenant: &str) -> Result<String, KeyError> {
     let ok = !tenant.is_empty()
         && tenant.len() <= 63
         && tenant

@@ -1,5 +1,7 @@
 //! The gRPC shell: `v2.KeyManagementService` on a unix socket created with mode 0600, with a limit on
-//! request size, metrics, and graceful shutdown. Errors become gRPC statuses with a clear message.
+//! request size, metrics, and graceful shutdown. Errors become gRPC statuses with a clear message. The
+//! per-tenant key service (`kubebid.kms.v1alpha1.TenantKeyService`) is served the same way on a socket of
+//! its own, so the API server and a volume component each get only the socket they need.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +21,12 @@ use crate::proto::key_management_service_server::{
 };
 use crate::proto::{
     DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse, StatusRequest, StatusResponse,
+};
+use crate::tenant::{TenantKeyError, TenantKeys};
+use crate::tenant_proto::tenant_key_service_server::{TenantKeyService, TenantKeyServiceServer};
+use crate::tenant_proto::{
+    KeyStatusRequest, KeyStatusResponse, UnwrapKeyRequest, UnwrapKeyResponse, WrapKeyRequest,
+    WrapKeyResponse,
 };
 
 /// Largest request accepted: a maximal plaintext plus room for the envelope and annotations.
@@ -229,7 +237,24 @@ pub async fn serve(
         .await
 }
 
-/// A client over the unix socket at `path` (for tests, benchmarks and `kubebid kms` commands).
+/// A gRPC channel over the unix socket at `path`.
+///
+/// # Errors
+/// The socket does not answer.
+pub async fn channel(path: &Path) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    let path = path.to_owned();
+    tonic::transport::Endpoint::from_static("http://kms.local")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }))
+        .await
+}
+
+/// A KMS v2 client over the unix socket at `path` (for tests, benchmarks and `kubebid kms` commands).
 ///
 /// # Errors
 /// The socket does not answer.
@@ -241,19 +266,148 @@ pub async fn connect(
     >,
     tonic::transport::Error,
 > {
-    let path = path.to_owned();
-    let channel = tonic::transport::Endpoint::from_static("http://kms.local")
-        .connect_with_connector(tower::service_fn(move |_| {
-            let path = path.clone();
-            async move {
-                let stream = tokio::net::UnixStream::connect(path).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-            }
-        }))
-        .await?;
     Ok(
-        crate::proto::key_management_service_client::KeyManagementServiceClient::new(channel)
-            .max_decoding_message_size(MAX_REQUEST)
-            .max_encoding_message_size(MAX_REQUEST),
+        crate::proto::key_management_service_client::KeyManagementServiceClient::new(
+            channel(path).await?,
+        )
+        .max_decoding_message_size(MAX_REQUEST)
+        .max_encoding_message_size(MAX_REQUEST),
+    )
+}
+
+/// Largest tenant key request: a maximal wrapped key and names, with room to spare.
+pub const MAX_TENANT_REQUEST: usize = 4 * 1024;
+
+/// The per-tenant key service.
+pub struct TenantKeyPlugin {
+    pub keys: Arc<TenantKeys>,
+    pub metrics: Arc<KmsMetrics>,
+}
+
+fn tenant_status_of(e: &TenantKeyError) -> Status {
+    match e {
+        TenantKeyError::BadTenant(_)
+        | TenantKeyError::BadVolume(_)
+        | TenantKeyError::BadDataKey(_)
+        | TenantKeyError::BadWrapped(_)
+        | TenantKeyError::Tampered => Status::invalid_argument(e.to_string()),
+        TenantKeyError::NoKey(_) => Status::failed_precondition(e.to_string()),
+        TenantKeyError::NotTenantKey { .. } => Status::permission_denied(e.to_string()),
+        TenantKeyError::UnknownKey(_) => Status::not_found(e.to_string()),
+        TenantKeyError::Store(_) => Status::unavailable(e.to_string()),
+    }
+}
+
+impl TenantKeyPlugin {
+    /// Runs `f` off the async workers (every call is an HSM round trip), records it, and maps errors.
+    async fn call<T: Send + 'static>(
+        &self,
+        method: &'static str,
+        f: impl FnOnce(&TenantKeys) -> Result<T, TenantKeyError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let started = Instant::now();
+        let keys = self.keys.clone();
+        let result = tokio::task::spawn_blocking(move || f(&keys))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        self.metrics.record(method, result.is_ok(), started);
+        result.map_err(|e| {
+            tracing::warn!(method, error = %e, "tenant key call refused");
+            tenant_status_of(&e)
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl TenantKeyService for TenantKeyPlugin {
+    async fn wrap_key(
+        &self,
+        request: Request<WrapKeyRequest>,
+    ) -> Result<Response<WrapKeyResponse>, Status> {
+        let r = request.into_inner();
+        let plaintext = zeroize::Zeroizing::new(r.plaintext);
+        let w = self
+            .call("wrap_key", move |k| {
+                k.wrap(&r.tenant, &r.volume_id, &plaintext)
+            })
+            .await?;
+        Ok(Response::new(WrapKeyResponse {
+            key_id: w.key_id,
+            wrapped: w.wrapped,
+        }))
+    }
+
+    async fn unwrap_key(
+        &self,
+        request: Request<UnwrapKeyRequest>,
+    ) -> Result<Response<UnwrapKeyResponse>, Status> {
+        let r = request.into_inner();
+        let plaintext = self
+            .call("unwrap_key", move |k| {
+                k.unwrap(&r.tenant, &r.volume_id, &r.key_id, &r.wrapped)
+            })
+            .await?;
+        Ok(Response::new(UnwrapKeyResponse {
+            plaintext: plaintext.to_vec(),
+        }))
+    }
+
+    async fn key_status(
+        &self,
+        request: Request<KeyStatusRequest>,
+    ) -> Result<Response<KeyStatusResponse>, Status> {
+        let tenant = request.into_inner().tenant;
+        let (v, hsm_backed) = self
+            .call("key_status", move |k| {
+                k.versions(&tenant).map(|v| (v, k.hsm_backed()))
+            })
+            .await?;
+        Ok(Response::new(KeyStatusResponse {
+            current_key_id: v.current,
+            key_ids: v.all,
+            hsm_backed,
+        }))
+    }
+}
+
+/// Serves the tenant key service on `listener` until `shutdown` completes; calls in flight finish first.
+///
+/// # Errors
+/// The transport failed.
+pub async fn serve_tenant_keys(
+    plugin: TenantKeyPlugin,
+    listener: tokio::net::UnixListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    let service = TenantKeyServiceServer::new(plugin)
+        .max_decoding_message_size(MAX_TENANT_REQUEST)
+        .max_encoding_message_size(MAX_TENANT_REQUEST);
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::UnixListenerStream::new(listener),
+            shutdown,
+        )
+        .await
+}
+
+/// A tenant key client over the unix socket at `path`.
+///
+/// # Errors
+/// The socket does not answer.
+pub async fn connect_tenant_keys(
+    path: &Path,
+) -> Result<
+    crate::tenant_proto::tenant_key_service_client::TenantKeyServiceClient<
+        tonic::transport::Channel,
+    >,
+    tonic::transport::Error,
+> {
+    Ok(
+        crate::tenant_proto::tenant_key_service_client::TenantKeyServiceClient::new(
+            channel(path).await?,
+        )
+        .max_decoding_message_size(MAX_TENANT_REQUEST)
+        .max_encoding_message_size(MAX_TENANT_REQUEST),
     )
 }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use kubebid_kms::envelope::Envelope;
 use kubebid_kms::keystore::{KeyError, KeyStore, Pkcs11Store, SoftwareStore};
-use kubebid_kms::server::{KmsMetrics, Plugin};
+use kubebid_kms::server::{KmsMetrics, Plugin, TenantKeyPlugin};
+use kubebid_kms::tenant::TenantKeys;
 use zeroize::Zeroizing;
 
 /// Where the root keys are.
@@ -77,6 +78,10 @@ pub struct KmsServeArgs {
         value_name = "PATH"
     )]
     pub socket: PathBuf,
+    /// Also serve the per-tenant key service (`kubebid.kms.v1alpha1.TenantKeyService`: wrap and unwrap
+    /// volume keys under tenants' HSM keys) on this unix socket (mode 0600), for the volume component.
+    #[arg(long, value_name = "PATH")]
+    pub tenant_socket: Option<PathBuf>,
     /// Address of the plain-HTTP /metrics and /healthz endpoint.
     #[arg(long, default_value = "127.0.0.1:9154")]
     pub metrics_listen: SocketAddr,
@@ -180,6 +185,14 @@ fn tenant_key(cmd: &TenantKeyCommand) -> Result<String, String> {
     }
 }
 
+/// Binds a 0600 unix socket, creating its directory.
+fn bind_socket(flag: &str, path: &std::path::Path) -> Result<tokio::net::UnixListener, String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{flag} {}: {e}", dir.display()))?;
+    }
+    kubebid_kms::server::bind(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
+}
+
 /// Opens the key store (creating the first root key if there is none), binds the socket, and returns
 /// the running plugin's pieces. Used by `serve kms` and `kubebid up`.
 ///
@@ -195,12 +208,13 @@ pub async fn start(
         tracing::info!(key = %label, "no root key yet: created the first version");
     }
     let hsm = store.hsm_backed();
+    let tenant_keys = Arc::new(TenantKeys::new(store.clone()));
     let envelope = Arc::new(Envelope::new(store).map_err(|e| e.to_string())?);
-    if let Some(dir) = args.socket.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("--socket {}: {e}", dir.display()))?;
-    }
-    let listener = kubebid_kms::server::bind(&args.socket)
-        .map_err(|e| format!("--socket {}: {e}", args.socket.display()))?;
+    let listener = bind_socket("--socket", &args.socket)?;
+    let tenant_listener = match &args.tenant_socket {
+        Some(path) => Some((bind_socket("--tenant-socket", path)?, path.clone())),
+        None => None,
+    };
     let metrics = Arc::new(KmsMetrics::default());
     let metrics_listener = tokio::net::TcpListener::bind(args.metrics_listen)
         .await
@@ -212,6 +226,20 @@ pub async fn start(
         Arc::new(move || m.encode()),
         shutdown.clone(),
     ));
+    let tenant_task = tenant_listener.map(|(listener, path)| {
+        let plugin = TenantKeyPlugin {
+            keys: tenant_keys,
+            metrics: metrics.clone(),
+        };
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = kubebid_kms::server::serve_tenant_keys(plugin, listener, shutdown).await
+            {
+                tracing::error!(error = %e, "tenant key server failed");
+            }
+            let _ = std::fs::remove_file(&path);
+        })
+    });
     let plugin = Plugin { envelope, metrics };
     let socket = args.socket.clone();
     let task = tokio::spawn(async move {
@@ -219,6 +247,10 @@ pub async fn start(
             tracing::error!(error = %e, "KMS server failed");
         }
         let _ = std::fs::remove_file(&socket);
+        // Both servers stop on the same signal; the task ends when both have drained.
+        if let Some(t) = tenant_task {
+            let _ = t.await;
+        }
     });
     Ok((task, metrics_addr, hsm))
 }
@@ -247,7 +279,13 @@ pub fn serve(args: &KmsServeArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        tracing::info!(socket = %args.socket.display(), metrics = %metrics_addr, hsm_backed = hsm, "kms serving");
+        tracing::info!(
+            socket = %args.socket.display(),
+            tenant_socket = args.tenant_socket.as_ref().map(|p| p.display().to_string()),
+            metrics = %metrics_addr,
+            hsm_backed = hsm,
+            "kms serving"
+        );
         crate::serve::shutdown_signal().await;
         let _ = stop_tx.send(true);
         let _ = task.await;

@@ -85,7 +85,7 @@ fn write_once(path: &Path, contents: &str) -> std::io::Result<bool> {
 
 fn prepare(dir: &Path) -> Result<(), String> {
     let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
-    for sub in ["", "certs", "config", "requests", "dns"] {
+    for sub in ["", "certs", "config", "requests", "dns", "kms"] {
         let d = dir.join(sub);
         std::fs::create_dir_all(&d).map_err(|e| io(&d, e))?;
     }
@@ -177,6 +177,10 @@ pub fn run(args: &UpArgs) -> ExitCode {
             kms_socket.display(),
             dir.join("kms").display()
         );
+        println!(
+            "  tenant keys        unix://{}  (volume keys wrapped per tenant)",
+            dir.join("kms/tenant-keys.sock").display()
+        );
         println!();
         println!("Try an allowed and a denied review:");
         for name in ["allowed.json", "denied.json"] {
@@ -238,8 +242,27 @@ fn start_dns(args: &UpArgs, dir: &Path) -> Result<(SocketAddr, SocketAddr), Stri
 
 /// Starts the KMS plugin on a unix socket in the state directory, with a software key store beside it.
 fn start_kms(dir: &Path, socket: &Path) -> Result<(), String> {
+    // Every example tenant gets a volume key on the first run, so the tenant key socket answers at once.
+    {
+        use kubebid_kms::keystore::KeyStore;
+        let store = kubebid_kms::keystore::SoftwareStore::open(&dir.join("kms"))
+            .map_err(|e| e.to_string())?;
+        let mut set = kubebid_model::load::ConfigSet::default();
+        let _ = set.add_text("kubebid.yaml", CONFIG);
+        for t in &set.tenants {
+            let name = t.object.metadata.name.clone().unwrap_or_default();
+            if store
+                .tenant_keys(&name)
+                .map_err(|e| e.to_string())?
+                .is_empty()
+            {
+                store.rotate_tenant(&name).map_err(|e| e.to_string())?;
+            }
+        }
+    }
     let args = crate::kms_cmd::KmsServeArgs {
         socket: socket.to_owned(),
+        tenant_socket: Some(dir.join("kms/tenant-keys.sock")),
         metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         keys: crate::kms_cmd::KeyStoreArgs {
             pkcs11_module: PathBuf::new(),

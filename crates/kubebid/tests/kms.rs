@@ -1,7 +1,7 @@
 //! The KMS v2 plugin end to end: `kubebid serve kms` with its root key in a SoftHSM2 token that this test
 //! initialises, and a gRPC client over the unix socket. Round trip, socket mode, restart then decrypt,
 //! rotation (`kubebid kms rotate`), tampering, wrong keys, oversized input, concurrent calls, and the
-//! per-tenant keys. `scripts/test` installs softhsm2.
+//! per-tenant keys and their own gRPC service. `scripts/test` installs softhsm2.
 
 // Test helpers fail the test by panicking on broken fixtures; that is their job.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -98,9 +98,18 @@ impl Drop for Plugin {
 }
 
 async fn plugin(t: &Token, socket: &Path) -> (Plugin, KeyManagementServiceClient<Channel>) {
+    plugin_with(t, socket, &[]).await
+}
+
+async fn plugin_with(
+    t: &Token,
+    socket: &Path,
+    extra: &[&std::ffi::OsStr],
+) -> (Plugin, KeyManagementServiceClient<Channel>) {
     let child = Command::new(env!("CARGO_BIN_EXE_kubebid"))
         .args(["serve", "kms", "--socket"])
         .arg(socket)
+        .args(extra)
         .args(["--metrics-listen", "127.0.0.1:0"])
         .env("SOFTHSM2_CONF", &t.conf)
         .env("KUBEBID_KMS_PIN", "1234")
@@ -328,5 +337,183 @@ fn tenant_keys_are_created_listed_and_rotated_in_the_hsm() {
     assert!(
         stderr.contains("login to token \"kubebid\"") && !stderr.contains("9999"),
         "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_key_service_wraps_volume_keys_per_tenant_over_its_own_socket() {
+    use kubebid_kms::tenant_proto::{KeyStatusRequest, UnwrapKeyRequest, WrapKeyRequest};
+    let t = token("tenant-svc");
+    for tenant in ["acme", "acme-b"] {
+        assert!(
+            kubebid(&t, &["kms", "tenant-key", "create", tenant])
+                .status
+                .success()
+        );
+    }
+    let socket = t.dir.join("kms.sock");
+    let tenant_socket = t.dir.join("tenant-keys.sock");
+    let (p, _) = plugin_with(
+        &t,
+        &socket,
+        &["--tenant-socket".as_ref(), tenant_socket.as_os_str()],
+    )
+    .await;
+    assert_eq!(
+        std::fs::metadata(&tenant_socket)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let mut c = kubebid_kms::server::connect_tenant_keys(&tenant_socket)
+        .await
+        .unwrap();
+    let wrap = |tenant: &str, volume: &str, key: &[u8]| WrapKeyRequest {
+        tenant: tenant.into(),
+        volume_id: volume.into(),
+        plaintext: key.to_vec(),
+    };
+    let unwrap = |tenant: &str, volume: &str, key_id: &str, wrapped: &[u8]| UnwrapKeyRequest {
+        tenant: tenant.into(),
+        volume_id: volume.into(),
+        key_id: key_id.into(),
+        wrapped: wrapped.to_vec(),
+    };
+
+    let dek = [0x5a_u8; 64];
+    let w = c
+        .wrap_key(wrap("acme", "pvc-1", &dek))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(w.key_id, "kubebid-tenant-acme-v1");
+    assert!(!w.wrapped.windows(dek.len()).any(|x| x == dek));
+    let back = c
+        .unwrap_key(unwrap("acme", "pvc-1", &w.key_id, &w.wrapped))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(back.plaintext, dek);
+
+    // The wrapped key is bound to its tenant and volume, and a tenant can name only its own keys.
+    let moved = c
+        .unwrap_key(unwrap("acme", "pvc-2", &w.key_id, &w.wrapped))
+        .await
+        .unwrap_err();
+    assert_eq!(moved.code(), Code::InvalidArgument, "{moved:?}");
+    assert!(moved.message().contains("does not authenticate"));
+    let other = c
+        .unwrap_key(unwrap("acme-b", "pvc-1", &w.key_id, &w.wrapped))
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), Code::PermissionDenied, "{other:?}");
+    let forged = c
+        .unwrap_key(unwrap(
+            "acme-b",
+            "pvc-1",
+            "kubebid-tenant-acme-b-v1",
+            &w.wrapped,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(forged.code(), Code::InvalidArgument, "{forged:?}");
+    let mut tampered = w.wrapped.clone();
+    tampered[20] ^= 1;
+    assert_eq!(
+        c.unwrap_key(unwrap("acme", "pvc-1", &w.key_id, &tampered))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument
+    );
+
+    // Bad input is named; a tenant without a key is told how to make one.
+    let short = c
+        .wrap_key(wrap("acme", "pvc-1", &[1; 8]))
+        .await
+        .unwrap_err();
+    assert_eq!(short.code(), Code::InvalidArgument);
+    assert!(short.message().contains("8 bytes"), "{short:?}");
+    let none = c
+        .wrap_key(wrap("initech", "pvc-1", &dek))
+        .await
+        .unwrap_err();
+    assert_eq!(none.code(), Code::FailedPrecondition);
+    assert!(
+        none.message()
+            .contains("kubebid kms tenant-key create initech")
+    );
+    let bad_name = c
+        .key_status(KeyStatusRequest {
+            tenant: "Not_A_Label".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_name.code(), Code::InvalidArgument);
+
+    // Rotation while the plugin runs: new wraps use v2, v1's wrapped keys still unwrap.
+    assert!(
+        kubebid(&t, &["kms", "tenant-key", "rotate", "acme"])
+            .status
+            .success()
+    );
+    let status = c
+        .key_status(KeyStatusRequest {
+            tenant: "acme".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.current_key_id, "kubebid-tenant-acme-v2");
+    assert_eq!(
+        status.key_ids,
+        ["kubebid-tenant-acme-v1", "kubebid-tenant-acme-v2"]
+    );
+    assert!(status.hsm_backed);
+    let w2 = c
+        .wrap_key(wrap("acme", "pvc-1", &dek))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(w2.key_id, "kubebid-tenant-acme-v2");
+    for (key_id, wrapped) in [(&w.key_id, &w.wrapped), (&w2.key_id, &w2.wrapped)] {
+        let back = c
+            .unwrap_key(unwrap("acme", "pvc-1", key_id, wrapped))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(back.plaintext, dek);
+    }
+
+    // Concurrent callers of both tenants.
+    let mut tasks = Vec::new();
+    for i in 0..32_u8 {
+        let mut c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let tenant = if i % 2 == 0 { "acme" } else { "acme-b" };
+            let volume = format!("pvc-{i}");
+            let key = [i; 32];
+            let w = c
+                .wrap_key(wrap(tenant, &volume, &key))
+                .await
+                .unwrap()
+                .into_inner();
+            let back = c
+                .unwrap_key(unwrap(tenant, &volume, &w.key_id, &w.wrapped))
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(back.plaintext, key);
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    p.stop();
+    assert!(
+        !tenant_socket.exists(),
+        "the tenant key socket is removed on a graceful stop"
     );
 }

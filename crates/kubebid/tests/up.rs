@@ -169,6 +169,35 @@ fn up_serves_an_allowed_and_a_denied_review_and_stops_on_ctrl_c() {
         (status.healthz.as_str(), status.key_id.as_str()),
         ("ok", "kubebid-root-v1")
     );
+    // The tenant key service: each example tenant has a key, and wraps are bound to their tenant.
+    let tenant_socket = state.join("kms/tenant-keys.sock");
+    let (wrapped, refused) = runtime.block_on(async {
+        use kubebid_kms::tenant_proto::{UnwrapKeyRequest, WrapKeyRequest};
+        let mut c = kubebid_kms::server::connect_tenant_keys(&tenant_socket)
+            .await
+            .unwrap();
+        let w = c
+            .wrap_key(WrapKeyRequest {
+                tenant: "acme".into(),
+                volume_id: "pvc-1".into(),
+                plaintext: vec![3; 32],
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let refused = c
+            .unwrap_key(UnwrapKeyRequest {
+                tenant: "globex".into(),
+                volume_id: "pvc-1".into(),
+                key_id: w.key_id.clone(),
+                wrapped: w.wrapped,
+            })
+            .await
+            .unwrap_err();
+        (w.key_id, refused)
+    });
+    assert_eq!(wrapped, "kubebid-tenant-acme-v1");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
     stop(child);
     // The second run reuses the state: no new certificates.
     let (child, printed) = start(&state);
