@@ -500,14 +500,16 @@ impl Zone {
             if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
                 continue;
             }
+            // The API server keeps `podIP` equal to `podIPs[0]`; a hand-written state file may not, and
+            // every address the pod claims is indexed, so none of them is left to the upstream.
             let mut ips: Vec<String> = status
                 .pod_ips
                 .iter()
                 .flatten()
                 .map(|p| p.ip.clone())
                 .collect();
-            if ips.is_empty()
-                && let Some(ip) = &status.pod_ip
+            if let Some(ip) = &status.pod_ip
+                && !ips.contains(ip)
             {
                 ips.push(ip.clone());
             }
@@ -522,9 +524,9 @@ impl Zone {
                 {
                     shared_ips.insert(ip);
                 }
-                if let IpAddr::V4(_) = ip
-                    && let Some(pod_fqdn) = sub(&format!("{}.{ns}.pod", dashed(ip)))
-                {
+                // `10-244-1-5.<ns>.pod` (A) and `fd00--5.<ns>.pod` (AAAA), as CoreDNS names them, each with
+                // its PTR: an IPv6 pod address is as much the tenant's as an IPv4 one.
+                if let Some(pod_fqdn) = sub(&format!("{}.{ns}.pod", dashed(ip))) {
                     b.add(&pod_fqdn, &owner, address_record(&pod_fqdn, ip));
                     b.ptr(ip, &owner, &pod_fqdn);
                 }

@@ -243,6 +243,18 @@ fn service_discovery_records() {
         .0,
         "Non-Existent Domain"
     );
+    // A dual-stack pod has an AAAA record too, named as CoreDNS names it, and its PTR; both only for
+    // its own tenant.
+    let v6 = "fd00-10-244--21.tenant-globex.pod.cluster.local.";
+    assert_eq!(ask(&z, GLOBEX, v6, RecordType::AAAA).1, ["fd00:10:244::21"]);
+    assert_eq!(ask(&z, ACME, v6, RecordType::AAAA).0, "Non-Existent Domain");
+    let ptr = "1.2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.4.4.2.0.0.1.0.0.0.0.d.f.ip6.arpa.";
+    assert_eq!(ask(&z, GLOBEX, ptr, RecordType::PTR).1, [v6]);
+    let (code, answers, denial) = ask(&z, ACME, ptr, RecordType::PTR);
+    assert_eq!(
+        (code.as_str(), answers.len(), denial),
+        ("Non-Existent Domain", 0, Some(Denial::Reverse))
+    );
     // NODATA: the name exists, not the type.
     let (code, answers, _) = ask(
         &z,
