@@ -13,7 +13,7 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroizing;
 
-use crate::keystore::{KeyError, KeyStore, ROOT_PREFIX};
+use crate::keystore::{KeyError, KeyStore, ROOT_PREFIX, newest_from, version_of};
 
 /// Annotation carrying the KEK sealed by the root key.
 pub const KEK_ANNOTATION: &str = "kek.kms.kubebid.io";
@@ -168,8 +168,18 @@ impl Envelope {
     /// The store does not answer or has no root key: the health check fails with this message.
     pub fn status(&self) -> Result<String, EnvelopeError> {
         self.store.check()?;
-        let root = self.store.current_root()?;
-        if self.current().root != root {
+        // Two exact lookups (is the current root still there, is there a newer one), not a listing of
+        // every key in the token: the token also holds every tenant's keys. Only when the current root
+        // is gone does the whole list decide which version is current.
+        let known = self.current().root.clone();
+        let root = match version_of(&known, ROOT_PREFIX) {
+            Some(n) if self.store.exists(&known)? => {
+                let newest = newest_from(self.store.as_ref(), ROOT_PREFIX, n)?;
+                format!("{ROOT_PREFIX}{newest}")
+            }
+            _ => self.store.current_root()?,
+        };
+        if known != root {
             let kek = Self::fresh(self.store.as_ref(), root.clone())?;
             tracing::info!(key_id = %root, "new root key version: new KEK");
             *self

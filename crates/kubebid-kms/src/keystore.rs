@@ -4,11 +4,12 @@
 //! decrypt a key-encryption key with them (AES-GCM). For `kubebid up`, a software store in a file, which is
 //! not HSM-backed and says so.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::RvError;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
@@ -95,6 +96,16 @@ pub trait KeyStore: Send + Sync {
     /// # Errors
     /// Unknown key, a sealed value that does not authenticate, or the store failed.
     fn open(&self, label: &str, sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError>;
+    /// Destroys the key labelled `label`: whatever it sealed can never be opened again.
+    ///
+    /// # Errors
+    /// Unknown key, or the store refused.
+    fn destroy(&self, label: &str) -> Result<(), KeyError>;
+    /// Whether a key labelled `label` exists now. Cheaper than [`KeyStore::labels`]: one exact lookup.
+    ///
+    /// # Errors
+    /// The store failed.
+    fn exists(&self, label: &str) -> Result<bool, KeyError>;
     /// Whether the store answers (for `Status`).
     ///
     /// # Errors
@@ -134,6 +145,19 @@ pub trait KeyStore: Send + Sync {
             .collect())
     }
 
+    /// Destroys every version of the tenant's key (crypto-shredding): every volume key wrapped by them
+    /// becomes unreadable. Returns the labels destroyed.
+    ///
+    /// # Errors
+    /// Bad tenant name, or the store refused.
+    fn destroy_tenant(&self, tenant: &str) -> Result<Vec<String>, KeyError> {
+        let labels = self.tenant_keys(tenant)?;
+        for l in &labels {
+            self.destroy(l)?;
+        }
+        Ok(labels)
+    }
+
     /// Creates the tenant's next key version (the first one when it has none).
     ///
     /// # Errors
@@ -152,10 +176,41 @@ fn next<S: KeyStore + ?Sized>(store: &S, prefix: &str) -> Result<String, KeyErro
     Ok(label)
 }
 
+/// The version number of `label` in the family `prefix`.
+#[must_use]
+pub fn version_of(label: &str, prefix: &str) -> Option<u32> {
+    label
+        .strip_prefix(prefix)
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse().ok())
+}
+
+/// The newest version of the family `prefix` at or after `known`: probes `known + 1`, `known + 2`, … by
+/// exact label until one is missing. A rotation made by another process is found with one lookup per new
+/// version, instead of listing every key in the token.
+///
+/// # Errors
+/// The store failed.
+pub fn newest_from<S: KeyStore + ?Sized>(
+    store: &S,
+    prefix: &str,
+    known: u32,
+) -> Result<u32, KeyError> {
+    let mut n = known;
+    while store.exists(&format!("{prefix}{}", n + 1))? {
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// A PKCS#11 token (an HSM, or SoftHSM2 in tests).
 pub struct Pkcs11Store {
     // The session is used by one caller at a time; PKCS#11 sessions are not shareable across threads.
     session: Mutex<Session>,
+    /// Handles of the keys found so far, by label. A token searches its objects one by one (SoftHSM2
+    /// reads each object's file), so a lookup per call would make every call as slow as the token is
+    /// big; a handle stays valid for the session, and a key deleted since is looked up again.
+    handles: Mutex<HashMap<String, ObjectHandle>>,
     _context: Pkcs11,
 }
 
@@ -186,6 +241,7 @@ impl Pkcs11Store {
             .map_err(|e| KeyError::Hsm(format!("login to token {token:?}: {e}")))?;
         Ok(Self {
             session: Mutex::new(session),
+            handles: Mutex::new(HashMap::new()),
             _context: context,
         })
     }
@@ -196,16 +252,67 @@ impl Pkcs11Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn find(session: &Session, label: &str) -> Result<ObjectHandle, KeyError> {
-        session
+    fn find(session: &Session, label: &str) -> Result<Option<ObjectHandle>, KeyError> {
+        Ok(session
             .find_objects(&[
                 Attribute::Class(ObjectClass::SECRET_KEY),
                 Attribute::Label(label.as_bytes().to_vec()),
             ])
             .map_err(hsm)?
             .into_iter()
-            .next()
-            .ok_or_else(|| KeyError::UnknownKey(label.to_owned()))
+            .next())
+    }
+
+    fn handles(&self) -> std::sync::MutexGuard<'_, HashMap<String, ObjectHandle>> {
+        self.handles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The key's handle, from the cache or the token; `fresh` skips the cache.
+    fn handle(
+        &self,
+        session: &Session,
+        label: &str,
+        fresh: bool,
+    ) -> Result<Option<ObjectHandle>, KeyError> {
+        if !fresh && let Some(h) = self.handles().get(label) {
+            return Ok(Some(*h));
+        }
+        let found = Self::find(session, label)?;
+        let mut handles = self.handles();
+        match found {
+            Some(h) => {
+                handles.insert(label.to_owned(), h);
+            }
+            None => {
+                handles.remove(label);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Runs `op` with the key's handle; when the token says the cached handle is no longer valid (the key
+    /// was deleted, or the token reloaded), looks the label up again once.
+    fn with_key<T>(
+        &self,
+        label: &str,
+        op: impl Fn(&Session, ObjectHandle) -> Result<T, cryptoki::error::Error>,
+    ) -> Result<Result<T, cryptoki::error::Error>, KeyError> {
+        let session = self.session();
+        let mut fresh = false;
+        loop {
+            let handle = self
+                .handle(&session, label, fresh)?
+                .ok_or_else(|| KeyError::UnknownKey(label.to_owned()))?;
+            match op(&session, handle) {
+                Err(cryptoki::error::Error::Pkcs11(
+                    RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid,
+                    _,
+                )) if !fresh => fresh = true,
+                other => return Ok(other),
+            }
+        }
     }
 }
 
@@ -255,11 +362,12 @@ impl KeyStore for Pkcs11Store {
         SystemRandom::new()
             .fill(&mut iv)
             .map_err(|_| KeyError::Hsm("no randomness".into()))?;
-        let session = self.session();
-        let key = Self::find(&session, label)?;
-        let params = GcmParams::new(&mut iv, aad, 128.into()).map_err(hsm)?;
-        let sealed = session
-            .encrypt(&Mechanism::AesGcm(params), key, plaintext)
+        let sealed = self
+            .with_key(label, |session, key| {
+                let mut iv = iv;
+                let params = GcmParams::new(&mut iv, aad, 128.into())?;
+                session.encrypt(&Mechanism::AesGcm(params), key, plaintext)
+            })?
             .map_err(hsm)?;
         let mut out = iv.to_vec();
         out.extend_from_slice(&sealed);
@@ -272,13 +380,37 @@ impl KeyStore for Pkcs11Store {
         }
         let mut iv = [0u8; NONCE_LEN];
         iv.copy_from_slice(&sealed[..NONCE_LEN]);
+        self.with_key(label, |session, key| {
+            let mut iv = iv;
+            let params = GcmParams::new(&mut iv, aad, 128.into())?;
+            session.decrypt(&Mechanism::AesGcm(params), key, &sealed[NONCE_LEN..])
+        })?
+        .map(Zeroizing::new)
+        .map_err(|_| KeyError::Unwrap(label.to_owned()))
+    }
+
+    fn destroy(&self, label: &str) -> Result<(), KeyError> {
         let session = self.session();
-        let key = Self::find(&session, label)?;
-        let params = GcmParams::new(&mut iv, aad, 128.into()).map_err(hsm)?;
-        session
-            .decrypt(&Mechanism::AesGcm(params), key, &sealed[NONCE_LEN..])
-            .map(Zeroizing::new)
-            .map_err(|_| KeyError::Unwrap(label.to_owned()))
+        let handle =
+            Self::find(&session, label)?.ok_or_else(|| KeyError::UnknownKey(label.to_owned()))?;
+        self.handles().remove(label);
+        session.destroy_object(handle).map_err(hsm)
+    }
+
+    fn exists(&self, label: &str) -> Result<bool, KeyError> {
+        // Always asks the token: callers use it to notice keys made or destroyed by another process. A
+        // cached handle is checked by reading its label (one object); only a miss searches the token.
+        let session = self.session();
+        let cached = self.handles().get(label).copied();
+        if let Some(h) = cached
+            && let Ok(attributes) = session.get_attributes(h, &[AttributeType::Label])
+            && attributes
+                .iter()
+                .any(|a| matches!(a, Attribute::Label(l) if l == label.as_bytes()))
+        {
+            return Ok(true);
+        }
+        Ok(self.handle(&session, label, true)?.is_some())
     }
 
     fn check(&self) -> Result<(), KeyError> {
@@ -421,6 +553,25 @@ impl KeyStore for SoftwareStore {
     fn open(&self, label: &str, sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
         crate::envelope::open(&self.key(label)?, sealed, aad)
             .ok_or_else(|| KeyError::Unwrap(label.to_owned()))
+    }
+
+    fn destroy(&self, label: &str) -> Result<(), KeyError> {
+        let mut keys = self
+            .keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if keys.remove(label).is_none() {
+            return Err(KeyError::UnknownKey(label.to_owned()));
+        }
+        self.save(&keys)
+    }
+
+    fn exists(&self, label: &str) -> Result<bool, KeyError> {
+        Ok(self
+            .keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(label))
     }
 
     fn check(&self) -> Result<(), KeyError> {

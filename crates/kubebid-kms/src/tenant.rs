@@ -3,12 +3,24 @@
 //! the tenant and the volume, so a wrapped key copied to another volume, or presented in another tenant's
 //! name, does not unwrap; a key ID that is not one of the tenant's own versions is refused before the HSM
 //! is asked. Older versions keep unwrapping after `kubebid kms tenant-key rotate`.
+//!
+//! Which version is a tenant's newest is remembered for [`REFRESH`]: a token holds every tenant's keys,
+//! and finding them all on every call would make each call as slow as the token is big. After that, one
+//! exact lookup notices a newer version; `KeyStatus` always looks.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
-use crate::keystore::{KeyError, KeyStore, tenant_prefix};
+use crate::keystore::{KeyError, KeyStore, newest_from, tenant_prefix, version_of};
+
+/// How long a tenant's newest version is trusted before the token is asked again: a rotation made by
+/// `kubebid kms tenant-key rotate` is used for new wraps within this time.
+pub const REFRESH: Duration = Duration::from_secs(5);
+/// Tenants remembered at most; beyond, the memory starts afresh.
+const MAX_CACHED: usize = 65_536;
 
 /// Smallest data key accepted: 128 bits.
 pub const MIN_DATA_KEY: usize = 16;
@@ -92,28 +104,88 @@ fn aad(tenant: &str, volume_id: &str) -> Vec<u8> {
     out
 }
 
+/// A tenant's versions as last read, and when.
+struct Known {
+    versions: Vec<String>,
+    read: Instant,
+}
+
 /// Wraps and unwraps volume keys under tenants' keys in a [`KeyStore`].
 pub struct TenantKeys {
     store: Arc<dyn KeyStore>,
+    known: Mutex<HashMap<String, Known>>,
 }
 
 impl TenantKeys {
     #[must_use]
     pub fn new(store: Arc<dyn KeyStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            known: Mutex::new(HashMap::new()),
+        }
     }
 
-    /// The tenant's key versions.
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<String, Known>> {
+        self.known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The tenant's versions from the token: the versions known so far plus any newer ones (one exact
+    /// lookup each), or the whole list the first time or when the newest known one is gone.
+    fn read(&self, tenant: &str) -> Result<Vec<String>, TenantKeyError> {
+        let prefix = tenant_prefix(tenant)?;
+        let previous = self.known().get(tenant).map(|k| k.versions.clone());
+        let versions = match previous.as_deref() {
+            Some([.., last]) if self.store.exists(last)? => {
+                let mut versions = previous.clone().unwrap_or_default();
+                let n = version_of(last, &prefix).unwrap_or(0);
+                let newest = newest_from(self.store.as_ref(), &prefix, n)?;
+                versions.extend((n + 1..=newest).map(|v| format!("{prefix}{v}")));
+                versions
+            }
+            _ => self.store.tenant_keys(tenant)?,
+        };
+        let mut known = self.known();
+        if known.len() >= MAX_CACHED {
+            known.clear();
+        }
+        known.insert(
+            tenant.to_owned(),
+            Known {
+                versions: versions.clone(),
+                read: Instant::now(),
+            },
+        );
+        Ok(versions)
+    }
+
+    /// The tenant's key versions, read from the token now.
     ///
     /// # Errors
     /// Bad tenant name, no key, or the store failed.
     pub fn versions(&self, tenant: &str) -> Result<KeyVersions, TenantKeyError> {
-        let all = self.store.tenant_keys(tenant)?;
+        let all = self.read(tenant)?;
         let current = all
             .last()
             .cloned()
             .ok_or_else(|| TenantKeyError::NoKey(tenant.to_owned()))?;
         Ok(KeyVersions { current, all })
+    }
+
+    /// The version to wrap with: remembered for [`REFRESH`], then read again. A tenant without a key is
+    /// read again every time, so a key just created is used at once.
+    fn current(&self, tenant: &str) -> Result<String, TenantKeyError> {
+        let remembered = self
+            .known()
+            .get(tenant)
+            .filter(|k| k.read.elapsed() < REFRESH)
+            .and_then(|k| k.versions.last().cloned());
+        let current = match remembered {
+            Some(c) => Some(c),
+            None => self.read(tenant)?.last().cloned(),
+        };
+        current.ok_or_else(|| TenantKeyError::NoKey(tenant.to_owned()))
     }
 
     /// Wraps `plaintext` for `volume_id` under the tenant's newest key.
@@ -131,7 +203,7 @@ impl TenantKeys {
         if !(MIN_DATA_KEY..=MAX_DATA_KEY).contains(&plaintext.len()) {
             return Err(TenantKeyError::BadDataKey(plaintext.len()));
         }
-        let key_id = self.versions(tenant)?.current;
+        let key_id = self.current(tenant)?;
         let wrapped = self
             .store
             .seal(&key_id, plaintext, &aad(tenant, volume_id))?;
@@ -239,6 +311,19 @@ mod tests {
             k.unwrap("acme", "vol-1", "kubebid-tenant-acme-v9", &w.wrapped),
             Err(TenantKeyError::UnknownKey(_))
         ));
+        // Crypto-shredding: every version goes, and with them every wrapped key; other tenants stay.
+        assert_eq!(
+            store.destroy_tenant("acme").unwrap(),
+            ["kubebid-tenant-acme-v1", "kubebid-tenant-acme-v2"]
+        );
+        for (key_id, wrapped) in [(&w.key_id, &w.wrapped), (&w2.key_id, &w2.wrapped)] {
+            assert!(matches!(
+                k.unwrap("acme", "vol-1", key_id, wrapped),
+                Err(TenantKeyError::UnknownKey(_))
+            ));
+        }
+        assert!(matches!(k.versions("acme"), Err(TenantKeyError::NoKey(_))));
+        assert_eq!(k.versions("acme-b").unwrap().all.len(), 1);
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -135,3 +135,34 @@ fn bad_input_is_named() {
         Err(EnvelopeError::Malformed(_))
     ));
 }
+
+#[test]
+fn status_finds_new_root_versions_and_falls_back_when_the_current_one_is_gone() {
+    let s = store("status");
+    let e = Envelope::new(s.clone()).unwrap();
+    assert_eq!(e.status().unwrap(), "kubebid-root-v1");
+    // Two rotations since the last Status: both found by exact lookups.
+    s.rotate_root().unwrap();
+    s.rotate_root().unwrap();
+    assert_eq!(e.status().unwrap(), "kubebid-root-v3");
+    assert_eq!(e.encrypt(b"dek").unwrap().key_id, "kubebid-root-v3");
+    // The current version destroyed: the newest one left takes over, and new ciphertexts use it.
+    s.destroy("kubebid-root-v3").unwrap();
+    assert_eq!(e.status().unwrap(), "kubebid-root-v2");
+    let sealed = e.encrypt(b"dek").unwrap();
+    assert_eq!(sealed.key_id, "kubebid-root-v2");
+    assert_eq!(
+        &e.decrypt(&sealed.ciphertext, &sealed.key_id, &sealed.annotations)
+            .unwrap()[..],
+        b"dek"
+    );
+    // None left: Status fails, which the API server sees as unhealthy.
+    s.destroy("kubebid-root-v2").unwrap();
+    s.destroy("kubebid-root-v1").unwrap();
+    assert!(matches!(
+        e.status(),
+        Err(EnvelopeError::Key(
+            kubebid_kms::keystore::KeyError::NoRootKey
+        ))
+    ));
+}

@@ -121,6 +121,16 @@ pub enum TenantKeyCommand {
         #[command(flatten)]
         keys: KeyStoreArgs,
     },
+    /// Destroy every version of the tenant's key in the HSM (crypto-shredding): every volume key they
+    /// wrapped becomes unreadable, for good. Offboards a tenant whose data must not survive it.
+    Destroy {
+        tenant: String,
+        /// Required: this cannot be undone.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        keys: KeyStoreArgs,
+    },
 }
 
 fn fail(message: &str) -> ExitCode {
@@ -165,6 +175,23 @@ fn tenant_key(cmd: &TenantKeyCommand) -> Result<String, String> {
                 .rotate_tenant(tenant)
                 .map(|l| format!("created {l}"))
                 .map_err(e)
+        }
+        TenantKeyCommand::Destroy { tenant, yes, keys } => {
+            if !yes {
+                return Err(format!(
+                    "destroying tenant {tenant}'s keys makes every volume key they wrapped unreadable, for good; add --yes to go on"
+                ));
+            }
+            let store = open_store(keys)?;
+            let destroyed = store.destroy_tenant(tenant).map_err(e)?;
+            if destroyed.is_empty() {
+                return Err(format!("tenant {tenant} has no key"));
+            }
+            Ok(destroyed
+                .iter()
+                .map(|l| format!("destroyed {l}"))
+                .collect::<Vec<_>>()
+                .join("\n"))
         }
         TenantKeyCommand::List { tenant, keys } => {
             let store = open_store(keys)?;

@@ -511,6 +511,50 @@ async fn tenant_key_service_wraps_volume_keys_per_tenant_over_its_own_socket() {
     for task in tasks {
         task.await.unwrap();
     }
+
+    // Crypto-shredding acme-b while the plugin runs: its wrapped keys never unwrap again, new wraps are
+    // refused, and acme is untouched.
+    let b = c
+        .wrap_key(wrap("acme-b", "pvc-9", &dek))
+        .await
+        .unwrap()
+        .into_inner();
+    let refused = kubebid(&t, &["kms", "tenant-key", "destroy", "acme-b"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
+    let out = kubebid(&t, &["kms", "tenant-key", "destroy", "acme-b", "--yes"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "destroyed kubebid-tenant-acme-b-v1",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let gone = c
+        .unwrap_key(unwrap("acme-b", "pvc-9", &b.key_id, &b.wrapped))
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound, "{gone:?}");
+    let no_wrap = c
+        .wrap_key(wrap("acme-b", "pvc-10", &dek))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(no_wrap.code(), Code::NotFound | Code::FailedPrecondition),
+        "{no_wrap:?}"
+    );
+    let none = c
+        .key_status(KeyStatusRequest {
+            tenant: "acme-b".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(none.code(), Code::FailedPrecondition, "{none:?}");
+    let back = c
+        .unwrap_key(unwrap("acme", "pvc-1", &w2.key_id, &w2.wrapped))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(back.plaintext, dek);
     p.stop();
     assert!(
         !tenant_socket.exists(),
