@@ -233,6 +233,9 @@ pub fn audit_policy(tenants: &[Tenant]) -> Value {
     json!({"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"], "rules": rules})
 }
 
+/// Directory of the KMS plugin's sockets on a control-plane node.
+pub const KMS_SOCKET_DIR: &str = "/var/run/kmsplugin";
+
 /// The API server's `EncryptionConfiguration` (`--encryption-provider-config`): Secrets through the KMS v2
 /// plugin `kubebid-kms`; `identity` last, only to read Secrets written before encryption was turned on.
 #[must_use]
@@ -240,9 +243,68 @@ pub fn encryption_config() -> Value {
     json!({"apiVersion": "apiserver.config.k8s.io/v1", "kind": "EncryptionConfiguration", "resources": [{
     "resources": ["secrets"],
     "providers": [
-        {"kms": {"apiVersion": "v2", "name": "kubebid-kms", "endpoint": "unix:///var/run/kmsplugin/socket.sock", "timeout": "3s"}},
+        {"kms": {"apiVersion": "v2", "name": "kubebid-kms", "endpoint": format!("unix://{KMS_SOCKET_DIR}/socket.sock"), "timeout": "3s"}},
         {"identity": {}}
     ]}]})
+}
+
+/// The KMS plugin as a static pod for each control-plane node (`/etc/kubernetes/manifests/`): the kubelet
+/// starts it before the API server needs it, with no cluster to schedule it. It listens where
+/// [`encryption_config`] points, and serves the tenant key service beside it. The HSM is reached through
+/// the PKCS#11 module and configuration mounted from the node (SoftHSM2's paths here; a network HSM's
+/// module and client configuration take their place), the PIN from a root-only file on the node. Root in
+/// the container, for the node's root-owned socket directory and token files, but with every capability
+/// dropped, a read-only root file system and the runtime's seccomp profile.
+#[must_use]
+pub fn kms_static_pod(image: &str) -> Value {
+    let host = |name: &str, path: &str, kind: &str| json!({"name": name, "hostPath": {"path": path, "type": kind}});
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "kubebid-kms", "namespace": "kube-system", "labels": {
+            "app.kubernetes.io/name": "kubebid", "app.kubernetes.io/component": "kms",
+            "kubebid.io/managed": "true"}},
+        "spec": {
+            "hostNetwork": true,
+            "priorityClassName": "system-node-critical",
+            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "kms",
+                "image": image,
+                "args": [
+                    "serve", "kms",
+                    "--socket", format!("{KMS_SOCKET_DIR}/socket.sock"),
+                    "--tenant-socket", format!("{KMS_SOCKET_DIR}/tenant-keys.sock"),
+                    "--pkcs11-module", "/usr/lib/softhsm/libsofthsm2.so",
+                    "--token", "kubebid",
+                    "--pin-file", "/etc/kubebid/kms/pin",
+                    "--metrics-listen", "127.0.0.1:9154",
+                ],
+                "env": [{"name": "SOFTHSM2_CONF", "value": "/etc/softhsm/softhsm2.conf"}],
+                "securityContext": {
+                    "allowPrivilegeEscalation": false,
+                    "readOnlyRootFilesystem": true,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "livenessProbe": {"httpGet": {"host": "127.0.0.1", "port": 9154, "path": "/healthz"},
+                                  "periodSeconds": 10, "failureThreshold": 3},
+                "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+                "volumeMounts": [
+                    {"name": "sockets", "mountPath": KMS_SOCKET_DIR},
+                    {"name": "pin", "mountPath": "/etc/kubebid/kms", "readOnly": true},
+                    {"name": "pkcs11-module", "mountPath": "/usr/lib/softhsm", "readOnly": true},
+                    {"name": "hsm-config", "mountPath": "/etc/softhsm", "readOnly": true},
+                    {"name": "hsm-tokens", "mountPath": "/var/lib/softhsm/tokens"},
+                ],
+            }],
+            "volumes": [
+                host("sockets", KMS_SOCKET_DIR, "DirectoryOrCreate"),
+                host("pin", "/etc/kubebid/kms", "Directory"),
+                host("pkcs11-module", "/usr/lib/softhsm", "Directory"),
+                host("hsm-config", "/etc/softhsm", "Directory"),
+                host("hsm-tokens", "/var/lib/softhsm/tokens", "Directory"),
+            ],
+        },
+    })
 }
 
 /// Makes the Tenant the owner of `objects`, so that deleting the Tenant lets the garbage collector remove

@@ -155,7 +155,8 @@ pub enum TenantCommand {
         /// Files or directories with Tenant (and optionally KubeBidConfig) objects.
         #[arg(required = true, value_name = "FILE|DIR")]
         paths: Vec<String>,
-        /// Also write the API server's audit policy and encryption configuration into this directory.
+        /// Also write the API server's audit policy and encryption configuration into this directory, and
+        /// the KMS plugin's static pod for the control-plane nodes (`kubebid-kms.yaml`).
         #[arg(long, value_name = "DIR")]
         api_server_dir: Option<PathBuf>,
     },
@@ -204,6 +205,13 @@ pub fn tenant(cmd: &TenantCommand) -> ExitCode {
             (
                 "encryption-config.yaml",
                 kubebid_tenancy::render::encryption_config(),
+            ),
+            (
+                "kubebid-kms.yaml",
+                kubebid_tenancy::render::kms_static_pod(&format!(
+                    "ghcr.io/kubebid/kubebid:{}",
+                    env!("CARGO_PKG_VERSION")
+                )),
             ),
         ];
         if let Err(e) = std::fs::create_dir_all(dir) {

@@ -561,3 +561,130 @@ async fn tenant_key_service_wraps_volume_keys_per_tenant_over_its_own_socket() {
         "the tenant key socket is removed on a graceful stop"
     );
 }
+
+fn yaml(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut docs = kubebid_model::yaml::parse_documents(&text);
+    assert_eq!(docs.len(), 1, "{}: one document", path.display());
+    docs.remove(0).unwrap().value
+}
+
+/// The static pod that `kubebid tenant render --api-server-dir` writes for the control-plane nodes: a
+/// valid Pod, listening where the EncryptionConfiguration written beside it points, through a host
+/// directory the API server shares; and its command line, with the node's paths moved into a temporary
+/// directory, really serves both sockets from a SoftHSM2 token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kms_static_pod_serves_where_the_encryption_configuration_points() {
+    let t = token("static-pod");
+    let dir = t.dir.join("api-server");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = kubebid(
+        &t,
+        &[
+            "tenant",
+            "render",
+            "--api-server-dir",
+            dir.to_str().unwrap(),
+            root.join("examples/config").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pod_value = yaml(&dir.join("kubebid-kms.yaml"));
+    let encryption = yaml(&dir.join("encryption-config.yaml"));
+
+    // A Pod whose every field survives a typed round trip (a misplaced field would be dropped).
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(pod_value.clone()).unwrap();
+    assert_eq!(serde_json::to_value(&pod).unwrap(), pod_value);
+    let spec = pod.spec.as_ref().unwrap();
+    let container = &spec.containers[0];
+    let args = container.args.clone().unwrap();
+    let arg = |flag: &str| {
+        let i = args.iter().position(|a| a == flag).unwrap();
+        args[i + 1].clone()
+    };
+
+    // The socket is the endpoint the API server is given, in a directory mounted from the node.
+    let endpoint = encryption["resources"][0]["providers"][0]["kms"]["endpoint"]
+        .as_str()
+        .unwrap();
+    let socket = endpoint.strip_prefix("unix://").unwrap();
+    assert_eq!(arg("--socket"), socket);
+    let socket_dir = Path::new(socket).parent().unwrap().to_str().unwrap();
+    let mount = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.mount_path == socket_dir)
+        .expect("the socket directory is mounted");
+    let volume = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)
+        .unwrap();
+    assert_eq!(volume.host_path.as_ref().unwrap().path, socket_dir);
+    let sc = container.security_context.as_ref().unwrap();
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(
+        sc.capabilities.as_ref().unwrap().drop.as_deref(),
+        Some(&["ALL".to_owned()][..])
+    );
+
+    // The same command line, with the node's directories moved here.
+    let node = t.dir.join("node");
+    std::fs::create_dir_all(node.join("pin")).unwrap();
+    std::fs::write(node.join("pin/pin"), "1234\n").unwrap();
+    let moved: Vec<String> = args
+        .iter()
+        .map(|a| {
+            a.replace(socket_dir, node.join("sockets").to_str().unwrap())
+                .replace("/etc/kubebid/kms", node.join("pin").to_str().unwrap())
+                .replace("127.0.0.1:9154", "127.0.0.1:0")
+        })
+        .collect();
+    let child = Command::new(env!("CARGO_BIN_EXE_kubebid"))
+        .args(&moved)
+        .env("SOFTHSM2_CONF", &t.conf)
+        .env_remove("KUBEBID_KMS_PIN")
+        .env("KUBEBID_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let p = Plugin { child };
+    let socket = node.join("sockets/socket.sock");
+    let mut client = None;
+    for _ in 0..200 {
+        if socket.exists()
+            && let Ok(c) = kubebid_kms::server::connect(&socket).await
+        {
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let status = client
+        .expect("the static pod's command line serves the KMS socket")
+        .status(StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (status.healthz.as_str(), status.key_id.as_str()),
+        ("ok", "kubebid-root-v1")
+    );
+    let tenant_socket = node.join("sockets/tenant-keys.sock");
+    assert_eq!(
+        std::fs::metadata(&tenant_socket)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    p.stop();
+}
