@@ -48,11 +48,7 @@ fn hsm(e: impl std::fmt::Display) -> KeyError {
 /// Labels of a family (`prefix` + version number), sorted by version.
 fn versions(labels: impl Iterator<Item = String>, prefix: &str) -> Vec<(u32, String)> {
     let mut v: Vec<(u32, String)> = labels
-        .filter_map(|l| {
-            l.strip_prefix(prefix)
-                .and_then(|n| n.parse::<u32>().ok())
-                .map(|n| (n, l.clone()))
-        })
+        .filter_map(|l| version_of(&l, prefix).map(|n| (n, l)))
         .collect();
     v.sort();
     v

@@ -135,17 +135,19 @@ impl TenantKeys {
     /// lookup each), or the whole list the first time or when the newest known one is gone.
     fn read(&self, tenant: &str) -> Result<Vec<String>, TenantKeyError> {
         let prefix = tenant_prefix(tenant)?;
-        let previous = self.known().get(tenant).map(|k| k.versions.clone());
-        let versions = match previous.as_deref() {
-            Some([.., last]) if self.store.exists(last)? => {
-                let mut versions = previous.clone().unwrap_or_default();
-                let n = version_of(last, &prefix).unwrap_or(0);
+        let mut versions = self
+            .known()
+            .get(tenant)
+            .map(|k| k.versions.clone())
+            .unwrap_or_default();
+        match versions.last().cloned() {
+            Some(last) if self.store.exists(&last)? => {
+                let n = version_of(&last, &prefix).unwrap_or(0);
                 let newest = newest_from(self.store.as_ref(), &prefix, n)?;
                 versions.extend((n + 1..=newest).map(|v| format!("{prefix}{v}")));
-                versions
             }
-            _ => self.store.tenant_keys(tenant)?,
-        };
+            _ => versions = self.store.tenant_keys(tenant)?,
+        }
         let mut known = self.known();
         if known.len() >= MAX_CACHED {
             known.clear();
@@ -225,10 +227,8 @@ impl TenantKeys {
         let prefix = tenant_prefix(tenant)?;
         check_volume(volume_id)?;
         // Only the tenant's own versions: `kubebid-tenant-<tenant>-v<digits>`. A prefix test alone would
-        // let tenant `a` name `kubebid-tenant-a-b-v1`, which is not `a`'s key.
-        let own = key_id.strip_prefix(&prefix).is_some_and(|n| {
-            !n.is_empty() && n.len() <= 10 && n.bytes().all(|b| b.is_ascii_digit())
-        });
+        // let tenant `a` name `kubebid-tenant-a-v1-v1`, which is tenant `a-v1`'s key.
+        let own = version_of(key_id, &prefix).is_some();
         if !own {
             return Err(TenantKeyError::NotTenantKey {
                 tenant: tenant.to_owned(),
@@ -291,11 +291,15 @@ mod tests {
             k.unwrap("acme-b", "vol-1", &w.key_id, &w.wrapped),
             Err(TenantKeyError::NotTenantKey { .. })
         ));
-        // A name that merely starts with the tenant's prefix.
+        // Tenant acme-v1's key starts with acme's prefix, `kubebid-tenant-acme-v`: still not acme's.
+        store.rotate_tenant("acme-v1").unwrap();
+        let other = k.wrap("acme-v1", "vol-1", &[7; 32]).unwrap();
+        assert_eq!(other.key_id, "kubebid-tenant-acme-v1-v1");
         assert!(matches!(
-            k.unwrap("acme", "vol-1", "kubebid-tenant-acme-b-v1", &w.wrapped),
+            k.unwrap("acme", "vol-1", &other.key_id, &other.wrapped),
             Err(TenantKeyError::NotTenantKey { .. })
         ));
+        assert_eq!(k.versions("acme").unwrap().all, ["kubebid-tenant-acme-v1"]);
         // Rotation: new wraps use v2, v1 still unwraps.
         store.rotate_tenant("acme").unwrap();
         let v = k.versions("acme").unwrap();
