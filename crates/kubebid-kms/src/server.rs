@@ -228,8 +228,17 @@ pub async fn serve(
     let service = KeyManagementServiceServer::new(plugin)
         .max_decoding_message_size(MAX_REQUEST)
         .max_encoding_message_size(MAX_REQUEST);
+    serve_routes(tonic::service::Routes::new(service), listener, shutdown).await
+}
+
+/// Serves `routes` on a unix socket until `shutdown` completes; calls in flight finish first.
+async fn serve_routes(
+    routes: tonic::service::Routes,
+    listener: tokio::net::UnixListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
-        .add_service(service)
+        .add_routes(routes)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::UnixListenerStream::new(listener),
             shutdown,
@@ -382,13 +391,7 @@ pub async fn serve_tenant_keys(
     let service = TenantKeyServiceServer::new(plugin)
         .max_decoding_message_size(MAX_TENANT_REQUEST)
         .max_encoding_message_size(MAX_TENANT_REQUEST);
-    tonic::transport::Server::builder()
-        .add_service(service)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::UnixListenerStream::new(listener),
-            shutdown,
-        )
-        .await
+    serve_routes(tonic::service::Routes::new(service), listener, shutdown).await
 }
 
 /// A tenant key client over the unix socket at `path`.
