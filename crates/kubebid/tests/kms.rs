@@ -106,13 +106,24 @@ async fn plugin_with(
     socket: &Path,
     extra: &[&std::ffi::OsStr],
 ) -> (Plugin, KeyManagementServiceClient<Channel>) {
-    let child = Command::new(env!("CARGO_BIN_EXE_kubebid"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kubebid"));
+    command
         .args(["serve", "kms", "--socket"])
         .arg(socket)
         .args(extra)
         .args(["--metrics-listen", "127.0.0.1:0"])
+        .env("KUBEBID_KMS_PIN", "1234");
+    spawn(t, command, socket).await
+}
+
+/// Starts `command` against the token and waits until `socket` answers.
+async fn spawn(
+    t: &Token,
+    mut command: Command,
+    socket: &Path,
+) -> (Plugin, KeyManagementServiceClient<Channel>) {
+    let child = command
         .env("SOFTHSM2_CONF", &t.conf)
-        .env("KUBEBID_KMS_PIN", "1234")
         .env("KUBEBID_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -128,6 +139,10 @@ async fn plugin_with(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("the plugin did not start");
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
 async fn encrypt(
@@ -166,11 +181,7 @@ async fn round_trip_restart_rotation_and_bad_input() {
     let t = token("main");
     let socket = t.dir.join("kms.sock");
     let (p, mut c) = plugin(&t, &socket).await;
-    assert_eq!(
-        std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
-        0o600,
-        "socket mode"
-    );
+    assert_eq!(mode(&socket), 0o600, "socket mode");
     let status = c.status(StatusRequest {}).await.unwrap().into_inner();
     assert_eq!(
         (
@@ -359,14 +370,7 @@ async fn tenant_key_service_wraps_volume_keys_per_tenant_over_its_own_socket() {
         &["--tenant-socket".as_ref(), tenant_socket.as_os_str()],
     )
     .await;
-    assert_eq!(
-        std::fs::metadata(&tenant_socket)
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
-        0o600
-    );
+    assert_eq!(mode(&tenant_socket), 0o600);
     let mut c = kubebid_kms::server::connect_tenant_keys(&tenant_socket)
         .await
         .unwrap();
@@ -647,44 +651,16 @@ async fn the_kms_static_pod_serves_where_the_encryption_configuration_points() {
                 .replace("127.0.0.1:9154", "127.0.0.1:0")
         })
         .collect();
-    let child = Command::new(env!("CARGO_BIN_EXE_kubebid"))
-        .args(&moved)
-        .env("SOFTHSM2_CONF", &t.conf)
-        .env_remove("KUBEBID_KMS_PIN")
-        .env("KUBEBID_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let p = Plugin { child };
-    let socket = node.join("sockets/socket.sock");
-    let mut client = None;
-    for _ in 0..200 {
-        if socket.exists()
-            && let Ok(c) = kubebid_kms::server::connect(&socket).await
-        {
-            client = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let status = client
-        .expect("the static pod's command line serves the KMS socket")
-        .status(StatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kubebid"));
+    // The PIN comes from the file the manifest names, not the environment.
+    command.args(&moved).env_remove("KUBEBID_KMS_PIN");
+    let (p, mut client) = spawn(&t, command, &node.join("sockets/socket.sock")).await;
+    let status = client.status(StatusRequest {}).await.unwrap().into_inner();
     assert_eq!(
         (status.healthz.as_str(), status.key_id.as_str()),
         ("ok", "kubebid-root-v1")
     );
     let tenant_socket = node.join("sockets/tenant-keys.sock");
-    assert_eq!(
-        std::fs::metadata(&tenant_socket)
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
-        0o600
-    );
+    assert_eq!(mode(&tenant_socket), 0o600);
     p.stop();
 }
