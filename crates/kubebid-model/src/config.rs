@@ -28,8 +28,11 @@ pub const SECURE_RUNTIME_LABEL: &str = "kubebid.io/secure-runtime";
 pub const DEFAULT_RUNTIME_CLASS: &str = "kubebid-secure";
 /// The encrypted `StorageClass`.
 pub const DEFAULT_STORAGE_CLASS: &str = "encrypted-ssd";
-/// Default label marking ingress-controller namespaces.
-pub const DEFAULT_INGRESS_CONTROLLER_LABEL: &str = "kubebid.io/ingress-controller";
+/// The label the API server sets on every Namespace to its name; nobody can change it, so it is the only label
+/// by which KubeBid selects namespaces.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+/// The provisioner of the encrypted `StorageClass` when the configuration names none.
+pub const DEFAULT_STORAGE_PROVISIONER: &str = "kubebid.io/csi-driver";
 
 /// A named set of rules.
 #[derive(
@@ -141,16 +144,6 @@ impl Action {
     }
 }
 
-/// A label `key: value` pair.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LabelPair {
-    /// Label key.
-    pub key: String,
-    /// Label value.
-    pub value: String,
-}
-
 /// Cluster-wide settings. At most one exists.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
@@ -164,18 +157,30 @@ pub struct KubeBidConfigSpec {
     /// The cluster DNS domain.
     #[serde(default = "default_cluster_domain")]
     pub cluster_domain: String,
-    /// Pod network CIDRs. `NetworkPolicy` ipBlocks may not cover them.
+    /// Pod network CIDRs. No tenant may address them (`NetworkPolicy` ipBlocks, `ExternalName`, endpoints).
     #[serde(default = "default_pod_cidrs")]
     pub pod_cidrs: Vec<String>,
-    /// Service network CIDRs. `NetworkPolicy` ipBlocks may not cover them.
+    /// Service network CIDRs, protected like the pod network.
     #[serde(default = "default_service_cidrs")]
     pub service_cidrs: Vec<String>,
+    /// The nodes' own addresses (kubelets, node ports), protected like the pod network.
+    #[serde(default)]
+    pub node_cidrs: Vec<String>,
     /// Namespaces every tenant may reach and resolve (for example a shared monitoring stack).
     #[serde(default)]
     pub shared_namespaces: Vec<String>,
-    /// The label that marks ingress-controller namespaces.
-    #[serde(default = "default_ingress_label")]
-    pub ingress_controller_label: LabelPair,
+    /// Namespaces of the ingress controllers, by name: tenants may admit traffic from them.
+    #[serde(default = "default_ingress_namespaces")]
+    pub ingress_controller_namespaces: Vec<String>,
+    /// `PriorityClasses` every tenant's pods may name (the cluster's `globalDefault` class, if it has one).
+    #[serde(default)]
+    pub shared_priority_classes: Vec<String>,
+    /// Provisioner of the `encrypted-ssd` `StorageClass` the operator keeps in place.
+    #[serde(default = "default_storage_provisioner")]
+    pub storage_provisioner: String,
+    /// Whether the operator keeps Cilium's `encrypt-all` policy in place (needs Cilium's CRDs).
+    #[serde(default)]
+    pub cilium_encryption: bool,
     /// Profile for tenants that do not name one.
     #[serde(default)]
     pub default_profile: Profile,
@@ -212,11 +217,11 @@ fn default_pod_cidrs() -> Vec<String> {
 fn default_service_cidrs() -> Vec<String> {
     vec!["10.96.0.0/12".into()]
 }
-fn default_ingress_label() -> LabelPair {
-    LabelPair {
-        key: DEFAULT_INGRESS_CONTROLLER_LABEL.into(),
-        value: "true".into(),
-    }
+fn default_ingress_namespaces() -> Vec<String> {
+    vec!["ingress-nginx".into()]
+}
+fn default_storage_provisioner() -> String {
+    DEFAULT_STORAGE_PROVISIONER.into()
 }
 fn default_pss_version() -> String {
     "latest".into()
@@ -241,8 +246,12 @@ impl Default for KubeBidConfigSpec {
             cluster_domain: default_cluster_domain(),
             pod_cidrs: default_pod_cidrs(),
             service_cidrs: default_service_cidrs(),
+            node_cidrs: Vec::new(),
             shared_namespaces: Vec::new(),
-            ingress_controller_label: default_ingress_label(),
+            ingress_controller_namespaces: default_ingress_namespaces(),
+            shared_priority_classes: Vec::new(),
+            storage_provisioner: default_storage_provisioner(),
+            cilium_encryption: false,
             default_profile: Profile::ZeroTrust,
             pod_security_version: default_pss_version(),
             excluded_namespaces: default_excluded_namespaces(),
@@ -285,22 +294,30 @@ impl KubeBidConfigSpec {
         }
         check_cidrs(&self.pod_cidrs, "spec.podCidrs", &mut errs);
         check_cidrs(&self.service_cidrs, "spec.serviceCidrs", &mut errs);
+        check_cidrs(&self.node_cidrs, "spec.nodeCidrs", &mut errs);
         check_namespaces(&self.shared_namespaces, "spec.sharedNamespaces", &mut errs);
         check_namespaces(
             &self.excluded_namespaces,
             "spec.excludedNamespaces",
             &mut errs,
         );
-        if !is_label_key(&self.ingress_controller_label.key) {
+        check_namespaces(
+            &self.ingress_controller_namespaces,
+            "spec.ingressControllerNamespaces",
+            &mut errs,
+        );
+        check_priority_classes(
+            &self.shared_priority_classes,
+            "spec.sharedPriorityClasses",
+            &mut errs,
+        );
+        if !is_qualified_name(&self.storage_provisioner) {
             errs.push(FieldError::new(
-                "spec.ingressControllerLabel.key",
-                "not a valid label key",
-            ));
-        }
-        if !is_label_value(&self.ingress_controller_label.value) {
-            errs.push(FieldError::new(
-                "spec.ingressControllerLabel.value",
-                "not a valid label value",
+                "spec.storageProvisioner",
+                format!(
+                    "{:?} is not a provisioner name (example.com/driver or driver)",
+                    self.storage_provisioner
+                ),
             ));
         }
         if PssVersion::parse(&self.pod_security_version).is_none() {
@@ -453,6 +470,10 @@ pub struct TenantSpec {
     /// Whether the tenant may create `LoadBalancer` Services.
     #[serde(default)]
     pub allow_load_balancer: bool,
+    /// `PriorityClasses` the tenant's pods may name, on top of the cluster's `sharedPriorityClasses`. None by
+    /// default: a class that ranks a tenant's pods above others' lets them preempt other tenants.
+    #[serde(default)]
+    pub priority_classes: Vec<String>,
     /// Per-rule action overrides for this tenant, over the cluster's (e.g. `tenant/pod-connect: enforce`
     /// forbids `kubectl exec`).
     #[serde(default)]
@@ -525,8 +546,8 @@ pub struct TenantNetwork {
     /// Whether pods may talk to the tenant's other pods (in any of its namespaces).
     #[serde(default = "yes")]
     pub intra_tenant: bool,
-    /// Whether ingress controllers (namespaces with the cluster's ingress-controller label) may reach the
-    /// tenant's pods.
+    /// Whether the ingress controllers (the cluster's `ingressControllerNamespaces`) may reach the tenant's
+    /// pods.
     #[serde(default = "yes")]
     pub from_ingress_controllers: bool,
     /// Services of shared namespaces the tenant may reach, as `namespace/service` (`namespace/*` for all).
@@ -685,6 +706,7 @@ impl TenantSpec {
             storage_classes: default_storage_classes(),
             egress_cidrs: None,
             allow_load_balancer: false,
+            priority_classes: Vec::new(),
             rules: BTreeMap::new(),
             mutate: Mutations::default(),
             isolation: Isolation::default(),
@@ -774,6 +796,7 @@ impl TenantSpec {
         if let Some(cidrs) = &self.egress_cidrs {
             check_cidrs(cidrs, "spec.egressCidrs", &mut errs);
         }
+        check_priority_classes(&self.priority_classes, "spec.priorityClasses", &mut errs);
         for (i, s) in self.network.shared_services.iter().enumerate() {
             let ok = s
                 .split_once('/')
@@ -944,36 +967,45 @@ pub fn is_dns_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
-fn is_label_value(s: &str) -> bool {
-    s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && (s.is_empty()
-            || (s.as_bytes()[0].is_ascii_alphanumeric()
-                && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()))
-}
-
-fn is_label_key(s: &str) -> bool {
+/// A Kubernetes qualified name: an optional DNS-subdomain prefix and `/`, then up to 63 letters, digits, `-`,
+/// `_` and `.`, starting and ending with a letter or digit (label keys, provisioner names).
+fn is_qualified_name(s: &str) -> bool {
     let (prefix, name) = match s.split_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, s),
     };
-    prefix.is_none_or(is_dns_subdomain) && !name.is_empty() && is_label_value(name)
+    let b = name.as_bytes();
+    prefix.is_none_or(is_dns_subdomain)
+        && !name.is_empty()
+        && name.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
 }
 
-/// A Kubernetes resource quantity: a decimal number with an optional binary or decimal suffix.
+/// `PriorityClass` names tenants may be given: DNS subdomains, never Kubernetes' own `system-` classes.
+fn check_priority_classes(names: &[String], field: &str, errs: &mut Vec<FieldError>) {
+    for (i, n) in names.iter().enumerate() {
+        if n.starts_with("system-") {
+            errs.push(FieldError::new(
+                format!("{field}[{i}]"),
+                format!(
+                    "{n:?} is one of Kubernetes' system classes, which preempt every other pod"
+                ),
+            ));
+        } else if !is_dns_subdomain(n) {
+            errs.push(FieldError::new(
+                format!("{field}[{i}]"),
+                format!("{n:?} is not a PriorityClass name"),
+            ));
+        }
+    }
+}
+
+/// A non-negative Kubernetes resource quantity.
 fn is_quantity(s: &str) -> bool {
-    let digits_end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, suffix) = s.split_at(digits_end);
-    !number.is_empty()
-        && number.chars().filter(|c| *c == '.').count() <= 1
-        && number != "."
-        && matches!(
-            suffix,
-            "" | "m" | "k" | "M" | "G" | "T" | "P" | "E" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei"
-        )
+    crate::quantity::Quantity::parse(s).is_some_and(|q| q.nanos() >= 0)
 }
 
 fn is_registry_prefix(s: &str) -> bool {

@@ -1,17 +1,22 @@
 //! The shared vocabulary of `KubeBid`: configuration objects (`kubebid.io/v1alpha1`), the manifest loader, and
 //! the typed objects the policy engine decides on. Nothing here does I/O: callers hand in text and values.
 //!
-//! Start with [`config`] for the CRDs, [`load`] to read files' text into objects, and [`object`] for the
-//! Kubernetes kinds `KubeBid` has rules for.
+//! Start with [`config`] for the CRDs, [`tenancy`] for the one model of who owns and may reach what (every
+//! door asks it), [`load`] to read files' text into objects, [`object`] for the Kubernetes kinds `KubeBid`
+//! has rules for and [`podspec`] for where each kind keeps its pod spec.
 
 #![deny(clippy::pedantic)]
 // Rule tables and the per-kind dispatch read best top to bottom; splitting them only scatters the logic.
 #![allow(clippy::too_many_lines)]
 
+pub mod address;
 pub mod config;
 pub mod load;
 pub mod object;
 pub mod path;
+pub mod podspec;
+pub mod quantity;
+pub mod tenancy;
 pub mod yaml;
 
 pub use config::{
@@ -20,4 +25,5 @@ pub use config::{
 };
 pub use load::{ConfigSet, ManifestItem, Origin, SourceError};
 pub use object::{DecodeError, Object, PodTemplateRef, Resource};
+pub use tenancy::{Actor, Direction, Party, Tenancy, TenantScope};
 pub mod emit;

@@ -1,7 +1,6 @@
 //! Turns parsed documents into manifest items and configuration objects, with file, line and field for
 //! every error.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -253,7 +252,11 @@ impl ConfigSet {
         errors
     }
 
-    fn add_item(&mut self, item: ManifestItem) -> Result<(), Vec<SourceError>> {
+    /// Adds one configuration object read from a file.
+    ///
+    /// # Errors
+    /// Every problem of the object, with its place; the object is not added.
+    pub fn add_item(&mut self, item: ManifestItem) -> Result<(), Vec<SourceError>> {
         let ManifestItem { origin, value } = item;
         let at = |field: &str, message: String| origin.error(field, message);
         let Value::Object(map) = &value else {
@@ -412,68 +415,43 @@ impl ConfigSet {
         (set, errors)
     }
 
-    /// Checks rules that span objects: a namespace, an ingress domain or an owner belongs to one tenant only.
+    /// Checks what spans objects, through the tenancy model: a namespace, an ingress domain or an owner
+    /// belongs to one tenant only, and no tenant claims a reserved namespace.
     #[must_use]
     pub fn cross_check(&self) -> Vec<SourceError> {
+        let tenants: Vec<Tenant> = self.tenants.iter().map(|t| t.object.clone()).collect();
+        let model = crate::tenancy::Tenancy::new(&self.cluster_spec(), &tenants);
         let mut errs = Vec::new();
-        let mut seen_ns: HashMap<&str, &str> = HashMap::new();
-        let mut seen_domain: HashMap<&str, &str> = HashMap::new();
-        let mut seen_owner: BTreeMap<(String, &str), &str> = BTreeMap::new();
-        let excluded: Vec<&str> = self
-            .config
-            .as_ref()
-            .map(|c| {
-                c.object
-                    .spec
-                    .excluded_namespaces
-                    .iter()
-                    .map(String::as_str)
-                    .collect()
-            })
-            .unwrap_or_default();
-        for t in &self.tenants {
-            let tname = t.object.metadata.name.as_deref().unwrap_or_default();
-            let at = |field: String, message: String| t.origin.error(&field, message);
-            for (i, ns) in t.object.spec.namespaces.iter().enumerate() {
-                if let Some(other) = seen_ns.insert(ns, tname) {
-                    errs.push(at(
-                        format!("spec.namespaces[{i}]"),
-                        format!("namespace {ns:?} already belongs to tenant {other:?}"),
-                    ));
-                }
-                if excluded.contains(&ns.as_str()) {
-                    errs.push(at(
-                        format!("spec.namespaces[{i}]"),
-                        format!("namespace {ns:?} is an excluded system namespace"),
-                    ));
-                }
-            }
-            for (i, d) in t.object.spec.ingress_domains.iter().flatten().enumerate() {
-                if let Some(other) = seen_domain.insert(d, tname) {
-                    errs.push(at(
-                        format!("spec.ingressDomains[{i}]"),
-                        format!("ingress domain {d:?} already belongs to tenant {other:?}"),
-                    ));
-                }
-            }
-            for (i, o) in t.object.spec.owners.iter().enumerate() {
-                let key = (
-                    format!(
-                        "{:?}/{}",
-                        o.kind,
-                        o.namespace.as_deref().unwrap_or_default()
-                    ),
-                    o.name.as_str(),
+        for r in model.rejected() {
+            if let Some(t) = self
+                .tenants
+                .iter()
+                .find(|t| t.object.metadata.name.as_deref() == Some(r.tenant.as_str()))
+            {
+                errs.extend(
+                    r.problems
+                        .iter()
+                        .map(|p| t.origin.error(&p.path, p.message.clone())),
                 );
-                if let Some(other) = seen_owner.insert(key, tname) {
-                    errs.push(at(
-                        format!("spec.owners[{i}]"),
-                        format!("owner {:?} already owns tenant {other:?}", o.name),
-                    ));
-                }
             }
         }
         errs
+    }
+
+    /// The cluster settings: the `KubeBidConfig` given, or the defaults.
+    #[must_use]
+    pub fn cluster_spec(&self) -> crate::config::KubeBidConfigSpec {
+        self.config
+            .as_ref()
+            .map(|c| c.object.spec.clone())
+            .unwrap_or_default()
+    }
+
+    /// The tenancy model of this configuration.
+    #[must_use]
+    pub fn tenancy(&self) -> crate::tenancy::Tenancy {
+        let tenants: Vec<Tenant> = self.tenants.iter().map(|t| t.object.clone()).collect();
+        crate::tenancy::Tenancy::new(&self.cluster_spec(), &tenants)
     }
 }
 

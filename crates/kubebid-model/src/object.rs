@@ -6,6 +6,7 @@
 use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::batch::v1 as batch;
 use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::discovery::v1 as discovery;
 use k8s_openapi::api::networking::v1 as net;
 use k8s_openapi::api::rbac::v1 as rbac;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -37,6 +38,10 @@ pub enum Resource {
     ResourceQuota(Box<core::ResourceQuota>),
     LimitRange(Box<core::LimitRange>),
     ServiceAccount(Box<core::ServiceAccount>),
+    Endpoints(Box<core::Endpoints>),
+    EndpointSlice(Box<discovery::EndpointSlice>),
+    /// A pod bound to a node (`pods/binding`, `bindings`).
+    Binding(Box<core::Binding>),
     /// A kind without rules; only its metadata is read.
     Other(Box<ObjectMeta>),
 }
@@ -156,6 +161,9 @@ impl Object {
             ("v1", "ResourceQuota") => Resource::ResourceQuota(decode(value)?),
             ("v1", "LimitRange") => Resource::LimitRange(decode(value)?),
             ("v1", "ServiceAccount") => Resource::ServiceAccount(decode(value)?),
+            ("v1", "Endpoints") => Resource::Endpoints(decode(value)?),
+            ("discovery.k8s.io/v1", "EndpointSlice") => Resource::EndpointSlice(decode(value)?),
+            ("v1", "Binding") => Resource::Binding(decode(value)?),
             _ => {
                 let meta = match map.get("metadata") {
                     Some(m) => decode::<ObjectMeta>(m.clone()).map_err(|e| DecodeError {
@@ -204,6 +212,9 @@ impl Object {
             Resource::ResourceQuota(o) => &o.metadata,
             Resource::LimitRange(o) => &o.metadata,
             Resource::ServiceAccount(o) => &o.metadata,
+            Resource::Endpoints(o) => &o.metadata,
+            Resource::EndpointSlice(o) => &o.metadata,
+            Resource::Binding(o) => &o.metadata,
             Resource::Other(m) => m,
         }
     }
@@ -253,7 +264,10 @@ impl Object {
             | "Namespace"
             | "ResourceQuota"
             | "LimitRange"
-            | "ServiceAccount" => "v1",
+            | "ServiceAccount"
+            | "Endpoints"
+            | "Binding" => "v1",
+            "EndpointSlice" => "discovery.k8s.io/v1",
             "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => "apps/v1",
             "Job" | "CronJob" => "batch/v1",
             "Ingress" | "NetworkPolicy" => "networking.k8s.io/v1",
@@ -277,44 +291,34 @@ impl Object {
         )
     }
 
-    /// The pod spec this object runs, if any (Pods and every pod-template kind).
+    /// The pod spec this object runs, if any (Pods and every pod-template kind), at the place
+    /// [`podspec`](crate::podspec) says the kind keeps it.
     #[must_use]
-    pub fn pod_template(&self) -> Option<PodTemplateRef<'_>> {
-        fn tpl<'a>(
-            t: &'a core::PodTemplateSpec,
-            spec_path: &'static str,
-            meta_path: &'static str,
-        ) -> Option<PodTemplateRef<'a>> {
+    pub fn pod_template<'a>(&'a self) -> Option<PodTemplateRef<'a>> {
+        let at = crate::podspec::location(&self.api_version, &self.kind)?;
+        let tpl = |t: &'a core::PodTemplateSpec| -> Option<PodTemplateRef<'a>> {
             Some(PodTemplateRef {
                 meta: t.metadata.as_ref().unwrap_or(&EMPTY_META),
                 spec: t.spec.as_ref()?,
-                spec_path,
-                meta_path,
+                spec_path: at.spec_path,
+                meta_path: at.meta_path,
             })
-        }
-        const S: &str = "spec.template.spec";
-        const M: &str = "spec.template.metadata";
+        };
         match &self.resource {
             Resource::Pod(p) => Some(PodTemplateRef {
                 meta: &p.metadata,
                 spec: p.spec.as_ref()?,
-                spec_path: "spec",
-                meta_path: "metadata",
+                spec_path: at.spec_path,
+                meta_path: at.meta_path,
             }),
-            Resource::Deployment(o) => tpl(&o.spec.template, S, M),
-            Resource::ReplicaSet(o) => tpl(o.spec.template.as_ref()?, S, M),
-            Resource::StatefulSet(o) => tpl(&o.spec.template, S, M),
-            Resource::DaemonSet(o) => tpl(&o.spec.template, S, M),
-            Resource::Job(o) => tpl(&o.spec.as_ref()?.template, S, M),
-            Resource::ReplicationController(o) => tpl(o.spec.as_ref()?.template.as_ref()?, S, M),
-            Resource::PodTemplate(o) => {
-                tpl(o.template.as_ref()?, "template.spec", "template.metadata")
-            }
-            Resource::CronJob(o) => tpl(
-                &o.spec.job_template.spec.as_ref()?.template,
-                "spec.jobTemplate.spec.template.spec",
-                "spec.jobTemplate.spec.template.metadata",
-            ),
+            Resource::Deployment(o) => tpl(&o.spec.template),
+            Resource::ReplicaSet(o) => tpl(o.spec.template.as_ref()?),
+            Resource::StatefulSet(o) => tpl(&o.spec.template),
+            Resource::DaemonSet(o) => tpl(&o.spec.template),
+            Resource::Job(o) => tpl(&o.spec.as_ref()?.template),
+            Resource::ReplicationController(o) => tpl(o.spec.as_ref()?.template.as_ref()?),
+            Resource::PodTemplate(o) => tpl(o.template.as_ref()?),
+            Resource::CronJob(o) => tpl(&o.spec.job_template.spec.as_ref()?.template),
             _ => None,
         }
     }

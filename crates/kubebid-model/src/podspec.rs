@@ -1,0 +1,185 @@
+//! Where each kind keeps its pod spec. Defined once: the engine reads pod specs through it, mutation writes
+//! through it, the generated `ValidatingAdmissionPolicy` CEL and the webhook rules are built from it. A
+//! `PodTemplate` keeps its spec at `template.spec`, a `CronJob` two levels deeper than a `Deployment`: a
+//! door that guesses gets one of them wrong.
+
+/// One pod-bearing kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PodSpecLocation {
+    /// API group (`""` for the core group).
+    pub group: &'static str,
+    /// `apiVersion` KubeBid decodes.
+    pub api_version: &'static str,
+    /// Kind.
+    pub kind: &'static str,
+    /// Plural resource name.
+    pub resource: &'static str,
+    /// Path of the pod spec in KubeBid's path spelling, e.g. `spec.template.spec`.
+    pub spec_path: &'static str,
+    /// Path of the pod metadata.
+    pub meta_path: &'static str,
+    /// The pod spec's segments, for JSON pointers and CEL (`["spec", "template", "spec"]`).
+    pub segments: &'static [&'static str],
+}
+
+impl PodSpecLocation {
+    /// RFC 6901 JSON pointer of the pod spec, e.g. `/spec/template/spec`.
+    #[must_use]
+    pub fn pointer(&self) -> String {
+        self.segments.iter().fold(String::new(), |mut p, s| {
+            p.push('/');
+            p.push_str(s);
+            p
+        })
+    }
+
+    /// CEL selecting the pod spec of `root` (`object` or `oldObject`), e.g. `object.spec.template.spec`.
+    #[must_use]
+    pub fn cel(&self, root: &str) -> String {
+        self.segments.iter().fold(root.to_owned(), |mut p, s| {
+            p.push('.');
+            p.push_str(s);
+            p
+        })
+    }
+}
+
+const TEMPLATE: &[&str] = &["spec", "template", "spec"];
+
+/// Every kind that carries a pod spec, the Pod first.
+pub const POD_BEARING: &[PodSpecLocation] = &[
+    PodSpecLocation {
+        group: "",
+        api_version: "v1",
+        kind: "Pod",
+        resource: "pods",
+        spec_path: "spec",
+        meta_path: "metadata",
+        segments: &["spec"],
+    },
+    PodSpecLocation {
+        group: "",
+        api_version: "v1",
+        kind: "PodTemplate",
+        resource: "podtemplates",
+        spec_path: "template.spec",
+        meta_path: "template.metadata",
+        segments: &["template", "spec"],
+    },
+    PodSpecLocation {
+        group: "",
+        api_version: "v1",
+        kind: "ReplicationController",
+        resource: "replicationcontrollers",
+        spec_path: "spec.template.spec",
+        meta_path: "spec.template.metadata",
+        segments: TEMPLATE,
+    },
+    PodSpecLocation {
+        group: "apps",
+        api_version: "apps/v1",
+        kind: "Deployment",
+        resource: "deployments",
+        spec_path: "spec.template.spec",
+        meta_path: "spec.template.metadata",
+        segments: TEMPLATE,
+    },
+    PodSpecLocation {
+        group: "apps",
+        api_version: "apps/v1",
+        kind: "ReplicaSet",
+        resource: "replicasets",
+        spec_path: "spec.template.spec",
+        meta_path: "spec.template.metadata",
+        segments: TEMPLATE,
+    },
+    PodSpecLocation {
+        group: "apps",
+        api_version: "apps/v1",
+        kind: "StatefulSet",
+        resource: "statefulsets",
+        spec_path: "spec.template.spec",
+        meta_path: "spec.template.metadata",
+        segments: TEMPLATE,
+    },
+    PodSpecLocation {
+        group: "apps",
+        api_version: "apps/v1",
+        kind: "DaemonSet",
+        resource: "daemonsets",
+        spec_path: "spec.template.spec",
+        meta_path: "spec.template.metadata",
+        segments: TEMPLATE,
+    },
+    PodSpecLocation {
+        group: "batch",
+        api_version: "batch/v1",
+        kind: "Job",
+        resource: "jobs",
+        spec_path: "spec.template.spec",
+        meta_path: "spec.template.metadata",
+        segments: TEMPLATE,
+    },
+    PodSpecLocation {
+        group: "batch",
+        api_version: "batch/v1",
+        kind: "CronJob",
+        resource: "cronjobs",
+        spec_path: "spec.jobTemplate.spec.template.spec",
+        meta_path: "spec.jobTemplate.spec.template.metadata",
+        segments: &["spec", "jobTemplate", "spec", "template", "spec"],
+    },
+];
+
+/// Where `kind` (at `api_version`) keeps its pod spec.
+#[must_use]
+pub fn location(api_version: &str, kind: &str) -> Option<&'static PodSpecLocation> {
+    POD_BEARING
+        .iter()
+        .find(|l| l.kind == kind && l.api_version == api_version)
+}
+
+/// The pod-bearing resources of one API group, for webhook and policy match rules.
+#[must_use]
+pub fn resources_of(group: &str) -> Vec<&'static str> {
+    POD_BEARING
+        .iter()
+        .filter(|l| l.group == group)
+        .map(|l| l.resource)
+        .collect()
+}
+
+/// The API groups that hold pod-bearing kinds, in table order.
+#[must_use]
+pub fn groups() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for l in POD_BEARING {
+        if !out.contains(&l.group) {
+            out.push(l.group);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_pointers_and_cel_agree() {
+        for l in POD_BEARING {
+            assert_eq!(
+                l.pointer().trim_start_matches('/').replace('/', "."),
+                l.spec_path
+            );
+            assert_eq!(l.cel("object"), format!("object.{}", l.spec_path));
+            assert!(l.meta_path.ends_with("metadata"));
+        }
+        assert_eq!(
+            location("v1", "PodTemplate").map(PodSpecLocation::pointer),
+            Some("/template/spec".to_owned())
+        );
+        assert_eq!(groups(), ["", "apps", "batch"]);
+        assert_eq!(resources_of("batch"), ["jobs", "cronjobs"]);
+    }
+}
