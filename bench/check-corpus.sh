@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-10}
-corpus=${KUBEBID_PSA_DIR:-../shared/conformance/psa}/testdata
+corpus=crates/kubebid-policy/tests/data/psa/testdata
 [ -d "$corpus" ] || { echo "no PSA corpus at $corpus" >&2; exit 2; }
 cargo build --release -q -p kubebid
 bin=target/release/kubebid

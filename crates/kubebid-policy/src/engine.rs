@@ -1,13 +1,13 @@
 //! The engine: picks the tenant and profile for an object, runs the rules, applies actions and exceptions.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kubebid_model::config::{KubeBidConfigSpec, TENANT_LABEL};
+use kubebid_model::config::{KubeBidConfigSpec, TENANT_LABEL, Tenant};
 use kubebid_model::load::{ConfigSet, SourceError};
-use kubebid_model::{Action, Object, Profile, PssVersion};
+use kubebid_model::{Action, Actor, Object, Party, Profile, PssVersion, Resource, Tenancy};
 use serde::Serialize;
 
 use crate::Raw;
@@ -43,8 +43,11 @@ pub struct Request<'a> {
     pub subresource: Option<&'a str>,
     /// Name in the request (for CONNECT, the pod's).
     pub name: Option<&'a str>,
-    /// The requesting user, for exemptions.
+    /// The requesting user: who acts decides which rules bind (KubeBid itself is not judged, Kubernetes'
+    /// controllers may act on the platform's objects). `None` (offline checks) judges as a tenant.
     pub user: Option<&'a str>,
+    /// The requesting user's groups.
+    pub groups: &'a [String],
 }
 
 impl<'a> Request<'a> {
@@ -60,6 +63,7 @@ impl<'a> Request<'a> {
             subresource: None,
             name: None,
             user: None,
+            groups: &[],
         }
     }
 }
@@ -125,7 +129,62 @@ struct CompiledException {
     expires: Option<Timestamp>,
 }
 
+/// The kind whose controller names the objects of a kind `<its name>-<generated suffix>`: a `CronJob` names
+/// its Jobs `<cronjob>-<minutes>`, a `Deployment` its `ReplicaSets` `<deployment>-<template hash>`.
+fn generating_kind(kind: &str) -> Option<&'static str> {
+    match kind {
+        "Job" => Some("CronJob"),
+        "ReplicaSet" => Some("Deployment"),
+        _ => None,
+    }
+}
+
 impl CompiledException {
+    fn live(&self, now: Option<Timestamp>) -> bool {
+        self.expires.is_none_or(|exp| now.is_some_and(|n| n < exp))
+    }
+
+    fn names_object(&self, kind: &str, name: &str) -> bool {
+        (self.kinds.is_empty() || self.kinds.iter().any(|k| k == kind))
+            && (self.names.is_empty() || self.names.iter().any(|n| name_matches(n, name)))
+    }
+
+    /// Whether the exception names `obj`, or the controller that made it: an exception for `CronJob` `backup`
+    /// also covers the Jobs it creates and their Pods, since what they run is the `CronJob`'s template. A
+    /// tenant that forges such an owner reference gains nothing it could not put into that `CronJob` itself.
+    fn covers(&self, obj: &Object) -> bool {
+        let direct = self.names_object(&obj.kind, obj.name())
+            && self
+                .selector
+                .as_ref()
+                .is_none_or(|s| selector_matches(s, obj.meta().labels.as_ref()));
+        if direct {
+            return true;
+        }
+        if self.selector.is_some() {
+            return false; // an owner's labels are not visible here
+        }
+        let Some(owner) = obj
+            .meta()
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+        else {
+            return false;
+        };
+        if self.names_object(&owner.kind, &owner.name) {
+            return true;
+        }
+        let Some(grand_kind) = generating_kind(&owner.kind) else {
+            return false;
+        };
+        owner
+            .name
+            .rsplit_once('-')
+            .is_some_and(|(base, suffix)| !suffix.is_empty() && self.names_object(grand_kind, base))
+    }
+
     fn matches(
         &self,
         rule: &str,
@@ -133,20 +192,11 @@ impl CompiledException {
         namespace: Option<&str>,
         now: Option<Timestamp>,
     ) -> bool {
-        if let Some(exp) = self.expires
-            && now.is_none_or(|n| n >= exp)
-        {
-            return false;
-        }
-        self.rules.contains(&rule)
+        self.live(now)
+            && self.rules.contains(&rule)
             && (self.namespaces.is_empty()
                 || namespace.is_some_and(|ns| self.namespaces.iter().any(|n| n == ns)))
-            && (self.kinds.is_empty() || self.kinds.contains(&obj.kind))
-            && (self.names.is_empty() || self.names.iter().any(|n| name_matches(n, obj.name())))
-            && self
-                .selector
-                .as_ref()
-                .is_none_or(|s| selector_matches(s, obj.meta().labels.as_ref()))
+            && self.covers(obj)
     }
 }
 
@@ -190,34 +240,59 @@ pub struct PolicySet {
 #[derive(Clone)]
 struct Inner {
     cluster: ClusterSettings,
-    tenants: Vec<TenantSettings>,
-    by_namespace: HashMap<String, usize>,
-    by_name: HashMap<String, usize>,
+    tenancy: Tenancy,
+    /// Rule settings of each accepted tenant, indexed like `tenancy.tenants()`.
+    settings: Vec<TenantSettings>,
+    /// Settings of namespaces no tenant claims.
     default_tenant: TenantSettings,
     exceptions: Vec<CompiledException>,
     configured: bool,
     profile_override: Option<Profile>,
 }
 
+/// Compiles the exceptions of `set`; unknown rule IDs are reported through `problem`.
+fn compile_exceptions(
+    set: &ConfigSet,
+    mut problem: impl FnMut(&kubebid_model::load::Loaded<kubebid_model::PolicyException>, usize, &str),
+) -> Vec<CompiledException> {
+    let mut out = Vec::new();
+    for e in &set.exceptions {
+        let mut rules = Vec::new();
+        for (i, id) in e.object.spec.rules.iter().enumerate() {
+            match crate::rules::rule(id) {
+                Some(r) => rules.push(r.id),
+                None => problem(e, i, id),
+            }
+        }
+        let m = &e.object.spec.matches;
+        out.push(CompiledException {
+            name: e.object.metadata.name.clone().unwrap_or_default(),
+            rules,
+            namespaces: m.namespaces.clone(),
+            kinds: m.kinds.clone(),
+            names: m.names.clone(),
+            selector: m.selector.clone(),
+            expires: e.object.spec.expires.as_ref().map(|t| t.0),
+        });
+    }
+    out
+}
+
 impl PolicySet {
-    /// Built-in defaults: every object is a tenant object under profile `zero-trust`, runtime class
-    /// `kubebid-secure`, storage class `encrypted-ssd`, no registry restriction.
+    /// Built-in defaults: every namespace but the platform's is judged under profile `zero-trust`, runtime
+    /// class `kubebid-secure`, storage class `encrypted-ssd`, no registry restriction.
     #[must_use]
     pub fn builtin() -> Self {
-        Self::compile(&KubeBidConfigSpec::default(), Vec::new(), Vec::new(), false)
+        Self::compile(&KubeBidConfigSpec::default(), &[], Vec::new(), false)
     }
 
-    /// Compiles a configuration read from files.
+    /// Compiles a configuration read from files. Files are fixed by their author, so every problem is an
+    /// error.
     ///
     /// # Errors
     /// Every problem, with file, line and field: unknown rule IDs, namespaces claimed twice, ...
     pub fn from_config(set: &ConfigSet) -> Result<Self, Vec<SourceError>> {
         let mut errs = set.cross_check();
-        let spec = set
-            .config
-            .as_ref()
-            .map(|c| c.object.spec.clone())
-            .unwrap_or_default();
         if let Some(c) = &set.config {
             for id in c.object.spec.rules.keys() {
                 if rule_index(id).is_none() {
@@ -238,63 +313,76 @@ impl PolicySet {
                 }
             }
         }
-        let mut exceptions = Vec::new();
-        for e in &set.exceptions {
-            let mut rules = Vec::new();
-            for (i, id) in e.object.spec.rules.iter().enumerate() {
-                if let Some(r) = crate::rules::rule(id) {
-                    rules.push(r.id);
-                } else {
-                    errs.push(
-                        e.origin
-                            .error(&format!("spec.rules[{i}]"), unknown_rule(id)),
-                    );
-                }
-            }
-            let m = &e.object.spec.matches;
-            exceptions.push(CompiledException {
-                name: e.object.metadata.name.clone().unwrap_or_default(),
-                rules,
-                namespaces: m.namespaces.clone(),
-                kinds: m.kinds.clone(),
-                names: m.names.clone(),
-                selector: m.selector.clone(),
-                expires: e.object.spec.expires.as_ref().map(|t| t.0),
-            });
-        }
+        let exceptions = compile_exceptions(set, |e, i, id| {
+            errs.push(
+                e.origin
+                    .error(&format!("spec.rules[{i}]"), unknown_rule(id)),
+            );
+        });
         if !errs.is_empty() {
             return Err(errs);
         }
-        let tenants: Vec<TenantSettings> = set
-            .tenants
-            .iter()
-            .map(|t| TenantSettings::from_spec(t.object.metadata.name.clone(), &t.object.spec))
-            .collect();
-        Ok(Self::compile(&spec, tenants, exceptions, true))
+        let tenants: Vec<Tenant> = set.tenants.iter().map(|t| t.object.clone()).collect();
+        Ok(Self::compile(
+            &set.cluster_spec(),
+            &tenants,
+            exceptions,
+            true,
+        ))
+    }
+
+    /// Compiles what a cluster holds. A cluster cannot be refused, so problems are returned beside the policy
+    /// and resolved towards isolation: a Tenant that conflicts with an older one is left out (its namespaces
+    /// are judged under the default settings), unknown rule IDs are ignored, and an exception naming an
+    /// unknown rule lifts only the rules it names correctly.
+    #[must_use]
+    pub fn from_cluster(set: &ConfigSet) -> (Self, Vec<String>) {
+        let mut warnings = Vec::new();
+        let exceptions = compile_exceptions(set, |e, _, id| {
+            warnings.push(format!(
+                "PolicyException {}: {}",
+                e.object.metadata.name.as_deref().unwrap_or_default(),
+                unknown_rule(id)
+            ));
+        });
+        let tenants: Vec<Tenant> = set.tenants.iter().map(|t| t.object.clone()).collect();
+        let policy = Self::compile(&set.cluster_spec(), &tenants, exceptions, true);
+        for r in policy.inner.tenancy.rejected() {
+            for p in &r.problems {
+                warnings.push(format!(
+                    "Tenant {} is not in force: {}: {}",
+                    r.tenant, p.path, p.message
+                ));
+            }
+        }
+        (policy, warnings)
     }
 
     fn compile(
         spec: &KubeBidConfigSpec,
-        tenants: Vec<TenantSettings>,
+        tenants: &[Tenant],
         exceptions: Vec<CompiledException>,
         configured: bool,
     ) -> Self {
-        let mut by_namespace = HashMap::new();
-        let mut by_name = HashMap::new();
-        for (i, t) in tenants.iter().enumerate() {
-            for ns in &t.namespaces {
-                by_namespace.insert(ns.clone(), i);
-            }
-            if let Some(n) = &t.name {
-                by_name.insert(n.clone(), i);
-            }
-        }
+        let tenancy = Tenancy::new(spec, tenants);
+        let settings = tenancy
+            .tenants()
+            .iter()
+            .map(|scope| {
+                let spec = tenants
+                    .iter()
+                    .find(|t| t.metadata.name.as_deref() == Some(scope.name.as_str()))
+                    .map_or_else(kubebid_model::TenantSpec::builtin_default, |t| {
+                        t.spec.clone()
+                    });
+                TenantSettings::from_spec(Some(scope.name.clone()), &spec)
+            })
+            .collect();
         Self {
             inner: Arc::new(Inner {
                 cluster: ClusterSettings::from_spec(spec),
-                tenants,
-                by_namespace,
-                by_name,
+                tenancy,
+                settings,
                 default_tenant: TenantSettings::builtin(),
                 exceptions,
                 configured,
@@ -326,85 +414,99 @@ impl PolicySet {
         self
     }
 
-    /// The tenant settings that apply in `namespace` (the defaults where no tenant claims it), or `None`
-    /// for an excluded platform namespace. The mutating webhook reads its defaults from here.
+    /// The tenancy model the policy decides with.
     #[must_use]
-    pub fn tenant_for(&self, namespace: Option<&str>) -> Option<&TenantSettings> {
-        let inner = &*self.inner;
-        if namespace.is_some_and(|ns| inner.cluster.is_excluded(ns)) {
-            return None;
-        }
-        Some(
-            namespace
-                .and_then(|ns| inner.by_namespace.get(ns))
-                .map_or(&inner.default_tenant, |&i| &inner.tenants[i]),
-        )
+    pub fn tenancy(&self) -> &Tenancy {
+        &self.inner.tenancy
     }
 
-    /// What a new or changed Tenant `name` would take from other tenants: namespaces, ingress domains or
-    /// owners they already hold, as `(field, message)` pairs. Empty when it takes nothing.
+    /// Every accepted tenant with its rule settings.
+    pub fn tenants(&self) -> impl Iterator<Item = (&kubebid_model::TenantScope, &TenantSettings)> {
+        self.inner
+            .tenancy
+            .tenants()
+            .iter()
+            .zip(self.inner.settings.iter())
+    }
+
+    /// Whether `rule` denies under `settings` (its profile includes the rule and its action is enforce),
+    /// before exceptions.
+    #[must_use]
+    pub fn enforces(&self, settings: &TenantSettings, rule: &str) -> bool {
+        let inner = &*self.inner;
+        let Some(i) = rule_index(rule) else {
+            return false;
+        };
+        let profile = inner
+            .profile_override
+            .or(settings.profile)
+            .unwrap_or(inner.cluster.default_profile);
+        RULES[i].level.in_profile(profile)
+            && settings.actions[i].unwrap_or(inner.cluster.actions[i]) == Action::Enforce
+    }
+
+    /// Where some `PolicyException` may lift `rule`: `None` when one may anywhere (it names no
+    /// namespaces), else the namespaces they name. Expiry is not considered.
+    #[must_use]
+    pub fn exception_namespaces(&self, rule: &str) -> Option<Vec<String>> {
+        let mut out = Vec::new();
+        for e in self
+            .inner
+            .exceptions
+            .iter()
+            .filter(|e| e.rules.contains(&rule))
+        {
+            if e.namespaces.is_empty() {
+                return None;
+            }
+            out.extend(e.namespaces.iter().cloned());
+        }
+        Some(out)
+    }
+
+    /// The settings of namespaces no tenant claims.
+    #[must_use]
+    pub fn default_settings(&self) -> &TenantSettings {
+        &self.inner.default_tenant
+    }
+
+    fn settings_of(&self, party: Party<'_>) -> &TenantSettings {
+        let inner = &*self.inner;
+        match party {
+            Party::Tenant(t) => inner
+                .tenancy
+                .tenant_index(&t.name)
+                .and_then(|i| inner.settings.get(i))
+                .unwrap_or(&inner.default_tenant),
+            Party::Platform | Party::Unclaimed(_) => &inner.default_tenant,
+        }
+    }
+
+    /// The tenant settings that apply in `namespace` (the defaults where no tenant claims it), or `None`
+    /// for a platform namespace. The mutating webhook reads its defaults from here.
+    #[must_use]
+    pub fn tenant_for(&self, namespace: Option<&str>) -> Option<&TenantSettings> {
+        let party = namespace.map_or(Party::Unclaimed(""), |ns| self.inner.tenancy.party(ns));
+        match party {
+            Party::Platform => None,
+            p => Some(self.settings_of(p)),
+        }
+    }
+
+    /// What keeps a new or changed Tenant `name` out: invalid fields, reserved namespaces, and namespaces,
+    /// ingress domains or owners other tenants hold, as `(field, message)` pairs. Empty when it is valid.
     #[must_use]
     pub fn tenant_conflicts(
         &self,
         name: &str,
         spec: &kubebid_model::TenantSpec,
     ) -> Vec<(String, String)> {
-        let inner = &*self.inner;
-        let others = || {
-            inner
-                .tenants
-                .iter()
-                .filter(|t| t.name.as_deref() != Some(name))
-        };
-        let mut out = Vec::new();
-        for (i, ns) in spec.namespaces.iter().enumerate() {
-            if let Some(other) = others().find(|t| t.namespaces.contains(ns)) {
-                out.push((
-                    format!("spec.namespaces[{i}]"),
-                    format!(
-                        "namespace {ns:?} already belongs to tenant {:?}",
-                        other.name.as_deref().unwrap_or_default()
-                    ),
-                ));
-            }
-            if inner.cluster.is_excluded(ns) {
-                out.push((
-                    format!("spec.namespaces[{i}]"),
-                    format!("namespace {ns:?} is an excluded system namespace"),
-                ));
-            }
-        }
-        for (i, d) in spec.ingress_domains.iter().flatten().enumerate() {
-            let d = d.trim_end_matches('.').to_ascii_lowercase();
-            if let Some(other) =
-                others().find(|t| t.ingress_domains.iter().flatten().any(|x| *x == d))
-            {
-                out.push((
-                    format!("spec.ingressDomains[{i}]"),
-                    format!(
-                        "ingress domain {d:?} already belongs to tenant {:?}",
-                        other.name.as_deref().unwrap_or_default()
-                    ),
-                ));
-            }
-        }
-        for (i, o) in spec.owners.iter().enumerate() {
-            if let Some(other) = others().find(|t| {
-                t.owners
-                    .iter()
-                    .any(|x| x.kind == o.kind && x.name == o.name && x.namespace == o.namespace)
-            }) {
-                out.push((
-                    format!("spec.owners[{i}]"),
-                    format!(
-                        "owner {:?} already owns tenant {:?}",
-                        o.name,
-                        other.name.as_deref().unwrap_or_default()
-                    ),
-                ));
-            }
-        }
-        out
+        self.inner
+            .tenancy
+            .problems_of(name, spec)
+            .into_iter()
+            .map(|e| (e.path, e.message))
+            .collect()
     }
 
     /// The cluster settings in force.
@@ -419,53 +521,88 @@ impl PolicySet {
         let inner = &*self.inner;
         let obj = req.object;
         let mut decision = Decision::default();
-        if let Some(user) = req.user
-            && inner.cluster.exempt_users.iter().any(|u| u == user)
-        {
-            decision
-                .notes
-                .push(format!("requests of {user:?} are exempt"));
+        let actor = req
+            .user
+            .map_or(Actor::Tenant, |u| inner.tenancy.actor(u, req.groups));
+        if actor == Actor::Exempt {
+            decision.notes.push(format!(
+                "requests of {:?} are exempt",
+                req.user.unwrap_or_default()
+            ));
             return decision;
         }
-        let namespace: Option<&str> = match &obj.resource {
-            kubebid_model::Resource::Namespace(_) => Some(obj.name()),
-            _ if obj.is_cluster_scoped() => None,
-            _ => obj.namespace().or(req.namespace),
+        let is_namespace = matches!(obj.resource, Resource::Namespace(_));
+        let request_name = req.name.filter(|n| !n.is_empty());
+        // The request decides which namespace an object is judged in; an object that names another is
+        // refused, never judged as someone else's.
+        let mut mismatch: Vec<Raw> = Vec::new();
+        let namespace: Option<&str> = if is_namespace {
+            Some(request_name.unwrap_or(obj.name()))
+        } else if obj.is_cluster_scoped() {
+            None
+        } else {
+            if let (Some(r), Some(o)) = (req.namespace, obj.namespace())
+                && r != o
+            {
+                mismatch.push(Raw {
+                    rule: rid!("tenant/request-mismatch"),
+                    path: "metadata.namespace".into(),
+                    message: format!(
+                        "the object names namespace {o:?} but the request is for namespace {r:?}"
+                    ),
+                });
+            }
+            req.namespace.or(obj.namespace())
         };
-        if let Some(ns) = namespace
-            && inner.cluster.is_excluded(ns)
+        if req.operation != Operation::Connect
+            && let (Some(r), Some(o)) = (request_name, obj.meta().name.as_deref())
+            && !o.is_empty()
+            && r != o
         {
-            decision
-                .notes
-                .push(format!("namespace {ns:?} is excluded from tenant policy"));
-            return decision;
+            mismatch.push(Raw {
+                rule: rid!("tenant/request-mismatch"),
+                path: "metadata.name".into(),
+                message: format!("the object is named {o:?} but the request is for {r:?}"),
+            });
         }
-        let tenant_idx = match namespace {
-            Some(ns) => inner.by_namespace.get(ns).copied(),
+        let party = match namespace {
+            Some(ns) => inner.tenancy.party(ns),
+            // Cluster-scoped objects are attributed by label; the webhook only sends labelled ones.
             None => obj
                 .label(TENANT_LABEL)
-                .and_then(|t| inner.by_name.get(t).copied()),
+                .and_then(|t| inner.tenancy.tenant(t))
+                .map_or(Party::Unclaimed(""), Party::Tenant),
         };
-        let tenant = if let Some(i) = tenant_idx {
-            &inner.tenants[i]
-        } else {
-            if inner.configured {
-                match namespace {
-                    Some(ns) => decision.notes.push(format!("namespace {ns:?} belongs to no tenant; checked under the default tenant settings")),
-                    None => decision.notes.push("cluster-scoped object of no tenant; checked under the default tenant settings".into()),
-                }
-            }
-            &inner.default_tenant
-        };
+        let tenant = self.settings_of(party);
         let profile = inner
             .profile_override
             .or(tenant.profile)
             .unwrap_or(inner.cluster.default_profile);
+        let action_of = |i: usize| tenant.actions[i].unwrap_or(inner.cluster.actions[i]);
+        if let (Party::Platform, Some(ns)) = (party, namespace) {
+            decision
+                .notes
+                .push(format!("namespace {ns:?} is excluded from tenant policy"));
+            self.finish(&mut decision, mismatch, &action_of, profile, req, namespace);
+            return decision;
+        }
+        if inner.configured {
+            match party {
+                Party::Unclaimed("") => decision.notes.push(
+                    "cluster-scoped object of no tenant; checked under the default tenant settings"
+                        .into(),
+                ),
+                Party::Unclaimed(ns) => decision.notes.push(format!(
+                    "namespace {ns:?} belongs to no tenant; checked under the default tenant settings"
+                )),
+                _ => {}
+            }
+        }
         decision.tenant.clone_from(&tenant.name);
         decision.profile = Some(profile);
-        let action_of = |i: usize| tenant.actions[i].unwrap_or(inner.cluster.actions[i]);
         let enabled = |i: usize| RULES[i].level.in_profile(profile) && action_of(i) != Action::Off;
-        let mut raw: Vec<Raw> = Vec::with_capacity(16);
+        let mut raw: Vec<Raw> = mismatch;
+        raw.reserve(16);
         if req.operation == Operation::Connect {
             // exec, attach, portforward: the object is only the options of the connection.
             if enabled(rid!("tenant/pod-connect")) {
@@ -480,22 +617,37 @@ impl PolicySet {
             self.finish(&mut decision, raw, &action_of, profile, req, namespace);
             return decision;
         }
+        if let Some(served) = obj.unsupported_version_of_known_kind() {
+            raw.push(Raw {
+                rule: rid!("tenant/unknown-version"),
+                path: "apiVersion".into(),
+                message: format!(
+                    "{} {} cannot be judged; KubeBid decodes {} as {served}",
+                    obj.api_version, obj.kind, obj.kind
+                ),
+            });
+            self.finish(&mut decision, raw, &action_of, profile, req, namespace);
+            return decision;
+        }
         if !obj.is_known_kind() {
             decision.notes.push(format!(
                 "{} {} has no rules; passed",
                 obj.api_version, obj.kind
             ));
+            self.finish(&mut decision, raw, &action_of, profile, req, namespace);
             return decision;
         }
         let enabled = |i: usize| {
             RULES[i].level.in_profile(profile) && inner.cluster.actions[i] != Action::Off
         };
-        let mut raw: Vec<Raw> = Vec::with_capacity(16);
         let scope = Scope {
             cluster: &inner.cluster,
+            tenancy: &inner.tenancy,
+            party,
             tenant,
             namespace,
             profile,
+            actor,
         };
         let skip_pod_rules = req.operation == Operation::Delete;
         if let Some(t) = obj.pod_template()
@@ -527,8 +679,12 @@ impl PolicySet {
             let before = raw.len();
             tenant::object_rules(obj, req.old_object, &scope, &mut raw);
             if req.operation == Operation::Delete {
-                // Deleting is only guarded for objects the platform owns.
-                let guarded = [rid!("tenant/managed-object"), rid!("tenant/quota-change")];
+                // Deleting is only guarded for what the platform owns.
+                let guarded = [
+                    rid!("tenant/managed-object"),
+                    rid!("tenant/quota-change"),
+                    rid!("tenant/namespace-object"),
+                ];
                 let keep: Vec<Raw> = raw
                     .drain(before..)
                     .filter(|r| guarded.contains(&r.rule))
@@ -562,11 +718,16 @@ impl PolicySet {
             if !rule.level.in_profile(profile) || action == Action::Off {
                 continue;
             }
-            let exception = inner
-                .exceptions
-                .iter()
-                .find(|e| e.matches(rule.id, obj, namespace, req.now))
-                .map(|e| e.name.clone());
+            // The request's own integrity is never lifted by an exception.
+            let exception = if i == rid!("tenant/request-mismatch") {
+                None
+            } else {
+                inner
+                    .exceptions
+                    .iter()
+                    .find(|e| e.matches(rule.id, obj, namespace, req.now))
+                    .map(|e| e.name.clone())
+            };
             decision.findings.push(Finding {
                 rule,
                 action,

@@ -3,18 +3,23 @@
 //!
 //! No I/O and no async: a [`PolicySet`] (rules plus configuration) and a [`Request`] go in, a [`Decision`]
 //! comes out. The CLI, the webhook and the generated in-API-server policies all call this crate, so a rule
-//! ID means the same thing everywhere. Start with [`PolicySet::evaluate`]; the rule table is [`rules::RULES`].
+//! ID means the same thing everywhere. Start with [`PolicySet::evaluate`]; the rule table is [`rules::RULES`];
+//! [`mutate`] fills in secure defaults and [`vap`] writes the rules CEL can carry as
+//! `ValidatingAdmissionPolicies`. Who owns and may reach what is the tenancy model's
+//! ([`kubebid_model::tenancy`]).
 
 #![deny(clippy::pedantic)]
 // Rule tables and the per-kind dispatch read best top to bottom; splitting them only scatters the logic.
 #![allow(clippy::too_many_lines)]
 
 mod engine;
+pub mod mutate;
 mod pod;
 pub mod pss;
 pub mod rules;
 pub mod settings;
 mod tenant;
+pub mod vap;
 
 pub use engine::{Decision, Finding, Operation, PolicySet, Request, selector_matches};
 pub use rules::{Level, RULES, Rule, Severity};

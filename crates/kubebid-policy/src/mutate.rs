@@ -1,22 +1,9 @@
-//! Mutation: the secure defaults the mutating webhook fills in where a pod leaves them unset, as an
-//! RFC 6902 JSON Patch. Only unset fields are written; nothing a tenant set explicitly is changed.
+//! Mutation: the secure defaults the mutating webhook fills in where a pod leaves them unset. Only unset
+//! fields are written; nothing a tenant set explicitly is changed. The pod spec is found where
+//! [`kubebid_model::podspec`] says each kind keeps it, the same table the rules and the generated CEL use.
 
 use kubebid_model::config::Mutations;
 use serde_json::{Value, json};
-
-/// Where the pod spec stands in an object of `kind`, as a JSON pointer.
-#[must_use]
-pub fn pod_spec_pointer(api_version: &str, kind: &str) -> Option<&'static str> {
-    match (api_version, kind) {
-        ("v1", "Pod") => Some("/spec"),
-        ("apps/v1", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
-        | ("batch/v1", "Job")
-        | ("v1", "ReplicationController") => Some("/spec/template/spec"),
-        ("batch/v1", "CronJob") => Some("/spec/jobTemplate/spec/template/spec"),
-        ("v1", "PodTemplate") => Some("/template/spec"),
-        _ => None,
-    }
-}
 
 /// Applies the tenant's mutations to `object` in place. Returns whether anything changed.
 pub fn apply(object: &mut Value, m: &Mutations, default_runtime_class: Option<&str>) -> bool {
@@ -30,10 +17,10 @@ pub fn apply(object: &mut Value, m: &Mutations, default_runtime_class: Option<&s
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    let Some(pointer) = pod_spec_pointer(&api_version, &kind) else {
+    let Some(at) = kubebid_model::podspec::location(&api_version, &kind) else {
         return false;
     };
-    let Some(Value::Object(spec)) = object.pointer_mut(pointer) else {
+    let Some(Value::Object(spec)) = object.pointer_mut(&at.pointer()) else {
         return false;
     };
     let mut changed = false;

@@ -299,6 +299,25 @@ const RULE_TABLE: &[Rule] = &[
         "Restricted requires the default /proc mount even in a user namespace (from v1.35).",
         "Remove securityContext.procMount or set it to Default."
     ),
+    // The request itself.
+    rule!(
+        "tenant/unknown-version",
+        Baseline,
+        Critical,
+        "any kind KubeBid judges",
+        "Known kind at an unknown API version",
+        "An object of a kind KubeBid judges (a Pod, a Deployment, a NetworkPolicy...) at an API version it does not decode cannot be judged, so it is refused rather than passed.",
+        "Use the served version of the kind (v1, apps/v1, batch/v1, networking.k8s.io/v1, rbac.authorization.k8s.io/v1, discovery.k8s.io/v1)."
+    ),
+    rule!(
+        "tenant/request-mismatch",
+        Baseline,
+        Critical,
+        "any",
+        "Object and request disagree",
+        "An object is judged by the namespace and name of the request that carries it; an object naming another namespace or name than its request is refused, so that it can never be judged as someone else's.",
+        "Send the object to its own namespace, or leave metadata.namespace unset."
+    ),
     // Tenant isolation: compute.
     rule!(
         "tenant/runtime-class",
@@ -313,9 +332,9 @@ const RULE_TABLE: &[Rule] = &[
         "tenant/node-name",
         ZeroTrust,
         High,
-        POD_KINDS,
+        "Pod kinds, pods/binding, Binding",
         "Direct node assignment",
-        "spec.nodeName bypasses the scheduler, and with it the secure node pool and taints.",
+        "spec.nodeName, or binding a pod through pods/binding, bypasses the scheduler, and with it the secure node pool and taints.",
         "Remove spec.nodeName; let the scheduler place the pod."
     ),
     rule!(
@@ -333,8 +352,8 @@ const RULE_TABLE: &[Rule] = &[
         High,
         POD_KINDS,
         "Tolerations of control-plane taints",
-        "Tolerating control-plane taints, or every taint (operator Exists with no key), lets tenant pods land on control-plane nodes.",
-        "Remove tolerations of node-role.kubernetes.io/control-plane and master, and tolerations without a key."
+        "Tolerating control-plane taints, every taint (operator Exists with no key), or a KubeBid taint that reserves nodes for another tenant lets tenant pods land on nodes that are not theirs.",
+        "Remove tolerations of node-role.kubernetes.io/control-plane and master, of other tenants' kubebid.io taints, and tolerations without a key."
     ),
     rule!(
         "tenant/dns-bypass",
@@ -342,7 +361,7 @@ const RULE_TABLE: &[Rule] = &[
         High,
         POD_KINDS,
         "DNS isolation bypass",
-        "dnsPolicy: None or custom dnsConfig nameservers send queries past the tenant-aware cluster DNS.",
+        "dnsPolicy Default (the node's resolver) or None, and custom dnsConfig nameservers, send queries past the tenant-aware cluster DNS.",
         "Use dnsPolicy ClusterFirst and remove spec.dnsConfig.nameservers."
     ),
     rule!(
@@ -351,7 +370,7 @@ const RULE_TABLE: &[Rule] = &[
         High,
         POD_KINDS,
         "Image registry",
-        "Images must come from the tenant's allowed registries.",
+        "Images, of containers and of image volumes, must come from the tenant's allowed registries.",
         "Pull the image from one of the tenant's allowed registries."
     ),
     rule!(
@@ -362,6 +381,15 @@ const RULE_TABLE: &[Rule] = &[
         "Resource requests and limits",
         "Every container must request and limit CPU and memory so that no tenant can starve another.",
         "Set resources.requests and resources.limits for cpu and memory in every container."
+    ),
+    rule!(
+        "tenant/priority-class",
+        ZeroTrust,
+        High,
+        POD_KINDS,
+        "Priority classes",
+        "A pod may name only the PriorityClasses its tenant is given (none by default beyond the cluster's shared ones): a class above other tenants' pods lets it preempt them, and system-node-critical or system-cluster-critical outrank the platform itself.",
+        "Remove priorityClassName, or ask a platform admin to add the class to the Tenant's priorityClasses."
     ),
     // Tenant isolation: network.
     rule!(
@@ -398,8 +426,17 @@ const RULE_TABLE: &[Rule] = &[
         High,
         "Service",
         "ExternalName into other tenants",
-        "An ExternalName pointing into the cluster domain outside the tenant's namespaces proxies names of other tenants.",
-        "Point externalName at an external name or a service in the tenant's own or a shared namespace."
+        "An ExternalName is followed by pods and by ingress controllers: one that names a service of another tenant (fully qualified, or relative such as web.other-tenant), a single label, the local host, a metadata endpoint, or an address in a protected range (loopback, link-local, the cluster's networks, also as 2852039166 or 0xa9fea9fe) proxies what the tenant may not reach.",
+        "Point externalName at an external DNS name, or at a service the tenant may reach."
+    ),
+    rule!(
+        "tenant/ingress-annotations",
+        ZeroTrust,
+        Critical,
+        "Ingress",
+        "Ingress controller configuration from tenants",
+        "Ingress annotations that inject configuration into the shared controller (ingress-nginx's *-snippet annotations, CVE-2021-25742) or make it fetch URLs on the tenant's behalf inside the cluster (auth-url to another tenant or a protected address) act with the controller's rights over every tenant.",
+        "Remove snippet annotations; point auth-url at an external URL or a service the tenant may reach."
     ),
     rule!(
         "tenant/ingress-wildcard-host",
@@ -416,7 +453,7 @@ const RULE_TABLE: &[Rule] = &[
         High,
         "Ingress",
         "Ingress hosts outside the tenant's domains",
-        "Ingress hosts must fall under the tenant's domains; a rule or default backend without a host catches every host.",
+        "Ingress hosts must fall under the tenant's domains, and never under a domain another tenant claims; a rule or default backend without a host catches every host.",
         "Use hosts under the tenant's ingressDomains, and give every rule a host."
     ),
     rule!(
@@ -425,17 +462,17 @@ const RULE_TABLE: &[Rule] = &[
         Critical,
         "NetworkPolicy",
         "NetworkPolicy peers in other tenants",
-        "Peers may select only the tenant's own namespaces, ingress-controller namespaces and shared namespaces, by labels tenants cannot set (kubernetes.io/metadata.name, kubebid.io/tenant). An empty namespaceSelector selects every namespace.",
-        "Select namespaces with kubernetes.io/metadata.name In [own namespaces] or kubebid.io/tenant: <tenant>."
+        "Peers may select only namespaces the tenant may reach (its own, shared ones, and ingress controllers' for ingress), by kubernetes.io/metadata.name, the one label nobody can change; any other label can be put on another namespace. An empty namespaceSelector selects every namespace, and an egress rule without peers reaches every address.",
+        "Select namespaces with kubernetes.io/metadata.name In [own, shared or ingress-controller namespaces]."
     ),
     rule!(
         "tenant/netpol-ipblock",
         ZeroTrust,
         High,
         "NetworkPolicy",
-        "NetworkPolicy ipBlocks over the cluster network",
-        "An ipBlock that covers pod or service addresses reaches other tenants' pods by address, around namespace isolation.",
-        "Limit ipBlock CIDRs to addresses outside the pod and service CIDRs, or list those CIDRs in except."
+        "NetworkPolicy ipBlocks over protected addresses",
+        "An ipBlock that covers pod, service or node addresses, loopback, or link-local (the cloud metadata service at 169.254.169.254) reaches what no tenant may, around namespace isolation.",
+        "Limit ipBlock CIDRs to external addresses, or list every protected range they cover in except."
     ),
     rule!(
         "tenant/netpol-egress-cidr",
@@ -445,6 +482,15 @@ const RULE_TABLE: &[Rule] = &[
         "Egress outside the tenant's CIDRs",
         "Egress ipBlocks must fall inside the tenant's allowed egress CIDRs when the Tenant lists them.",
         "Use CIDRs inside the tenant's egressCidrs."
+    ),
+    rule!(
+        "tenant/endpoints",
+        ZeroTrust,
+        Critical,
+        "Endpoints, EndpointSlice",
+        "Hand-written endpoints",
+        "Endpoints and EndpointSlices written by a tenant (not by Kubernetes' controllers) may not point at protected addresses (other tenants' pods, services, nodes, metadata) or at objects of other namespaces: through a selector-less Service, ingress controllers and the API server proxy would follow them (CVE-2021-25740).",
+        "Give the Service a selector and let Kubernetes write its endpoints; hand-written endpoints may name external addresses only."
     ),
     // Tenant isolation: control plane.
     rule!(
@@ -498,8 +544,17 @@ const RULE_TABLE: &[Rule] = &[
         Critical,
         "Namespace",
         "Tenant and pod-security labels of namespaces",
-        "A namespace's kubebid.io/tenant label must name its tenant, and its pod-security labels may not be weaker than the tenant's profile or be changed by the tenant.",
+        "A namespace's kubebid.io/tenant label must name its tenant, and its pod-security labels (level and version) may not be weaker than the tenant's profile or be changed by the tenant.",
         "Keep the kubebid.io/tenant and pod-security.kubernetes.io labels KubeBid set."
+    ),
+    rule!(
+        "tenant/namespace-object",
+        ZeroTrust,
+        Critical,
+        "Namespace",
+        "Tenant namespaces themselves",
+        "A tenant's Namespace objects are the platform's: a tenant that could relabel or delete its namespace could take it out of every admission rule and network policy.",
+        "Ask a platform admin to change the Tenant; KubeBid keeps the namespaces."
     ),
     rule!(
         "tenant/managed-object",
@@ -537,8 +592,17 @@ const RULE_TABLE: &[Rule] = &[
         Critical,
         "PersistentVolumeClaim",
         "Binding a pre-existing volume",
-        "spec.volumeName binds a claim to an existing PersistentVolume, possibly another tenant's released data.",
-        "Remove spec.volumeName and let the encrypted StorageClass provision a volume."
+        "spec.volumeName, or a spec.selector matching volumes by label, binds a claim to an existing PersistentVolume, possibly another tenant's released data.",
+        "Remove spec.volumeName and spec.selector and let the encrypted StorageClass provision a volume."
+    ),
+    rule!(
+        "tenant/pvc-data-source",
+        ZeroTrust,
+        Critical,
+        "PersistentVolumeClaim",
+        "Volume data from another namespace",
+        "A claim whose dataSourceRef names another namespace would be filled with a copy of that namespace's volume or snapshot.",
+        "Use data sources of the claim's own namespace."
     ),
     rule!(
         "tenant/storage-class",

@@ -1,46 +1,49 @@
 //! `KubeBid`'s tenant-isolation rules: what Pod Security Standards do not cover but a hostile tenant needs.
 
-use std::net::IpAddr;
-
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::discovery::v1 as discovery;
 use k8s_openapi::api::networking::v1 as net;
 use k8s_openapi::api::rbac::v1 as rbac;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kubebid_model::config::{MANAGED_LABEL, OwnerKind, SECURE_RUNTIME_LABEL, TENANT_LABEL};
-use kubebid_model::{Object, Profile, Resource};
+use kubebid_model::config::{
+    MANAGED_LABEL, NAMESPACE_NAME_LABEL, OwnerKind, SECURE_RUNTIME_LABEL, TENANT_LABEL,
+};
+use kubebid_model::tenancy::{ClusterName, Direction, HostDenial};
+use kubebid_model::{Actor, Object, Party, Profile, Resource, Tenancy};
 
 use crate::Raw;
 use crate::pod::PodView;
 use crate::rules::rid;
 use crate::settings::{ClusterSettings, TenantSettings};
 
-/// Who is asking, and under which settings.
+/// Who is asking, about what, under which settings.
 pub(crate) struct Scope<'a> {
     pub cluster: &'a ClusterSettings,
+    pub tenancy: &'a Tenancy,
+    /// Who the object's namespace belongs to.
+    pub party: Party<'a>,
     pub tenant: &'a TenantSettings,
     /// Namespace of the object under review.
     pub namespace: Option<&'a str>,
     pub profile: Profile,
+    /// Who makes the request.
+    pub actor: Actor,
 }
 
 impl Scope<'_> {
-    /// Whether `ns` is one of the tenant's namespaces. The built-in default tenant owns exactly the
-    /// namespace of the object under review.
+    /// Whether `ns` is one of the party's namespaces.
     fn owns(&self, ns: &str) -> bool {
-        self.tenant.namespaces.iter().any(|n| n == ns)
-            || (self.tenant.name.is_none() && self.namespace == Some(ns))
+        self.tenancy.owns(self.party, ns)
     }
 
-    /// Whether the tenant may reach `ns`: its own, a shared namespace, or one its `sharedServices` name.
-    fn reaches(&self, ns: &str) -> bool {
-        self.owns(ns)
-            || self.cluster.shared_namespaces.iter().any(|n| n == ns)
-            || self
-                .tenant
-                .shared_service_namespaces
-                .iter()
-                .any(|n| n == ns)
+    /// The party's name for messages: `tenant "acme"`, or `namespace "x"` for a namespace of no tenant.
+    fn who(&self) -> String {
+        match self.party {
+            Party::Tenant(t) => format!("tenant {:?}", t.name),
+            Party::Unclaimed(ns) => format!("namespace {ns:?} (of no tenant)"),
+            Party::Platform => "the platform".into(),
+        }
     }
 }
 
@@ -95,13 +98,60 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
                 pod.at(&format!("tolerations[{i}].key")),
                 format!("toleration of {key:?} lets the pod run on control-plane nodes"),
             ));
+        } else if key.starts_with("kubebid.io/") {
+            // Nodes reserved for one tenant carry `kubebid.io/tenant=<name>`; only that tenant tolerates it.
+            let own = key == TENANT_LABEL
+                && !exists
+                && scope
+                    .party
+                    .tenant_name()
+                    .is_some_and(|n| tol.value.as_deref() == Some(n));
+            if !own {
+                out.push(raw(
+                    rid!("tenant/tolerations"),
+                    pod.at(&format!("tolerations[{i}]")),
+                    format!(
+                        "toleration of the KubeBid taint {key:?} ({}) lets the pod onto nodes reserved for others",
+                        tol.value.as_deref().map_or("any value".to_owned(), |v| format!("value {v:?}"))
+                    ),
+                ));
+            }
         }
     }
-    if spec.dns_policy.as_deref() == Some("None") {
+    if let Some(p @ ("None" | "Default")) = spec.dns_policy.as_deref() {
         out.push(raw(
             rid!("tenant/dns-bypass"),
             pod.at("dnsPolicy"),
-            "dnsPolicy None takes the pod off the tenant-aware cluster DNS".into(),
+            format!(
+                "dnsPolicy {p} takes the pod off the tenant-aware cluster DNS{}",
+                if p == "Default" {
+                    " (it uses the node's resolver)"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    if let Some(class) = spec.priority_class_name.as_deref()
+        && !scope.tenancy.may_use_priority_class(scope.party, class)
+    {
+        let allowed: Vec<String> = scope
+            .tenancy
+            .priority_classes(scope.party)
+            .into_iter()
+            .collect();
+        out.push(raw(
+            rid!("tenant/priority-class"),
+            pod.at("priorityClassName"),
+            format!(
+                "PriorityClass {class:?} is not one {} may use ({})",
+                scope.who(),
+                if allowed.is_empty() {
+                    "none is allowed: leave priorityClassName unset".to_owned()
+                } else {
+                    format!("allowed: {}", allowed.join(", "))
+                }
+            ),
         ));
     }
     for (i, ns) in spec
@@ -164,6 +214,21 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
         }
     }
     for (i, v) in spec.volumes.iter().flatten().enumerate() {
+        if let (Some(regs), Some(image)) = (
+            &t.registries,
+            v.image.as_ref().and_then(|im| im.reference.as_deref()),
+        ) && !image_allowed(image, regs)
+        {
+            out.push(raw(
+                rid!("tenant/image-registry"),
+                pod.at(&format!("volumes[{i}].image.reference")),
+                format!(
+                    "image volume {:?} {image:?} is not from an allowed registry ({})",
+                    v.name,
+                    regs.join(", ")
+                ),
+            ));
+        }
         if let Some(tpl) = v
             .ephemeral
             .as_ref()
@@ -350,18 +415,21 @@ fn quote_list(v: &[String]) -> String {
     }
 }
 
-/// Rules on objects other than pod specs.
+/// Rules on objects other than pod specs. `old` is the object before an UPDATE.
 pub(crate) fn object_rules(
     obj: &Object,
     old: Option<&Object>,
     scope: &Scope<'_>,
     out: &mut Vec<Raw>,
 ) {
+    // Rules on who may touch the platform's objects bind tenants only: Kubernetes' controllers (garbage
+    // collection, namespace deletion) and cluster admins act on them by design.
+    let tenant_actor = scope.actor == Actor::Tenant;
     let labelled_managed = |o: &Object| o.label(MANAGED_LABEL) == Some("true");
-    if labelled_managed(obj) || old.is_some_and(labelled_managed) {
+    if tenant_actor && (labelled_managed(obj) || old.is_some_and(labelled_managed)) {
         out.push(raw(
             rid!("tenant/managed-object"),
-            "metadata.labels[\"kubebid.io/managed\"]".into(),
+            format!("metadata.labels[\"{MANAGED_LABEL}\"]"),
             format!(
                 "{} {:?} is managed by KubeBid; tenants may not create, change or delete it",
                 obj.kind,
@@ -397,13 +465,7 @@ pub(crate) fn object_rules(
             out.push(raw(rid!("tenant/rbac-cluster-scope"), "kind".into(), "tenants may not create ClusterRoleBindings".into()));
             subjects(b.subjects.as_deref().unwrap_or_default(), scope, out);
         }
-        Resource::PersistentVolumeClaim(c) => {
-            let spec = c.spec.as_ref();
-            if let Some(v) = spec.and_then(|s| s.volume_name.as_deref()).filter(|v| !v.is_empty()) {
-                out.push(raw(rid!("tenant/pvc-volume-name"), "spec.volumeName".into(), format!("binding existing volume {v:?} could expose another tenant's data")));
-            }
-            claim_storage_class(spec.and_then(|s| s.storage_class_name.as_deref()), "spec.storageClassName".into(), scope.tenant, out);
-        }
+        Resource::PersistentVolumeClaim(c) => claim(c, scope, out),
         Resource::PersistentVolume(v) => {
             let spec = v.spec.as_ref();
             if spec.is_some_and(|s| s.host_path.is_some()) {
@@ -413,13 +475,62 @@ pub(crate) fn object_rules(
                 out.push(raw(rid!("tenant/pv-host-storage"), "spec.local".into(), "local PersistentVolumes expose a node's disk".into()));
             }
         }
-        Resource::Namespace(_) => namespace_labels(obj, old, scope, out),
-        Resource::ResourceQuota(_) | Resource::LimitRange(_) => out.push(raw(rid!("tenant/quota-change"),
+        Resource::Namespace(_) if tenant_actor => namespace(obj, old, scope, out),
+        Resource::ResourceQuota(_) | Resource::LimitRange(_) if tenant_actor => out.push(raw(rid!("tenant/quota-change"),
             "kind".into(),
             format!("{} objects are set by the platform from the Tenant; tenants may not create, change or delete them", obj.kind),
         )),
+        Resource::Endpoints(e) if tenant_actor => endpoints(e, scope, out),
+        Resource::EndpointSlice(e) if tenant_actor => endpoint_slice(e, scope, out),
+        Resource::Binding(b) if tenant_actor => out.push(raw(
+            rid!("tenant/node-name"),
+            "target".into(),
+            format!(
+                "binding a pod to {} {:?} bypasses the scheduler and the secure pool",
+                b.target.kind.as_deref().unwrap_or("Node"),
+                b.target.name.as_deref().unwrap_or_default()
+            ),
+        )),
         _ => {}
     }
+}
+
+fn claim(c: &core::PersistentVolumeClaim, scope: &Scope<'_>, out: &mut Vec<Raw>) {
+    let spec = c.spec.as_ref();
+    if let Some(v) = spec
+        .and_then(|s| s.volume_name.as_deref())
+        .filter(|v| !v.is_empty())
+    {
+        out.push(raw(
+            rid!("tenant/pvc-volume-name"),
+            "spec.volumeName".into(),
+            format!("binding existing volume {v:?} could expose another tenant's data"),
+        ));
+    }
+    if spec.and_then(|s| s.selector.as_ref()).is_some() {
+        out.push(raw(
+            rid!("tenant/pvc-volume-name"),
+            "spec.selector".into(),
+            "a claim with a selector binds an existing volume whose labels match, possibly another tenant's".into(),
+        ));
+    }
+    if let Some(ns) = spec
+        .and_then(|s| s.data_source_ref.as_ref())
+        .and_then(|r| r.namespace.as_deref())
+        .filter(|ns| Some(*ns) != scope.namespace)
+    {
+        out.push(raw(
+            rid!("tenant/pvc-data-source"),
+            "spec.dataSourceRef.namespace".into(),
+            format!("the claim would be filled from namespace {ns:?}, not its own"),
+        ));
+    }
+    claim_storage_class(
+        spec.and_then(|s| s.storage_class_name.as_deref()),
+        "spec.storageClassName".into(),
+        scope.tenant,
+        out,
+    );
 }
 
 fn service(s: &core::Service, scope: &Scope<'_>, out: &mut Vec<Raw>) {
@@ -435,11 +546,19 @@ fn service(s: &core::Service, scope: &Scope<'_>, out: &mut Vec<Raw>) {
                 out.push(raw(
                     rid!("tenant/service-loadbalancer"),
                     "spec.type".into(),
-                    "this tenant may not create LoadBalancer services".into(),
+                    format!("{} may not create LoadBalancer services", scope.who()),
                 ));
             }
             if spec.allocate_load_balancer_node_ports != Some(false) {
                 out.push(raw(rid!("tenant/service-nodeport"), "spec.allocateLoadBalancerNodePorts".into(), "a LoadBalancer service allocates node ports unless allocateLoadBalancerNodePorts is false".into()));
+            }
+            if spec.external_traffic_policy.as_deref() == Some("Local") {
+                out.push(raw(
+                    rid!("tenant/service-nodeport"),
+                    "spec.externalTrafficPolicy".into(),
+                    "externalTrafficPolicy Local allocates a health-check node port on every node"
+                        .into(),
+                ));
             }
         }
         Some("ExternalName") => {
@@ -448,6 +567,22 @@ fn service(s: &core::Service, scope: &Scope<'_>, out: &mut Vec<Raw>) {
             }
         }
         _ => {}
+    }
+    for (i, port) in spec.ports.iter().flatten().enumerate() {
+        if port.node_port.is_some_and(|p| p != 0) {
+            out.push(raw(
+                rid!("tenant/service-nodeport"),
+                format!("spec.ports[{i}].nodePort"),
+                "a node port opens a port on every node".into(),
+            ));
+        }
+    }
+    if spec.health_check_node_port.is_some_and(|p| p != 0) {
+        out.push(raw(
+            rid!("tenant/service-nodeport"),
+            "spec.healthCheckNodePort".into(),
+            "a health-check node port opens a port on every node".into(),
+        ));
     }
     for (i, ip) in spec.external_ips.iter().flatten().enumerate() {
         out.push(raw(
@@ -458,60 +593,75 @@ fn service(s: &core::Service, scope: &Scope<'_>, out: &mut Vec<Raw>) {
     }
 }
 
-fn external_name(name: &str, scope: &Scope<'_>, out: &mut Vec<Raw>) {
-    let n = name.trim_end_matches('.').to_ascii_lowercase();
-    if let Ok(ip) = n.parse::<IpAddr>() {
-        if scope
-            .cluster
-            .pod_cidrs
-            .iter()
-            .chain(&scope.cluster.service_cidrs)
-            .any(|c| c.contains(&ip))
-        {
-            out.push(raw(
-                rid!("tenant/service-externalname"),
-                "spec.externalName".into(),
-                format!("externalName {name:?} is a cluster address"),
-            ));
+/// Where a name of the cluster zone belongs, for messages.
+fn describe_name(n: &ClusterName) -> String {
+    match n {
+        ClusterName::Zone => "the cluster zone".into(),
+        ClusterName::Namespace(ns) if ns.is_empty() => {
+            "the cluster zone outside any namespace".into()
         }
-        return;
-    }
-    let domain = &scope.cluster.cluster_domain;
-    let local = n
-        .strip_suffix(&format!(".{domain}"))
-        .or_else(|| (n == *domain).then_some(""));
-    let local = match local {
-        Some(l) => l,
-        // `n` is lower-cased above, so this suffix test is not case-sensitive.
-        #[allow(clippy::case_sensitive_file_extension_comparisons)]
-        None if n.ends_with(".svc") => n.as_str(),
-        None => return,
-    };
-    let labels: Vec<&str> = local.split('.').collect();
-    // <service>.<namespace>.svc, <endpoint>.<service>.<namespace>.svc, <pod-ip>.<namespace>.pod
-    let ns = labels
-        .iter()
-        .rposition(|l| *l == "svc" || *l == "pod")
-        .and_then(|i| i.checked_sub(1))
-        .map(|i| labels[i]);
-    match ns {
-        Some(ns) if scope.reaches(ns) => {}
-        Some(ns) => out.push(raw(
-            rid!("tenant/service-externalname"),
-            "spec.externalName".into(),
-            format!("externalName {name:?} points into namespace {ns:?}, outside the tenant"),
-        )),
-        None => out.push(raw(
-            rid!("tenant/service-externalname"),
-            "spec.externalName".into(),
-            format!(
-                "externalName {name:?} points into the cluster domain outside any tenant namespace"
-            ),
-        )),
+        ClusterName::Namespace(ns) => format!("namespace {ns:?}"),
+        ClusterName::Service(ns, svc) => format!("service {ns}/{svc}"),
     }
 }
 
+fn external_name(name: &str, scope: &Scope<'_>, out: &mut Vec<Raw>) {
+    match scope.tenancy.external_name_targets(name) {
+        Err(why) => out.push(raw(
+            rid!("tenant/service-externalname"),
+            "spec.externalName".into(),
+            format!("externalName {why}"),
+        )),
+        Ok(targets) => {
+            // The zone's own names (its apex, `svc`) hold nothing a service needs to point at.
+            let outside = |t: &ClusterName| {
+                matches!(t, ClusterName::Zone) || !scope.tenancy.reaches_name(scope.party, t)
+            };
+            if let Some(t) = targets.iter().find(|t| outside(t)) {
+                out.push(raw(
+                    rid!("tenant/service-externalname"),
+                    "spec.externalName".into(),
+                    format!(
+                        "externalName {name:?} resolves to {}, which {} may not reach",
+                        describe_name(t),
+                        scope.who()
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// ingress-nginx annotations that carry raw controller configuration.
+const SNIPPET_SUFFIX: &str = "-snippet";
+/// Annotations whose value is a URL the controller itself fetches.
+const CONTROLLER_FETCHED_URLS: &[&str] = &[
+    "nginx.ingress.kubernetes.io/auth-url",
+    "nginx.ingress.kubernetes.io/auth-signin",
+    "nginx.ingress.kubernetes.io/global-auth-url",
+];
+
 fn ingress(i: &net::Ingress, scope: &Scope<'_>, out: &mut Vec<Raw>) {
+    for (key, value) in i.metadata.annotations.iter().flatten() {
+        let path = kubebid_model::path::join("metadata.annotations", key);
+        if key.ends_with(SNIPPET_SUFFIX) && key.contains("ingress.kubernetes.io/") {
+            out.push(raw(
+                rid!("tenant/ingress-annotations"),
+                path,
+                format!(
+                    "{key} injects configuration into the ingress controller every tenant shares"
+                ),
+            ));
+        } else if CONTROLLER_FETCHED_URLS.contains(&key.as_str())
+            && let Some(why) = url_target_problem(value, scope)
+        {
+            out.push(raw(
+                rid!("tenant/ingress-annotations"),
+                path,
+                format!("{key}: {why}"),
+            ));
+        }
+    }
     let Some(spec) = i.spec.as_ref() else { return };
     if spec.default_backend.is_some() {
         out.push(raw(
@@ -531,26 +681,26 @@ fn ingress(i: &net::Ingress, scope: &Scope<'_>, out: &mut Vec<Raw>) {
             path,
             format!("wildcard host {h:?} can capture other tenants' names"),
         )),
-        Some(h) => {
-            if let Some(domains) = &scope.tenant.ingress_domains {
-                let h = h.trim_end_matches('.').to_ascii_lowercase();
-                if !domains
-                    .iter()
-                    .any(|d| h == *d || h.ends_with(&format!(".{d}")))
-                {
-                    let allowed = if domains.is_empty() {
+        Some(h) => match scope.tenancy.may_publish_host(scope.party, h) {
+            Ok(()) => {}
+            Err(HostDenial::OtherTenant { tenant, domain }) => out.push(raw(
+                rid!("tenant/ingress-host"),
+                path,
+                format!("host {h:?} is under {domain:?}, which tenant {tenant:?} claims"),
+            )),
+            Err(HostDenial::OutsideDomains(domains)) => out.push(raw(
+                rid!("tenant/ingress-host"),
+                path,
+                format!(
+                    "host {h:?} is outside the tenant's domains ({})",
+                    if domains.is_empty() {
                         "the tenant has no ingress domains".to_owned()
                     } else {
                         format!("allowed: {}", domains.join(", "))
-                    };
-                    out.push(raw(
-                        rid!("tenant/ingress-host"),
-                        path,
-                        format!("host {h:?} is outside the tenant's domains ({allowed})"),
-                    ));
-                }
-            }
-        }
+                    }
+                ),
+            )),
+        },
     };
     for (n, rule) in spec.rules.iter().flatten().enumerate() {
         host(rule.host.as_deref(), format!("spec.rules[{n}].host"));
@@ -562,6 +712,38 @@ fn ingress(i: &net::Ingress, scope: &Scope<'_>, out: &mut Vec<Raw>) {
     }
 }
 
+/// Why the controller must not fetch `url` for this party: its host is a protected address or a name in the
+/// cluster the party may not reach.
+fn url_target_problem(url: &str, scope: &Scope<'_>) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if host_port.starts_with('[') {
+        host_port
+            .split_once(']')
+            .map_or(host_port, |(h, _)| h)
+            .trim_start_matches('[')
+    } else {
+        host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
+    };
+    if host.is_empty() {
+        return Some(format!("{url:?} names no host"));
+    }
+    match scope.tenancy.external_name_targets(host) {
+        Err(why) => Some(why),
+        Ok(targets) => targets
+            .iter()
+            .find(|t| !scope.tenancy.reaches_name(scope.party, t))
+            .map(|t| {
+                format!(
+                    "{url:?} reaches {}, which {} may not",
+                    describe_name(t),
+                    scope.who()
+                )
+            }),
+    }
+}
+
 fn network_policy(p: &net::NetworkPolicy, scope: &Scope<'_>, out: &mut Vec<Raw>) {
     let Some(spec) = p.spec.as_ref() else { return };
     for (i, rule) in spec.ingress.iter().flatten().enumerate() {
@@ -569,15 +751,28 @@ fn network_policy(p: &net::NetworkPolicy, scope: &Scope<'_>, out: &mut Vec<Raw>)
             peer_rules(
                 peer,
                 &format!("spec.ingress[{i}].from[{j}]"),
-                false,
+                Direction::Ingress,
                 scope,
                 out,
             );
         }
     }
     for (i, rule) in spec.egress.iter().flatten().enumerate() {
+        if rule.to.as_ref().is_none_or(Vec::is_empty) {
+            out.push(raw(
+                rid!("tenant/netpol-namespace-selector"),
+                format!("spec.egress[{i}]"),
+                "an egress rule without peers allows every destination: other tenants' pods, the nodes and the metadata service".into(),
+            ));
+        }
         for (j, peer) in rule.to.iter().flatten().enumerate() {
-            peer_rules(peer, &format!("spec.egress[{i}].to[{j}]"), true, scope, out);
+            peer_rules(
+                peer,
+                &format!("spec.egress[{i}].to[{j}]"),
+                Direction::Egress,
+                scope,
+                out,
+            );
         }
     }
 }
@@ -585,13 +780,13 @@ fn network_policy(p: &net::NetworkPolicy, scope: &Scope<'_>, out: &mut Vec<Raw>)
 fn peer_rules(
     peer: &net::NetworkPolicyPeer,
     path: &str,
-    egress: bool,
+    direction: Direction,
     scope: &Scope<'_>,
     out: &mut Vec<Raw>,
 ) {
     if let Some(sel) = &peer.namespace_selector
-        && !(egress && is_cluster_dns(sel, peer.pod_selector.as_ref()))
-        && let Err(why) = namespace_selector_confined(sel, scope)
+        && !(direction == Direction::Egress && is_cluster_dns(sel, peer.pod_selector.as_ref()))
+        && let Err(why) = namespace_selector_confined(sel, direction, scope)
     {
         out.push(raw(
             rid!("tenant/netpol-namespace-selector"),
@@ -614,27 +809,24 @@ fn peer_rules(
         .flatten()
         .filter_map(|e| e.parse().ok())
         .collect();
-    for internal in scope
-        .cluster
-        .pod_cidrs
-        .iter()
-        .chain(&scope.cluster.service_cidrs)
-    {
-        let overlap = if cidr.contains(internal) {
-            Some(*internal)
-        } else if internal.contains(&cidr) {
-            Some(cidr)
+    for (overlap, range, why) in scope.tenancy.cluster().protected.uncovered(cidr, &excepts) {
+        let fix = if overlap == range {
+            format!("; add {range} to except")
         } else {
-            None
+            String::new()
         };
-        if let Some(o) = overlap
-            && !excepts.iter().any(|e| e.contains(&o))
-        {
-            out.push(raw(rid!("tenant/netpol-ipblock"), format!("{path}.ipBlock.cidr"), format!("ipBlock {cidr} covers cluster network {internal}; other tenants' pods are reachable by address")));
-        }
+        out.push(raw(
+            rid!("tenant/netpol-ipblock"),
+            format!("{path}.ipBlock.cidr"),
+            format!(
+                "ipBlock {cidr} covers {overlap}, in {range} ({}){fix}",
+                why.describe()
+            ),
+        ));
     }
-    if egress
-        && let Some(allowed) = &scope.tenant.egress_cidrs
+    if direction == Direction::Egress
+        && let Party::Tenant(t) = scope.party
+        && let Some(allowed) = &t.egress_cidrs
         && !allowed.iter().any(|a| a.contains(&cidr))
     {
         let list: Vec<String> = allowed.iter().map(ToString::to_string).collect();
@@ -649,8 +841,6 @@ fn peer_rules(
     }
 }
 
-const NAME_LABEL: &str = "kubernetes.io/metadata.name";
-
 /// Egress to the cluster DNS pods (`kube-system` pods labelled `k8s-app: kube-dns`, as both `CoreDNS` and
 /// kube-dns are deployed) is a path every tenant needs; it reaches no other tenant.
 fn is_cluster_dns(ns: &LabelSelector, pods: Option<&LabelSelector>) -> bool {
@@ -660,11 +850,18 @@ fn is_cluster_dns(ns: &LabelSelector, pods: Option<&LabelSelector>) -> bool {
             .and_then(|l| l.get(key))
             .is_some_and(|v| v == value)
     };
-    pinned(ns, NAME_LABEL, "kube-system") && pods.is_some_and(|p| pinned(p, "k8s-app", "kube-dns"))
+    pinned(ns, NAMESPACE_NAME_LABEL, "kube-system")
+        && pods.is_some_and(|p| pinned(p, "k8s-app", "kube-dns"))
 }
 
-/// Proves a namespace selector selects only namespaces the tenant may reach, by a label tenants cannot set.
-fn namespace_selector_confined(sel: &LabelSelector, scope: &Scope<'_>) -> Result<(), String> {
+/// Proves a namespace selector selects only namespaces the party may peer with, by the namespace name label
+/// (the only one nobody can change). Requirements are `ANDed`, so one requirement that pins the name to
+/// allowed namespaces bounds the whole selector.
+fn namespace_selector_confined(
+    sel: &LabelSelector,
+    direction: Direction,
+    scope: &Scope<'_>,
+) -> Result<(), String> {
     let labels = sel.match_labels.as_ref();
     let exprs = sel.match_expressions.as_deref().unwrap_or_default();
     if labels.is_none_or(std::collections::BTreeMap::is_empty) && exprs.is_empty() {
@@ -672,50 +869,144 @@ fn namespace_selector_confined(sel: &LabelSelector, scope: &Scope<'_>) -> Result
             "an empty namespaceSelector selects every namespace, other tenants' included".into(),
         );
     }
-    let (ing_key, ing_value) = &scope.cluster.ingress_label;
-    let mut outside = Vec::new();
-    if let Some(labels) = labels {
-        for (k, v) in labels {
-            if k == NAME_LABEL {
-                if scope.reaches(v) {
-                    return Ok(());
-                }
-                outside.push(v.clone());
-            } else if (k == TENANT_LABEL && scope.tenant.name.as_deref() == Some(v.as_str()))
-                || (k == ing_key && v == ing_value)
-            {
+    let allowed = |ns: &str| scope.tenancy.may_peer(scope.party, ns, direction);
+    let mut outside: Vec<String> = Vec::new();
+    for (k, v) in labels.into_iter().flatten() {
+        if k == NAMESPACE_NAME_LABEL {
+            if allowed(v) {
                 return Ok(());
             }
+            outside.push(v.clone());
         }
     }
     for e in exprs {
-        if e.key == NAME_LABEL && e.operator == "In" {
+        if e.key == NAMESPACE_NAME_LABEL && e.operator == "In" {
             let values = e.values.as_deref().unwrap_or_default();
-            let bad: Vec<&String> = values.iter().filter(|v| !scope.reaches(v)).collect();
+            let bad: Vec<&String> = values.iter().filter(|v| !allowed(v)).collect();
             if bad.is_empty() && !values.is_empty() {
                 return Ok(());
             }
             outside.extend(bad.into_iter().cloned());
-        } else if e.key == TENANT_LABEL && e.operator == "In" {
-            let values = e.values.as_deref().unwrap_or_default();
-            if !values.is_empty()
-                && values
-                    .iter()
-                    .all(|v| scope.tenant.name.as_deref() == Some(v.as_str()))
-            {
-                return Ok(());
+        }
+    }
+    if !outside.is_empty() {
+        outside.sort();
+        outside.dedup();
+        let owners: Vec<String> = outside
+            .iter()
+            .map(|ns| match scope.tenancy.party(ns) {
+                Party::Tenant(t) => format!("{ns} (tenant {:?})", t.name),
+                Party::Platform => format!("{ns} (the platform's)"),
+                Party::Unclaimed(_) => ns.clone(),
+            })
+            .collect();
+        return Err(format!(
+            "the namespaceSelector selects namespace(s) {} may not reach: {}",
+            scope.who(),
+            owners.join(", ")
+        ));
+    }
+    // Not pinned by name: say what it does pin, if anything, and why that is not enough.
+    let tenant_label = labels
+        .and_then(|l| l.get(TENANT_LABEL))
+        .cloned()
+        .or_else(|| {
+            exprs
+                .iter()
+                .find(|e| e.key == TENANT_LABEL && e.operator == "In")
+                .and_then(|e| e.values.as_ref()?.first().cloned())
+        });
+    Err(match tenant_label {
+        Some(t) if scope.party.tenant_name() != Some(t.as_str()) => format!(
+            "the namespaceSelector selects the namespaces labelled {TENANT_LABEL}={t}, tenant {t:?}'s, not {}'s",
+            scope.who()
+        ),
+        Some(_) => format!(
+            "{TENANT_LABEL} is a label, which can be put on namespaces that are not the tenant's; select them by {NAMESPACE_NAME_LABEL}"
+        ),
+        None => format!(
+            "the namespaceSelector does not pin namespaces by {NAMESPACE_NAME_LABEL}, so it may select other tenants' namespaces"
+        ),
+    })
+}
+
+fn endpoint_address(ip: &str, path: String, scope: &Scope<'_>, out: &mut Vec<Raw>) {
+    match kubebid_model::tenancy::host_address(ip) {
+        None => out.push(raw(
+            rid!("tenant/endpoints"),
+            path,
+            format!("{ip:?} is not an IP address"),
+        )),
+        Some(addr) => {
+            if let Some((range, why)) = scope.tenancy.cluster().protected.of_address(addr) {
+                out.push(raw(
+                    rid!("tenant/endpoints"),
+                    path,
+                    format!(
+                        "endpoint {ip} is in {range} ({}); only Kubernetes writes endpoints there",
+                        why.describe()
+                    ),
+                ));
             }
         }
     }
-    if outside.is_empty() {
-        Err(format!(
-            "the namespaceSelector does not pin namespaces by {NAME_LABEL} or {TENANT_LABEL}, so it may select other tenants' namespaces"
-        ))
-    } else {
-        Err(format!(
-            "the namespaceSelector selects namespace(s) outside the tenant: {}",
-            outside.join(", ")
-        ))
+}
+
+fn endpoint_target(
+    target: Option<&core::ObjectReference>,
+    path: String,
+    scope: &Scope<'_>,
+    out: &mut Vec<Raw>,
+) {
+    if let Some(ns) = target.and_then(|t| t.namespace.as_deref())
+        && !scope.owns(ns)
+    {
+        out.push(raw(
+            rid!("tenant/endpoints"),
+            path,
+            format!(
+                "the endpoint refers to an object in namespace {ns:?}, outside {}",
+                scope.who()
+            ),
+        ));
+    }
+}
+
+fn endpoints(e: &core::Endpoints, scope: &Scope<'_>, out: &mut Vec<Raw>) {
+    for (i, subset) in e.subsets.iter().flatten().enumerate() {
+        for (list, addrs) in [
+            ("addresses", &subset.addresses),
+            ("notReadyAddresses", &subset.not_ready_addresses),
+        ] {
+            for (j, a) in addrs.iter().flatten().enumerate() {
+                let at = format!("subsets[{i}].{list}[{j}]");
+                endpoint_address(&a.ip, format!("{at}.ip"), scope, out);
+                endpoint_target(
+                    a.target_ref.as_ref(),
+                    format!("{at}.targetRef.namespace"),
+                    scope,
+                    out,
+                );
+            }
+        }
+    }
+}
+
+fn endpoint_slice(e: &discovery::EndpointSlice, scope: &Scope<'_>, out: &mut Vec<Raw>) {
+    for (i, ep) in e.endpoints.iter().flatten().enumerate() {
+        for (j, a) in ep.addresses.iter().enumerate() {
+            if e.address_type == "FQDN" {
+                external_name(a, scope, out);
+            } else {
+                endpoint_address(a, format!("endpoints[{i}].addresses[{j}]"), scope, out);
+            }
+        }
+        endpoint_target(
+            ep.target_ref.as_ref(),
+            format!("endpoints[{i}].targetRef.namespace"),
+            scope,
+            out,
+        );
     }
 }
 
@@ -748,7 +1039,16 @@ fn rbac_rules(rules: &[rbac::PolicyRule], out: &mut Vec<Raw>) {
 }
 
 fn subjects(subjects: &[rbac::Subject], scope: &Scope<'_>, out: &mut Vec<Raw>) {
-    let t = scope.tenant;
+    let owners = match scope.party {
+        Party::Tenant(t) => t.owners.as_slice(),
+        _ => &[],
+    };
+    // With user or group owners configured, bindings may name only them.
+    let restricts = owners
+        .iter()
+        .any(|o| matches!(o.kind, OwnerKind::User | OwnerKind::Group));
+    let is_owner =
+        |kind: OwnerKind, name: &str| owners.iter().any(|o| o.kind == kind && o.name == name);
     for (i, s) in subjects.iter().enumerate() {
         let path = format!("subjects[{i}]");
         let problem = match s.kind.as_str() {
@@ -759,18 +1059,26 @@ fn subjects(subjects: &[rbac::Subject], scope: &Scope<'_>, out: &mut Vec<Raw>) {
                     .or(scope.namespace)
                     .unwrap_or_default();
                 (!scope.owns(ns))
-                    .then(|| format!("service account {ns}/{} is outside the tenant", s.name))
+                    .then(|| format!("service account {ns}/{} is outside {}", s.name, scope.who()))
             }
             "User" => {
                 if let Some(rest) = s.name.strip_prefix("system:serviceaccount:") {
                     let ns = rest.split(':').next().unwrap_or_default();
                     (!scope.owns(ns)).then(|| {
-                        format!("user {:?} is a service account outside the tenant", s.name)
+                        format!(
+                            "user {:?} is a service account outside {}",
+                            s.name,
+                            scope.who()
+                        )
                     })
                 } else if s.name.starts_with("system:") {
                     Some(format!("user {:?} is a Kubernetes system identity", s.name))
-                } else if t.restricts_identities() && !t.has_owner(OwnerKind::User, &s.name) {
-                    Some(format!("user {:?} is not an owner of this tenant", s.name))
+                } else if restricts && !is_owner(OwnerKind::User, &s.name) {
+                    Some(format!(
+                        "user {:?} is not an owner of {}",
+                        s.name,
+                        scope.who()
+                    ))
                 } else {
                     None
                 }
@@ -779,14 +1087,19 @@ fn subjects(subjects: &[rbac::Subject], scope: &Scope<'_>, out: &mut Vec<Raw>) {
                 if let Some(ns) = s.name.strip_prefix("system:serviceaccounts:") {
                     (!scope.owns(ns)).then(|| {
                         format!(
-                            "group {:?} is the service accounts of a namespace outside the tenant",
-                            s.name
+                            "group {:?} is the service accounts of a namespace outside {}",
+                            s.name,
+                            scope.who()
                         )
                     })
                 } else if s.name.starts_with("system:") {
                     Some(format!("group {:?} spans the whole cluster", s.name))
-                } else if t.restricts_identities() && !t.has_owner(OwnerKind::Group, &s.name) {
-                    Some(format!("group {:?} is not an owner of this tenant", s.name))
+                } else if restricts && !is_owner(OwnerKind::Group, &s.name) {
+                    Some(format!(
+                        "group {:?} is not an owner of {}",
+                        s.name,
+                        scope.who()
+                    ))
                 } else {
                     None
                 }
@@ -800,36 +1113,55 @@ fn subjects(subjects: &[rbac::Subject], scope: &Scope<'_>, out: &mut Vec<Raw>) {
 }
 
 const PSA_PREFIX: &str = "pod-security.kubernetes.io/";
+const PSA_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
+const PSA_ENFORCE_VERSION: &str = "pod-security.kubernetes.io/enforce-version";
 
 static NO_LABELS: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
 
-fn namespace_labels(obj: &Object, old: Option<&Object>, scope: &Scope<'_>, out: &mut Vec<Raw>) {
-    let labels = obj.meta().labels.as_ref().unwrap_or(&NO_LABELS);
-    if let Some(name) = &scope.tenant.name {
-        match labels.get(TENANT_LABEL) {
-            Some(v) if v == name => {}
-            Some(v) => out.push(raw(
-                rid!("tenant/namespace-labels"),
-                format!("metadata.labels[\"{TENANT_LABEL}\"]"),
-                format!("namespace belongs to tenant {name:?} but is labelled {v:?}"),
-            )),
-            None => out.push(raw(
-                rid!("tenant/namespace-labels"),
-                "metadata.labels".into(),
-                format!("namespace of tenant {name:?} lacks the {TENANT_LABEL} label"),
-            )),
-        }
+/// A Namespace created, changed or deleted by a tenant (not by the platform).
+fn namespace(obj: &Object, old: Option<&Object>, scope: &Scope<'_>, out: &mut Vec<Raw>) {
+    if let Party::Tenant(t) = scope.party {
+        out.push(raw(
+            rid!("tenant/namespace-object"),
+            "metadata.name".into(),
+            format!(
+                "namespace {:?} belongs to tenant {:?}; its Namespace object is the platform's, and no tenant may create, change or delete it",
+                obj.name(),
+                t.name
+            ),
+        ));
     }
-    let (ing_key, ing_value) = &scope.cluster.ingress_label;
-    if labels.get(ing_key).is_some_and(|v| v == ing_value) {
-        out.push(raw(rid!("tenant/namespace-labels"), format!("metadata.labels[\"{ing_key}\"]"), "a tenant namespace may not carry the ingress-controller label: other tenants' policies admit traffic from it".into()));
+    let labels = obj.meta().labels.as_ref().unwrap_or(&NO_LABELS);
+    let label_path = |k: &str| kubebid_model::path::join("metadata.labels", k);
+    match (scope.party.tenant_name(), labels.get(TENANT_LABEL)) {
+        (Some(name), Some(v)) if v == name => {}
+        (Some(name), Some(v)) => out.push(raw(
+            rid!("tenant/namespace-labels"),
+            label_path(TENANT_LABEL),
+            format!("namespace belongs to tenant {name:?} but is labelled {v:?}"),
+        )),
+        (Some(name), None) => out.push(raw(
+            rid!("tenant/namespace-labels"),
+            "metadata.labels".into(),
+            format!("namespace of tenant {name:?} lacks the {TENANT_LABEL} label"),
+        )),
+        (None, _) => {}
+    }
+    if scope.party.tenant_name().is_none() {
+        for k in labels.keys().filter(|k| k.starts_with("kubebid.io/")) {
+            out.push(raw(
+                rid!("tenant/namespace-labels"),
+                label_path(k),
+                format!("the {k} label is KubeBid's to set"),
+            ));
+        }
     }
     let needed = if scope.profile == Profile::Baseline {
         1
     } else {
         2
     };
-    if let Some(level) = labels.get("pod-security.kubernetes.io/enforce") {
+    if let Some(level) = labels.get(PSA_ENFORCE) {
         let rank = match level.as_str() {
             "privileged" => 0,
             "baseline" => 1,
@@ -839,12 +1171,33 @@ fn namespace_labels(obj: &Object, old: Option<&Object>, scope: &Scope<'_>, out: 
         if rank < needed {
             out.push(raw(
                 rid!("tenant/namespace-labels"),
-                "metadata.labels[\"pod-security.kubernetes.io/enforce\"]".into(),
+                label_path(PSA_ENFORCE),
                 format!(
-                    "pod-security enforce level {level:?} is weaker than the tenant's profile {}",
+                    "pod-security enforce level {level:?} is weaker than the profile {}",
                     scope.profile
                 ),
             ));
+        }
+    }
+    if let Some(version) = labels.get(PSA_ENFORCE_VERSION) {
+        let wanted = crate::pss::effective_minor(scope.cluster.pss_version.minor);
+        let pinned =
+            kubebid_model::PssVersion::parse(version).map(|v| crate::pss::effective_minor(v.minor));
+        match pinned {
+            Some(v) if v >= wanted => {}
+            Some(v) => out.push(raw(
+                rid!("tenant/namespace-labels"),
+                label_path(PSA_ENFORCE_VERSION),
+                format!(
+                    "pod-security enforce-version {version:?} pins the checks of v1.{v}, older and weaker than the cluster's {} (v1.{wanted})",
+                    scope.cluster.pss_version
+                ),
+            )),
+            None => out.push(raw(
+                rid!("tenant/namespace-labels"),
+                label_path(PSA_ENFORCE_VERSION),
+                format!("pod-security enforce-version {version:?} is not \"latest\" or \"v1.N\""),
+            )),
         }
     }
     if let Some(old) = old {
@@ -859,8 +1212,8 @@ fn namespace_labels(obj: &Object, old: Option<&Object>, scope: &Scope<'_>, out: 
             if labels.get(k) != old_labels.get(k) {
                 out.push(raw(
                     rid!("tenant/namespace-labels"),
-                    format!("metadata.labels[\"{k}\"]"),
-                    format!("tenants may not change the {k} label of their namespaces"),
+                    label_path(k),
+                    format!("tenants may not change the {k} label of namespaces"),
                 ));
             }
         }

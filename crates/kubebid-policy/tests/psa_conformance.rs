@@ -1,5 +1,5 @@
-//! Runs every upstream Pod Security Admission fixture in `../shared/conformance/psa` at its level and
-//! version, and checks that `KubeBid` decides as PSA does.
+//! Runs every upstream Pod Security Admission fixture (kept in `tests/data/psa`, with upstream's licence and
+//! the commit they come from) at its level and version, and checks that `KubeBid` decides as PSA does.
 
 // Test helpers fail the test by panicking on broken fixtures; that is their job.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -11,10 +11,7 @@ use kubebid_model::{Object, Profile, PssVersion};
 use kubebid_policy::{PolicySet, Request};
 
 fn corpus_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("KUBEBID_PSA_DIR") {
-        return PathBuf::from(dir);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/psa")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/psa")
 }
 
 /// The check that replaces `check` at restricted in version `minor`, as in PSA's overrides.

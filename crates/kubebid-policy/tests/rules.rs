@@ -588,6 +588,59 @@ fn services() {
         rules_of(&p, ext("10.96.0.1")),
         ["tenant/service-externalname"]
     );
+    // The neighbours: link-local and loopback addresses, in every spelling a resolver accepts; names that
+    // always mean the local host or its metadata; relative names a resolver completes into another
+    // tenant's namespace; single labels, which resolve in whoever follows them.
+    for target in [
+        "169.254.169.254",
+        "169.254.169.254.",
+        "2852039166",
+        "0xa9fea9fe",
+        "169.254.43518",
+        "127.0.0.1",
+        "127.1",
+        "::1",
+        "::ffff:169.254.169.254",
+        "fe80::1",
+        "0.0.0.0",
+        "localhost",
+        "api.localhost",
+        "metadata.google.internal",
+        "web.globex",
+        "web.globex.svc",
+        "kubernetes.default",
+        "kubernetes",
+        // acme may reach platform's registry Service, nothing else of that namespace.
+        "internal.platform.svc",
+        "10-0-0-1.platform.pod",
+    ] {
+        assert_eq!(
+            rules_of(&p, ext(target)),
+            ["tenant/service-externalname"],
+            "{target}"
+        );
+    }
+    for target in [
+        "203.0.113.9",
+        "db.example.com",
+        "example.com",
+        "db.acme-dev",
+        "web.monitoring",
+        "registry.platform.svc",
+    ] {
+        assert!(rules_of(&p, ext(target)).is_empty(), "{target}");
+    }
+    // A LoadBalancer's node ports in every form, and explicit node ports on any type.
+    for spec in [
+        json!({"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false, "externalTrafficPolicy": "Local"}),
+        json!({"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false, "healthCheckNodePort": 30001}),
+        json!({"ports": [{"port": 80, "nodePort": 30080}]}),
+    ] {
+        assert!(
+            rules_of(&p, svc("globex", spec.clone())).contains(&"tenant/service-nodeport"),
+            "{spec}"
+        );
+    }
 }
 
 #[test]
@@ -706,11 +759,11 @@ fn network_policies() {
     let ok = [
         json!({"podSelector": {"matchLabels": {"app": "x"}}}),
         json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "acme-dev"}}}),
-        json!({"namespaceSelector": {"matchLabels": {"kubebid.io/tenant": "acme"}}}),
-        json!({"namespaceSelector": {"matchLabels": {"kubebid.io/ingress-controller": "true"}}}),
+        // Ingress controllers, by name, for ingress.
+        json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}),
         json!({"namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["acme", "monitoring"]}]}}),
-        // A namespace the tenant's sharedServices name.
-        json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "platform"}}}),
+        // Another requirement ANDed with a pinned name only narrows it.
+        json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "acme-dev", "team": "x"}}}),
     ];
     for peer in ok {
         assert!(rules_of(&p, np(peer.clone(), false)).is_empty(), "{peer}");
@@ -727,6 +780,56 @@ fn network_policies() {
         rules_of(&p, np(api, true)),
         ["tenant/netpol-namespace-selector"]
     );
+    // Labels a namespace's editor can set are no proof: the tenant's own label, the old ingress-controller
+    // label, any other.
+    for (peer, why) in [
+        (
+            json!({"namespaceSelector": {"matchLabels": {"kubebid.io/tenant": "acme"}}}),
+            "is a label",
+        ),
+        (
+            json!({"namespaceSelector": {"matchLabels": {"kubebid.io/tenant": "globex"}}}),
+            "tenant \"globex\"'s",
+        ),
+        (
+            json!({"namespaceSelector": {"matchLabels": {"kubebid.io/ingress-controller": "true"}}}),
+            "does not pin",
+        ),
+        // A namespace only one Service of which is shared: the rendered policy opens that Service's pods.
+        (
+            json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "platform"}}}),
+            "platform",
+        ),
+        (
+            json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "globex"}}}),
+            "globex (tenant \"globex\")",
+        ),
+    ] {
+        let d = decide(&p, np(peer.clone(), false));
+        let f = d
+            .findings
+            .iter()
+            .find(|f| f.rule.id == "tenant/netpol-namespace-selector");
+        assert!(
+            f.is_some_and(|f| f.message.contains(why)),
+            "{peer}: {:?}",
+            d.findings
+        );
+    }
+    // Ingress controllers may be admitted, not reached.
+    let to_ingress = json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}});
+    assert_eq!(
+        rules_of(&p, np(to_ingress, true)),
+        ["tenant/netpol-namespace-selector"]
+    );
+    // An egress rule without peers reaches everything.
+    let anywhere = object(
+        "NetworkPolicy",
+        "networking.k8s.io/v1",
+        Some("acme"),
+        json!({"spec": {"podSelector": {}, "egress": [{"ports": [{"port": 443}]}]}}),
+    );
+    assert_eq!(rules_of(&p, anywhere), ["tenant/netpol-namespace-selector"]);
     let bad = [
         json!({"namespaceSelector": {}}),
         json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "globex"}}}),
@@ -752,6 +855,26 @@ fn network_policies() {
         ["tenant/netpol-ipblock"]
     );
     assert!(rules_of(&p, np(json!({"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.244.0.0/16", "10.96.0.0/12"]}}), false)).is_empty());
+    // Link-local (the metadata service), loopback and the unspecified network are protected like the
+    // cluster's own ranges, in either address family.
+    for cidr in [
+        "169.254.169.254/32",
+        "169.254.0.0/16",
+        "127.0.0.1/32",
+        "::1/128",
+        "fe80::/64",
+        "::ffff:169.254.169.254/128",
+        "0.0.0.0/0",
+        "::/0",
+    ] {
+        assert!(
+            rules_of(&p, np(json!({"ipBlock": {"cidr": cidr}}), false))
+                .contains(&"tenant/netpol-ipblock"),
+            "{cidr}"
+        );
+    }
+    let all_but = json!({"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.244.0.0/16", "10.96.0.0/12", "127.0.0.0/8", "169.254.0.0/16", "0.0.0.0/8", "168.63.129.16/32", "100.100.100.200/32"]}});
+    assert!(rules_of(&p, np(all_but, false)).is_empty());
     assert!(rules_of(&p, np(json!({"ipBlock": {"cidr": "203.0.113.7/32"}}), true)).is_empty());
     assert_eq!(
         rules_of(
@@ -761,7 +884,8 @@ fn network_policies() {
                 true
             )
         ),
-        ["tenant/netpol-egress-cidr"]
+        // The cluster's ranges are excepted, not link-local or loopback; and it is not within 203.0.113.0/24.
+        ["tenant/netpol-ipblock", "tenant/netpol-egress-cidr"]
     );
     assert_eq!(
         rules_of(&p, np(json!({"ipBlock": {"cidr": "not-a-cidr"}}), true)),
@@ -943,27 +1067,75 @@ fn namespaces_managed_objects_and_quotas() {
             json!({"metadata": {"name": "acme", "labels": labels}}),
         )
     };
-    assert!(rules_of(&p, ns(json!({"kubebid.io/tenant": "acme", "pod-security.kubernetes.io/enforce": "restricted"}))).is_empty());
-    assert_eq!(
-        rules_of(&p, ns(json!({"kubebid.io/tenant": "globex"}))),
-        ["tenant/namespace-labels"]
-    );
+    // A tenant's Namespace object is the platform's: a tenant may not create, change or delete it, even
+    // with every label right.
     assert_eq!(
         rules_of(
             &p,
             ns(
-                json!({"kubebid.io/tenant": "acme", "pod-security.kubernetes.io/enforce": "baseline"})
+                json!({"kubebid.io/tenant": "acme", "pod-security.kubernetes.io/enforce": "restricted"})
             )
+        ),
+        ["tenant/namespace-object"]
+    );
+    let labels_of = |labels: Value| -> Vec<&'static str> {
+        rules_of(&p, ns(labels))
+            .into_iter()
+            .filter(|r| *r != "tenant/namespace-object")
+            .collect()
+    };
+    assert_eq!(
+        labels_of(json!({"kubebid.io/tenant": "globex"})),
+        ["tenant/namespace-labels"]
+    );
+    assert_eq!(
+        labels_of(
+            json!({"kubebid.io/tenant": "acme", "pod-security.kubernetes.io/enforce": "baseline"})
+        ),
+        ["tenant/namespace-labels"]
+    );
+    // An enforce-version pinned to an old release checks less: weaker.
+    assert_eq!(
+        labels_of(
+            json!({"kubebid.io/tenant": "acme", "pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "v1.0"})
         ),
         ["tenant/namespace-labels"]
     );
     assert_eq!(
-        rules_of(
-            &p,
-            ns(json!({"kubebid.io/tenant": "acme", "kubebid.io/ingress-controller": "true"}))
+        labels_of(
+            json!({"kubebid.io/tenant": "acme", "pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "bogus"})
         ),
         ["tenant/namespace-labels"]
     );
+    assert!(labels_of(json!({"kubebid.io/tenant": "acme", "pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest"})).is_empty());
+    // Kubernetes' controllers and cluster admins act on namespaces (deletion, repairs): not judged.
+    let o = Object::from_value(ns(json!({}))).expect("decodes");
+    let admins = ["system:masters".to_owned()];
+    for (user, groups) in [
+        (
+            "system:serviceaccount:kube-system:namespace-controller",
+            &[][..],
+        ),
+        ("root", &admins[..]),
+    ] {
+        for op in [Operation::Update, Operation::Delete] {
+            let d = p.evaluate(&Request {
+                operation: op,
+                user: Some(user),
+                groups,
+                ..Request::create(&o)
+            });
+            assert!(!d.denied(), "{user} {op:?}: {:?}", d.findings);
+        }
+    }
+    // A namespace of no tenant may be made by whoever RBAC lets, but not with KubeBid's labels.
+    let stray = object(
+        "Namespace",
+        "v1",
+        None,
+        json!({"metadata": {"name": "stray", "labels": {"kubebid.io/tenant": "acme"}}}),
+    );
+    assert_eq!(rules_of(&p, stray), ["tenant/namespace-labels"]);
     // UPDATE that drops a guarded label.
     let old = Object::from_value(ns(
         json!({"kubebid.io/tenant": "acme", "pod-security.kubernetes.io/warn": "restricted"}),
