@@ -1,5 +1,12 @@
 //! The webhook configurations the API server needs to call KubeBid: which requests go to `/validate` and
-//! `/mutate`, and what happens when the webhook cannot answer (fail closed for tenant namespaces).
+//! `/mutate`, and what happens when the webhook cannot answer (fail closed).
+//!
+//! Selectors never rest on a label a namespace's editor can change. Namespaced requests are sent for every
+//! namespace but the platform's, matched by `kubernetes.io/metadata.name` (set by the API server, which
+//! overwrites any other value); the webhook itself decides, through the tenancy model, whose namespace it is.
+//! A `namespaceSelector` on the tenant label would be matched against the *new* labels of a Namespace UPDATE,
+//! so the UPDATE that removes the label would never reach KubeBid. Cluster-scoped objects attributed to a
+//! tenant by label use an `objectSelector`, which the API server matches against the old and the new object.
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
@@ -9,7 +16,9 @@ use k8s_openapi::api::admissionregistration::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta,
 };
-use kubebid_model::config::{MANAGED_LABEL, TENANT_LABEL};
+use kubebid_model::Tenancy;
+use kubebid_model::config::{MANAGED_LABEL, NAMESPACE_NAME_LABEL, TENANT_LABEL};
+use kubebid_model::podspec;
 
 /// Where the API server reaches the webhook.
 #[derive(Clone, Debug)]
@@ -28,7 +37,29 @@ pub struct WebhookSettings {
     pub ca_bundle: Vec<u8>,
     /// KubeBid's own service account, as a username: its requests skip the webhook.
     pub service_account_user: String,
+    /// The platform's namespaces: every other namespace is sent to the webhook.
+    pub excluded_namespaces: Vec<String>,
     pub timeout_seconds: i32,
+}
+
+impl WebhookSettings {
+    /// Settings for `tenancy`'s cluster: its excluded namespaces and KubeBid's own account.
+    #[must_use]
+    pub fn for_cluster(
+        tenancy: &Tenancy,
+        target: Target,
+        ca_bundle: Vec<u8>,
+        timeout_seconds: i32,
+    ) -> Self {
+        let cluster = tenancy.cluster();
+        Self {
+            target,
+            ca_bundle,
+            service_account_user: cluster.kubebid_user.clone(),
+            excluded_namespaces: cluster.excluded.iter().cloned().collect(),
+            timeout_seconds,
+        }
+    }
 }
 
 fn rule(
@@ -67,7 +98,20 @@ fn client(s: &WebhookSettings, path: &str) -> WebhookClientConfig {
     }
 }
 
-fn tenant_namespaces() -> LabelSelector {
+/// Every namespace but the platform's, by the name label nobody can change.
+fn judged_namespaces(s: &WebhookSettings) -> LabelSelector {
+    LabelSelector {
+        match_expressions: Some(vec![LabelSelectorRequirement {
+            key: NAMESPACE_NAME_LABEL.into(),
+            operator: "NotIn".into(),
+            values: Some(s.excluded_namespaces.clone()),
+        }]),
+        match_labels: None,
+    }
+}
+
+/// Cluster-scoped objects that carry the tenant label (matched on the old and the new object).
+fn labelled_for_a_tenant() -> LabelSelector {
     LabelSelector {
         match_expressions: Some(vec![LabelSelectorRequirement {
             key: TENANT_LABEL.into(),
@@ -75,13 +119,6 @@ fn tenant_namespaces() -> LabelSelector {
             values: None,
         }]),
         match_labels: None,
-    }
-}
-
-fn not_cluster_admin() -> MatchCondition {
-    MatchCondition {
-        name: "not-cluster-admins".into(),
-        expression: "!('system:masters' in request.userInfo.groups)".into(),
     }
 }
 
@@ -95,26 +132,39 @@ fn skip_self(s: &WebhookSettings) -> MatchCondition {
     }
 }
 
-const WORKLOADS: &[&str] = &["deployments", "replicasets", "statefulsets", "daemonsets"];
+/// Rules that bind tenants only are not sent for the platform's own identities: the webhook would let them
+/// pass anyway, and this way garbage collection, namespace deletion and endpoint updates never wait on it.
+fn tenants_only() -> MatchCondition {
+    MatchCondition {
+        name: "not-the-platform".into(),
+        expression: format!("!({})", Tenancy::platform_actor_cel()),
+    }
+}
+
+/// Deletions by Kubernetes' controllers and cluster admins (garbage collection, namespace deletion) pass the
+/// webhook anyway; skipping them keeps a Tenant's or a namespace's deletion working while it is down.
+fn not_platform_deletes() -> MatchCondition {
+    MatchCondition {
+        name: "not-platform-deletes".into(),
+        expression: format!(
+            "!(request.operation == 'DELETE' && ({}))",
+            Tenancy::platform_actor_cel()
+        ),
+    }
+}
 
 fn namespaced_rules() -> Vec<RuleWithOperations> {
     let cud = ["CREATE", "UPDATE", "DELETE"];
-    vec![
-        rule(
-            &[""],
-            &[
-                "pods",
-                "replicationcontrollers",
-                "podtemplates",
-                "services",
-                "persistentvolumeclaims",
-                "resourcequotas",
-                "limitranges",
-                "serviceaccounts",
-            ],
-            &cud,
-            "Namespaced",
-        ),
+    let mut core: Vec<&str> = podspec::resources_of("");
+    core.extend([
+        "services",
+        "persistentvolumeclaims",
+        "resourcequotas",
+        "limitranges",
+        "serviceaccounts",
+    ]);
+    let mut rules = vec![
+        rule(&[""], &core, &cud, "Namespaced"),
         rule(
             &[""],
             &["pods/ephemeralcontainers"],
@@ -127,8 +177,16 @@ fn namespaced_rules() -> Vec<RuleWithOperations> {
             &["CONNECT"],
             "Namespaced",
         ),
-        rule(&["apps"], WORKLOADS, &cud, "Namespaced"),
-        rule(&["batch"], &["jobs", "cronjobs"], &cud, "Namespaced"),
+    ];
+    for group in podspec::groups().into_iter().filter(|g| !g.is_empty()) {
+        rules.push(rule(
+            &[group],
+            &podspec::resources_of(group),
+            &cud,
+            "Namespaced",
+        ));
+    }
+    rules.extend([
         rule(
             &["networking.k8s.io"],
             &["networkpolicies", "ingresses"],
@@ -141,11 +199,11 @@ fn namespaced_rules() -> Vec<RuleWithOperations> {
             &cud,
             "Namespaced",
         ),
-    ]
+    ]);
+    rules
 }
 
-/// The `ValidatingWebhookConfiguration`: tenant namespaces (failure policy Fail), and the cluster-scoped
-/// kinds the rules need (tenant namespaces' labels, cluster RBAC, persistent volumes).
+/// The `ValidatingWebhookConfiguration`.
 #[must_use]
 pub fn validating(s: &WebhookSettings) -> ValidatingWebhookConfiguration {
     let common = |name: &str,
@@ -171,23 +229,46 @@ pub fn validating(s: &WebhookSettings) -> ValidatingWebhookConfiguration {
             ..ObjectMeta::default()
         },
         webhooks: Some(vec![
+            // What may be in a namespace: judged whoever sends it.
             common(
                 "tenants.validate.kubebid.io",
                 namespaced_rules(),
-                Some(tenant_namespaces()),
-                vec![skip_self(s)],
+                Some(judged_namespaces(s)),
+                vec![skip_self(s), not_platform_deletes()],
             ),
+            // Namespaces themselves: a tenant may not create, relabel or delete its own. The selector is
+            // matched against the Namespace itself, by its name label.
             common(
                 "namespaces.validate.kubebid.io",
                 vec![rule(
                     &[""],
                     &["namespaces"],
-                    &["UPDATE", "DELETE"],
+                    &["CREATE", "UPDATE", "DELETE"],
                     "Cluster",
                 )],
-                // A Namespace is matched on its own labels (on UPDATE, old or new): only tenant namespaces.
-                Some(tenant_namespaces()),
-                vec![skip_self(s), not_cluster_admin()],
+                Some(judged_namespaces(s)),
+                vec![skip_self(s), tenants_only()],
+            ),
+            // What only Kubernetes' controllers may write: endpoints and node bindings.
+            common(
+                "endpoints.validate.kubebid.io",
+                vec![
+                    rule(&[""], &["endpoints"], &["CREATE", "UPDATE"], "Namespaced"),
+                    rule(
+                        &["discovery.k8s.io"],
+                        &["endpointslices"],
+                        &["CREATE", "UPDATE"],
+                        "Namespaced",
+                    ),
+                    rule(
+                        &[""],
+                        &["bindings", "pods/binding"],
+                        &["CREATE"],
+                        "Namespaced",
+                    ),
+                ],
+                Some(judged_namespaces(s)),
+                vec![skip_self(s), tenants_only()],
             ),
             // KubeBid's own configuration: a Tenant may not claim another tenant's namespace, domain or owner.
             common(
@@ -204,7 +285,7 @@ pub fn validating(s: &WebhookSettings) -> ValidatingWebhookConfiguration {
             ValidatingWebhook {
                 // Cluster-scoped objects attributed to a tenant. Platform components' own ClusterRoles carry
                 // no tenant label and do not come here.
-                object_selector: Some(tenant_namespaces()),
+                object_selector: Some(labelled_for_a_tenant()),
                 ..common(
                     "cluster.validate.kubebid.io",
                     vec![
@@ -222,16 +303,25 @@ pub fn validating(s: &WebhookSettings) -> ValidatingWebhookConfiguration {
                         ),
                     ],
                     None,
-                    vec![skip_self(s), not_cluster_admin()],
+                    vec![skip_self(s), tenants_only()],
                 )
             },
         ]),
     }
 }
 
-/// The `MutatingWebhookConfiguration`: secure defaults for tenant pods and pod templates.
+/// The `MutatingWebhookConfiguration`: secure defaults for pods and pod templates.
 #[must_use]
 pub fn mutating(s: &WebhookSettings) -> MutatingWebhookConfiguration {
+    let mut rules = Vec::new();
+    for group in podspec::groups() {
+        rules.push(rule(
+            &[group],
+            &podspec::resources_of(group),
+            &["CREATE", "UPDATE"],
+            "Namespaced",
+        ));
+    }
     MutatingWebhookConfiguration {
         metadata: ObjectMeta {
             name: Some("kubebid-mutate".into()),
@@ -245,24 +335,10 @@ pub fn mutating(s: &WebhookSettings) -> MutatingWebhookConfiguration {
             failure_policy: Some("Fail".into()),
             match_policy: Some("Equivalent".into()),
             match_conditions: Some(vec![skip_self(s)]),
-            namespace_selector: Some(tenant_namespaces()),
+            namespace_selector: Some(judged_namespaces(s)),
             object_selector: None,
             reinvocation_policy: Some("IfNeeded".into()),
-            rules: Some(vec![
-                rule(
-                    &[""],
-                    &["pods", "replicationcontrollers", "podtemplates"],
-                    &["CREATE", "UPDATE"],
-                    "Namespaced",
-                ),
-                rule(&["apps"], WORKLOADS, &["CREATE", "UPDATE"], "Namespaced"),
-                rule(
-                    &["batch"],
-                    &["jobs", "cronjobs"],
-                    &["CREATE", "UPDATE"],
-                    "Namespaced",
-                ),
-            ]),
+            rules: Some(rules),
             side_effects: "None".into(),
             timeout_seconds: Some(s.timeout_seconds),
         }]),

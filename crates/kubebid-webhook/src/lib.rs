@@ -12,8 +12,6 @@ pub mod certs;
 pub mod cluster;
 pub mod generate;
 pub mod metrics;
-pub mod mutate;
 pub mod review;
 pub mod server;
 pub mod tls;
-pub mod vap;

@@ -15,7 +15,7 @@ use kubebid_model::{Action, Object};
 use kubebid_policy::{Decision, Operation, PolicySet, Request};
 use serde_json::Value;
 
-use crate::mutate;
+use kubebid_policy::mutate;
 
 /// Which endpoint the review came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -248,6 +248,7 @@ fn decide(
         subresource: req.sub_resource.as_deref(),
         name: Some(req.name.as_str()),
         user: Some(req.user_info.username.as_deref().unwrap_or_default()),
+        groups: req.user_info.groups.as_deref().unwrap_or_default(),
     };
     if endpoint == Endpoint::Validate
         && is_tenant
@@ -273,16 +274,22 @@ fn decide(
     let rules: Vec<&'static str> = decision.findings.iter().map(|f| f.rule.id).collect();
     match endpoint {
         Endpoint::Validate => {
+            // DELETE requests carry the name in the request; a CREATE with generateName only in the object.
+            let name = if req.name.is_empty() {
+                subject.0.name()
+            } else {
+                req.name.as_str()
+            };
             let (response, verdict) =
-                validation_response(response, &decision, &req.kind.kind, &req.name);
+                validation_response(response, &decision, &req.kind.kind, name);
             (response, verdict, rules)
         }
         Endpoint::Mutate => mutation_response(policy, req, op, &subject.1, response, rules),
     }
 }
 
-/// Why a Tenant cannot be admitted: schema and value errors, and claims on other tenants' namespaces,
-/// domains or owners.
+/// Why a Tenant cannot be admitted: schema and value errors, reserved namespaces, and claims on other
+/// tenants' namespaces, domains or owners, as the tenancy model (and so the operator) sees them.
 fn tenant_problems(policy: &PolicySet, object: &Value) -> Vec<String> {
     let tenant: kubebid_model::Tenant = match serde_path_to_error::deserialize(object.clone()) {
         Ok(t) => t,
@@ -295,24 +302,11 @@ fn tenant_problems(policy: &PolicySet, object: &Value) -> Vec<String> {
         }
     };
     let name = tenant.metadata.name.clone().unwrap_or_default();
-    let mut problems: Vec<String> = tenant
-        .spec
-        .validate()
+    policy
+        .tenant_conflicts(&name, &tenant.spec)
         .into_iter()
-        .map(|e| format!("{}: {}", e.path, e.message))
-        .collect();
-    if !kubebid_model::config::is_dns_label(&name) {
-        problems.push(format!(
-            "metadata.name: {name:?} is not a valid tenant name"
-        ));
-    }
-    problems.extend(
-        policy
-            .tenant_conflicts(&name, &tenant.spec)
-            .into_iter()
-            .map(|(f, m)| format!("{f}: {m}")),
-    );
-    problems
+        .map(|(f, m)| format!("{f}: {m}"))
+        .collect()
 }
 
 fn validation_response(

@@ -4,11 +4,13 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Bytes, Incoming};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -41,11 +43,53 @@ pub struct WebhookServer {
     pub max_connections: usize,
     /// How long shutdown waits for reviews in flight.
     pub drain_timeout: Duration,
+    /// Whether `/validate` and `/mutate` need a verified client certificate (`--client-ca`).
+    pub client_auth: bool,
 }
 
 struct Shared {
     policy: watch::Receiver<Option<PolicySet>>,
     metrics: Arc<Metrics>,
+    /// Whether reviews need a client certificate (the TLS layer asks for one but lets health probes in
+    /// without).
+    client_auth: bool,
+}
+
+/// A reply body that keeps the unread rest of the request alive until the reply is sent. Over HTTP/2 a
+/// request body dropped before the response is complete makes the stream end with `RST_STREAM(CANCEL)`, and
+/// the client never sees the 413; dropped after it, the stream ends with `NO_ERROR`, which clients accept.
+pub struct Reply {
+    body: Full<Bytes>,
+    unread: Option<Incoming>,
+}
+
+impl Reply {
+    fn new(body: impl Into<Bytes>) -> Self {
+        Self {
+            body: Full::new(body.into()),
+            unread: None,
+        }
+    }
+}
+
+impl Body for Reply {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 impl WebhookServer {
@@ -62,6 +106,7 @@ impl WebhookServer {
         let shared = Arc::new(Shared {
             policy: self.policy.clone(),
             metrics: self.metrics.clone(),
+            client_auth: self.client_auth,
         });
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let slots = Arc::new(Semaphore::new(self.max_connections));
@@ -126,7 +171,12 @@ impl WebhookServer {
                         return;
                     }
                 };
-                serve_connection(tls, peer, shared, watcher).await;
+                let authenticated = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .is_some_and(|c| !c.is_empty());
+                serve_connection(tls, peer, authenticated, shared, watcher).await;
             });
         }
         drop(listener);
@@ -145,6 +195,7 @@ impl WebhookServer {
 async fn serve_connection(
     tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     peer: SocketAddr,
+    authenticated: bool,
     shared: Arc<Shared>,
     watcher: hyper_util::server::graceful::Watcher,
 ) {
@@ -161,7 +212,7 @@ async fn serve_connection(
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let service = hyper::service::service_fn(move |req| {
         let shared = shared.clone();
-        async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+        async move { Ok::<_, Infallible>(handle(&shared, authenticated, req).await) }
     });
     let conn = builder
         .serve_connection(TokioIo::new(tls), service)
@@ -171,8 +222,8 @@ async fn serve_connection(
     }
 }
 
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body.into()));
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Reply> {
+    let mut r = Response::new(Reply::new(body));
     *r.status_mut() = status;
     r.headers_mut().insert(
         CONTENT_TYPE,
@@ -181,7 +232,7 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     r
 }
 
-async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(shared: &Shared, authenticated: bool, req: Request<Incoming>) -> Response<Reply> {
     let endpoint = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") => {
@@ -216,23 +267,27 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
         }
         _ => return reject(shared, StatusCode::NOT_FOUND, "path", "not found\n"),
     };
-    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return reject(
+    if shared.client_auth && !authenticated {
+        return reject(
+            shared,
+            StatusCode::FORBIDDEN,
+            "client_cert",
+            "reviews need a client certificate signed by the configured client CA\n",
+        );
+    }
+    let body = match read_body(req.into_body()).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge(unread)) => {
+            let mut r = reject(
                 shared,
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
                 format!("body larger than {MAX_BODY_BYTES} bytes\n"),
             );
+            r.body_mut().unread = Some(unread);
+            return r;
         }
-        Err(e) => {
+        Err(BodyError::Read(e)) => {
             return reject(
                 shared,
                 StatusCode::BAD_REQUEST,
@@ -273,7 +328,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
             if done.verdict == "denied" {
                 tracing::info!(uid = %done.uid, endpoint = endpoint.as_str(), operation = done.operation, kind = %done.kind, rules = ?done.rules, "denied");
             }
-            let mut r = Response::new(Full::new(Bytes::from(done.body)));
+            let mut r = Response::new(Reply::new(done.body));
             r.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             r
@@ -287,12 +342,57 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
     }
 }
 
+enum BodyError {
+    /// Over the limit; the rest of the body, unread.
+    TooLarge(Incoming),
+    Read(hyper::Error),
+}
+
+/// How much of an oversized body is read and thrown away before the 413 is sent. Clients that are still
+/// sending when the answer arrives (curl before 8.10 over HTTP/2, say) report an error instead of the 413;
+/// draining lets them finish. Beyond this the answer is sent anyway.
+const DRAIN_BYTES: usize = 16 * 1024 * 1024;
+
+/// Reads a body of at most [`MAX_BODY_BYTES`]. A larger one is drained (up to [`DRAIN_BYTES`]) and returned
+/// unread for the reply to hold.
+async fn read_body(mut body: Incoming) -> Result<Bytes, BodyError> {
+    let mut parts: Vec<Bytes> = Vec::new();
+    let mut len = 0usize;
+    let declared_too_large = body
+        .size_hint()
+        .lower()
+        .try_into()
+        .is_ok_and(|n: usize| n > MAX_BODY_BYTES);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(BodyError::Read)?;
+        if let Ok(data) = frame.into_data() {
+            len = len.saturating_add(data.len());
+            if declared_too_large || len > MAX_BODY_BYTES {
+                parts.clear();
+                if len > DRAIN_BYTES {
+                    break;
+                }
+                continue;
+            }
+            parts.push(data);
+        }
+    }
+    if declared_too_large || len > MAX_BODY_BYTES {
+        return Err(BodyError::TooLarge(body));
+    }
+    Ok(match parts.len() {
+        0 => Bytes::new(),
+        1 => parts.swap_remove(0),
+        _ => parts.concat().into(),
+    })
+}
+
 fn reject(
     shared: &Shared,
     status: StatusCode,
     reason: &'static str,
     body: impl Into<Bytes>,
-) -> Response<Full<Bytes>> {
+) -> Response<Reply> {
     shared
         .metrics
         .rejected_requests

@@ -1,6 +1,7 @@
 //! TLS for the webhook: TLS 1.2 and 1.3 only (rustls with the ring provider), HTTP/2 and HTTP/1.1 by ALPN,
 //! a certificate that is reloaded when its files change (new handshakes get the new certificate, open
-//! connections are not touched), and, with a client CA, only clients presenting a certificate it signed.
+//! connections are not touched), and, with a client CA, only certificates it signed (reviews need one; the
+//! health endpoints do not).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -146,7 +147,11 @@ pub fn server_config(
             if roots.is_empty() {
                 return Err(file_err(ca, "no CA certificate in the file"));
             }
+            // A client that presents a certificate must present one the CA signed; one that presents none
+            // gets only the health, readiness and metrics endpoints (the kubelet's probes carry none), which
+            // the server enforces per request.
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .allow_unauthenticated()
                 .build()
                 .map_err(|e| file_err(ca, format!("client verifier: {e}")))?;
             builder.with_client_cert_verifier(verifier)

@@ -1,7 +1,9 @@
 //! Cluster mode at the kube client's HTTP boundary. No API server can run here, so a mock service stands in
 //! for it (tower-test): it answers the reflectors' LIST and WATCH requests, and the test checks the exact
-//! requests (reads only, the four kinds), that no policy is published before every list has completed, and
-//! that a watched change applies. `real_cluster` runs against a cluster when KUBECONFIG is set.
+//! requests (reads only, the three configuration kinds), that no policy is published before every list has
+//! completed, that namespaces belong to the Tenant that lists them (never to the one a label names), that
+//! conflicting Tenants are resolved as the operator resolves them, and that a watched change applies.
+//! `real_cluster` runs against a cluster when KUBECONFIG is set.
 
 // Test helpers fail the test by panicking on broken fixtures; that is their job.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -28,7 +30,12 @@ fn tenant(name: &str, namespaces: &[&str], extra: Value) -> Value {
     for (k, v) in extra.as_object().unwrap() {
         spec[k] = v.clone();
     }
-    json!({"apiVersion": "kubebid.io/v1alpha1", "kind": "Tenant", "metadata": {"name": name, "resourceVersion": "2"}, "spec": spec})
+    let created = if name == "acme" {
+        "2026-01-01T00:00:00Z"
+    } else {
+        "2026-06-01T00:00:00Z"
+    };
+    json!({"apiVersion": "kubebid.io/v1alpha1", "kind": "Tenant", "metadata": {"name": name, "resourceVersion": "2", "creationTimestamp": created}, "spec": spec})
 }
 
 fn list(api_version: &str, kind: &str, items: Vec<Value>) -> Value {
@@ -55,11 +62,11 @@ async fn reflectors_publish_only_after_every_list_and_apply_watched_changes() {
     }));
 
     let requests = Arc::new(Mutex::new(Vec::<String>::new()));
-    let (release_namespaces, namespaces_released) = oneshot::channel::<()>();
+    let (release_exceptions, exceptions_released) = oneshot::channel::<()>();
     let (tenant_watch_tx, tenant_watch) = oneshot::channel::<mpsc::Sender<Chunk>>();
     let log = requests.clone();
     let server = tokio::spawn(async move {
-        let mut namespaces_released = Some(namespaces_released);
+        let mut exceptions_released = Some(exceptions_released);
         let mut tenant_watch_tx = Some(tenant_watch_tx);
         let mut held = Vec::new();
         while let Some((req, send)) = handle.next_request().await {
@@ -77,26 +84,23 @@ async fn reflectors_publish_only_after_every_list_and_apply_watched_changes() {
             let payload = if is_watch {
                 None
             } else if uri.starts_with("/apis/kubebid.io/v1alpha1/tenants") {
+                // A younger tenant claims acme's namespace too: it is left out whole.
                 Some(list(
                     "kubebid.io/v1alpha1",
                     "Tenant",
-                    vec![tenant("acme", &["acme"], json!({}))],
+                    vec![
+                        tenant("mallory", &["mallory", "acme"], json!({})),
+                        tenant("acme", &["acme"], json!({})),
+                    ],
                 ))
             } else if uri.starts_with("/apis/kubebid.io/v1alpha1/policyexceptions") {
+                // Hold the exceptions list back until the test has checked readiness.
+                if let Some(r) = exceptions_released.take() {
+                    let _ = r.await;
+                }
                 Some(list("kubebid.io/v1alpha1", "PolicyException", vec![]))
             } else if uri.starts_with("/apis/kubebid.io/v1alpha1/kubebidconfigs") {
                 Some(list("kubebid.io/v1alpha1", "KubeBidConfig", vec![]))
-            } else if uri.starts_with("/api/v1/namespaces") {
-                // Hold the namespaces list back until the test has checked readiness.
-                if let Some(r) = namespaces_released.take() {
-                    let _ = r.await;
-                }
-                Some(list(
-                    "v1",
-                    "Namespace",
-                    vec![json!({"apiVersion": "v1", "kind": "Namespace",
-                    "metadata": {"name": "acme-extra", "labels": {"kubebid.io/tenant": "acme"}}})],
-                ))
             } else {
                 panic!("unexpected request {uri}");
             };
@@ -120,9 +124,9 @@ async fn reflectors_publish_only_after_every_list_and_apply_watched_changes() {
         }
     });
 
-    // Three lists answered, the namespaces list held back: nothing is published yet.
+    // Two lists answered, the exceptions list held back: nothing is published yet.
     for _ in 0..50 {
-        if requests.lock().unwrap().len() >= 4 {
+        if requests.lock().unwrap().len() >= 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -131,7 +135,7 @@ async fn reflectors_publish_only_after_every_list_and_apply_watched_changes() {
         rx.borrow().is_none(),
         "no policy before every cache has synced"
     );
-    release_namespaces.send(()).unwrap();
+    release_exceptions.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), rx.changed())
         .await
         .expect("policy published")
@@ -142,15 +146,9 @@ async fn reflectors_publish_only_after_every_list_and_apply_watched_changes() {
             policy.tenant_for(Some("acme")).unwrap().name.as_deref(),
             Some("acme")
         );
-        assert_eq!(
-            policy
-                .tenant_for(Some("acme-extra"))
-                .unwrap()
-                .name
-                .as_deref(),
-            Some("acme"),
-            "namespace label maps to the tenant"
-        );
+        // The younger, conflicting tenant is not in force, not even for its uncontested namespace.
+        assert_eq!(policy.tenant_for(Some("mallory")).unwrap().name, None);
+        assert_eq!(policy.tenancy().rejected()[0].tenant, "mallory");
         assert!(
             policy.tenant_for(Some("kube-system")).is_none(),
             "excluded namespace"
@@ -198,11 +196,14 @@ async fn reflectors_publish_only_after_every_list_and_apply_watched_changes() {
         seen.iter().all(|r| r.starts_with("GET ")),
         "the webhook only reads: {seen:?}"
     );
+    assert!(
+        !seen.iter().any(|r| r.contains("/api/v1/namespaces")),
+        "namespaces' labels decide nothing: {seen:?}"
+    );
     for path in [
         "/apis/kubebid.io/v1alpha1/kubebidconfigs?",
         "/apis/kubebid.io/v1alpha1/tenants?",
         "/apis/kubebid.io/v1alpha1/policyexceptions?",
-        "/api/v1/namespaces?",
     ] {
         assert!(
             seen.iter()

@@ -212,7 +212,7 @@ fn updates_that_open_a_node_port_or_drop_namespace_labels_are_denied() {
 
 #[test]
 fn deleting_managed_objects_is_denied_and_other_deletes_pass() {
-    let np = |labels: Value| json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "default-deny-all", "namespace": "acme", "labels": labels}, "spec": {"podSelector": {}}});
+    let np = |name: &str, labels: Value| json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": name, "namespace": "acme", "labels": labels}, "spec": {"podSelector": {}}});
     let r = run(
         Endpoint::Validate,
         &admission(
@@ -222,16 +222,40 @@ fn deleting_managed_objects_is_denied_and_other_deletes_pass() {
             "acme",
             "default-deny-all",
             Value::Null,
-            np(json!({"kubebid.io/managed": "true"})),
+            np("default-deny-all", json!({"kubebid.io/managed": "true"})),
         ),
     );
     assert_eq!(r["allowed"], false);
+    let message = r["status"]["message"].as_str().unwrap();
+    assert!(message.contains("tenant/managed-object"));
+    // The denial names the object by its kind and name, as the request does.
     assert!(
-        r["status"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("tenant/managed-object")
+        message.starts_with("KubeBid denied NetworkPolicy \"default-deny-all\""),
+        "{message}"
     );
+    // Kubernetes' garbage collector (and the namespace controller) delete managed objects by design.
+    let mut gc = admission(
+        "DELETE",
+        "networkpolicies",
+        None,
+        "acme",
+        "default-deny-all",
+        Value::Null,
+        np("default-deny-all", json!({"kubebid.io/managed": "true"})),
+    );
+    for user in [
+        "system:serviceaccount:kube-system:generic-garbage-collector",
+        "system:serviceaccount:kube-system:namespace-controller",
+        "system:kube-controller-manager",
+    ] {
+        gc["request"]["userInfo"] = json!({"username": user});
+        assert_eq!(run(Endpoint::Validate, &gc)["allowed"], true, "{user}");
+    }
+    // So do cluster admins repairing one.
+    gc["request"]["userInfo"] = json!({"username": "root", "groups": ["system:masters"]});
+    gc["request"]["operation"] = json!("UPDATE");
+    gc["request"]["object"] = np("default-deny-all", json!({"kubebid.io/managed": "true"}));
+    assert_eq!(run(Endpoint::Validate, &gc)["allowed"], true);
     let r = run(
         Endpoint::Validate,
         &admission(
@@ -241,7 +265,7 @@ fn deleting_managed_objects_is_denied_and_other_deletes_pass() {
             "acme",
             "mine",
             Value::Null,
-            np(json!({})),
+            np("mine", json!({})),
         ),
     );
     assert_eq!(r["allowed"], true);
@@ -655,7 +679,7 @@ fn tenants_are_refused_when_they_claim_what_another_tenant_holds_or_are_invalid(
         system["status"]["message"]
             .as_str()
             .unwrap()
-            .contains("excluded system namespace"),
+            .contains("\"kube-system\" is a Kubernetes system namespace"),
         "{system}"
     );
 }

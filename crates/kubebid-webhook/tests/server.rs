@@ -63,6 +63,7 @@ async fn start(client_ca: bool, ready: bool) -> Running {
         reload_interval: Duration::from_millis(50),
         max_connections: 1024,
         drain_timeout: Duration::from_secs(5),
+        client_auth: client_ca,
     };
     let done = tokio::spawn(server.serve(listener, async move {
         let _ = stopped.await;
@@ -284,6 +285,77 @@ async fn bad_requests_get_http_errors_and_never_allowed() {
     stop(r).await;
 }
 
+/// A body over the limit is answered 413 over HTTP/1.1 and HTTP/2 alike, with the length declared or
+/// streamed: curl is the client, as an operator would reproduce it. Over HTTP/2 the server must not reset
+/// the stream before its answer (the client would see a reset, not the 413).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_is_answered_413_over_both_protocols() {
+    let r = start(false, true).await;
+    let big = r.dir.join("big.json");
+    std::fs::write(
+        &big,
+        vec![b' '; kubebid_webhook::server::MAX_BODY_BYTES + 4096],
+    )
+    .unwrap();
+    let url = format!("https://localhost:{}/validate", r.addr.port());
+    let resolve = format!("localhost:{}:127.0.0.1", r.addr.port());
+    for proto in ["--http1.1", "--http2"] {
+        for streamed in [false, true] {
+            let data = if streamed {
+                "@-".to_owned()
+            } else {
+                format!("@{}", big.display())
+            };
+            let mut cmd = tokio::process::Command::new("curl");
+            cmd.args(["-sS", proto, "--cacert"])
+                .arg(r.dir.join("ca.crt"))
+                .args([
+                    "--resolve",
+                    &resolve,
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code} %{http_version}",
+                ])
+                .args([
+                    "-H",
+                    "content-type: application/json",
+                    "--data-binary",
+                    &data,
+                    &url,
+                ])
+                .stdin(if streamed {
+                    std::process::Stdio::piped()
+                } else {
+                    std::process::Stdio::null()
+                })
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            let mut child = cmd
+                .spawn()
+                .expect("curl is installed (scripts/test installs it)");
+            if streamed {
+                let mut stdin = child.stdin.take().unwrap();
+                let body = std::fs::read(&big).unwrap();
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    let _ = stdin.write_all(&body).await;
+                });
+            }
+            let out = child.wait_with_output().await.unwrap();
+            let answer = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && answer.starts_with("413 "),
+                "{proto} streamed={streamed}: {answer} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let version = if proto == "--http2" { " 2" } else { " 1.1" };
+            assert!(answer.ends_with(version), "{proto}: {answer}");
+        }
+    }
+    stop(r).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn until_ready_readyz_fails_and_reviews_are_denied() {
     let r = start(false, false).await;
@@ -315,14 +387,27 @@ async fn until_ready_readyz_fails_and_reviews_are_denied() {
 async fn client_certificates_are_required_with_a_client_ca() {
     let r = start(true, true).await;
     let ca = r.dir.join("ca.crt");
-    // No client certificate: the handshake or the first request fails.
-    let anonymous = async {
-        let mut c = connect(r.addr, client_config(&ca, None, b"http/1.1", false), false).await?;
-        c.send(get("/healthz"))
+    // No client certificate: the kubelet's probes are answered, reviews are refused.
+    for h2 in [false, true] {
+        let alpn: &[u8] = if h2 { b"h2" } else { b"http/1.1" };
+        let mut c = connect(r.addr, client_config(&ca, None, alpn, false), h2)
             .await
-            .map_err(|e| std::io::Error::other(e.to_string()))
-    };
-    assert!(anonymous.await.is_err());
+            .unwrap();
+        assert_eq!(c.send(get("/healthz")).await.unwrap().0, StatusCode::OK);
+        assert_eq!(c.send(get("/readyz")).await.unwrap().0, StatusCode::OK);
+        let (s, b) = c
+            .send(post("/validate", review_body("anon", false)))
+            .await
+            .unwrap();
+        assert_eq!(s, StatusCode::FORBIDDEN, "{b:?}");
+        assert_eq!(
+            c.send(post("/mutate", review_body("anon", false)))
+                .await
+                .unwrap()
+                .0,
+            StatusCode::FORBIDDEN
+        );
+    }
     // A certificate from another CA is refused too.
     let other = tempdir("other");
     certs::generate(&other, &["localhost".into()]).unwrap();
