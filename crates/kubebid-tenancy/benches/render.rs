@@ -1,5 +1,6 @@
 //! Rendering throughput: every object of 10,000 tenants (two namespaces each, owners, egress CIDRs and a
-//! shared service), as the operator and `kubebid tenant render` produce them.
+//! shared service), as the operator and `kubebid tenant render` produce them, against one tenancy model of
+//! all of them.
 //!
 //! `cargo bench -p kubebid-tenancy --bench render`
 
@@ -9,9 +10,10 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use k8s_openapi::api::core::v1::Service;
 use kubebid_model::load::ConfigSet;
-use kubebid_model::{KubeBidConfigSpec, Tenant};
-use kubebid_tenancy::render;
+use kubebid_model::{KubeBidConfigSpec, Tenancy, Tenant};
+use kubebid_tenancy::render::TenantRenderer;
 
 fn tenants(n: usize) -> Vec<Tenant> {
     let mut text = String::new();
@@ -28,7 +30,16 @@ fn tenants(n: usize) -> Vec<Tenant> {
 fn bench(c: &mut Criterion) {
     let all = tenants(10_000);
     let cluster = KubeBidConfigSpec::default();
-    let objects: usize = all.iter().map(|t| render::tenant(t, &cluster).len()).sum();
+    let model = Tenancy::new(&cluster, &all);
+    let prometheus: Service = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "prometheus", "namespace": "monitoring"},
+        "spec": {"selector": {"app": "prometheus"}, "ports": [{"port": 9090}]}}),
+    )
+    .expect("service");
+    let services = [prometheus];
+    let renderer = TenantRenderer::new(&cluster, &model).with_services(&services);
+    let render = |t: &Tenant| renderer.render(t).expect("valid").objects;
+    let objects: usize = all.iter().map(|t| render(t).len()).sum();
     let mut g = c.benchmark_group("render");
     g.sample_size(10);
     g.throughput(Throughput::Elements(all.len() as u64));
@@ -36,7 +47,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut n = 0;
             for t in &all {
-                n += black_box(render::tenant(t, &cluster)).len();
+                n += black_box(render(t)).len();
             }
             n
         });

@@ -10,7 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::reconcile::{Outcome, ReconcileError};
+use crate::operator::TenantOutcome;
+use crate::reconcile::ReconcileError;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
@@ -29,6 +30,8 @@ pub struct OperatorMetrics {
     pub objects: Family<ActionLabels, Counter>,
     pub duration: Histogram,
     pub leading: Gauge,
+    /// What `/healthz` says: the last leader-election error, if the last attempt failed.
+    health: std::sync::Mutex<Result<(), String>>,
 }
 
 impl Default for OperatorMetrics {
@@ -66,16 +69,41 @@ impl Default for OperatorMetrics {
             objects,
             duration,
             leading,
+            health: std::sync::Mutex::new(Ok(())),
         }
     }
 }
 
 impl OperatorMetrics {
+    /// Records whether the replica can talk to the API server (its lease requests succeed).
+    pub fn healthy(&self, state: Result<(), String>) {
+        *self
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = state;
+    }
+
+    /// What `/healthz` answers.
+    ///
+    /// # Errors
+    /// The last leader-election error.
+    pub fn health(&self) -> Result<(), String> {
+        self.health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Records one reconcile.
-    pub fn record(&self, result: &Result<Outcome, ReconcileError>, seconds: f64) {
+    pub fn record(&self, result: &Result<TenantOutcome, ReconcileError>, seconds: f64) {
         self.duration.observe(seconds);
         match result {
-            Ok(o) => {
+            Ok(TenantOutcome::Invalid(_)) => {
+                self.reconciles
+                    .get_or_create(&ResultLabels { result: "invalid" })
+                    .inc();
+            }
+            Ok(TenantOutcome::Applied { outcome: o, .. }) => {
                 self.reconciles
                     .get_or_create(&ResultLabels { result: "ok" })
                     .inc();
@@ -85,6 +113,9 @@ impl OperatorMetrics {
                 self.objects
                     .get_or_create(&ActionLabels { action: "restored" })
                     .inc_by(o.repaired.len() as u64);
+                self.objects
+                    .get_or_create(&ActionLabels { action: "pruned" })
+                    .inc_by(o.pruned.len() as u64);
             }
             Err(_) => {
                 self.reconciles
@@ -107,5 +138,12 @@ pub async fn serve(
     metrics: Arc<OperatorMetrics>,
     shutdown: impl Future<Output = ()>,
 ) {
-    kubebid_runtime::metrics::serve(listener, Arc::new(move || metrics.encode()), shutdown).await;
+    let health = metrics.clone();
+    kubebid_runtime::metrics::serve(
+        listener,
+        Arc::new(move || metrics.encode()),
+        Arc::new(move || health.health()),
+        shutdown,
+    )
+    .await;
 }

@@ -1,15 +1,126 @@
 //! The renderer: pure functions from configuration objects to Kubernetes objects (as JSON, in apply order).
+//! Who may reach what comes from the tenancy model ([`Tenancy`]), the same answers the webhook and the DNS
+//! server give; peers are selected by `kubernetes.io/metadata.name`, the one namespace label nobody can
+//! change.
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::Service;
 use kubebid_model::config::{
-    AuditLevel, KubeBidConfigSpec, MANAGED_LABEL, OwnerKind, Profile, SECURE_RUNTIME_LABEL,
-    TENANT_LABEL, Tenant,
+    AuditLevel, FieldError, KubeBidConfigSpec, MANAGED_LABEL, NAMESPACE_NAME_LABEL, OwnerKind,
+    Profile, SECURE_RUNTIME_LABEL, TENANT_LABEL, Tenant,
 };
+use kubebid_model::{Party, Tenancy, TenantScope};
 use serde_json::{Value, json};
 
 /// The tenant's administrator Role, in each of its namespaces.
 pub const ADMIN_ROLE: &str = "tenant-admin";
+
+/// Objects that stay in a namespace when its Tenant is deleted or lets it go: what keeps it isolated and
+/// within bounds (default deny with its DNS exception, quotas, limits). They are not owned by the Tenant, so
+/// the garbage collector leaves them; everything that grants (allow policies, RBAC) goes.
+pub const FLOOR: &[(&str, &str)] = &[
+    ("NetworkPolicy", "default-deny-all"),
+    ("NetworkPolicy", "allow-cluster-dns"),
+    ("ResourceQuota", "tenant-quota"),
+    ("ResourceQuota", "tenant-priority"),
+    ("LimitRange", "tenant-limits"),
+];
+
+/// Whether `kind`/`name` is one of the [`FLOOR`] objects.
+#[must_use]
+pub fn is_floor(kind: &str, name: &str) -> bool {
+    FLOOR.iter().any(|(k, n)| *k == kind && *n == name)
+}
+
+/// Verbs that read, and verbs that read and write.
+const READ: &[&str] = &["get", "list", "watch"];
+const READ_WRITE: &[&str] = &[
+    "get",
+    "list",
+    "watch",
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "deletecollection",
+];
+
+/// The `tenant-admin` Role, written out resource by resource the way Kubernetes' own `admin` and `edit` roles
+/// are: no wildcard, because `*` also grants every subresource (`pods/binding`, `*/status`) and every
+/// resource a later Kubernetes adds. Left out on purpose: the Namespace object (a namespaced Role covering
+/// `namespaces` grants the namespace itself), `bindings` and `pods/binding` (placing pods past the scheduler),
+/// every `/status` (quota usage, pod addresses), writes of `endpoints` and `endpointslices` (CVE-2021-25740),
+/// writes of quotas and limit ranges, `impersonate`, the API server's proxies, and `poddisruptionbudgets`
+/// (which could block the platform's node maintenance).
+pub const TENANT_ADMIN_RULES: &[(&[&str], &[&str], &[&str])] = &[
+    (
+        &[""],
+        &[
+            "pods",
+            "configmaps",
+            "secrets",
+            "services",
+            "serviceaccounts",
+            "persistentvolumeclaims",
+            "replicationcontrollers",
+            "podtemplates",
+        ],
+        READ_WRITE,
+    ),
+    (
+        &[""],
+        &["pods/exec", "pods/attach", "pods/portforward"],
+        &["get", "create"],
+    ),
+    (&[""], &["pods/log"], READ),
+    (&[""], &["pods/eviction"], &["create"]),
+    (
+        &[""],
+        &["pods/ephemeralcontainers"],
+        &["get", "patch", "update"],
+    ),
+    (
+        &[""],
+        &["replicationcontrollers/scale"],
+        &["get", "patch", "update"],
+    ),
+    (&[""], &["serviceaccounts/token"], &["create"]),
+    (
+        &[""],
+        &["endpoints", "events", "limitranges", "resourcequotas"],
+        READ,
+    ),
+    (
+        &["apps"],
+        &["deployments", "replicasets", "statefulsets", "daemonsets"],
+        READ_WRITE,
+    ),
+    (
+        &["apps"],
+        &[
+            "deployments/scale",
+            "replicasets/scale",
+            "statefulsets/scale",
+        ],
+        &["get", "patch", "update"],
+    ),
+    (&["apps"], &["controllerrevisions"], READ),
+    (&["batch"], &["jobs", "cronjobs"], READ_WRITE),
+    (&["autoscaling"], &["horizontalpodautoscalers"], READ_WRITE),
+    (
+        &["networking.k8s.io"],
+        &["networkpolicies", "ingresses"],
+        READ_WRITE,
+    ),
+    (&["discovery.k8s.io"], &["endpointslices"], READ),
+    (&["events.k8s.io"], &["events"], READ),
+    (
+        &["rbac.authorization.k8s.io"],
+        &["roles", "rolebindings"],
+        READ_WRITE,
+    ),
+];
 
 fn labels(tenant: &str) -> Value {
     json!({ TENANT_LABEL: tenant, MANAGED_LABEL: "true" })
@@ -32,178 +143,341 @@ fn network_policy(name: &str, ns: &str, tenant: &str, spec: Value) -> Value {
     np
 }
 
-fn namespace_is(ns: &str) -> Value {
-    json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}})
+/// Namespaces by name: the label the API server sets and overwrites.
+fn namespaces_named<'a>(names: impl IntoIterator<Item = &'a String>) -> Value {
+    let values: Vec<&String> = names.into_iter().collect();
+    json!({"namespaceSelector": {"matchExpressions": [{"key": NAMESPACE_NAME_LABEL, "operator": "In", "values": values}]}})
 }
 
-/// Every namespaced object of `tenant`, namespaces first.
-#[must_use]
-pub fn tenant(tenant: &Tenant, cluster: &KubeBidConfigSpec) -> Vec<Value> {
-    let name = tenant.metadata.name.as_deref().unwrap_or_default();
-    let spec = &tenant.spec;
-    let level = pss_level(spec.profile.unwrap_or(cluster.default_profile));
-    let mut out = Vec::new();
-    for ns in &spec.namespaces {
-        let mut ns_labels = labels(name);
-        for mode in ["enforce", "audit", "warn"] {
-            ns_labels[format!("pod-security.kubernetes.io/{mode}")] = json!(level);
-            ns_labels[format!("pod-security.kubernetes.io/{mode}-version")] =
-                json!(cluster.pod_security_version);
+/// What rendering one Tenant gives.
+#[derive(Clone, Debug, Default)]
+pub struct Rendered {
+    /// The objects, namespaces first.
+    pub objects: Vec<Value>,
+    /// What could not be rendered and was left closed (a shared Service that does not exist, say).
+    pub warnings: Vec<String>,
+}
+
+/// Renders Tenants against one tenancy model.
+pub struct TenantRenderer<'a> {
+    cluster: &'a KubeBidConfigSpec,
+    model: &'a Tenancy,
+    services: &'a [Service],
+}
+
+impl<'a> TenantRenderer<'a> {
+    /// A renderer for `cluster`'s settings and the tenancy `model` built from them.
+    #[must_use]
+    pub fn new(cluster: &'a KubeBidConfigSpec, model: &'a Tenancy) -> Self {
+        Self {
+            cluster,
+            model,
+            services: &[],
         }
-        out.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": ns_labels}}));
     }
-    for ns in &spec.namespaces {
-        out.extend(namespace_objects(name, ns, tenant, cluster));
-    }
-    out
-}
 
-fn namespace_objects(
-    name: &str,
-    ns: &str,
-    tenant: &Tenant,
-    cluster: &KubeBidConfigSpec,
-) -> Vec<Value> {
-    let spec = &tenant.spec;
-    let mut out = vec![
-        network_policy(
+    /// The Services that tenants' `sharedServices` grants name: egress is opened to their pods and ports
+    /// only. A granted Service not given here gets no egress (and a warning).
+    #[must_use]
+    pub fn with_services(mut self, services: &'a [Service]) -> Self {
+        self.services = services;
+        self
+    }
+
+    /// Every namespaced object of `tenant`, namespaces first.
+    ///
+    /// # Errors
+    /// The problems that keep the Tenant out of the tenancy model (a reserved namespace, a namespace or
+    /// domain another tenant holds): nothing is rendered for it.
+    pub fn render(&self, tenant: &Tenant) -> Result<Rendered, Vec<FieldError>> {
+        let name = tenant.metadata.name.as_deref().unwrap_or_default();
+        let Some(scope) = self.model.tenant(name) else {
+            return Err(self
+                .model
+                .rejected()
+                .iter()
+                .find(|r| r.tenant == name)
+                .map_or_else(
+                    || {
+                        vec![FieldError {
+                            path: "metadata.name".into(),
+                            message: format!("tenant {name:?} is not in the tenancy model"),
+                        }]
+                    },
+                    |r| r.problems.clone(),
+                ));
+        };
+        let spec = &tenant.spec;
+        let level = pss_level(spec.profile.unwrap_or(self.cluster.default_profile));
+        let mut out = Rendered::default();
+        for ns in &spec.namespaces {
+            let mut ns_labels = labels(name);
+            for mode in ["enforce", "audit", "warn"] {
+                ns_labels[format!("pod-security.kubernetes.io/{mode}")] = json!(level);
+                ns_labels[format!("pod-security.kubernetes.io/{mode}-version")] =
+                    json!(self.cluster.pod_security_version);
+            }
+            out.objects.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": ns_labels}}));
+        }
+        for ns in &spec.namespaces {
+            self.namespace_objects(scope, ns, tenant, &mut out);
+        }
+        Ok(out)
+    }
+
+    fn namespace_objects(
+        &self,
+        scope: &TenantScope,
+        ns: &str,
+        tenant: &Tenant,
+        out: &mut Rendered,
+    ) {
+        let name = scope.name.as_str();
+        let spec = &tenant.spec;
+        let cluster = self.model.cluster();
+        let objects = &mut out.objects;
+        // Every list is written out, empty ones included: applying them makes KubeBid the owner of each, so a
+        // rule added by someone else is replaced at the next repair.
+        objects.push(network_policy(
             "default-deny-all",
             ns,
             name,
-            json!({"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
-        ),
+            json!({"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": []}),
+        ));
         // A default deny that also blocks DNS breaks every pod: allow the cluster DNS, and only it.
-        network_policy(
+        objects.push(network_policy(
             "allow-cluster-dns",
             ns,
             name,
-            json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{
-                "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            json!({"podSelector": {}, "policyTypes": ["Egress"], "ingress": [], "egress": [{
+                "to": [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: "kube-system"}},
                         "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
                 "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]}),
-        ),
-    ];
-    if spec.network.intra_tenant {
-        let same = json!([{"namespaceSelector": {"matchLabels": {TENANT_LABEL: name}}}]);
-        out.push(network_policy(
-            "allow-same-tenant",
-            ns,
-            name,
-            json!({"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "ingress": [{"from": same}], "egress": [{"to": same}]}),
         ));
-    }
-    if spec.network.from_ingress_controllers {
-        let (k, v) = (
-            &cluster.ingress_controller_label.key,
-            &cluster.ingress_controller_label.value,
-        );
-        out.push(network_policy(
-            "allow-ingress-controllers",
-            ns,
-            name,
-            json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {k: v}}}]}]}),
-        ));
-    }
-    let mut shared: Vec<&str> = cluster
-        .shared_namespaces
-        .iter()
-        .map(String::as_str)
-        .collect();
-    for s in &spec.network.shared_services {
-        if let Some((sns, _)) = s.split_once('/') {
-            shared.push(sns);
+        if scope.intra_tenant {
+            let same = json!([namespaces_named(&scope.namespaces)]);
+            objects.push(network_policy(
+                "allow-same-tenant",
+                ns,
+                name,
+                json!({"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "ingress": [{"from": same}], "egress": [{"to": same}]}),
+            ));
         }
-    }
-    shared.sort_unstable();
-    shared.dedup();
-    if !shared.is_empty() {
-        let to: Vec<Value> = shared.iter().map(|s| namespace_is(s)).collect();
-        out.push(network_policy(
-            "allow-shared-services",
-            ns,
-            name,
-            json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": to}]}),
-        ));
-    }
-    if let Some(cidrs) = spec.egress_cidrs.as_ref().filter(|c| !c.is_empty()) {
-        let to: Vec<Value> = cidrs
+        if scope.from_ingress_controllers && !cluster.ingress_controllers.is_empty() {
+            objects.push(network_policy(
+                "allow-ingress-controllers",
+                ns,
+                name,
+                json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [namespaces_named(&cluster.ingress_controllers)]}], "egress": []}),
+            ));
+        }
+        // Whole namespaces: the cluster's shared ones and `namespace/*` grants.
+        let whole: Vec<&String> = cluster
+            .shared_namespaces
             .iter()
-            .map(|c| json!({"ipBlock": {"cidr": c}}))
+            .chain(&scope.shared_namespaces)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
             .collect();
-        out.push(network_policy(
-            "allow-egress-cidrs",
-            ns,
-            name,
-            json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": to}]}),
-        ));
+        if !whole.is_empty() {
+            objects.push(network_policy(
+                "allow-shared-namespaces",
+                ns,
+                name,
+                json!({"podSelector": {}, "policyTypes": ["Egress"], "ingress": [], "egress": [{"to": [namespaces_named(whole)]}]}),
+            ));
+        }
+        // `namespace/service` grants: that Service's pods and ports, nothing else of its namespace.
+        let mut rules = Vec::new();
+        for (sns, svc) in &scope.shared_services {
+            if cluster.shared_namespaces.contains(sns) || scope.shared_namespaces.contains(sns) {
+                continue; // the whole namespace is open already
+            }
+            match self.services.iter().find(|s| {
+                s.metadata.namespace.as_deref() == Some(sns.as_str())
+                    && s.metadata.name.as_deref() == Some(svc.as_str())
+            }) {
+                Some(s) => match service_peer(s) {
+                    Ok((selector, ports)) => rules.push(json!({
+                        "to": [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: sns}},
+                                "podSelector": {"matchLabels": selector}}],
+                        "ports": ports})),
+                    Err(why) => out.warnings.push(format!(
+                        "sharedServices {sns}/{svc}: {why}; no egress to it"
+                    )),
+                },
+                None => out.warnings.push(format!(
+                    "sharedServices {sns}/{svc}: the Service does not exist; no egress to it"
+                )),
+            }
+        }
+        let objects = &mut out.objects;
+        if !rules.is_empty() {
+            objects.push(network_policy(
+                "allow-shared-services",
+                ns,
+                name,
+                json!({"podSelector": {}, "policyTypes": ["Egress"], "ingress": [], "egress": rules}),
+            ));
+        }
+        if let Some(cidrs) = scope.egress_cidrs.as_ref().filter(|c| !c.is_empty()) {
+            let to: Vec<Value> = cidrs
+                .iter()
+                .map(|c| {
+                    // Every protected range inside the CIDR is cut out: `0.0.0.0/0` means the internet, not
+                    // the metadata service or other tenants' pods.
+                    let except: Vec<String> = cluster
+                        .protected
+                        .overlaps(*c)
+                        .filter(|(overlap, _, _)| overlap != c)
+                        .map(|(overlap, _, _)| overlap.to_string())
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
+                    if except.is_empty() {
+                        json!({"ipBlock": {"cidr": c.to_string()}})
+                    } else {
+                        json!({"ipBlock": {"cidr": c.to_string(), "except": except}})
+                    }
+                })
+                .collect();
+            objects.push(network_policy(
+                "allow-egress-cidrs",
+                ns,
+                name,
+                json!({"podSelector": {}, "policyTypes": ["Egress"], "ingress": [], "egress": [{"to": to}]}),
+            ));
+        }
+        let rules: Vec<Value> = TENANT_ADMIN_RULES
+            .iter()
+            .map(|(groups, resources, verbs)| {
+                json!({"apiGroups": groups, "resources": resources, "verbs": verbs})
+            })
+            .collect();
+        objects.push(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta(ADMIN_ROLE, ns, name),
+            "rules": rules
+        }));
+        let subjects: Vec<Value> = spec
+            .owners
+            .iter()
+            .map(|o| match o.kind {
+                OwnerKind::User => {
+                    json!({"kind": "User", "name": o.name, "apiGroup": "rbac.authorization.k8s.io"})
+                }
+                OwnerKind::Group => {
+                    json!({"kind": "Group", "name": o.name, "apiGroup": "rbac.authorization.k8s.io"})
+                }
+                OwnerKind::ServiceAccount => {
+                    json!({"kind": "ServiceAccount", "name": o.name, "namespace": o.namespace})
+                }
+            })
+            .collect();
+        if !subjects.is_empty() {
+            objects.push(json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta("tenant-admin-owners", ns, name),
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ADMIN_ROLE},
+                "subjects": subjects
+            }));
+        }
+        let hard: BTreeMap<&str, &str> = spec
+            .quota
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        objects.push(json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": meta("tenant-quota", ns, name), "spec": {"hard": hard}}));
+        // No pod may name a PriorityClass outside the tenant's list: a quota of zero pods over them, which the
+        // API server enforces even when the webhook is down.
+        let allowed: Vec<String> = self
+            .model
+            .priority_classes(Party::Tenant(scope))
+            .into_iter()
+            .collect();
+        let mut scope_expressions =
+            vec![json!({"scopeName": "PriorityClass", "operator": "Exists"})];
+        if !allowed.is_empty() {
+            scope_expressions.push(
+                json!({"scopeName": "PriorityClass", "operator": "NotIn", "values": allowed}),
+            );
+        }
+        objects.push(json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": meta("tenant-priority", ns, name),
+            "spec": {"hard": {"pods": "0"}, "scopeSelector": {"matchExpressions": scope_expressions}}}));
+        let l = &spec.limits;
+        objects.push(json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": meta("tenant-limits", ns, name), "spec": {"limits": [{
+            "type": "Container",
+            "defaultRequest": {"cpu": l.default_request_cpu, "memory": l.default_request_memory},
+            "default": {"cpu": l.default_cpu, "memory": l.default_memory},
+            "max": {"cpu": l.max_cpu, "memory": l.max_memory}
+        }]}}));
     }
-    out.push(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta(ADMIN_ROLE, ns, name),
-        "rules": [
-            {"apiGroups": ["", "apps", "batch"], "resources": ["*"], "verbs": ["*"]},
-            {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "list", "create", "update", "delete"]},
-            // Not in the mission's role, but a Tenant has ingress domains: its admins publish through Ingresses.
-            {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["*"]}
-        ]
-    }));
-    let subjects: Vec<Value> = spec
-        .owners
+}
+
+/// The pods and ports of a Service, as a `NetworkPolicy` peer: its selector and the ports its pods listen on
+/// (`targetPort`, by number or by name, else `port`).
+fn service_peer(s: &Service) -> Result<(Value, Vec<Value>), String> {
+    let spec = s.spec.as_ref().ok_or("the Service has no spec")?;
+    let selector = spec
+        .selector
+        .as_ref()
+        .filter(|m| !m.is_empty())
+        .ok_or("the Service has no selector (its endpoints are hand-written)")?;
+    let ports: Vec<Value> = spec
+        .ports
         .iter()
-        .map(|o| match o.kind {
-            OwnerKind::User => {
-                json!({"kind": "User", "name": o.name, "apiGroup": "rbac.authorization.k8s.io"})
-            }
-            OwnerKind::Group => {
-                json!({"kind": "Group", "name": o.name, "apiGroup": "rbac.authorization.k8s.io"})
-            }
-            OwnerKind::ServiceAccount => {
-                json!({"kind": "ServiceAccount", "name": o.name, "namespace": o.namespace})
-            }
+        .flatten()
+        .map(|p| {
+            let port = match &p.target_port {
+                Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n)) => json!(n),
+                Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(n)) => {
+                    json!(n)
+                }
+                None => json!(p.port),
+            };
+            json!({"protocol": p.protocol.as_deref().unwrap_or("TCP"), "port": port})
         })
         .collect();
-    if !subjects.is_empty() {
-        out.push(json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta("tenant-admin-owners", ns, name),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ADMIN_ROLE},
-            "subjects": subjects
-        }));
+    if ports.is_empty() {
+        return Err("the Service has no ports".into());
     }
-    let hard: BTreeMap<&str, &str> = spec
-        .quota
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    out.push(json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": meta("tenant-quota", ns, name), "spec": {"hard": hard}}));
-    let l = &spec.limits;
-    out.push(json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": meta("tenant-limits", ns, name), "spec": {"limits": [{
-        "type": "Container",
-        "defaultRequest": {"cpu": l.default_request_cpu, "memory": l.default_request_memory},
-        "default": {"cpu": l.default_cpu, "memory": l.default_memory},
-        "max": {"cpu": l.max_cpu, "memory": l.max_memory}
-    }]}}));
-    out
+    Ok((json!(selector), ports))
+}
+
+/// Every namespaced object of `tenant` under `cluster`, in a model of that tenant alone (offline rendering and
+/// tests); objects for `sharedServices` grants need [`TenantRenderer::with_services`].
+///
+/// # Errors
+/// As [`TenantRenderer::render`].
+pub fn tenant(tenant: &Tenant, cluster: &KubeBidConfigSpec) -> Result<Vec<Value>, Vec<FieldError>> {
+    let model = Tenancy::new(cluster, std::slice::from_ref(tenant));
+    TenantRenderer::new(cluster, &model)
+        .render(tenant)
+        .map(|r| r.objects)
 }
 
 fn cluster_meta(name: &str) -> Value {
     json!({"name": name, "labels": {MANAGED_LABEL: "true"}})
 }
 
-/// Cluster-wide objects, once: the secure `RuntimeClass`, the encrypted `StorageClass` and the Cilium policy
-/// that refuses unencrypted pod traffic.
+/// Cluster-wide objects, once: the secure `RuntimeClass`, the encrypted `StorageClass` and, when the cluster
+/// asks for it, the Cilium policy that refuses unencrypted pod traffic. The operator keeps them in place,
+/// whatever installed it.
 #[must_use]
-pub fn cluster() -> Vec<Value> {
-    vec![
-        json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": cluster_meta("kubebid-secure"),
+pub fn cluster(spec: &KubeBidConfigSpec) -> Vec<Value> {
+    let mut out = vec![
+        json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": cluster_meta(kubebid_model::config::DEFAULT_RUNTIME_CLASS),
             "handler": "kata-fc",
             "overhead": {"podFixed": {"memory": "160Mi", "cpu": "250m"}},
             "scheduling": {"nodeSelector": {SECURE_RUNTIME_LABEL: "true"}}}),
-        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": cluster_meta("encrypted-ssd"),
-            "provisioner": "kubebid.io/csi-driver",
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": cluster_meta(kubebid_model::config::DEFAULT_STORAGE_CLASS),
+            "provisioner": spec.storage_provisioner,
             "parameters": {"type": "ssd", "encryption": "true", "encryptionKeySource": "tenant-kms", "fsType": "ext4"},
             "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer", "allowVolumeExpansion": true}),
-        json!({"apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy", "metadata": cluster_meta("encrypt-all"),
-            "spec": {"endpointSelector": {}, "egressDeny": [{"toEndpoints": [{"matchLabels": {"io.cilium.k8s.policy.unencrypted": "true"}}]}]}}),
-    ]
+    ];
+    if spec.cilium_encryption {
+        out.push(json!({"apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy", "metadata": cluster_meta("encrypt-all"),
+            "spec": {"endpointSelector": {}, "egressDeny": [{"toEndpoints": [{"matchLabels": {"io.cilium.k8s.policy.unencrypted": "true"}}]}]}}));
+    }
+    out
 }
 
 fn audit_level(l: AuditLevel) -> &'static str {
@@ -308,8 +582,9 @@ pub fn kms_static_pod(image: &str) -> Value {
 }
 
 /// Makes the Tenant the owner of `objects`, so that deleting the Tenant lets the garbage collector remove
-/// them and so that an edit of one wakes the operator. Namespaces are owned only when the Tenant sets
-/// `deleteNamespaces`: otherwise they, and the tenant's data in them, outlive the Tenant.
+/// them. Namespaces are owned only when the Tenant sets `deleteNamespaces`: otherwise they, and the tenant's
+/// data in them, outlive the Tenant. The [`FLOOR`] objects are never owned: a namespace that outlives its
+/// Tenant stays isolated and bounded.
 pub fn owned_by(objects: &mut [Value], tenant: &Tenant) {
     let (Some(name), Some(uid)) = (
         tenant.metadata.name.as_deref(),
@@ -322,7 +597,9 @@ pub fn owned_by(objects: &mut [Value], tenant: &Tenant) {
         "controller": true, "blockOwnerDeletion": true
     }]);
     for o in objects {
-        if o["kind"] == "Namespace" && !tenant.spec.delete_namespaces {
+        let kind = o["kind"].as_str().unwrap_or_default();
+        let name = o["metadata"]["name"].as_str().unwrap_or_default();
+        if (kind == "Namespace" && !tenant.spec.delete_namespaces) || is_floor(kind, name) {
             continue;
         }
         o["metadata"]["ownerReferences"] = reference.clone();
