@@ -1,6 +1,6 @@
 //! The UDP hot path. Within one zone generation the answer to a question is a pure function of the
 //! question, the request's RD/CD bits, whether it carries EDNS, and the asking client's visibility class
-//! (its tenant, the platform, or unknown). So the first answer is computed by [`crate::answer::decide`] and
+//! (its tenant, its namespace of no tenant, the platform, or unknown). So the first answer is computed by [`crate::answer::decide`] and
 //! kept as wire bytes; later identical questions are answered by reading the header and question straight
 //! off the packet (no allocation), one hash lookup, a copy and the request's ID. Anything unusual
 //! (compression in the question, several records, EDNS options we would have to echo, an EDNS version
@@ -102,7 +102,8 @@ pub fn parse(packet: &[u8]) -> Option<Question> {
 }
 
 impl Question {
-    /// Sets who is asking: `tag` 0 platform, 1 unknown, 2 a tenant (`tenant` its index).
+    /// Sets who is asking: `tag` 0 platform, 1 unknown, 2 a tenant, 3 a namespace of no tenant (`tenant` the
+    /// index of either).
     pub fn with_class(&mut self, (tag, tenant): (u8, u32)) {
         self.key[0] = tag;
         self.key[1..5].copy_from_slice(&tenant.to_be_bytes());

@@ -220,5 +220,11 @@ pub async fn serve(
     metrics: Arc<DnsMetrics>,
     shutdown: impl Future<Output = ()>,
 ) {
-    kubebid_runtime::metrics::serve(listener, Arc::new(move || metrics.encode()), shutdown).await;
+    kubebid_runtime::metrics::serve(
+        listener,
+        Arc::new(move || metrics.encode()),
+        kubebid_runtime::metrics::always_healthy(),
+        shutdown,
+    )
+    .await;
 }

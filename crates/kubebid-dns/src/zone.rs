@@ -12,7 +12,8 @@ use hickory_proto::rr::{Name, RData, Record};
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kubebid_model::config::{KubeBidConfigSpec, TENANT_LABEL, Tenant};
+use kubebid_model::config::{KubeBidConfigSpec, Tenant};
+use kubebid_model::tenancy::{Party, Tenancy, TenantScope};
 
 /// TTL of every record in the cluster zone, and of negative answers (the SOA minimum): CoreDNS's default.
 pub const CLUSTER_TTL: u32 = 5;
@@ -60,25 +61,16 @@ pub struct Node {
     pub additionals: Vec<Record>,
 }
 
-/// A tenant as the DNS policy sees it.
-#[derive(Clone, Debug, Default)]
-pub struct TenantView {
-    pub name: Arc<str>,
-    pub namespaces: HashSet<Arc<str>>,
-    /// `namespace/*` grants.
-    pub shared_namespaces: HashSet<String>,
-    /// `namespace/service` grants.
-    pub shared_services: HashSet<(String, String)>,
-    pub external_dns: bool,
-}
-
 /// The client a query came from.
 #[derive(Clone, Copy, Debug)]
 pub enum Client<'a> {
-    /// A pod in a namespace of no tenant (the platform's own).
+    /// A pod in one of the platform's namespaces (`excludedNamespaces`).
     Platform,
     /// A pod of this tenant.
-    Tenant(&'a TenantView),
+    Tenant(&'a TenantScope),
+    /// A pod in a namespace no tenant claims (one whose Tenant was deleted, say): it resolves its own
+    /// namespace and the shared ones, never the platform's view.
+    Unclaimed(&'a str),
     /// An address that is no known pod.
     Unknown,
 }
@@ -94,6 +86,14 @@ impl Client<'_> {
     }
 }
 
+/// Which visibility class a client address is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClientClass {
+    Platform,
+    Tenant(usize),
+    Unclaimed(usize),
+}
+
 /// The index.
 #[derive(Debug)]
 pub struct Zone {
@@ -101,10 +101,12 @@ pub struct Zone {
     pub origin: Name,
     names: HashMap<String, Node>,
     reverse: HashMap<IpAddr, (Owner, Name)>,
-    /// Client address to tenant index (`None`: a platform pod).
-    clients: HashMap<IpAddr, Option<usize>>,
-    tenants: Vec<TenantView>,
-    shared_namespaces: HashSet<String>,
+    /// Client address to whose pod it is.
+    clients: HashMap<IpAddr, ClientClass>,
+    /// Who owns and may reach what: the model every KubeBid door shares.
+    tenancy: Tenancy,
+    /// Namespaces of no tenant that have client pods, indexed by [`ClientClass::Unclaimed`].
+    unclaimed: Vec<Arc<str>>,
     cluster_cidrs: Vec<IpNet>,
     soa: Record,
     unknown: UnknownClients,
@@ -286,18 +288,10 @@ impl Zone {
         }
 
         // Namespaces exist as `<ns>.svc` and `<ns>.pod` even without services.
-        let mut namespace_labels: HashMap<&str, Option<&str>> = HashMap::new();
         for ns in &objects.namespaces {
             let Some(n) = ns.metadata.name.as_deref() else {
                 continue;
             };
-            let tenant_label = ns
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(TENANT_LABEL))
-                .map(String::as_str);
-            namespace_labels.insert(n, tenant_label);
             let owner = Owner::Namespace(Arc::from(n));
             for structural in ["svc", "pod"] {
                 if let Some(x) = sub(&format!("{n}.{structural}")) {
@@ -540,47 +534,41 @@ impl Zone {
             ));
         }
 
-        // Tenants: listed namespaces, plus labelled namespaces of an existing tenant.
-        let mut tenant_views: Vec<TenantView> = Vec::new();
-        let mut namespace_tenant: HashMap<Arc<str>, usize> = HashMap::new();
-        for t in tenants {
-            let Some(tname) = t.metadata.name.as_deref() else {
-                continue;
-            };
-            let mut view = TenantView {
-                name: Arc::from(tname),
-                external_dns: t.spec.network.external_dns,
-                ..TenantView::default()
-            };
-            for s in &t.spec.network.shared_services {
-                if let Some((ns, svc)) = s.split_once('/') {
-                    if svc == "*" {
-                        view.shared_namespaces.insert(ns.to_lowercase());
-                    } else {
-                        view.shared_services
-                            .insert((ns.to_lowercase(), svc.to_lowercase()));
-                    }
-                }
-            }
-            for ns in &t.spec.namespaces {
-                view.namespaces.insert(Arc::from(ns.as_str()));
-            }
-            for (ns, label) in &namespace_labels {
-                if *label == Some(tname) {
-                    view.namespaces.insert(Arc::from(*ns));
-                }
-            }
-            let index = tenant_views.len();
-            for ns in &view.namespaces {
-                if let Some(other) = namespace_tenant.insert(ns.clone(), index) {
-                    warnings.push(format!(
-                        "namespace {ns} is claimed by tenants {} and {tname}; the later one is used",
-                        tenant_views[other].name
-                    ));
-                }
-            }
-            tenant_views.push(view);
+        // Tenants, from their specs only (a namespace's labels are its editor's to change), resolved as
+        // the webhook and the operator resolve them.
+        let tenancy = Tenancy::new(cluster, tenants);
+        for r in tenancy.rejected() {
+            warnings.push(format!(
+                "Tenant {} is not in force: {}",
+                r.tenant,
+                r.problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.path, p.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
         }
+        let mut unclaimed: Vec<Arc<str>> = Vec::new();
+        let mut unclaimed_index: HashMap<Arc<str>, usize> = HashMap::new();
+        let clients: HashMap<IpAddr, ClientClass> = clients
+            .into_iter()
+            .map(|(ip, ns)| {
+                let class = match tenancy.party(&ns) {
+                    Party::Platform => ClientClass::Platform,
+                    Party::Tenant(t) => tenancy
+                        .tenant_index(&t.name)
+                        .map_or(ClientClass::Platform, ClientClass::Tenant),
+                    Party::Unclaimed(_) => {
+                        let i = *unclaimed_index.entry(ns.clone()).or_insert_with(|| {
+                            unclaimed.push(ns.clone());
+                            unclaimed.len() - 1
+                        });
+                        ClientClass::Unclaimed(i)
+                    }
+                };
+                (ip, class)
+            })
+            .collect();
 
         let mut cluster_cidrs = Vec::new();
         for c in cluster.pod_cidrs.iter().chain(&cluster.service_cidrs) {
@@ -590,17 +578,13 @@ impl Zone {
             }
         }
         warnings.append(&mut b.warnings);
-        let clients = clients
-            .into_iter()
-            .map(|(ip, ns)| (ip, namespace_tenant.get(&ns).copied()))
-            .collect();
         Zone {
             origin,
             names: b.names,
             reverse: b.reverse,
             clients,
-            tenants: tenant_views,
-            shared_namespaces: cluster.shared_namespaces.iter().cloned().collect(),
+            tenancy,
+            unclaimed,
             cluster_cidrs,
             soa,
             unknown,
@@ -613,42 +597,54 @@ impl Zone {
     pub fn client(&self, ip: IpAddr) -> Client<'_> {
         match self.clients.get(&canonical(ip)) {
             None => Client::Unknown,
-            Some(None) => Client::Platform,
-            Some(Some(i)) => self.tenants.get(*i).map_or(Client::Unknown, Client::Tenant),
+            Some(ClientClass::Platform) => Client::Platform,
+            Some(ClientClass::Tenant(i)) => self
+                .tenancy
+                .tenants()
+                .get(*i)
+                .map_or(Client::Unknown, Client::Tenant),
+            Some(ClientClass::Unclaimed(i)) => self
+                .unclaimed
+                .get(*i)
+                .map_or(Client::Unknown, |ns| Client::Unclaimed(ns)),
         }
     }
 
     /// The client's visibility class as the fast path keys it: (0, 0) platform, (1, 0) unknown, (2, i)
-    /// tenant i. Clients of one class get identical answers.
+    /// tenant i, (3, i) the i-th namespace of no tenant. Clients of one class get identical answers.
     #[must_use]
     pub fn class_of(&self, ip: IpAddr) -> (u8, u32) {
+        // More than 4 billion tenants cannot be built; treat the impossible as unknown.
         match self.clients.get(&canonical(ip)) {
             None => (1, 0),
-            Some(None) => (0, 0),
-            // More than 4 billion tenants cannot be built; treat the impossible as unknown.
-            Some(Some(i)) => u32::try_from(*i).map_or((1, 0), |i| (2, i)),
+            Some(ClientClass::Platform) => (0, 0),
+            Some(ClientClass::Tenant(i)) => u32::try_from(*i).map_or((1, 0), |i| (2, i)),
+            Some(ClientClass::Unclaimed(i)) => u32::try_from(*i).map_or((1, 0), |i| (3, i)),
         }
     }
 
-    /// Whether `client` may see a name owned by `owner`.
+    /// The tenancy model the zone answers with.
+    #[must_use]
+    pub fn tenancy(&self) -> &Tenancy {
+        &self.tenancy
+    }
+
+    /// Whether `client` may see a name owned by `owner`: the tenancy model's `reaches_name`.
     #[must_use]
     pub fn may_see(&self, client: Client<'_>, owner: &Owner) -> bool {
-        let (ns, svc) = match owner {
-            Owner::Zone => return true,
-            Owner::Namespace(ns) => (ns, None),
-            Owner::Service(ns, svc) => (ns, Some(svc)),
+        if *owner == Owner::Zone {
+            return true;
+        }
+        let party = match client {
+            Client::Platform => return true,
+            Client::Unknown => return self.unknown == UnknownClients::Allow,
+            Client::Tenant(t) => Party::Tenant(t),
+            Client::Unclaimed(ns) => Party::Unclaimed(ns),
         };
-        match client {
-            Client::Platform => true,
-            Client::Unknown => self.unknown == UnknownClients::Allow,
-            Client::Tenant(t) => {
-                t.namespaces.contains(ns)
-                    || self.shared_namespaces.contains(&**ns)
-                    || t.shared_namespaces.contains(&**ns)
-                    || svc.is_some_and(|s| {
-                        t.shared_services.contains(&(ns.to_string(), s.to_string()))
-                    })
-            }
+        match owner {
+            Owner::Zone => true,
+            Owner::Namespace(ns) => self.tenancy.reaches_namespace(party, ns),
+            Owner::Service(ns, svc) => self.tenancy.reaches_service(party, ns, svc),
         }
     }
 
@@ -656,7 +652,8 @@ impl Zone {
     #[must_use]
     pub fn may_resolve_external(&self, client: Client<'_>) -> bool {
         match client {
-            Client::Tenant(t) => t.external_dns,
+            Client::Tenant(t) => self.tenancy.resolves_external(Party::Tenant(t)),
+            Client::Unclaimed(ns) => self.tenancy.resolves_external(Party::Unclaimed(ns)),
             Client::Platform | Client::Unknown => true,
         }
     }

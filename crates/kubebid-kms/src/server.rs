@@ -190,14 +190,37 @@ impl KeyManagementService for Plugin {
 }
 
 /// Binds `path` as a unix socket readable and writable by its owner only. A stale socket left by a
-/// previous run is replaced; any other file at that path is an error.
+/// previous run (nobody answers on it) is replaced; a live one, where another process serves, is never
+/// taken over, and any other file at that path is an error.
 ///
 /// # Errors
-/// The path exists and is not a socket, or binding failed.
+/// The path exists and is not a socket, another process answers on it, or binding failed.
 pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(m) if m.file_type().is_socket() => match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    format!(
+                        "{} is in use: another process serves on it; stop it first",
+                        path.display()
+                    ),
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                std::fs::remove_file(path)?;
+            }
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{}: cannot tell whether the socket is in use: {e}",
+                        path.display()
+                    ),
+                ));
+            }
+        },
         Ok(_) => {
             return Err(std::io::Error::other(format!(
                 "{} exists and is not a socket",

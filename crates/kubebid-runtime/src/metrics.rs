@@ -1,5 +1,5 @@
 //! The plain-HTTP endpoint of a service's Prometheus metrics: `/metrics` (whatever `render` returns, in the
-//! `OpenMetrics` text format) and `/healthz`, on a port of its own.
+//! `OpenMetrics` text format) and `/healthz` (what `health` says), on a port of its own.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -9,10 +9,20 @@ use hyper::body::Bytes;
 use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
+/// What `/healthz` answers: `Ok` (200), or why not (503).
+pub type Health = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// A service that is healthy whenever it answers at all.
+#[must_use]
+pub fn always_healthy() -> Health {
+    Arc::new(|| Ok(()))
+}
+
 /// Serves `/metrics` and `/healthz` on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     render: Arc<dyn Fn() -> String + Send + Sync>,
+    health: Health,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -30,14 +40,19 @@ pub async fn serve(
             () = &mut shutdown => return,
         };
         let render = render.clone();
+        let health = health.clone();
         tokio::spawn(async move {
             let service =
                 hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let render = render.clone();
+                    let health = health.clone();
                     async move {
                         let (status, body) = match (req.method(), req.uri().path()) {
                             (&Method::GET, "/metrics") => (StatusCode::OK, render()),
-                            (&Method::GET, "/healthz") => (StatusCode::OK, "ok\n".to_owned()),
+                            (&Method::GET, "/healthz") => match health() {
+                                Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+                                Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+                            },
                             _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
                         };
                         let mut r = Response::new(Full::new(Bytes::from(body)));
