@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use kube::CustomResourceExt;
-use kubebid_model::config::{KubeBidConfig, KubeBidConfigSpec, PolicyException, Tenant};
+use kubebid_model::config::{KubeBidConfig, PolicyException, Tenant};
 use kubebid_model::emit::to_yaml_stream;
 use kubebid_webhook::generate::{Target, WebhookSettings, mutating, validating};
 
@@ -24,13 +24,18 @@ pub enum GenerateCommand {
         /// Seconds the API server waits for an answer.
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i32).range(1..=30))]
         timeout: i32,
+        /// KubeBid configuration, for the platform's namespaces (which the webhook never sees) and KubeBid's
+        /// own account. Repeatable; the built-in defaults without it.
+        #[arg(short, long, value_name = "FILE|DIR")]
+        config: Vec<String>,
     },
     /// The CustomResourceDefinitions of KubeBid's configuration objects.
     Crds,
-    /// `ValidatingAdmissionPolicy` objects and bindings: the core rules in CEL, enforced by the API server
-    /// itself when the webhook cannot be reached.
+    /// `ValidatingAdmissionPolicy` objects and bindings: the rules CEL can carry, enforced by the API server
+    /// itself when the webhook cannot be reached. The output begins with the list of rules it carries.
     Vap {
-        /// KubeBid configuration, for the tenants' runtime classes. Repeatable.
+        /// KubeBid configuration: tenants' runtime classes, priority classes, load-balancer rights, and the
+        /// platform's namespaces. Repeatable; regenerate when Tenants change.
         #[arg(short, long, value_name = "FILE|DIR")]
         config: Vec<String>,
     },
@@ -43,6 +48,7 @@ pub fn run(cmd: &GenerateCommand) -> ExitCode {
             url,
             service,
             timeout,
+            config,
         } => {
             let pem = match std::fs::read(ca_bundle) {
                 Ok(p) if String::from_utf8_lossy(&p).contains("-----BEGIN CERTIFICATE-----") => p,
@@ -65,14 +71,11 @@ pub fn run(cmd: &GenerateCommand) -> ExitCode {
                 },
                 (None, None) => return fail("give --url or --service"),
             };
-            let sa = KubeBidConfigSpec::default().service_account;
-            let (ns, name) = sa.split_once('/').unwrap_or(("kubebid-system", "kubebid"));
-            let settings = WebhookSettings {
-                target,
-                ca_bundle: pem,
-                service_account_user: format!("system:serviceaccount:{ns}:{name}"),
-                timeout_seconds: *timeout,
+            let policy = match crate::check::load_policy(config) {
+                Ok(p) => p,
+                Err(errors) => return config_errors(&errors),
             };
+            let settings = WebhookSettings::for_cluster(policy.tenancy(), target, pem, *timeout);
             match (
                 typed(&validating(&settings), "ValidatingWebhookConfiguration"),
                 typed(&mutating(&settings), "MutatingWebhookConfiguration"),
@@ -112,26 +115,22 @@ fn typed<T: serde::Serialize>(object: &T, kind: &str) -> Result<serde_json::Valu
     Ok(serde_json::Value::Object(out))
 }
 
+fn config_errors(errors: &[kubebid_model::SourceError]) -> ExitCode {
+    for e in errors {
+        eprintln!("config error: {e}");
+    }
+    ExitCode::from(2)
+}
+
 fn vap(config: &[String]) -> Result<String, String> {
-    let mut classes: Vec<String> = Vec::new();
-    if !config.is_empty() {
-        let set = crate::check::load_config_set(config).map_err(|errors| {
-            errors
-                .iter()
-                .map(|e| format!("config error: {e}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })?;
-        for t in &set.tenants {
-            classes.extend(t.object.spec.runtime_classes.allowed.iter().cloned());
-        }
-    }
-    if classes.is_empty() {
-        classes.push(kubebid_model::config::DEFAULT_RUNTIME_CLASS.into());
-    }
-    classes.sort();
-    classes.dedup();
-    let (policies, bindings) = kubebid_webhook::vap::policies(&classes);
+    let policy = crate::check::load_policy(config).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| format!("config error: {e}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    let (policies, bindings) = kubebid_policy::vap::policies(&policy);
     let mut values = Vec::new();
     for p in &policies {
         values.push(typed(p, "ValidatingAdmissionPolicy")?);
@@ -139,7 +138,22 @@ fn vap(config: &[String]) -> Result<String, String> {
     for b in &bindings {
         values.push(typed(b, "ValidatingAdmissionPolicyBinding")?);
     }
-    to_yaml_stream(&values)
+    let mut out = String::from(
+        "# KubeBid's ValidatingAdmissionPolicy backstop: what the API server enforces when the webhook cannot\n# be reached. It carries these rules (the webhook carries all of them):\n",
+    );
+    for (id, coverage) in kubebid_policy::vap::CARRIED {
+        let how = match coverage {
+            kubebid_policy::vap::Coverage::Full => "in full",
+            kubebid_policy::vap::Coverage::Partial => "in part",
+        };
+        out.push_str("#   ");
+        out.push_str(id);
+        out.push_str(" (");
+        out.push_str(how);
+        out.push_str(")\n");
+    }
+    out.push_str(&to_yaml_stream(&values)?);
+    Ok(out)
 }
 
 fn fail(msg: &str) -> ExitCode {
@@ -162,38 +176,90 @@ pub enum TenantCommand {
     },
 }
 
+/// Reads Tenant, `KubeBidConfig` and `PolicyException` objects, and the Services that `sharedServices`
+/// grants name (`kubectl get svc -n platform registry -o yaml`), from `paths`.
+fn load_render_inputs(
+    paths: &[String],
+) -> Result<
+    (
+        kubebid_model::load::ConfigSet,
+        Vec<k8s_openapi::api::core::v1::Service>,
+    ),
+    Vec<kubebid_model::SourceError>,
+> {
+    let (inputs, mut errors) = crate::inputs::expand(paths);
+    let mut set = kubebid_model::load::ConfigSet::default();
+    let mut services = Vec::new();
+    for input in &inputs {
+        let text = match crate::inputs::read(input) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        let (items, problems) = kubebid_model::load::manifest_items(&input.name(), &text);
+        errors.extend(problems);
+        for item in items {
+            if item.value["kind"] == "Service" && item.value["apiVersion"] == "v1" {
+                match serde_path_to_error::deserialize(item.value.clone()) {
+                    Ok(svc) => services.push(svc),
+                    Err(e) => errors.push(item.origin.error(
+                        &kubebid_model::load::path_of(e.path()),
+                        e.into_inner().to_string(),
+                    )),
+                }
+            } else if let Err(e) = set.add_item(item) {
+                errors.extend(e);
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok((set, services))
+    } else {
+        Err(errors)
+    }
+}
+
 pub fn tenant(cmd: &TenantCommand) -> ExitCode {
     let TenantCommand::Render {
         paths,
         api_server_dir,
     } = cmd;
-    let set = match crate::check::load_config_set(paths) {
+    let (set, services) = match load_render_inputs(paths) {
         Ok(s) => s,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("config error: {e}");
-            }
-            return ExitCode::from(2);
-        }
+        Err(errors) => return config_errors(&errors),
     };
-    // The same cross-checks the webhook applies: one namespace, domain and owner per tenant.
+    // The same checks the webhook and the operator apply, through the one tenancy model.
     if let Err(errors) = kubebid_policy::PolicySet::from_config(&set) {
-        for e in errors {
-            eprintln!("config error: {e}");
-        }
-        return ExitCode::from(2);
+        return config_errors(&errors);
     }
     if set.tenants.is_empty() {
         return fail("no Tenant objects in the given files");
     }
-    let cluster = set
-        .config
-        .as_ref()
-        .map(|c| c.object.spec.clone())
-        .unwrap_or_default();
-    let mut objects = kubebid_tenancy::render::cluster();
+    let cluster = set.cluster_spec();
+    let model = set.tenancy();
+    let renderer =
+        kubebid_tenancy::render::TenantRenderer::new(&cluster, &model).with_services(&services);
+    let mut objects = kubebid_tenancy::render::cluster(&cluster);
     for t in &set.tenants {
-        objects.extend(kubebid_tenancy::render::tenant(&t.object, &cluster));
+        match renderer.render(&t.object) {
+            Ok(r) => {
+                for w in &r.warnings {
+                    eprintln!(
+                        "warning: tenant {}: {w}",
+                        t.object.metadata.name.as_deref().unwrap_or_default()
+                    );
+                }
+                objects.extend(r.objects);
+            }
+            Err(problems) => {
+                for p in problems {
+                    eprintln!("config error: {}", t.origin.error(&p.path, p.message));
+                }
+                return ExitCode::from(2);
+            }
+        }
     }
     if let Some(dir) = api_server_dir {
         let tenants: Vec<_> = set.tenants.iter().map(|t| t.object.clone()).collect();

@@ -251,6 +251,7 @@ pub async fn start(
     tokio::spawn(kubebid_runtime::metrics::serve(
         metrics_listener,
         Arc::new(move || m.encode()),
+        kubebid_runtime::metrics::always_healthy(),
         shutdown.clone(),
     ));
     let tenant_task = tenant_listener.map(|(listener, path)| {

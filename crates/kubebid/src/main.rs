@@ -211,6 +211,20 @@ fn run_check(args: &CheckArgs, out: &mut dyn Write) -> std::io::Result<ExitCode>
     );
     bar.finish_and_clear();
     report.errors.splice(0..0, expand_errors);
+    if report.objects.is_empty() && report.errors.is_empty() {
+        // A gate that was pointed at the wrong path must not pass.
+        let what = if inputs.is_empty() {
+            "no manifest files (.yaml, .yml, .json)"
+        } else {
+            "no Kubernetes objects"
+        };
+        writeln!(
+            anstream::stderr(),
+            "kubebid check: {what} found in {}",
+            args.paths.join(", ")
+        )?;
+        return Ok(ExitCode::from(2));
+    }
     // Render into memory and write once: the colour-stripping stream is unbuffered.
     let mut rendered = Vec::with_capacity(64 * 1024);
     match args.output {

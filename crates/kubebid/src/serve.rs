@@ -30,6 +30,10 @@ pub struct OperatorArgs {
     /// Address of the plain-HTTP /metrics and /healthz endpoint.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_listen: SocketAddr,
+    /// Namespace of the `kubebid-operator` Lease [default: `$POD_NAMESPACE`, else the kubeconfig context's
+    /// namespace (in a pod: the pod's own)].
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -145,7 +149,15 @@ fn operator(args: &OperatorArgs) -> ExitCode {
             shutdown_signal().await;
             let _ = stop.send(());
         });
-        let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "kubebid-system".into());
+        let namespace = args
+            .namespace
+            .clone()
+            .or_else(|| {
+                std::env::var("POD_NAMESPACE")
+                    .ok()
+                    .filter(|n| !n.is_empty())
+            })
+            .unwrap_or_else(|| client.default_namespace().to_owned());
         let identity = std::env::var("POD_NAME")
             .unwrap_or_else(|_| format!("kubebid-operator-{}", std::process::id()));
         tracing::info!(%identity, %namespace, "operator campaigning for the leader lease");
@@ -247,6 +259,7 @@ pub fn run_webhook(args: &WebhookArgs, on_bound: impl FnOnce(SocketAddr)) -> Exi
             reload_interval: Duration::from_secs_f64(args.reload_interval),
             max_connections: args.max_connections,
             drain_timeout: Duration::from_secs(25),
+            client_auth: args.client_ca.is_some(),
         };
         server.serve(listener, shutdown_signal()).await
     });

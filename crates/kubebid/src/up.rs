@@ -232,11 +232,14 @@ fn start_dns(args: &UpArgs, dir: &Path) -> Result<(SocketAddr, SocketAddr), Stri
             crate::dns_cmd::shared_future(std::future::pending()),
         )
         .await?;
-        // Serves until the process ends with the webhook.
-        Ok((
-            (started.addr, started.metrics_addr),
-            std::future::pending::<()>(),
-        ))
+        let addrs = (started.addr, started.metrics_addr);
+        // Serves until the process ends with the webhook. The server's handle is held here: dropping it
+        // would end the TCP side.
+        let running = started.running;
+        Ok((addrs, async move {
+            let _running = running;
+            std::future::pending::<()>().await;
+        }))
     })
 }
 

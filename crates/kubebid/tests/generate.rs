@@ -46,7 +46,17 @@ fn webhook_configurations_read_back_with_the_ca_and_fail_closed() {
     let m: MutatingWebhookConfiguration = serde_json::from_value(docs[1].clone()).unwrap();
     let pem = std::fs::read(&ca).unwrap();
     let hooks = v.webhooks.unwrap();
-    assert_eq!(hooks.len(), 4);
+    let names: Vec<&str> = hooks.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "tenants.validate.kubebid.io",
+            "namespaces.validate.kubebid.io",
+            "endpoints.validate.kubebid.io",
+            "config.validate.kubebid.io",
+            "cluster.validate.kubebid.io"
+        ]
+    );
     for h in &hooks {
         assert_eq!(h.failure_policy.as_deref(), Some("Fail"));
         assert_eq!(h.side_effects, "None");
@@ -64,19 +74,47 @@ fn webhook_configurations_read_back_with_the_ca_and_fail_closed() {
             c.expression
                 .contains("system:serviceaccount:kubebid-system:kubebid")
         }));
+        // No selector rests on a label a namespace's editor can change: namespaces are matched by the
+        // name label the API server sets, cluster-scoped objects by an object selector (old and new).
+        if let Some(sel) = &h.namespace_selector {
+            let req = &sel.match_expressions.as_ref().unwrap()[0];
+            assert_eq!(
+                (req.key.as_str(), req.operator.as_str()),
+                ("kubernetes.io/metadata.name", "NotIn"),
+                "{}",
+                h.name
+            );
+            let excluded = req.values.as_ref().unwrap();
+            for ns in ["kube-system", "kubebid-system"] {
+                assert!(excluded.contains(&ns.to_owned()), "{}: {ns}", h.name);
+            }
+        }
     }
     let tenants = &hooks[0];
-    assert_eq!(
-        tenants
-            .namespace_selector
+    // Deletions by Kubernetes' controllers (garbage collection, namespace deletion) do not wait on it.
+    assert!(tenants.match_conditions.as_ref().unwrap().iter().any(|c| {
+        c.name == "not-platform-deletes"
+            && c.expression.contains("system:serviceaccount:kube-system:")
+    }));
+    // Namespaces and endpoints are judged for tenants only, whatever their labels.
+    for h in &hooks[1..3] {
+        assert!(
+            h.match_conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|c| c.name == "not-the-platform"),
+            "{}",
+            h.name
+        );
+    }
+    assert!(hooks[2].rules.as_ref().unwrap().iter().any(|r| {
+        r.resources
             .as_ref()
             .unwrap()
-            .match_expressions
-            .as_ref()
-            .unwrap()[0]
-            .key,
-        "kubebid.io/tenant"
-    );
+            .contains(&"pods/binding".to_owned())
+    }));
+    assert!(hooks[4].object_selector.is_some());
     let rules = tenants.rules.as_ref().unwrap();
     assert!(rules.iter().any(|r| {
         r.operations.as_ref().unwrap() == &["CONNECT"]
@@ -168,25 +206,56 @@ fn vap_reads_back_with_the_cel_the_agreement_test_checks() {
     };
     let (code, yaml) = kubebid(&["generate", "vap", "--config", "../../examples/config"]);
     assert_eq!(code, 0, "{yaml}");
+    // The output names the rules it carries before the objects.
+    for (id, _) in kubebid_policy::vap::CARRIED {
+        assert!(yaml.contains(&format!("#   {id} (")), "{id} not listed");
+    }
     let docs: Vec<_> = parse_documents(&yaml)
         .into_iter()
         .map(|d| d.unwrap().value)
         .collect();
-    assert_eq!(docs.len(), 4);
-    let pods: ValidatingAdmissionPolicy = serde_json::from_value(docs[0].clone()).unwrap();
-    let spec = pods.spec.unwrap();
-    assert_eq!(spec.failure_policy.as_deref(), Some("Fail"));
-    let expected = kubebid_webhook::vap::pod_validations(&["kubebid-secure".to_owned()]);
-    let got = spec.validations.unwrap();
-    assert_eq!(got.len(), expected.len());
-    for (g, (id, expr, _)) in got.iter().zip(&expected) {
-        assert_eq!(&g.expression, expr);
-        assert!(g.message.as_ref().unwrap().starts_with(&format!("[{id}]")));
+    let policy = {
+        let mut set = kubebid_model::load::ConfigSet::default();
+        for f in ["kubebid.yaml", "exceptions.yaml"] {
+            let text = std::fs::read_to_string(format!("../../examples/config/{f}")).unwrap();
+            assert!(set.add_text(f, &text).is_empty());
+        }
+        kubebid_policy::PolicySet::from_config(&set).unwrap()
+    };
+    let expected = kubebid_policy::vap::validations(&policy);
+    assert_eq!(docs.len(), 2 * expected.len());
+    for (i, (name, validations)) in expected.iter().enumerate() {
+        let p: ValidatingAdmissionPolicy = serde_json::from_value(docs[i].clone()).unwrap();
+        assert_eq!(p.metadata.name.as_deref(), Some(*name));
+        let spec = p.spec.unwrap();
+        assert_eq!(spec.failure_policy.as_deref(), Some("Fail"));
+        let got = spec.validations.unwrap();
+        assert_eq!(got.len(), validations.len());
+        for (g, (id, expr, _)) in got.iter().zip(validations) {
+            assert_eq!(&g.expression, expr);
+            assert!(g.message.as_ref().unwrap().starts_with(&format!("[{id}]")));
+        }
+        let binding: ValidatingAdmissionPolicyBinding =
+            serde_json::from_value(docs[expected.len() + i].clone()).unwrap();
+        assert_eq!(binding.spec.validation_actions, ["Deny"]);
+        assert_eq!(binding.spec.policy_name, *name);
+        // Bound to every namespace but the platform's, by the name label nobody can change.
+        let selector = binding
+            .spec
+            .match_resources
+            .unwrap()
+            .namespace_selector
+            .unwrap();
+        let req = &selector.match_expressions.unwrap()[0];
+        assert_eq!(req.key, "kubernetes.io/metadata.name");
+        assert_eq!(req.operator, "NotIn");
+        assert!(
+            req.values
+                .as_ref()
+                .unwrap()
+                .contains(&"kube-system".to_owned())
+        );
     }
-    let binding: ValidatingAdmissionPolicyBinding =
-        serde_json::from_value(docs[2].clone()).unwrap();
-    assert_eq!(binding.spec.validation_actions, ["Deny"]);
-    assert_eq!(binding.spec.policy_name, "kubebid-pods");
 }
 
 #[test]
@@ -212,7 +281,8 @@ fn tenant_render_prints_every_managed_object_and_the_api_server_files() {
         4,
         "acme has two namespaces, globex and initech one each"
     );
-    assert_eq!(kinds("ResourceQuota"), 4);
+    // A quota and a zero-pod quota over priority classes per namespace.
+    assert_eq!(kinds("ResourceQuota"), 8);
     for f in ["audit-policy.yaml", "encryption-config.yaml"] {
         assert!(dir.join(f).exists(), "{f}");
     }

@@ -25,3 +25,10 @@
             seccompProfile:
               type: RuntimeDefault
 {{- end }}
+
+{{/* Who acts for the platform (cluster admins, Kubernetes' control plane and its controllers' accounts), as
+CEL over an admission request: the same expression as `kubebid generate webhooks` writes, from the tenancy
+model. */}}
+{{- define "kubebid.platformActors" -}}
+(has(request.userInfo.groups) && 'system:masters' in request.userInfo.groups) || request.userInfo.username.startsWith('system:serviceaccount:kube-system:') || request.userInfo.username in ['system:kube-controller-manager', 'system:kube-scheduler', 'system:apiserver']
+{{- end }}
