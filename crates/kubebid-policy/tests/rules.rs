@@ -738,6 +738,137 @@ fn ingress() {
         .is_empty(),
         "no domain list: any explicit host"
     );
+    // But never one under a domain another tenant claims, in any spelling, rule or TLS host.
+    for host in [
+        "shop.acme.example",
+        "acme.example",
+        "SHOP.Acme.Example",
+        "shop.acme.example.",
+    ] {
+        let d = decide(&p, ing("globex", json!({"rules": [{"host": host}]})));
+        let f = d
+            .findings
+            .iter()
+            .find(|f| f.rule.id == "tenant/ingress-host");
+        assert!(
+            f.is_some_and(|f| f.message.contains("tenant \"acme\" claims")),
+            "{host}: {:?}",
+            d.findings
+        );
+    }
+    assert_eq!(
+        rules_of(
+            &p,
+            ing("globex", json!({"tls": [{"hosts": ["pay.acme.example"]}]}))
+        ),
+        ["tenant/ingress-host"]
+    );
+    // Snippets configure the controller every tenant shares; auth URLs make it fetch on the tenant's behalf.
+    let annotated = |k: &str, v: &str| {
+        let mut o = ing("globex", json!({"rules": [{"host": "a.globex.example"}]}));
+        o["metadata"]["annotations"] = json!({k: v});
+        o
+    };
+    for (k, v) in [
+        (
+            "nginx.ingress.kubernetes.io/configuration-snippet",
+            "more_set_headers x;",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/server-snippet",
+            "location /x {}",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/auth-url",
+            "http://169.254.169.254/latest/meta-data",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/auth-url",
+            "http://web.acme.svc.cluster.local/auth",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/auth-url",
+            "https://user@[::1]:8443/",
+        ),
+    ] {
+        assert_eq!(
+            rules_of(&p, annotated(k, v)),
+            ["tenant/ingress-annotations"],
+            "{k}: {v}"
+        );
+    }
+    assert!(
+        rules_of(
+            &p,
+            annotated(
+                "nginx.ingress.kubernetes.io/auth-url",
+                "https://auth.example.com/check"
+            )
+        )
+        .is_empty()
+    );
+    assert!(
+        rules_of(
+            &p,
+            annotated("nginx.ingress.kubernetes.io/rewrite-target", "/")
+        )
+        .is_empty()
+    );
+}
+
+/// An exception for a CronJob covers the Jobs it creates and their Pods (named by the controllers, found by
+/// their owner references): the example exception works for what actually runs. A bare Pod whose owner is not
+/// the named CronJob's is not covered.
+#[test]
+fn an_exception_for_a_cronjob_covers_its_jobs_and_pods() {
+    let mut set = ConfigSet::default();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/config");
+    for f in ["kubebid.yaml", "exceptions.yaml"] {
+        let text = std::fs::read_to_string(dir.join(f)).expect("example");
+        assert!(set.add_text(f, &text).is_empty());
+    }
+    let p = PolicySet::from_config(&set).expect("compiles");
+    let mut spec = good_spec();
+    spec["volumes"] =
+        json!([{"name": "archive", "nfs": {"server": "nfs.globex.example", "path": "/a"}}]);
+    spec["containers"][0]["image"] = json!("docker.io/globex/report:2.0");
+    let owned = |kind: &str, name: &str, owner: Option<(&str, &str, &str)>| {
+        let mut o = match kind {
+            "Job" => {
+                json!({"apiVersion": "batch/v1", "kind": "Job", "spec": {"template": {"spec": spec}}})
+            }
+            _ => json!({"apiVersion": "v1", "kind": "Pod", "spec": spec}),
+        };
+        o["metadata"] = json!({"name": name, "namespace": "tenant-globex"});
+        if let Some((api, k, n)) = owner {
+            o["metadata"]["ownerReferences"] =
+                json!([{"apiVersion": api, "kind": k, "name": n, "uid": "u", "controller": true}]);
+        }
+        let o = Object::from_value(o).expect("decodes");
+        let mut req = Request::create(&o);
+        req.now = Some("2027-01-01T00:00:00Z".parse::<Timestamp>().expect("time"));
+        p.evaluate(&req)
+    };
+    let job = owned(
+        "Job",
+        "legacy-report-nightly-29000000",
+        Some(("batch/v1", "CronJob", "legacy-report-nightly")),
+    );
+    assert!(!job.denied(), "{:?}", job.findings);
+    assert!(
+        job.findings
+            .iter()
+            .any(|f| f.exception.as_deref() == Some("globex-legacy-nfs"))
+    );
+    let pod = owned(
+        "Pod",
+        "legacy-report-nightly-29000000-x7k2p",
+        Some(("batch/v1", "Job", "legacy-report-nightly-29000000")),
+    );
+    assert!(!pod.denied(), "{:?}", pod.findings);
+    // Not the CronJob's: a bare pod, or one owned by another job.
+    assert!(owned("Pod", "legacy-report-x", None).denied());
+    assert!(owned("Pod", "p", Some(("batch/v1", "Job", "other-29000000"))).denied());
 }
 
 #[test]

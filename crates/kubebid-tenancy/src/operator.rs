@@ -662,7 +662,39 @@ pub async fn run_elected(
 mod tests {
     use std::time::Duration;
 
-    use super::Backoff;
+    use kube::runtime::reflector;
+    use kube::runtime::watcher::Event;
+    use kubebid_model::config::{Tenant, TenantSpec};
+
+    use super::{Backoff, tenants_of};
+
+    /// Every object of a tenant maps to the Tenant's one key (its name, no namespace), so the controller runs
+    /// one reconcile of it at a time, not one per namespace it owns.
+    #[test]
+    fn objects_map_to_their_tenants_single_key() {
+        let (store, mut writer) = reflector::store::<Tenant>();
+        let mut spec = TenantSpec::builtin_default();
+        spec.namespaces = vec!["acme".into(), "acme-dev".into()];
+        let mut t = Tenant::new("acme", spec);
+        t.metadata.name = Some("acme".into());
+        writer.apply_watcher_event(&Event::Apply(t));
+        for (ns, label) in [
+            (Some("acme"), None),
+            (Some("acme-dev"), Some("acme")),
+            (None, Some("acme")),
+        ] {
+            let refs = tenants_of(&store, ns, label);
+            assert_eq!(refs.len(), 1, "{ns:?} {label:?}: {refs:?}");
+            assert_eq!(refs[0].name, "acme");
+            assert_eq!(
+                refs[0].namespace, None,
+                "a key per namespace would run reconciles side by side"
+            );
+        }
+        // A namespace the Tenant let go still maps to it by label, so its objects get pruned.
+        assert_eq!(tenants_of(&store, Some("old"), Some("acme")).len(), 1);
+        assert!(tenants_of(&store, Some("other"), None).is_empty());
+    }
 
     #[test]
     fn backoff_doubles_per_tenant_up_to_the_cap_and_resets_on_success() {

@@ -290,8 +290,12 @@ impl<'a> TenantRenderer<'a> {
         // `namespace/service` grants: that Service's pods and ports, nothing else of its namespace.
         let mut rules = Vec::new();
         for (sns, svc) in &scope.shared_services {
-            if cluster.shared_namespaces.contains(sns) || scope.shared_namespaces.contains(sns) {
-                continue; // the whole namespace is open already
+            // The whole namespace is open already, or it is the tenant's own (which `intraTenant` decides).
+            if cluster.shared_namespaces.contains(sns)
+                || scope.shared_namespaces.contains(sns)
+                || scope.namespaces.contains(sns)
+            {
+                continue;
             }
             match self.services.iter().find(|s| {
                 s.metadata.namespace.as_deref() == Some(sns.as_str())

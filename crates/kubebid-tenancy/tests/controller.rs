@@ -160,3 +160,144 @@ async fn the_controller_reconciles_listed_tenants_and_stops_gracefully() {
     drop(s);
     server.abort();
 }
+
+/// A `KubeBidConfig` change reconciles every Tenant (the rendered objects depend on it): a change streamed
+/// through the watch makes the operator read the tenant's objects again.
+#[tokio::test]
+async fn a_config_change_reconciles_every_tenant() {
+    use http_body_util::BodyExt as _;
+    type Chunk = Result<hyper::body::Frame<Bytes>, std::io::Error>;
+    struct Rx(tokio::sync::mpsc::Receiver<Chunk>);
+    impl futures_core::Stream for Rx {
+        type Item = Chunk;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Chunk>> {
+            self.0.poll_recv(cx)
+        }
+    }
+    type Body = http_body_util::StreamBody<Rx>;
+    let (mock, mut handle) =
+        tower_test::mock::pair::<Request<kube::client::Body>, Response<Body>>();
+    let client = kube::Client::new(mock, "default");
+    let state = Arc::new(Mutex::new(common::ApiServer::default()));
+    state
+        .lock()
+        .unwrap()
+        .objects
+        .insert("/apis/kubebid.io/v1alpha1/tenants/acme".into(), tenant());
+    let (config_watch_tx, config_watch) = oneshot::channel::<tokio::sync::mpsc::Sender<Chunk>>();
+    let server_state = state.clone();
+    let server = tokio::spawn(async move {
+        let mut config_watch_tx = Some(config_watch_tx);
+        let mut held = Vec::new();
+        while let Some((req, send)) = handle.next_request().await {
+            let method = req.method().to_string();
+            let path = req.uri().path().to_owned();
+            let query = req.uri().query().unwrap_or_default().to_owned();
+            let content_type = req
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            let body = req.into_body().collect_bytes().await.unwrap();
+            let (tx, rx) = tokio::sync::mpsc::channel(16);
+            if query.contains("watch=true") {
+                send.send_response(
+                    Response::builder()
+                        .status(200)
+                        .body(http_body_util::StreamBody::new(Rx(rx)))
+                        .unwrap(),
+                );
+                if path.ends_with("/kubebidconfigs")
+                    && let Some(t) = config_watch_tx.take()
+                {
+                    let _ = t.send(tx);
+                    continue;
+                }
+                held.push(tx);
+                continue;
+            }
+            let r = common::answer(
+                &mut server_state.lock().unwrap(),
+                &method,
+                &path,
+                &query,
+                &content_type,
+                &body,
+            );
+            let (parts, full) = r.into_parts();
+            let bytes = full.collect().await.unwrap().to_bytes();
+            tx.send(Ok(hyper::body::Frame::data(bytes))).await.unwrap();
+            drop(tx);
+            send.send_response(Response::from_parts(
+                parts,
+                http_body_util::StreamBody::new(Rx(rx)),
+            ));
+        }
+        drop(held);
+    });
+    let reads = || {
+        state
+            .lock()
+            .unwrap()
+            .log
+            .iter()
+            .filter(|l| l.starts_with("GET /api/v1/namespaces/acme?"))
+            .count()
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let controller = tokio::spawn(kubebid_tenancy::operator::run(
+        client,
+        Arc::new(OperatorMetrics::default()),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let settle = || async {
+        // Reconciles of one trigger are done once the count stops moving.
+        let mut last = usize::MAX;
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now = reads();
+            if now == last && now > 0 {
+                return now;
+            }
+            last = now;
+        }
+        panic!("reconciles never settled");
+    };
+    let before = settle().await;
+    assert!(before >= 1);
+    // The platform changes the cluster settings: acme is reconciled again.
+    let watch = tokio::time::timeout(Duration::from_secs(30), config_watch)
+        .await
+        .expect("configs watched")
+        .unwrap();
+    let event = json!({"type": "ADDED", "object": {"apiVersion": "kubebid.io/v1alpha1", "kind": "KubeBidConfig",
+        "metadata": {"name": "kubebid", "resourceVersion": "11"}, "spec": {"podSecurityVersion": "v1.35"}}});
+    let mut line = serde_json::to_vec(&event).unwrap();
+    line.push(b'\n');
+    watch
+        .send(Ok(hyper::body::Frame::data(Bytes::from(line))))
+        .await
+        .unwrap();
+    let after = settle().await;
+    assert!(
+        after > before,
+        "no reconcile after the config change: {before} -> {after}"
+    );
+    // And the new setting is what it applied: the namespace's pod-security version.
+    let ns = state.lock().unwrap().objects["/api/v1/namespaces/acme"].clone();
+    assert_eq!(
+        ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce-version"],
+        "v1.35"
+    );
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(60), controller)
+        .await
+        .expect("stops")
+        .unwrap();
+    server.abort();
+}

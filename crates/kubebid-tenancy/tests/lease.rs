@@ -126,3 +126,110 @@ async fn create_wait_take_over_and_lose_a_race() {
         "a lost race is not an error, just not leading"
     );
 }
+
+/// An API server restart (every request failing for longer than the lease) makes the leader stop
+/// reconciling and campaign again, not exit; when the API server is back it leads again, and it stops only
+/// when asked. `/healthz` says why while the API server cannot be reached.
+#[tokio::test(start_paused = true)]
+async fn a_leader_that_loses_the_api_server_campaigns_again_instead_of_exiting() {
+    use kubebid_tenancy::metrics::OperatorMetrics;
+    #[derive(Default)]
+    struct Cluster {
+        lease: Server,
+        api: common::ApiServer,
+        down: bool,
+    }
+    let state = Arc::new(Mutex::new(Cluster::default()));
+    let (mock, mut handle) =
+        tower_test::mock::pair::<Request<kube::client::Body>, Response<Full<Bytes>>>();
+    let client = kube::Client::new(mock, "default");
+    let server_state = state.clone();
+    tokio::spawn(async move {
+        let mut watches = Vec::new();
+        while let Some((req, send)) = handle.next_request().await {
+            let method = req.method().to_string();
+            let path = req.uri().path().to_owned();
+            let query = req.uri().query().unwrap_or_default().to_owned();
+            let content_type = req
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            let body = req.into_body().collect_bytes().await.unwrap();
+            let mut s = server_state.lock().unwrap();
+            if s.down {
+                send.send_response(common::respond(503, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "ServiceUnavailable", "code": 503, "message": "the API server is restarting"})));
+                continue;
+            }
+            if query.contains("watch=true") {
+                watches.push(send);
+                continue;
+            }
+            let r = if path.contains("/leases") {
+                s.lease.log.push(format!("{method} {path}"));
+                match method.as_str() {
+                    "GET" => match &s.lease.lease {
+                        Some(l) => common::respond(200, l.clone()),
+                        None => common::respond(
+                            404,
+                            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
+                        ),
+                    },
+                    _ => {
+                        let mut v: Value = serde_json::from_slice(&body).unwrap();
+                        v["metadata"]["resourceVersion"] = json!("8");
+                        s.lease.lease = Some(v.clone());
+                        common::respond(200, v)
+                    }
+                }
+            } else {
+                common::answer(&mut s.api, &method, &path, &query, &content_type, &body)
+            };
+            send.send_response(r);
+        }
+    });
+    let metrics = Arc::new(OperatorMetrics::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let elected = tokio::spawn(kubebid_tenancy::operator::run_elected(
+        client,
+        "kubebid-system",
+        "replica-a".into(),
+        metrics.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let wait_for = |want: i64| {
+        let metrics = metrics.clone();
+        async move {
+            for _ in 0..600 {
+                if metrics.leading.get() == want {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("leading never became {want}");
+        }
+    };
+    wait_for(1).await;
+    // The API server goes away for longer than the lease.
+    state.lock().unwrap().down = true;
+    wait_for(0).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(
+        !elected.is_finished(),
+        "the operator exited on a lost lease"
+    );
+    let health = metrics.health().unwrap_err();
+    assert!(health.contains("503"), "{health}");
+    // Back: it leads again, and its health recovers.
+    state.lock().unwrap().down = false;
+    wait_for(1).await;
+    assert!(metrics.health().is_ok());
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(60), elected)
+        .await
+        .expect("stops when asked")
+        .unwrap()
+        .unwrap();
+}

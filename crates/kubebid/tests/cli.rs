@@ -380,3 +380,25 @@ fn serve_dns_refuses_a_bad_state_file_naming_file_line_and_field() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--upstream"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A CI gate pointed at the wrong path must not pass: a directory without manifests, or files without
+/// objects, exit 2 with a message saying so.
+#[test]
+fn a_path_without_manifests_is_an_error_not_a_pass() {
+    let dir = std::env::temp_dir().join(format!("kubebid-empty-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
+    std::fs::write(dir.join("notes.txt"), "not a manifest").expect("write");
+    let o = kubebid(&["check", dir.to_str().expect("utf8")], None);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no manifest files"), "{err}");
+    std::fs::write(dir.join("empty.yaml"), "# nothing here\n---\n").expect("write");
+    let o = kubebid(&["check", dir.to_str().expect("utf8")], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no Kubernetes objects"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,6 +1,7 @@
 //! `kubebid up` end to end: first run creates its state, the printed curl commands give an allowed and a
 //! denied review over HTTPS (curl is the client), the DNS server answers each tenant's pod what it may see
-//! (dig is the client), a second run reuses the state, and Ctrl-C stops it cleanly.
+//! over UDP and TCP (dig is the client), a second `kubebid up` on the same state refuses to take over the
+//! first one's sockets, a later run reuses the state, and Ctrl-C stops it cleanly.
 
 // Test helpers fail the test by panicking on broken fixtures; that is their job.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -123,7 +124,7 @@ fn up_serves_an_allowed_and_a_denied_review_and_stops_on_ctrl_c() {
         .expect("kubebid up prints the DNS address")
         .parse()
         .unwrap();
-    let dig = |from: &str| {
+    let dig = |from: &str, transport: &str| {
         let out = Command::new("dig")
             .args([
                 "-b",
@@ -131,19 +132,23 @@ fn up_serves_an_allowed_and_a_denied_review_and_stops_on_ctrl_c() {
                 &format!("@{}", dns.ip()),
                 "-p",
                 &dns.port().to_string(),
+                transport,
             ])
             .args(["+tries=1", "+time=3", "web.tenant-acme.svc.cluster.local"])
             .output()
             .expect("dig is installed (scripts/test installs it)");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let acme = dig("127.0.0.11");
-    assert!(
-        acme.contains("status: NOERROR") && acme.contains("10.96.10.10"),
-        "{acme}"
-    );
-    let globex = dig("127.0.0.21");
-    assert!(globex.contains("status: NXDOMAIN"), "{globex}");
+    // The banner says udp+tcp: both answer.
+    for transport in ["+notcp", "+tcp"] {
+        let acme = dig("127.0.0.11", transport);
+        assert!(
+            acme.contains("status: NOERROR") && acme.contains("10.96.10.10"),
+            "{transport}: {acme}"
+        );
+        let globex = dig("127.0.0.21", transport);
+        assert!(globex.contains("status: NXDOMAIN"), "{transport}: {globex}");
+    }
     // The KMS plugin: a 0600 socket that answers Status, loudly not HSM-backed.
     assert!(printed.contains("NOT HSM-backed"), "{printed}");
     let socket = state.join("kms/kms.sock");
@@ -198,6 +203,30 @@ fn up_serves_an_allowed_and_a_denied_review_and_stops_on_ctrl_c() {
     });
     assert_eq!(wrapped, "kubebid-tenant-acme-v1");
     assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    // A second `kubebid up` on the same state refuses to start: it would take over the first one's live
+    // sockets.
+    let second = Command::new(env!("CARGO_BIN_EXE_kubebid"))
+        .args(["up", "--state-dir", state.to_str().unwrap()])
+        .args([
+            "--webhook-listen",
+            "127.0.0.1:0",
+            "--dns-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--dns-metrics-listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("another process serves on it"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let still = runtime.block_on(async {
+        let mut c = kubebid_kms::server::connect(&socket).await.unwrap();
+        c.status(kubebid_kms::proto::StatusRequest {}).await.is_ok()
+    });
+    assert!(still, "the first plugin's socket still answers");
     stop(child);
     // The second run reuses the state: no new certificates.
     let (child, printed) = start(&state);
