@@ -275,7 +275,7 @@ pub fn tenant(cmd: &TenantCommand) -> ExitCode {
             (
                 "kubebid-kms.yaml",
                 kubebid_tenancy::render::kms_static_pod(&format!(
-                    "ghcr.io/kubebid/kubebid:{}",
+                    "ghcr.io/kubebid/kubebid-kms:{}",
                     env!("CARGO_PKG_VERSION")
                 )),
             ),
