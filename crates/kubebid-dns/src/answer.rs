@@ -5,7 +5,8 @@
 use std::net::IpAddr;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use kubebid_model::address::ProtectedRanges;
 
 use crate::zone::{Client, Zone, ptr_record, reverse_address};
 
@@ -238,6 +239,25 @@ pub fn forwarded(request: &Message, upstream: &Message) -> Message {
             .cloned(),
     );
     m
+}
+
+/// Drops the address records of an upstream response that name a protected address (loopback, link-local
+/// metadata, the pod, service and node networks): an external name an attacker controls must not become a
+/// way past the checks on `ExternalName`s, ingress URLs and egress rules (DNS rebinding). CNAMEs and the
+/// rest stay, so a name whose every address was dropped answers NODATA. Returns how many were dropped.
+pub fn drop_protected(response: &mut Message, protected: &ProtectedRanges) -> usize {
+    let is_protected = |r: &Record| {
+        let ip = match &r.data {
+            RData::A(a) => IpAddr::V4(a.0),
+            RData::AAAA(a) => IpAddr::V6(a.0),
+            _ => return false,
+        };
+        protected.of_address(ip).is_some()
+    };
+    let before = response.answers.len() + response.additionals.len();
+    response.answers.retain(|r| !is_protected(r));
+    response.additionals.retain(|r| !is_protected(r));
+    before - response.answers.len() - response.additionals.len()
 }
 
 /// SERVFAIL, when no upstream answered.

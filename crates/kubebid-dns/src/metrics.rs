@@ -53,6 +53,7 @@ pub struct DnsMetrics {
     pub cache_misses: Counter,
     pub upstream_duration: Histogram,
     pub upstream_failures: Counter,
+    pub rebinding: Counter,
     pub dropped: Family<DropLabels, Counter>,
     pub zone_names: Gauge,
     pub zone_reloads: Counter,
@@ -71,6 +72,7 @@ impl Default for DnsMetrics {
             prometheus_client::metrics::histogram::exponential_buckets(0.0005, 2.0, 14),
         );
         let upstream_failures = Counter::default();
+        let rebinding = Counter::default();
         let dropped = Family::<DropLabels, Counter>::default();
         let zone_names = Gauge::default();
         let zone_reloads = Counter::default();
@@ -101,6 +103,11 @@ impl Default for DnsMetrics {
             "upstream_failures",
             "Forwarded queries no upstream answered (SERVFAIL)",
             upstream_failures.clone(),
+        );
+        registry.register(
+            "rebinding_records_dropped",
+            "Upstream address records dropped for naming a protected address (DNS rebinding)",
+            rebinding.clone(),
         );
         registry.register("dropped", "Packets dropped, by reason", dropped.clone());
         registry.register(
@@ -146,6 +153,7 @@ impl Default for DnsMetrics {
             cache_misses,
             upstream_duration,
             upstream_failures,
+            rebinding,
             dropped,
             zone_names,
             zone_reloads,

@@ -284,8 +284,18 @@ impl Shared {
         }
         self.metrics.cache_misses.inc();
         match self.upstreams.resolve(query).await {
-            Ok((response, _server, took)) => {
+            Ok((mut response, _server, took)) => {
                 self.metrics.upstream_duration.observe(took.as_secs_f64());
+                let dropped = crate::answer::drop_protected(
+                    &mut response,
+                    &self.current.load().zone.tenancy().cluster().protected,
+                );
+                if dropped > 0 {
+                    self.metrics
+                        .rebinding
+                        .inc_by(u64::try_from(dropped).unwrap_or(u64::MAX));
+                    tracing::warn!(name = %query.name(), dropped, "upstream answered with protected addresses; dropped");
+                }
                 self.cache.put(key, &response, Instant::now());
                 (forwarded(request, &response), "upstream")
             }

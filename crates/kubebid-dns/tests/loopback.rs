@@ -56,7 +56,7 @@ async fn unbound(name: &str) -> Unbound {
     let dir = temp_dir(&format!("unbound-{name}"));
     let port = free_port();
     let conf = format!(
-        "server:\n  interface: 127.0.0.1@{port}\n  port: {port}\n  do-daemonize: no\n  use-syslog: no\n  logfile: \"\"\n  username: \"\"\n  chroot: \"\"\n  directory: \"{dir}\"\n  pidfile: \"\"\n  num-threads: 1\n  access-control: 127.0.0.0/8 allow\n  do-ip6: no\n  local-zone: \"example.test.\" static\n  local-data: \"example.test. 60 IN SOA ns.example.test. admin.example.test. 1 3600 600 86400 30\"\n  local-data: \"www.example.test. 300 IN A 192.0.2.10\"\n  local-data: \"short.example.test. 1 IN A 192.0.2.11\"\nremote-control:\n  control-enable: no\n",
+        "server:\n  interface: 127.0.0.1@{port}\n  port: {port}\n  do-daemonize: no\n  use-syslog: no\n  logfile: \"\"\n  username: \"\"\n  chroot: \"\"\n  directory: \"{dir}\"\n  pidfile: \"\"\n  num-threads: 1\n  access-control: 127.0.0.0/8 allow\n  do-ip6: no\n  local-zone: \"example.test.\" static\n  local-data: \"example.test. 60 IN SOA ns.example.test. admin.example.test. 1 3600 600 86400 30\"\n  local-data: \"www.example.test. 300 IN A 192.0.2.10\"\n  local-data: \"short.example.test. 1 IN A 192.0.2.11\"\n  local-data: \"rebind.example.test. 300 IN A 169.254.169.254\"\n  local-data: \"rebind.example.test. 300 IN A 192.0.2.12\"\n  local-data: \"inside.example.test. 300 IN A 10.96.0.10\"\n  local-data: \"mapped.example.test. 300 IN AAAA ::ffff:10.244.1.5\"\n  local-data: \"pods.example.test. 300 IN CNAME inside.example.test.\"\nremote-control:\n  control-enable: no\n",
         dir = dir.display()
     );
     let path = dir.join("unbound.conf");
@@ -750,6 +750,55 @@ async fn answers_kept_on_the_hot_path_stay_per_tenant_exact_and_counted() {
             .metadata
             .response_code,
         ResponseCode::NXDomain
+    );
+    s.running.shutdown().await;
+}
+
+/// An external name an attacker controls, resolving to the metadata service or into the cluster's own
+/// networks, would turn every name check into a way past them (DNS rebinding): such records never leave
+/// the resolver, for any client, and the metric counts them; the rest of the answer stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_answers_naming_protected_addresses_are_dropped() {
+    let up = unbound("rebind").await;
+    let s = server(up.addr, limits(), None).await;
+    // Mixed: the public address stays, the metadata address goes.
+    let mixed = udp(s.addr, 11, "rebind.example.test.", RecordType::A).await;
+    assert_eq!(mixed.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(ips(&mixed), ["192.0.2.12"]);
+    // Wholly inside the service network: NODATA, over TCP too (the cached copy is the filtered one).
+    let inside = tcp(s.addr, 21, "inside.example.test.", RecordType::A).await;
+    assert_eq!(inside.metadata.response_code, ResponseCode::NoError);
+    assert!(ips(&inside).is_empty(), "{inside:?}");
+    let again = udp(s.addr, 11, "inside.example.test.", RecordType::A).await;
+    assert!(ips(&again).is_empty(), "{again:?}");
+    // An IPv4-mapped IPv6 address of the pod network is the pod network.
+    let mapped = udp(s.addr, 11, "mapped.example.test.", RecordType::AAAA).await;
+    assert!(ips(&mapped).is_empty(), "{mapped:?}");
+    // A CNAME chain into a protected address keeps the CNAME and loses the address.
+    let chain = udp(s.addr, 11, "pods.example.test.", RecordType::A).await;
+    assert!(
+        chain
+            .answers
+            .iter()
+            .all(|r| r.record_type() != RecordType::A),
+        "{chain:?}"
+    );
+    assert!(
+        chain
+            .answers
+            .iter()
+            .any(|r| r.record_type() == RecordType::CNAME),
+        "{chain:?}"
+    );
+    // Public names are untouched.
+    assert_eq!(
+        ips(&udp(s.addr, 11, "www.example.test.", RecordType::A).await),
+        ["192.0.2.10"]
+    );
+    let m = s.shared.metrics.encode();
+    assert!(
+        m.contains("kubebid_dns_rebinding_records_dropped_total 4"),
+        "{m}"
     );
     s.running.shutdown().await;
 }
