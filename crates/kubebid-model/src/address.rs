@@ -113,21 +113,37 @@ impl ProtectedRanges {
     }
 }
 
-/// An IPv4-mapped IPv6 address as the IPv4 address it carries; others unchanged.
+/// The NAT64 well-known prefix (RFC 6052): `64:ff9b::a.b.c.d` reaches IPv4 address `a.b.c.d`.
+const NAT64: Ipv6Addr = Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0);
+
+/// The IPv4 address an IPv6 address carries: IPv4-mapped (`::ffff:a.b.c.d`) or through the NAT64 well-known
+/// prefix (`64:ff9b::a.b.c.d`).
+fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    (v6.segments()[..6] == NAT64.segments()[..6]).then(|| {
+        let o = v6.octets();
+        Ipv4Addr::new(o[12], o[13], o[14], o[15])
+    })
+}
+
+/// An IPv6 address that carries an IPv4 one (mapped, NAT64) as that IPv4 address; others unchanged.
 #[must_use]
 pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        IpAddr::V6(v6) => embedded_v4(v6).map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 @ IpAddr::V4(_) => v4,
     }
 }
 
-/// An IPv6 network inside the IPv4-mapped range (`::ffff:a.b.c.d/96+n`) as the IPv4 network it covers.
+/// An IPv6 network inside an IPv4-carrying range (`::ffff:a.b.c.d/96+n`, `64:ff9b::a.b.c.d/96+n`) as the IPv4
+/// network it covers.
 #[must_use]
 pub fn canonical_net(net: IpNet) -> IpNet {
     if let IpNet::V6(v6) = net
-        && let Some(v4) = v6.network().to_ipv4_mapped()
         && v6.prefix_len() >= 96
+        && let Some(v4) = embedded_v4(v6.network())
         && let Ok(n) = Ipv4Net::new(v4, v6.prefix_len() - 96)
     {
         return IpNet::V4(n);
@@ -233,6 +249,8 @@ mod tests {
             "169.254.43518",
             "169.16689662",
             "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::169.254.169.254",
         ] {
             let ip = parse_host_address(spelling).map(canonical);
             assert_eq!(ip, metadata, "{spelling}");

@@ -248,35 +248,44 @@ impl Object {
     }
 
     /// For a kind `KubeBid` has rules for but under an API version it does not decode (e.g. `extensions/v1beta1`
-    /// Deployment), the version it does decode.
+    /// Deployment) or in another spelling (`pod`), the kind as Kubernetes spells it and the version
+    /// `KubeBid` decodes.
     #[must_use]
-    pub fn unsupported_version_of_known_kind(&self) -> Option<&'static str> {
+    pub fn unsupported_version_of_known_kind(&self) -> Option<(&'static str, &'static str)> {
+        const JUDGED: &[(&str, &str)] = &[
+            ("Pod", "v1"),
+            ("ReplicationController", "v1"),
+            ("PodTemplate", "v1"),
+            ("Service", "v1"),
+            ("PersistentVolume", "v1"),
+            ("PersistentVolumeClaim", "v1"),
+            ("Namespace", "v1"),
+            ("ResourceQuota", "v1"),
+            ("LimitRange", "v1"),
+            ("ServiceAccount", "v1"),
+            ("Endpoints", "v1"),
+            ("Binding", "v1"),
+            ("EndpointSlice", "discovery.k8s.io/v1"),
+            ("Deployment", "apps/v1"),
+            ("ReplicaSet", "apps/v1"),
+            ("StatefulSet", "apps/v1"),
+            ("DaemonSet", "apps/v1"),
+            ("Job", "batch/v1"),
+            ("CronJob", "batch/v1"),
+            ("Ingress", "networking.k8s.io/v1"),
+            ("NetworkPolicy", "networking.k8s.io/v1"),
+            ("Role", "rbac.authorization.k8s.io/v1"),
+            ("ClusterRole", "rbac.authorization.k8s.io/v1"),
+            ("RoleBinding", "rbac.authorization.k8s.io/v1"),
+            ("ClusterRoleBinding", "rbac.authorization.k8s.io/v1"),
+        ];
         if self.is_known_kind() {
             return None;
         }
-        let served = match self.kind.as_str() {
-            "Pod"
-            | "ReplicationController"
-            | "PodTemplate"
-            | "Service"
-            | "PersistentVolume"
-            | "PersistentVolumeClaim"
-            | "Namespace"
-            | "ResourceQuota"
-            | "LimitRange"
-            | "ServiceAccount"
-            | "Endpoints"
-            | "Binding" => "v1",
-            "EndpointSlice" => "discovery.k8s.io/v1",
-            "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => "apps/v1",
-            "Job" | "CronJob" => "batch/v1",
-            "Ingress" | "NetworkPolicy" => "networking.k8s.io/v1",
-            "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => {
-                "rbac.authorization.k8s.io/v1"
-            }
-            _ => return None,
-        };
-        Some(served)
+        JUDGED
+            .iter()
+            .find(|(kind, _)| kind.eq_ignore_ascii_case(&self.kind))
+            .copied()
     }
 
     /// Whether objects of this kind live outside namespaces.

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::Raw;
 use crate::pod::PodView;
 use crate::pss::{self, PssLevel};
-use crate::rules::{RULES, Rule, rid, rule_index};
+use crate::rules::{Level, RULES, Rule, rid, rule_index};
 use crate::settings::{ClusterSettings, TenantSettings};
 use crate::tenant::{self, Scope};
 
@@ -437,12 +437,25 @@ impl PolicySet {
         let Some(i) = rule_index(rule) else {
             return false;
         };
-        let profile = inner
+        let (pss, rules) = self.profiles(settings);
+        let in_force = match RULES[i].level {
+            crate::rules::Level::ZeroTrust => rules == Profile::ZeroTrust,
+            level => level.in_profile(pss),
+        };
+        in_force && settings.actions[i].unwrap_or(inner.cluster.actions[i]) == Action::Enforce
+    }
+
+    /// The profiles a request is judged under: the Pod Security profile (the tenant's, else the cluster
+    /// default), and which rule set runs. The tenant rules protect the other tenants and the platform, so a
+    /// tenant's own profile never turns them off: only `--profile baseline|restricted` on the command line
+    /// (a pure Pod Security check) does.
+    fn profiles(&self, settings: &TenantSettings) -> (Profile, Profile) {
+        let inner = &*self.inner;
+        let pss = inner
             .profile_override
             .or(settings.profile)
             .unwrap_or(inner.cluster.default_profile);
-        RULES[i].level.in_profile(profile)
-            && settings.actions[i].unwrap_or(inner.cluster.actions[i]) == Action::Enforce
+        (pss, inner.profile_override.unwrap_or(Profile::ZeroTrust))
     }
 
     /// Where some `PolicyException` may lift `rule`: `None` when one may anywhere (it names no
@@ -574,16 +587,25 @@ impl PolicySet {
                 .map_or(Party::Unclaimed(""), Party::Tenant),
         };
         let tenant = self.settings_of(party);
-        let profile = inner
-            .profile_override
-            .or(tenant.profile)
-            .unwrap_or(inner.cluster.default_profile);
+        let (profile, rules_profile) = self.profiles(tenant);
         let action_of = |i: usize| tenant.actions[i].unwrap_or(inner.cluster.actions[i]);
+        // A rule runs when the rule set includes it; the Pod Security checks run at the tenant's level.
+        let in_force = |i: usize| match RULES[i].level {
+            Level::ZeroTrust => rules_profile == Profile::ZeroTrust,
+            level => level.in_profile(profile),
+        };
         if let (Party::Platform, Some(ns)) = (party, namespace) {
             decision
                 .notes
                 .push(format!("namespace {ns:?} is excluded from tenant policy"));
-            self.finish(&mut decision, mismatch, &action_of, profile, req, namespace);
+            self.finish(
+                &mut decision,
+                mismatch,
+                &action_of,
+                &in_force,
+                req,
+                namespace,
+            );
             return decision;
         }
         if inner.configured {
@@ -600,7 +622,7 @@ impl PolicySet {
         }
         decision.tenant.clone_from(&tenant.name);
         decision.profile = Some(profile);
-        let enabled = |i: usize| RULES[i].level.in_profile(profile) && action_of(i) != Action::Off;
+        let enabled = |i: usize| in_force(i) && action_of(i) != Action::Off;
         let mut raw: Vec<Raw> = mismatch;
         raw.reserve(16);
         if req.operation == Operation::Connect {
@@ -614,19 +636,24 @@ impl PolicySet {
                     message: format!("{sub} into pod {}/{pod}", namespace.unwrap_or_default()),
                 });
             }
-            self.finish(&mut decision, raw, &action_of, profile, req, namespace);
+            self.finish(&mut decision, raw, &action_of, &in_force, req, namespace);
             return decision;
         }
-        if let Some(served) = obj.unsupported_version_of_known_kind() {
+        if let Some((kind, served)) = obj.unsupported_version_of_known_kind() {
             raw.push(Raw {
                 rule: rid!("tenant/unknown-version"),
-                path: "apiVersion".into(),
+                path: if kind == obj.kind {
+                    "apiVersion"
+                } else {
+                    "kind"
+                }
+                .into(),
                 message: format!(
-                    "{} {} cannot be judged; KubeBid decodes {} as {served}",
-                    obj.api_version, obj.kind, obj.kind
+                    "{} {} cannot be judged; KubeBid decodes {kind} as {served}",
+                    obj.api_version, obj.kind
                 ),
             });
-            self.finish(&mut decision, raw, &action_of, profile, req, namespace);
+            self.finish(&mut decision, raw, &action_of, &in_force, req, namespace);
             return decision;
         }
         if !obj.is_known_kind() {
@@ -634,12 +661,10 @@ impl PolicySet {
                 "{} {} has no rules; passed",
                 obj.api_version, obj.kind
             ));
-            self.finish(&mut decision, raw, &action_of, profile, req, namespace);
+            self.finish(&mut decision, raw, &action_of, &in_force, req, namespace);
             return decision;
         }
-        let enabled = |i: usize| {
-            RULES[i].level.in_profile(profile) && inner.cluster.actions[i] != Action::Off
-        };
+        let enabled = |i: usize| in_force(i) && action_of(i) != Action::Off;
         let scope = Scope {
             cluster: &inner.cluster,
             tenancy: &inner.tenancy,
@@ -649,9 +674,17 @@ impl PolicySet {
             profile,
             actor,
         };
-        let skip_pod_rules = req.operation == Operation::Delete;
+        // A pod spec is judged when it is written: not on DELETE, and not on an UPDATE that leaves it (and
+        // the annotations Pod Security reads) as it was, so that metadata changes (a finalizer removed by
+        // the garbage collector, a label) and scaling never fail on a spec admitted under an older policy.
+        let unchanged = |t: &kubebid_model::PodTemplateRef<'_>| {
+            req.old_object
+                .and_then(Object::pod_template)
+                .is_some_and(|o| o.spec == t.spec && o.meta.annotations == t.meta.annotations)
+        };
         if let Some(t) = obj.pod_template()
-            && !skip_pod_rules
+            && req.operation != Operation::Delete
+            && !(req.operation == Operation::Update && unchanged(&t))
         {
             let view = PodView {
                 meta: t.meta,
@@ -671,11 +704,11 @@ impl PolicySet {
                 enabled,
                 &mut raw,
             );
-            if profile == Profile::ZeroTrust {
+            if rules_profile == Profile::ZeroTrust {
                 tenant::pod_rules(&view, &scope, &mut raw);
             }
         }
-        if profile == Profile::ZeroTrust {
+        if rules_profile == Profile::ZeroTrust {
             let before = raw.len();
             tenant::object_rules(obj, req.old_object, &scope, &mut raw);
             if req.operation == Operation::Delete {
@@ -692,7 +725,7 @@ impl PolicySet {
                 raw.extend(keep);
             }
         }
-        self.finish(&mut decision, raw, &action_of, profile, req, namespace);
+        self.finish(&mut decision, raw, &action_of, &in_force, req, namespace);
         decision
     }
 
@@ -702,7 +735,7 @@ impl PolicySet {
         decision: &mut Decision,
         raw: Vec<Raw>,
         action_of: &dyn Fn(usize) -> Action,
-        profile: Profile,
+        in_force: &dyn Fn(usize) -> bool,
         req: &Request<'_>,
         namespace: Option<&str>,
     ) {
@@ -715,7 +748,7 @@ impl PolicySet {
                 continue;
             };
             let action = action_of(i);
-            if !rule.level.in_profile(profile) || action == Action::Off {
+            if !in_force(i) || action == Action::Off {
                 continue;
             }
             // The request's own integrity is never lifted by an exception.

@@ -343,8 +343,8 @@ const RULE_TABLE: &[Rule] = &[
         High,
         POD_KINDS,
         "Node selection off the secure pool",
-        "Node selectors and node affinity must not steer pods off the attested secure pool (kubebid.io/secure-runtime) or onto control-plane nodes.",
-        "Remove node selectors and affinity terms on kubebid.io/secure-runtime and node-role.kubernetes.io labels."
+        "Node selectors and node affinity must not steer pods off the attested secure pool (kubebid.io/secure-runtime) or onto control-plane nodes; pod affinity and anti-affinity may look only at the tenant's own namespaces (namespaces, namespaceSelector), or a tenant could learn where other tenants' pods run and place itself beside them.",
+        "Remove node selectors and affinity terms on kubebid.io/secure-runtime and node-role.kubernetes.io labels; name only own namespaces in pod affinity terms."
     ),
     rule!(
         "tenant/tolerations",
@@ -352,8 +352,8 @@ const RULE_TABLE: &[Rule] = &[
         High,
         POD_KINDS,
         "Tolerations of control-plane taints",
-        "Tolerating control-plane taints, every taint (operator Exists with no key), or a KubeBid taint that reserves nodes for another tenant lets tenant pods land on nodes that are not theirs.",
-        "Remove tolerations of node-role.kubernetes.io/control-plane and master, of other tenants' kubebid.io taints, and tolerations without a key."
+        "Tolerating control-plane taints, every taint (operator Exists with no key), CriticalAddonsOnly, the node lifecycle taints (uninitialized, unschedulable) or a KubeBid taint that reserves nodes for another tenant lets tenant pods land on nodes that are not theirs.",
+        "Remove tolerations of node-role.kubernetes.io/control-plane and master, CriticalAddonsOnly, node.cloudprovider.kubernetes.io/uninitialized, node.kubernetes.io/unschedulable, other tenants' kubebid.io taints, and tolerations without a key."
     ),
     rule!(
         "tenant/dns-bypass",
@@ -398,7 +398,7 @@ const RULE_TABLE: &[Rule] = &[
         High,
         "Service",
         "NodePort services",
-        "NodePort (and LoadBalancer node ports) open a port on every node, outside network policy.",
+        "NodePort (and LoadBalancer node ports, and a health-check node port) open a port on every node, outside network policy.",
         "Use type ClusterIP and publish through an Ingress.",
         mtb = "Block NodePort services"
     ),
@@ -417,8 +417,8 @@ const RULE_TABLE: &[Rule] = &[
         Medium,
         "Service",
         "LoadBalancer services",
-        "LoadBalancer services are allowed only for tenants whose Tenant sets allowLoadBalancer.",
-        "Use type ClusterIP and an Ingress, or ask a platform admin to set allowLoadBalancer."
+        "LoadBalancer services are allowed only for tenants whose Tenant sets allowLoadBalancer, and never with a requested address (spec.loadBalancerIP or a cloud's address annotations), which could take another tenant's.",
+        "Use type ClusterIP and an Ingress, or ask a platform admin to set allowLoadBalancer; let the cloud assign the address."
     ),
     rule!(
         "tenant/service-externalname",
@@ -435,8 +435,8 @@ const RULE_TABLE: &[Rule] = &[
         Critical,
         "Ingress",
         "Ingress controller configuration from tenants",
-        "Ingress annotations that inject configuration into the shared controller (ingress-nginx's *-snippet annotations, CVE-2021-25742) or make it fetch URLs on the tenant's behalf inside the cluster (auth-url to another tenant or a protected address) act with the controller's rights over every tenant.",
-        "Remove snippet annotations; point auth-url at an external URL or a service the tenant may reach."
+        "Ingress annotations act with the controller's rights over every tenant: any *-snippet or *-snippets annotation (ingress-nginx, CVE-2021-25742; NGINX Inc.; HAProxy) injects configuration; auth-url, auth-signin, global-auth-url, mirror-target and mirror-host make it send requests on the tenant's behalf (to another tenant or a protected address); auth-secret, auth-tls-secret, proxy-ssl-secret, custom-headers and auth-proxy-set-headers as namespace/name make it read another namespace's objects; server-alias serves host names outside the tenant's domains.",
+        "Remove snippet annotations; point URLs at external hosts or services the tenant may reach; name only own Secrets and ConfigMaps; alias only the tenant's own host names."
     ),
     rule!(
         "tenant/ingress-wildcard-host",
@@ -462,7 +462,7 @@ const RULE_TABLE: &[Rule] = &[
         Critical,
         "NetworkPolicy",
         "NetworkPolicy peers in other tenants",
-        "Peers may select only namespaces the tenant may reach (its own, shared ones, and ingress controllers' for ingress), by kubernetes.io/metadata.name, the one label nobody can change; any other label can be put on another namespace. An empty namespaceSelector selects every namespace, and an egress rule without peers reaches every address.",
+        "Peers may select only namespaces the tenant may reach (its own, shared ones, and ingress controllers' for ingress), by kubernetes.io/metadata.name, the one label nobody can change; any other label can be put on another namespace. An empty namespaceSelector selects every namespace, and a rule without peers (egress or ingress) admits every address. The cluster DNS is reachable by kube-system's kube-dns pods on port 53 (or a port named dns*) only.",
         "Select namespaces with kubernetes.io/metadata.name In [own, shared or ingress-controller namespaces]."
     ),
     rule!(
@@ -499,8 +499,9 @@ const RULE_TABLE: &[Rule] = &[
         Critical,
         "Role, ClusterRole",
         "RBAC escalation verbs",
-        "The escalate, bind and impersonate verbs let a subject grant itself more than it holds.",
-        "Remove escalate, bind and impersonate from the rule's verbs."
+        "The escalate, bind and impersonate verbs let a subject grant itself more than it holds. `bind` on \
+         ClusterRoles named in resourceNames, all of which tenants may bind (allowedClusterRoles), is allowed.",
+        "Remove escalate, bind and impersonate from the rule's verbs, or name only allowed ClusterRoles."
     ),
     rule!(
         "tenant/rbac-wildcard",
@@ -590,7 +591,7 @@ const RULE_TABLE: &[Rule] = &[
         "tenant/pvc-volume-name",
         ZeroTrust,
         Critical,
-        "PersistentVolumeClaim",
+        "PersistentVolumeClaim, StatefulSet, ephemeral volumes",
         "Binding a pre-existing volume",
         "spec.volumeName, or a spec.selector matching volumes by label, binds a claim to an existing PersistentVolume, possibly another tenant's released data.",
         "Remove spec.volumeName and spec.selector and let the encrypted StorageClass provision a volume."
@@ -599,10 +600,10 @@ const RULE_TABLE: &[Rule] = &[
         "tenant/pvc-data-source",
         ZeroTrust,
         Critical,
-        "PersistentVolumeClaim",
+        "PersistentVolumeClaim, StatefulSet, ephemeral volumes",
         "Volume data from another namespace",
-        "A claim whose dataSourceRef names another namespace would be filled with a copy of that namespace's volume or snapshot.",
-        "Use data sources of the claim's own namespace."
+        "A claim (a PersistentVolumeClaim, a StatefulSet's volumeClaimTemplates, a generic ephemeral volume) whose dataSourceRef names a namespace of another tenant would be filled with a copy of that namespace's volume or snapshot.",
+        "Use data sources of the tenant's own namespaces."
     ),
     rule!(
         "tenant/storage-class",

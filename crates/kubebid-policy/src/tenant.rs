@@ -87,6 +87,7 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
         ));
     }
     node_steering(pod, out);
+    pod_affinity(pod, scope, out);
     for (i, tol) in spec.tolerations.iter().flatten().enumerate() {
         let key = tol.key.as_deref().unwrap_or_default();
         let exists = tol.operator.as_deref() == Some("Exists");
@@ -97,6 +98,12 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
                 rid!("tenant/tolerations"),
                 pod.at(&format!("tolerations[{i}].key")),
                 format!("toleration of {key:?} lets the pod run on control-plane nodes"),
+            ));
+        } else if let Some(why) = platform_taint(key, scope.actor) {
+            out.push(raw(
+                rid!("tenant/tolerations"),
+                pod.at(&format!("tolerations[{i}].key")),
+                format!("toleration of {key:?} {why}"),
             ));
         } else if key.starts_with("kubebid.io/") {
             // Nodes reserved for one tenant carry `kubebid.io/tenant=<name>`; only that tenant tolerates it.
@@ -234,15 +241,31 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
             .as_ref()
             .and_then(|e| e.volume_claim_template.as_ref())
         {
-            claim_storage_class(
-                tpl.spec.storage_class_name.as_deref(),
-                pod.at(&format!(
-                    "volumes[{i}].ephemeral.volumeClaimTemplate.spec.storageClassName"
-                )),
-                t,
+            claim(
+                Some(&tpl.spec),
+                &pod.at(&format!("volumes[{i}].ephemeral.volumeClaimTemplate.spec")),
+                scope,
                 out,
             );
         }
+    }
+}
+
+/// Taints that keep pods off nodes for the platform's reasons: tolerating them puts a tenant where the
+/// platform does not want anyone. The `DaemonSet` controller adds the node-condition ones to the pods it makes
+/// itself, so those bind tenants only.
+fn platform_taint(key: &str, actor: Actor) -> Option<&'static str> {
+    match key {
+        "CriticalAddonsOnly" => {
+            Some("lets the pod onto nodes kept for the cluster's critical add-ons")
+        }
+        "node.cloudprovider.kubernetes.io/uninitialized" => {
+            Some("lets the pod onto nodes the cloud provider has not set up")
+        }
+        "node.kubernetes.io/unschedulable" if actor == Actor::Tenant => {
+            Some("lets the pod onto cordoned and draining nodes")
+        }
+        _ => None,
     }
 }
 
@@ -336,6 +359,87 @@ fn node_steering(pod: &PodView<'_>, out: &mut Vec<Raw>) {
     }
 }
 
+/// Pod affinity and anti-affinity terms may look only at the tenant's own pods: a required anti-affinity to
+/// another tenant's pods keeps them off nodes (it is symmetric), and an affinity to them tells whether they
+/// exist and where.
+fn pod_affinity(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>) {
+    let Some(aff) = pod.spec.affinity.as_ref() else {
+        return;
+    };
+    let mut check = |term: &core::PodAffinityTerm, path: String| {
+        for (k, ns) in term.namespaces.iter().flatten().enumerate() {
+            if !scope.owns(ns) {
+                out.push(raw(
+                    rid!("tenant/node-steering"),
+                    format!("{path}.namespaces[{k}]"),
+                    format!(
+                        "pod affinity to pods of namespace {ns:?}, outside {}",
+                        scope.who()
+                    ),
+                ));
+            }
+        }
+        if let Some(sel) = &term.namespace_selector {
+            let pinned_to_own = sel.match_expressions.iter().flatten().any(|e| {
+                e.key == NAMESPACE_NAME_LABEL
+                    && e.operator == "In"
+                    && e.values
+                        .as_ref()
+                        .is_some_and(|v| !v.is_empty() && v.iter().all(|n| scope.owns(n)))
+            }) || sel
+                .match_labels
+                .as_ref()
+                .and_then(|l| l.get(NAMESPACE_NAME_LABEL))
+                .is_some_and(|n| scope.owns(n));
+            if !pinned_to_own {
+                out.push(raw(
+                    rid!("tenant/node-steering"),
+                    format!("{path}.namespaceSelector"),
+                    format!(
+                        "pod affinity over namespaces selected by labels may look at other tenants' pods; pin {NAMESPACE_NAME_LABEL} to {}'s namespaces",
+                        scope.who()
+                    ),
+                ));
+            }
+        }
+    };
+    for (kind, terms) in [
+        (
+            "podAffinity",
+            aff.pod_affinity.as_ref().map(|a| {
+                (
+                    &a.required_during_scheduling_ignored_during_execution,
+                    &a.preferred_during_scheduling_ignored_during_execution,
+                )
+            }),
+        ),
+        (
+            "podAntiAffinity",
+            aff.pod_anti_affinity.as_ref().map(|a| {
+                (
+                    &a.required_during_scheduling_ignored_during_execution,
+                    &a.preferred_during_scheduling_ignored_during_execution,
+                )
+            }),
+        ),
+    ] {
+        let Some((required, preferred)) = terms else {
+            continue;
+        };
+        for (j, t) in required.iter().flatten().enumerate() {
+            check(
+                t,
+                pod.at(&format!(
+                    "affinity.{kind}.requiredDuringSchedulingIgnoredDuringExecution[{j}]"
+                )),
+            );
+        }
+        for (j, w) in preferred.iter().flatten().enumerate() {
+            check(&w.pod_affinity_term, pod.at(&format!("affinity.{kind}.preferredDuringSchedulingIgnoredDuringExecution[{j}].podAffinityTerm")));
+        }
+    }
+}
+
 /// Splits an image reference into `registry/repository` (Docker Hub names normalised to `docker.io/library/x`).
 #[must_use]
 pub fn image_repository(image: &str) -> String {
@@ -350,7 +454,8 @@ pub fn image_repository(image: &str) -> String {
     let has_registry =
         name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
     if has_registry {
-        name.to_owned()
+        // Registry hosts are DNS names: any case is the same host. The path stays as written.
+        format!("{}{}", first.to_ascii_lowercase(), &name[first.len()..])
     } else if name.contains('/') {
         format!("docker.io/{name}")
     } else {
@@ -361,8 +466,10 @@ pub fn image_repository(image: &str) -> String {
 /// A registry prefix in the spelling [`image_repository`] produces (`index.docker.io` is `docker.io`).
 #[must_use]
 pub fn normalize_registry(r: &str) -> String {
+    let host = r.split('/').next().unwrap_or_default();
+    let r = format!("{}{}", host.to_ascii_lowercase(), &r[host.len()..]);
     r.strip_prefix("index.docker.io")
-        .map_or_else(|| r.to_owned(), |rest| format!("docker.io{rest}"))
+        .map_or_else(|| r.clone(), |rest| format!("docker.io{rest}"))
 }
 
 /// Whether `image` comes from one of `registries`, already normalised by [`normalize_registry`].
@@ -440,17 +547,16 @@ pub(crate) fn object_rules(
     match &obj.resource {
         Resource::StatefulSet(s) => {
             for (i, c) in s.spec.volume_claim_templates.iter().flatten().enumerate() {
-                let class = c.spec.as_ref().and_then(|s| s.storage_class_name.as_deref());
-                claim_storage_class(class, format!("spec.volumeClaimTemplates[{i}].spec.storageClassName"), scope.tenant, out);
+                claim(c.spec.as_ref(), &format!("spec.volumeClaimTemplates[{i}].spec"), scope, out);
             }
         }
         Resource::Service(s) => service(s, scope, out),
         Resource::Ingress(i) => ingress(i, scope, out),
         Resource::NetworkPolicy(p) => network_policy(p, scope, out),
-        Resource::Role(r) => rbac_rules(r.rules.as_deref().unwrap_or_default(), out),
+        Resource::Role(r) => rbac_rules(r.rules.as_deref().unwrap_or_default(), scope, out),
         Resource::ClusterRole(r) => {
             out.push(raw(rid!("tenant/rbac-cluster-scope"), "kind".into(), "tenants may not create ClusterRoles".into()));
-            rbac_rules(r.rules.as_deref().unwrap_or_default(), out);
+            rbac_rules(r.rules.as_deref().unwrap_or_default(), scope, out);
         }
         Resource::RoleBinding(b) => {
             if b.role_ref.kind == "ClusterRole" && !scope.cluster.allowed_cluster_roles.contains(&b.role_ref.name) {
@@ -465,7 +571,7 @@ pub(crate) fn object_rules(
             out.push(raw(rid!("tenant/rbac-cluster-scope"), "kind".into(), "tenants may not create ClusterRoleBindings".into()));
             subjects(b.subjects.as_deref().unwrap_or_default(), scope, out);
         }
-        Resource::PersistentVolumeClaim(c) => claim(c, scope, out),
+        Resource::PersistentVolumeClaim(c) => claim(c.spec.as_ref(), "spec", scope, out),
         Resource::PersistentVolume(v) => {
             let spec = v.spec.as_ref();
             if spec.is_some_and(|s| s.host_path.is_some()) {
@@ -495,43 +601,64 @@ pub(crate) fn object_rules(
     }
 }
 
-fn claim(c: &core::PersistentVolumeClaim, scope: &Scope<'_>, out: &mut Vec<Raw>) {
-    let spec = c.spec.as_ref();
+/// A claim's spec, wherever it stands (a PVC's `spec`, a `StatefulSet`'s or an ephemeral volume's template):
+/// it may not bind a pre-existing volume, be filled from another tenant's namespace, or use a class the
+/// tenant is not given.
+fn claim(
+    spec: Option<&core::PersistentVolumeClaimSpec>,
+    at: &str,
+    scope: &Scope<'_>,
+    out: &mut Vec<Raw>,
+) {
     if let Some(v) = spec
         .and_then(|s| s.volume_name.as_deref())
         .filter(|v| !v.is_empty())
     {
         out.push(raw(
             rid!("tenant/pvc-volume-name"),
-            "spec.volumeName".into(),
+            format!("{at}.volumeName"),
             format!("binding existing volume {v:?} could expose another tenant's data"),
         ));
     }
     if spec.and_then(|s| s.selector.as_ref()).is_some() {
         out.push(raw(
             rid!("tenant/pvc-volume-name"),
-            "spec.selector".into(),
+            format!("{at}.selector"),
             "a claim with a selector binds an existing volume whose labels match, possibly another tenant's".into(),
         ));
     }
     if let Some(ns) = spec
         .and_then(|s| s.data_source_ref.as_ref())
         .and_then(|r| r.namespace.as_deref())
-        .filter(|ns| Some(*ns) != scope.namespace)
+        .filter(|ns| Some(*ns) != scope.namespace && !scope.owns(ns))
     {
         out.push(raw(
             rid!("tenant/pvc-data-source"),
-            "spec.dataSourceRef.namespace".into(),
-            format!("the claim would be filled from namespace {ns:?}, not its own"),
+            format!("{at}.dataSourceRef.namespace"),
+            format!(
+                "the claim would be filled from namespace {ns:?}, outside {}",
+                scope.who()
+            ),
         ));
     }
     claim_storage_class(
         spec.and_then(|s| s.storage_class_name.as_deref()),
-        "spec.storageClassName".into(),
+        format!("{at}.storageClassName"),
         scope.tenant,
         out,
     );
 }
+
+/// Annotations by which load-balancer implementations let a Service pick its address.
+const LB_ADDRESS_ANNOTATIONS: &[&str] = &[
+    "metallb.universe.tf/loadBalancerIPs",
+    "metallb.io/loadBalancerIPs",
+    "metallb.universe.tf/address-pool",
+    "metallb.io/address-pool",
+    "kube-vip.io/loadbalancerIPs",
+    "io.cilium/lb-ipam-ips",
+    "lbipam.cilium.io/ips",
+];
 
 fn service(s: &core::Service, scope: &Scope<'_>, out: &mut Vec<Raw>) {
     let Some(spec) = s.spec.as_ref() else { return };
@@ -551,6 +678,29 @@ fn service(s: &core::Service, scope: &Scope<'_>, out: &mut Vec<Raw>) {
             }
             if spec.allocate_load_balancer_node_ports != Some(false) {
                 out.push(raw(rid!("tenant/service-nodeport"), "spec.allocateLoadBalancerNodePorts".into(), "a LoadBalancer service allocates node ports unless allocateLoadBalancerNodePorts is false".into()));
+            }
+            // Which address a load balancer gets is the platform's: a chosen one could be another tenant's.
+            if spec
+                .load_balancer_ip
+                .as_deref()
+                .is_some_and(|ip| !ip.is_empty())
+            {
+                out.push(raw(
+                    rid!("tenant/service-loadbalancer"),
+                    "spec.loadBalancerIP".into(),
+                    "a tenant may not choose its load balancer's address".into(),
+                ));
+            }
+            for key in s.metadata.annotations.iter().flatten().map(|(k, _)| k) {
+                if LB_ADDRESS_ANNOTATIONS.contains(&key.as_str()) {
+                    out.push(raw(
+                        rid!("tenant/service-loadbalancer"),
+                        kubebid_model::path::join("metadata.annotations", key),
+                        format!(
+                            "{key} chooses the load balancer's address, which is the platform's"
+                        ),
+                    ));
+                }
             }
             if spec.external_traffic_policy.as_deref() == Some("Local") {
                 out.push(raw(
@@ -606,12 +756,20 @@ fn describe_name(n: &ClusterName) -> String {
 }
 
 fn external_name(name: &str, scope: &Scope<'_>, out: &mut Vec<Raw>) {
+    name_target(
+        name,
+        "spec.externalName",
+        rid!("tenant/service-externalname"),
+        scope,
+        out,
+    );
+}
+
+/// A DNS name something follows on the tenant's behalf (an `ExternalName`, an FQDN endpoint): it may not
+/// name a protected address or land in the cluster outside what the tenant reaches.
+fn name_target(name: &str, path: &str, rule: usize, scope: &Scope<'_>, out: &mut Vec<Raw>) {
     match scope.tenancy.external_name_targets(name) {
-        Err(why) => out.push(raw(
-            rid!("tenant/service-externalname"),
-            "spec.externalName".into(),
-            format!("externalName {why}"),
-        )),
+        Err(why) => out.push(raw(rule, path.into(), format!("{name:?}: {why}"))),
         Ok(targets) => {
             // The zone's own names (its apex, `svc`) hold nothing a service needs to point at.
             let outside = |t: &ClusterName| {
@@ -619,10 +777,10 @@ fn external_name(name: &str, scope: &Scope<'_>, out: &mut Vec<Raw>) {
             };
             if let Some(t) = targets.iter().find(|t| outside(t)) {
                 out.push(raw(
-                    rid!("tenant/service-externalname"),
-                    "spec.externalName".into(),
+                    rule,
+                    path.into(),
                     format!(
-                        "externalName {name:?} resolves to {}, which {} may not reach",
+                        "{name:?} resolves to {}, which {} may not reach",
                         describe_name(t),
                         scope.who()
                     ),
@@ -632,34 +790,59 @@ fn external_name(name: &str, scope: &Scope<'_>, out: &mut Vec<Raw>) {
     }
 }
 
-/// ingress-nginx annotations that carry raw controller configuration.
-const SNIPPET_SUFFIX: &str = "-snippet";
-/// Annotations whose value is a URL the controller itself fetches.
+/// Annotations whose value is a URL or host the controller itself fetches or sends to.
 const CONTROLLER_FETCHED_URLS: &[&str] = &[
     "nginx.ingress.kubernetes.io/auth-url",
     "nginx.ingress.kubernetes.io/auth-signin",
     "nginx.ingress.kubernetes.io/global-auth-url",
+    "nginx.ingress.kubernetes.io/mirror-target",
+    "nginx.ingress.kubernetes.io/mirror-host",
 ];
+/// Annotations naming a `Secret` or `ConfigMap` as `namespace/name`: the controller reads it with its own rights.
+const CONTROLLER_READ_OBJECTS: &[&str] = &[
+    "nginx.ingress.kubernetes.io/auth-secret",
+    "nginx.ingress.kubernetes.io/auth-tls-secret",
+    "nginx.ingress.kubernetes.io/proxy-ssl-secret",
+    "nginx.ingress.kubernetes.io/auth-proxy-set-headers",
+    "nginx.ingress.kubernetes.io/custom-headers",
+];
+/// Annotations that add host names the controller serves besides the rules' hosts.
+const EXTRA_HOSTS: &[&str] = &["nginx.ingress.kubernetes.io/server-alias"];
 
 fn ingress(i: &net::Ingress, scope: &Scope<'_>, out: &mut Vec<Raw>) {
     for (key, value) in i.metadata.annotations.iter().flatten() {
         let path = kubebid_model::path::join("metadata.annotations", key);
-        if key.ends_with(SNIPPET_SUFFIX) && key.contains("ingress.kubernetes.io/") {
-            out.push(raw(
-                rid!("tenant/ingress-annotations"),
-                path,
-                format!(
-                    "{key} injects configuration into the ingress controller every tenant shares"
-                ),
+        let mut deny =
+            |why: String| out.push(raw(rid!("tenant/ingress-annotations"), path.clone(), why));
+        // Raw controller configuration, in any controller's spelling (ingress-nginx `*-snippet`, NGINX Inc.'s
+        // `nginx.org/*-snippets`, HAProxy's `*-snippet`).
+        if key.ends_with("-snippet") || key.ends_with("-snippets") {
+            deny(format!(
+                "{key} injects configuration into the ingress controller every tenant shares"
             ));
-        } else if CONTROLLER_FETCHED_URLS.contains(&key.as_str())
-            && let Some(why) = url_target_problem(value, scope)
-        {
-            out.push(raw(
-                rid!("tenant/ingress-annotations"),
-                path,
-                format!("{key}: {why}"),
-            ));
+        } else if CONTROLLER_FETCHED_URLS.contains(&key.as_str()) {
+            if let Some(why) = url_target_problem(value, scope) {
+                deny(format!("{key}: {why}"));
+            }
+        } else if CONTROLLER_READ_OBJECTS.contains(&key.as_str()) {
+            if let Some((ns, _)) = value.split_once('/')
+                && !scope.owns(ns)
+            {
+                deny(format!(
+                    "{key} names an object of namespace {ns:?}, which the controller would read for {}",
+                    scope.who()
+                ));
+            }
+        } else if EXTRA_HOSTS.contains(&key.as_str()) {
+            for alias in value.split([',', ' ']).filter(|a| !a.is_empty()) {
+                if alias.starts_with('~') || alias.starts_with('*') {
+                    deny(format!(
+                        "{key}: {alias:?} matches host names other tenants may serve"
+                    ));
+                } else if let Err(d) = scope.tenancy.may_publish_host(scope.party, alias) {
+                    deny(format!("{key}: {}", host_denial(alias, &d)));
+                }
+            }
         }
     }
     let Some(spec) = i.spec.as_ref() else { return };
@@ -681,26 +864,11 @@ fn ingress(i: &net::Ingress, scope: &Scope<'_>, out: &mut Vec<Raw>) {
             path,
             format!("wildcard host {h:?} can capture other tenants' names"),
         )),
-        Some(h) => match scope.tenancy.may_publish_host(scope.party, h) {
-            Ok(()) => {}
-            Err(HostDenial::OtherTenant { tenant, domain }) => out.push(raw(
-                rid!("tenant/ingress-host"),
-                path,
-                format!("host {h:?} is under {domain:?}, which tenant {tenant:?} claims"),
-            )),
-            Err(HostDenial::OutsideDomains(domains)) => out.push(raw(
-                rid!("tenant/ingress-host"),
-                path,
-                format!(
-                    "host {h:?} is outside the tenant's domains ({})",
-                    if domains.is_empty() {
-                        "the tenant has no ingress domains".to_owned()
-                    } else {
-                        format!("allowed: {}", domains.join(", "))
-                    }
-                ),
-            )),
-        },
+        Some(h) => {
+            if let Err(d) = scope.tenancy.may_publish_host(scope.party, h) {
+                out.push(raw(rid!("tenant/ingress-host"), path, host_denial(h, &d)));
+            }
+        }
     };
     for (n, rule) in spec.rules.iter().flatten().enumerate() {
         host(rule.host.as_deref(), format!("spec.rules[{n}].host"));
@@ -709,6 +877,22 @@ fn ingress(i: &net::Ingress, scope: &Scope<'_>, out: &mut Vec<Raw>) {
         for (m, h) in tls.hosts.iter().flatten().enumerate() {
             host(Some(h), format!("spec.tls[{n}].hosts[{m}]"));
         }
+    }
+}
+
+fn host_denial(h: &str, d: &HostDenial) -> String {
+    match d {
+        HostDenial::OtherTenant { tenant, domain } => {
+            format!("host {h:?} is under {domain:?}, which tenant {tenant:?} claims")
+        }
+        HostDenial::OutsideDomains(domains) => format!(
+            "host {h:?} is outside the tenant's domains ({})",
+            if domains.is_empty() {
+                "the tenant has no ingress domains".to_owned()
+            } else {
+                format!("allowed: {}", domains.join(", "))
+            }
+        ),
     }
 }
 
@@ -747,11 +931,19 @@ fn url_target_problem(url: &str, scope: &Scope<'_>) -> Option<String> {
 fn network_policy(p: &net::NetworkPolicy, scope: &Scope<'_>, out: &mut Vec<Raw>) {
     let Some(spec) = p.spec.as_ref() else { return };
     for (i, rule) in spec.ingress.iter().flatten().enumerate() {
+        if rule.from.as_ref().is_none_or(Vec::is_empty) {
+            out.push(raw(
+                rid!("tenant/netpol-namespace-selector"),
+                format!("spec.ingress[{i}]"),
+                "an ingress rule without peers admits every source: other tenants' pods, namespaces of no tenant, the nodes".into(),
+            ));
+        }
         for (j, peer) in rule.from.iter().flatten().enumerate() {
             peer_rules(
                 peer,
                 &format!("spec.ingress[{i}].from[{j}]"),
                 Direction::Ingress,
+                None,
                 scope,
                 out,
             );
@@ -770,6 +962,7 @@ fn network_policy(p: &net::NetworkPolicy, scope: &Scope<'_>, out: &mut Vec<Raw>)
                 peer,
                 &format!("spec.egress[{i}].to[{j}]"),
                 Direction::Egress,
+                rule.ports.as_deref(),
                 scope,
                 out,
             );
@@ -781,11 +974,13 @@ fn peer_rules(
     peer: &net::NetworkPolicyPeer,
     path: &str,
     direction: Direction,
+    ports: Option<&[net::NetworkPolicyPort]>,
     scope: &Scope<'_>,
     out: &mut Vec<Raw>,
 ) {
     if let Some(sel) = &peer.namespace_selector
-        && !(direction == Direction::Egress && is_cluster_dns(sel, peer.pod_selector.as_ref()))
+        && !(direction == Direction::Egress
+            && is_cluster_dns(sel, peer.pod_selector.as_ref(), ports))
         && let Err(why) = namespace_selector_confined(sel, direction, scope)
     {
         out.push(raw(
@@ -842,16 +1037,36 @@ fn peer_rules(
 }
 
 /// Egress to the cluster DNS pods (`kube-system` pods labelled `k8s-app: kube-dns`, as both `CoreDNS` and
-/// kube-dns are deployed) is a path every tenant needs; it reaches no other tenant.
-fn is_cluster_dns(ns: &LabelSelector, pods: Option<&LabelSelector>) -> bool {
+/// kube-dns are deployed), on the DNS port only, is a path every tenant needs; it reaches no other tenant.
+/// Either spelling of the selectors counts (`matchLabels`, or `In` with that one value).
+fn is_cluster_dns(
+    ns: &LabelSelector,
+    pods: Option<&LabelSelector>,
+    ports: Option<&[net::NetworkPolicyPort]>,
+) -> bool {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     let pinned = |sel: &LabelSelector, key: &str, value: &str| {
         sel.match_labels
             .as_ref()
             .and_then(|l| l.get(key))
             .is_some_and(|v| v == value)
+            || sel.match_expressions.iter().flatten().any(|e| {
+                e.key == key
+                    && e.operator == "In"
+                    && e.values.as_deref() == Some(&[value.to_owned()])
+            })
+    };
+    let dns_port = |p: &net::NetworkPolicyPort| {
+        p.end_port.is_none()
+            && match &p.port {
+                Some(IntOrString::Int(53)) => true,
+                Some(IntOrString::String(n)) => matches!(n.as_str(), "dns" | "dns-tcp"),
+                _ => false,
+            }
     };
     pinned(ns, NAMESPACE_NAME_LABEL, "kube-system")
         && pods.is_some_and(|p| pinned(p, "k8s-app", "kube-dns"))
+        && ports.is_some_and(|ps| !ps.is_empty() && ps.iter().all(dns_port))
 }
 
 /// Proves a namespace selector selects only namespaces the party may peer with, by the namespace name label
@@ -996,7 +1211,13 @@ fn endpoint_slice(e: &discovery::EndpointSlice, scope: &Scope<'_>, out: &mut Vec
     for (i, ep) in e.endpoints.iter().flatten().enumerate() {
         for (j, a) in ep.addresses.iter().enumerate() {
             if e.address_type == "FQDN" {
-                external_name(a, scope, out);
+                name_target(
+                    a,
+                    &format!("endpoints[{i}].addresses[{j}]"),
+                    rid!("tenant/endpoints"),
+                    scope,
+                    out,
+                );
             } else {
                 endpoint_address(a, format!("endpoints[{i}].addresses[{j}]"), scope, out);
             }
@@ -1012,10 +1233,27 @@ fn endpoint_slice(e: &discovery::EndpointSlice, scope: &Scope<'_>, out: &mut Vec
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
-fn rbac_rules(rules: &[rbac::PolicyRule], out: &mut Vec<Raw>) {
+/// `bind` on named `ClusterRole`s tenants may bind anyway: it only lets a `RoleBinding` name them, which the
+/// binding rules allow regardless. An empty `resourceNames` would mean every `ClusterRole`.
+fn binds_allowed_roles_only(r: &rbac::PolicyRule, scope: &Scope<'_>) -> bool {
+    let names = r.resource_names.as_deref().unwrap_or_default();
+    r.api_groups.as_deref() == Some(&[RBAC_GROUP.to_owned()][..])
+        && r.resources.as_deref() == Some(&["clusterroles".to_owned()][..])
+        && !names.is_empty()
+        && names
+            .iter()
+            .all(|n| scope.cluster.allowed_cluster_roles.contains(n))
+}
+
+fn rbac_rules(rules: &[rbac::PolicyRule], scope: &Scope<'_>, out: &mut Vec<Raw>) {
     for (i, r) in rules.iter().enumerate() {
         for (j, verb) in r.verbs.iter().enumerate() {
-            if matches!(verb.as_str(), "escalate" | "bind" | "impersonate") {
+            let escalates = match verb.as_str() {
+                "escalate" | "impersonate" => true,
+                "bind" => !binds_allowed_roles_only(r, scope),
+                _ => false,
+            };
+            if escalates {
                 out.push(raw(
                     rid!("tenant/rbac-escalation-verbs"),
                     format!("rules[{i}].verbs[{j}]"),

@@ -368,6 +368,30 @@ fn pod_cases() -> Vec<(&'static str, Profile, Mutation, &'static str)> {
             "tolerations[0].key",
         ),
         (
+            "tenant/tolerations",
+            Profile::ZeroTrust,
+            |s| s["tolerations"] = json!([{"key": "CriticalAddonsOnly", "operator": "Exists"}]),
+            "tolerations[0].key",
+        ),
+        (
+            "tenant/tolerations",
+            Profile::ZeroTrust,
+            |s| s["tolerations"] = json!([{"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]),
+            "tolerations[0].key",
+        ),
+        (
+            "tenant/node-steering",
+            Profile::ZeroTrust,
+            |s| s["affinity"] = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "db"}}, "namespaces": ["tenant-a", "other-tenant"]}]}}),
+            "affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].namespaces[1]",
+        ),
+        (
+            "tenant/node-steering",
+            Profile::ZeroTrust,
+            |s| s["affinity"] = json!({"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname", "labelSelector": {}, "namespaceSelector": {}}}]}}),
+            "affinity.podAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm.namespaceSelector",
+        ),
+        (
             "tenant/dns-bypass",
             Profile::ZeroTrust,
             |s| s["dnsPolicy"] = json!("None"),
@@ -601,6 +625,9 @@ fn services() {
         "127.1",
         "::1",
         "::ffff:169.254.169.254",
+        // NAT64's well-known prefix maps IPv4 addresses, the metadata service among them.
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b::10.96.0.1",
         "fe80::1",
         "0.0.0.0",
         "localhost",
@@ -629,6 +656,50 @@ fn services() {
         "registry.platform.svc",
     ] {
         assert!(rules_of(&p, ext(target)).is_empty(), "{target}");
+    }
+    // An allowed LoadBalancer still may not pick its address: another tenant's, or the platform's.
+    let lb = json!({"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false});
+    let mut with_ip = lb.clone();
+    with_ip["loadBalancerIP"] = json!("198.51.100.7");
+    assert_eq!(
+        rules_of(&p, svc("globex", with_ip)),
+        ["tenant/service-loadbalancer"]
+    );
+    for key in ["metallb.io/loadBalancerIPs", "io.cilium/lb-ipam-ips"] {
+        let mut o = svc("globex", lb.clone());
+        o["metadata"]["annotations"] = json!({key: "198.51.100.7"});
+        let d = decide(&p, o);
+        assert!(
+            d.findings
+                .iter()
+                .any(|f| f.rule.id == "tenant/service-loadbalancer" && f.path.contains(key)),
+            "{key}: {:?}",
+            d.findings
+        );
+    }
+    // Hand-written FQDN endpoints are names followed like an ExternalName.
+    let slice = |addresses: Value| {
+        object(
+            "EndpointSlice",
+            "discovery.k8s.io/v1",
+            Some("acme"),
+            json!({"addressType": "FQDN", "endpoints": [{"addresses": addresses}]}),
+        )
+    };
+    assert!(rules_of(&p, slice(json!(["db.example.com"]))).is_empty());
+    for target in [
+        "db.globex.svc.cluster.local",
+        "metadata.google.internal",
+        "localhost",
+    ] {
+        let d = decide(&p, slice(json!(["db.example.com", target])));
+        assert!(
+            d.findings
+                .iter()
+                .any(|f| f.rule.id == "tenant/endpoints" && f.path == "endpoints[0].addresses[1]"),
+            "{target}: {:?}",
+            d.findings
+        );
     }
     // A LoadBalancer's node ports in every form, and explicit node ports on any type.
     for spec in [
@@ -790,6 +861,35 @@ fn ingress() {
             "nginx.ingress.kubernetes.io/auth-url",
             "https://user@[::1]:8443/",
         ),
+        // Other controllers' spellings of raw configuration.
+        ("nginx.org/server-snippets", "location / {}"),
+        ("nginx.org/location-snippets", "proxy_pass x;"),
+        ("haproxy.org/backend-config-snippet", "http-request x"),
+        // Mirroring sends copies of every request where the tenant says.
+        (
+            "nginx.ingress.kubernetes.io/mirror-target",
+            "http://10.96.0.1/",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/mirror-host",
+            "web.acme.svc.cluster.local",
+        ),
+        // The controller reads namespace/name objects with its own rights.
+        ("nginx.ingress.kubernetes.io/auth-secret", "acme/htpasswd"),
+        (
+            "nginx.ingress.kubernetes.io/auth-tls-secret",
+            "kube-system/ca",
+        ),
+        ("nginx.ingress.kubernetes.io/custom-headers", "acme/headers"),
+        // More host names for the same server: another tenant's, in any spelling.
+        (
+            "nginx.ingress.kubernetes.io/server-alias",
+            "shop.ACME.example",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/server-alias",
+            "a.globex.example, *.acme.example",
+        ),
     ] {
         assert_eq!(
             rules_of(&p, annotated(k, v)),
@@ -807,13 +907,22 @@ fn ingress() {
         )
         .is_empty()
     );
-    assert!(
-        rules_of(
-            &p,
-            annotated("nginx.ingress.kubernetes.io/rewrite-target", "/")
-        )
-        .is_empty()
-    );
+    for (k, v) in [
+        ("nginx.ingress.kubernetes.io/rewrite-target", "/"),
+        // Its own objects, by bare name or in its own namespace; its own host names.
+        ("nginx.ingress.kubernetes.io/auth-secret", "htpasswd"),
+        ("nginx.ingress.kubernetes.io/auth-tls-secret", "globex/ca"),
+        (
+            "nginx.ingress.kubernetes.io/server-alias",
+            "b.globex.example",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/mirror-target",
+            "https://mirror.example.com$request_uri",
+        ),
+    ] {
+        assert!(rules_of(&p, annotated(k, v)).is_empty(), "{k}: {v}");
+    }
 }
 
 /// An exception for a CronJob covers the Jobs it creates and their Pods (named by the controllers, found by
@@ -901,7 +1010,28 @@ fn network_policies() {
     }
     // Egress to the cluster DNS is allowed; ingress from kube-system, or egress to other kube-system pods, is not.
     let dns = json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}});
-    assert!(rules_of(&p, np(dns.clone(), true)).is_empty());
+    let dns_egress = |peer: &Value, ports: Value| {
+        object(
+            "NetworkPolicy",
+            "networking.k8s.io/v1",
+            Some("acme"),
+            json!({"spec": {"podSelector": {}, "egress": [{"to": [peer], "ports": ports}]}}),
+        )
+    };
+    let dns_ports =
+        json!([{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": "dns-tcp"}]);
+    assert!(rules_of(&p, dns_egress(&dns, dns_ports.clone())).is_empty());
+    // The same selector in matchExpressions spelling.
+    let dns_expr = json!({"namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["kube-system"]}]}, "podSelector": {"matchExpressions": [{"key": "k8s-app", "operator": "In", "values": ["kube-dns"]}]}});
+    assert!(rules_of(&p, dns_egress(&dns_expr, dns_ports)).is_empty());
+    // DNS pods on any other port (or every port) are not "the DNS".
+    for ports in [json!([{"protocol": "TCP", "port": 9153}]), json!(null)] {
+        assert_eq!(
+            rules_of(&p, dns_egress(&dns, ports.clone())),
+            ["tenant/netpol-namespace-selector"],
+            "{ports}"
+        );
+    }
     assert_eq!(
         rules_of(&p, np(dns, false)),
         ["tenant/netpol-namespace-selector"]
@@ -961,6 +1091,17 @@ fn network_policies() {
         json!({"spec": {"podSelector": {}, "egress": [{"ports": [{"port": 443}]}]}}),
     );
     assert_eq!(rules_of(&p, anywhere), ["tenant/netpol-namespace-selector"]);
+    // The same for ingress: a rule without `from` admits every source, other tenants' pods included.
+    let from_anywhere = object(
+        "NetworkPolicy",
+        "networking.k8s.io/v1",
+        Some("acme"),
+        json!({"spec": {"podSelector": {}, "ingress": [{}]}}),
+    );
+    assert_eq!(
+        rules_of(&p, from_anywhere),
+        ["tenant/netpol-namespace-selector"]
+    );
     let bad = [
         json!({"namespaceSelector": {}}),
         json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "globex"}}}),
@@ -1049,6 +1190,26 @@ fn rbac() {
         ),
         ["tenant/rbac-escalation-verbs"]
     );
+    // `bind` on allowed ClusterRoles by name is what tenant-admin itself holds; on anything more, not.
+    let bind = |resources: Value, names: Value| {
+        role(
+            json!([{"apiGroups": ["rbac.authorization.k8s.io"], "resources": resources, "verbs": ["bind"], "resourceNames": names}]),
+        )
+    };
+    assert!(rules_of(&p, bind(json!(["clusterroles"]), json!(["view", "edit"]))).is_empty());
+    for (resources, names) in [
+        (json!(["clusterroles"]), json!(["view", "cluster-admin"])),
+        (json!(["clusterroles"]), json!([])),
+        (json!(["clusterroles"]), json!(null)),
+        (json!(["clusterroles", "roles"]), json!(["view"])),
+        (json!(["roles"]), json!(["view"])),
+    ] {
+        assert_eq!(
+            rules_of(&p, bind(resources.clone(), names.clone())),
+            ["tenant/rbac-escalation-verbs"],
+            "{resources} {names}"
+        );
+    }
     assert_eq!(
         rules_of(
             &p,
@@ -1177,13 +1338,56 @@ fn storage() {
         json!({"spec": {"selector": {}, "serviceName": "s", "template": {"spec": spec},
         "volumeClaimTemplates": [{"metadata": {"name": "d"}, "spec": {"storageClassName": "gp2"}}]}}),
     );
-    let d = decide(&p, sts);
+    let d = decide(&p, sts.clone());
     assert!(
         ids(&d).contains(
             &"tenant/storage-class @ spec.volumeClaimTemplates[0].spec.storageClassName".to_owned()
         ),
         "{:?}",
         ids(&d)
+    );
+    // Data sources: the tenant's own namespaces only, in every kind of claim.
+    let source = |ns: &str| json!({"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "snap", "namespace": ns});
+    let claim =
+        |ns: &str| json!({"storageClassName": "encrypted-ssd", "dataSourceRef": source(ns)});
+    assert!(
+        rules_of(&p, pvc(claim("acme-dev"))).is_empty(),
+        "same tenant"
+    );
+    assert_eq!(
+        rules_of(&p, pvc(claim("globex"))),
+        ["tenant/pvc-data-source"]
+    );
+    let mut sts_from = sts;
+    sts_from["spec"]["volumeClaimTemplates"][0]["spec"] = claim("globex");
+    assert!(
+        ids(&decide(&p, sts_from)).contains(
+            &"tenant/pvc-data-source @ spec.volumeClaimTemplates[0].spec.dataSourceRef.namespace"
+                .to_owned()
+        )
+    );
+    let mut eph = good_spec();
+    eph["volumes"] =
+        json!([{"name": "e", "ephemeral": {"volumeClaimTemplate": {"spec": claim("globex")}}}]);
+    let pod = object("Pod", "v1", Some("acme"), json!({"spec": eph}));
+    let d = decide(&p, pod);
+    assert!(
+        ids(&d).contains(
+            &"tenant/pvc-data-source @ spec.volumes[0].ephemeral.volumeClaimTemplate.spec.dataSourceRef.namespace"
+                .to_owned()
+        ),
+        "{:?}",
+        ids(&d)
+    );
+    // A claim selecting volumes by label binds existing ones, like volumeName.
+    assert_eq!(
+        rules_of(
+            &p,
+            pvc(
+                json!({"storageClassName": "encrypted-ssd", "selector": {"matchLabels": {"team": "x"}}})
+            )
+        ),
+        ["tenant/pvc-volume-name"]
     );
 }
 
@@ -1435,4 +1639,135 @@ fn connect_exemptions_and_per_tenant_actions() {
     assert!(bad.add_text("t.yaml", "apiVersion: kubebid.io/v1alpha1\nkind: Tenant\nmetadata: {name: t}\nspec:\n  namespaces: [t]\n  rules: {tenant/nope: off}\n").is_empty());
     let errs = PolicySet::from_config(&bad).err().expect("refused");
     assert_eq!(errs[0].field, "spec.rules[\"tenant/nope\"]");
+}
+
+const PROFILES: &str = r#"
+apiVersion: kubebid.io/v1alpha1
+kind: KubeBidConfig
+metadata: {name: c}
+spec:
+  podCidrs: [10.244.0.0/16]
+  serviceCidrs: [10.96.0.0/12]
+---
+apiVersion: kubebid.io/v1alpha1
+kind: Tenant
+metadata: {name: initech}
+spec:
+  namespaces: [initech]
+  profile: restricted
+  registries: [ghcr.io/initech]
+---
+apiVersion: kubebid.io/v1alpha1
+kind: Tenant
+metadata: {name: hooli}
+spec:
+  namespaces: [hooli]
+  profile: baseline
+"#;
+
+/// A Tenant's profile sets the Pod Security level its pods are held to; the isolation rules hold whatever it
+/// is, since a tenant on the restricted level is no less hostile. Only `kubebid check --profile` (a local
+/// Pod Security audit) leaves them out.
+#[test]
+fn tenant_rules_hold_whatever_profile_the_tenant_runs() {
+    let mut set = ConfigSet::default();
+    assert!(set.add_text("c.yaml", PROFILES).is_empty());
+    let p = PolicySet::from_config(&set).expect("compiles");
+    let pod = |ns: &str, mutate: &dyn Fn(&mut Value)| {
+        let mut spec = good_spec();
+        for c in spec["containers"].as_array_mut().expect("array") {
+            c["image"] = json!("ghcr.io/initech/app:1");
+        }
+        spec["initContainers"][0]["image"] = json!("ghcr.io/initech/app:1");
+        spec["ephemeralContainers"][0]["image"] = json!("ghcr.io/initech/app:1");
+        mutate(&mut spec);
+        object("Pod", "v1", Some(ns), json!({"spec": spec}))
+    };
+    assert!(rules_of(&p, pod("initech", &|_| {})).is_empty());
+    for (ns, mutate, rule) in [
+        (
+            "initech",
+            &(|s: &mut Value| s["runtimeClassName"] = json!("runc")) as &dyn Fn(&mut Value),
+            "tenant/runtime-class",
+        ),
+        (
+            "initech",
+            &|s: &mut Value| s["nodeName"] = json!("node-1"),
+            "tenant/node-name",
+        ),
+        (
+            "initech",
+            &|s: &mut Value| s["containers"][0]["image"] = json!("docker.io/library/nginx"),
+            "tenant/image-registry",
+        ),
+        (
+            "hooli",
+            &|s: &mut Value| s["dnsPolicy"] = json!("Default"),
+            "tenant/dns-bypass",
+        ),
+    ] {
+        let got = rules_of(&p, pod(ns, mutate));
+        assert!(got.contains(&rule), "{ns}: expected {rule}, got {got:?}");
+    }
+    // The host of an image is matched in any case, as registries resolve it.
+    assert!(
+        rules_of(
+            &p,
+            pod("initech", &|s| s["containers"][0]["image"] =
+                json!("GHCR.IO/initech/app:1"))
+        )
+        .is_empty()
+    );
+    // The Pod Security level still follows the profile: root is refused under restricted, not baseline.
+    let root = |s: &mut Value| s["securityContext"]["runAsNonRoot"] = json!(false);
+    assert!(rules_of(&p, pod("initech", &root)).contains(&"pss/runAsNonRoot"));
+    assert!(!rules_of(&p, pod("hooli", &root)).contains(&"pss/runAsNonRoot"));
+}
+
+/// A pod spec is judged when it is written. The garbage collector removing a finalizer, or anyone changing
+/// a label, from a pod admitted under an older policy must not fail; a changed spec is judged again.
+#[test]
+fn metadata_only_updates_do_not_rejudge_the_pod_spec() {
+    let p = configured();
+    let mut spec = good_spec();
+    spec["runtimeClassName"] = json!("runc");
+    let old = Object::from_value(object(
+        "Pod",
+        "v1",
+        Some("acme"),
+        json!({"metadata": {"name": "o", "namespace": "acme", "finalizers": ["x"]}, "spec": spec}),
+    ))
+    .expect("decodes");
+    let mut relabelled = object(
+        "Pod",
+        "v1",
+        Some("acme"),
+        json!({"metadata": {"name": "o", "namespace": "acme", "labels": {"a": "b"}}, "spec": spec}),
+    );
+    let new = Object::from_value(relabelled.clone()).expect("decodes");
+    let update = |new: &Object, user: &'static str| {
+        let mut r = Request::create(new);
+        r.operation = Operation::Update;
+        r.old_object = Some(&old);
+        r.user = Some(user);
+        p.evaluate(&r)
+    };
+    for user in [
+        "system:serviceaccount:kube-system:generic-garbage-collector",
+        "alice",
+    ] {
+        let d = update(&new, user);
+        assert!(!d.denied(), "{user}: {:?}", ids(&d));
+    }
+    // An annotation Pod Security reads, or the spec itself, changed: judged.
+    relabelled["spec"]["hostNetwork"] = json!(true);
+    let respec = Object::from_value(relabelled).expect("decodes");
+    let d = update(&respec, "alice");
+    assert!(
+        d.findings
+            .iter()
+            .any(|f| f.rule.id == "tenant/runtime-class"),
+        "{:?}",
+        ids(&d)
+    );
 }

@@ -239,6 +239,17 @@ fn decide(
             );
         }
     };
+    // The API server sends the object in the kind and version it names in the request; an object that
+    // says otherwise would be judged as something it is not.
+    for object in std::iter::once(&subject.0).chain(previous.as_ref().map(|p| &p.0)) {
+        if let Some(why) = kind_mismatch(&req.kind, object) {
+            return (
+                deny(response, format!("KubeBid: {why}")),
+                "denied",
+                Vec::new(),
+            );
+        }
+    }
     let request = Request {
         object: &subject.0,
         old_object: previous.as_ref().map(|p| &p.0),
@@ -286,6 +297,26 @@ fn decide(
         }
         Endpoint::Mutate => mutation_response(policy, req, op, &subject.1, response, rules),
     }
+}
+
+/// How an object's `apiVersion` and `kind` differ from the kind the request names, if they do.
+fn kind_mismatch(requested: &kube::core::GroupVersionKind, object: &Object) -> Option<String> {
+    let (group, version) = object
+        .api_version
+        .rsplit_once('/')
+        .unwrap_or(("", object.api_version.as_str()));
+    (object.kind != requested.kind || group != requested.group || version != requested.version)
+        .then(|| {
+            let named = if requested.group.is_empty() {
+                requested.version.clone()
+            } else {
+                format!("{}/{}", requested.group, requested.version)
+            };
+            format!(
+                "the request is for {named} {} but the object is {} {}",
+                requested.kind, object.api_version, object.kind
+            )
+        })
 }
 
 /// Why a Tenant cannot be admitted: schema and value errors, reserved namespaces, and claims on other

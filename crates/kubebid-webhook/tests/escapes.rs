@@ -41,6 +41,11 @@ struct Call<'a> {
 
 impl Call<'_> {
     fn review(&self) -> Value {
+        self.review_as(None)
+    }
+
+    /// The review with `kind` as the request's kind instead of the object's.
+    fn review_as(&self, kind: Option<Value>) -> Value {
         let source = if self.object.is_null() {
             &self.old
         } else {
@@ -58,6 +63,9 @@ impl Call<'_> {
         });
         if let Some(s) = self.sub {
             req["subResource"] = json!(s);
+        }
+        if let Some(k) = kind {
+            req["kind"] = k;
         }
         let body =
             json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": req});
@@ -457,6 +465,47 @@ fn dns_bypass_and_namespace_mismatch() {
         user: OWNER,
     }
     .denied_by("tenant/unknown-version");
+    // Nor in another spelling of the kind.
+    let mut lower = pod("tenant-acme", json!({"hostPID": true}));
+    lower["kind"] = json!("pod");
+    Call {
+        op: "CREATE",
+        resource: "pods",
+        sub: None,
+        ns: "tenant-acme",
+        name: "p",
+        object: lower,
+        old: Value::Null,
+        user: OWNER,
+    }
+    .denied_by("tenant/unknown-version");
+    // An object of another kind than the request names (a Pod sent as a ConfigMap, which has no rules) is
+    // refused before anything judges it; as is an old object that disagrees.
+    let call = Call {
+        op: "UPDATE",
+        resource: "pods",
+        sub: None,
+        ns: "tenant-acme",
+        name: "p",
+        object: pod("tenant-acme", json!({"hostPID": true})),
+        old: pod("tenant-acme", json!({})),
+        user: OWNER,
+    };
+    for kind in [
+        json!({"group": "", "version": "v1", "kind": "ConfigMap"}),
+        json!({"group": "apps", "version": "v1", "kind": "Pod"}),
+        json!({"group": "", "version": "v2", "kind": "Pod"}),
+    ] {
+        let r = call.review_as(Some(kind.clone()));
+        assert_eq!(r["allowed"], false, "{kind}");
+        let m = r["status"]["message"].as_str().unwrap();
+        assert!(m.contains("but the object is v1 Pod"), "{kind}: {m}");
+    }
+    let mut config_map_call = call;
+    config_map_call.object = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "p", "namespace": "tenant-acme"}});
+    config_map_call.resource = "configmaps";
+    let r = config_map_call.review();
+    assert_eq!(r["allowed"], false, "old object is a Pod: {r}");
 }
 
 /// Escape 9's other half: tenants still may not delete or edit what KubeBid manages; the garbage collector
