@@ -337,10 +337,17 @@ impl KubeBidConfigSpec {
             )),
         }
         for (i, role) in self.allowed_cluster_roles.iter().enumerate() {
+            let path = format!("spec.allowedClusterRoles[{i}]");
             if role.is_empty() {
+                errs.push(FieldError::new(path, "empty role name"));
+            } else if role == "cluster-admin" || role == "*" || role.starts_with("system:") {
+                // Bound in a namespace these still grant `*` there: the Namespace object, quota status,
+                // pod bindings; or they are the control plane's own identities.
                 errs.push(FieldError::new(
-                    format!("spec.allowedClusterRoles[{i}]"),
-                    "empty role name",
+                    path,
+                    format!(
+                        "{role:?} grants more than any tenant may hold, even in its own namespace"
+                    ),
                 ));
             }
         }
@@ -487,7 +494,8 @@ pub struct TenantSpec {
     /// Network paths the tenant's namespaces are opened to, on top of default-deny.
     #[serde(default)]
     pub network: TenantNetwork,
-    /// `ResourceQuota` hard limits per namespace, by resource name.
+    /// `ResourceQuota` hard limits per namespace, by resource name. `services.nodeports` is always 0, and
+    /// `services.loadbalancers` is 0 unless `allowLoadBalancer` is set.
     #[serde(default = "default_quota")]
     pub quota: BTreeMap<String, String>,
     /// Container defaults and maxima (`LimitRange`) per namespace.
@@ -591,6 +599,16 @@ pub struct ContainerLimits {
     /// Largest memory limit of one container.
     #[serde(default = "default_max_memory")]
     pub max_memory: String,
+    /// Default local ephemeral storage request (writable layer, logs, `emptyDir`).
+    #[serde(default = "default_request_ephemeral_storage")]
+    pub default_request_ephemeral_storage: String,
+    /// Default local ephemeral storage limit: a container writing more is evicted, before it fills the
+    /// node's disk under other tenants' pods.
+    #[serde(default = "default_limit_ephemeral_storage")]
+    pub default_ephemeral_storage: String,
+    /// Largest local ephemeral storage limit of one container.
+    #[serde(default = "default_max_ephemeral_storage")]
+    pub max_ephemeral_storage: String,
 }
 
 fn default_request_cpu() -> String {
@@ -611,6 +629,15 @@ fn default_max_cpu() -> String {
 fn default_max_memory() -> String {
     "8Gi".into()
 }
+fn default_request_ephemeral_storage() -> String {
+    "100Mi".into()
+}
+fn default_limit_ephemeral_storage() -> String {
+    "1Gi".into()
+}
+fn default_max_ephemeral_storage() -> String {
+    "10Gi".into()
+}
 
 impl Default for ContainerLimits {
     fn default() -> Self {
@@ -621,6 +648,9 @@ impl Default for ContainerLimits {
             default_memory: default_limit_memory(),
             max_cpu: default_max_cpu(),
             max_memory: default_max_memory(),
+            default_request_ephemeral_storage: default_request_ephemeral_storage(),
+            default_ephemeral_storage: default_limit_ephemeral_storage(),
+            max_ephemeral_storage: default_max_ephemeral_storage(),
         }
     }
 }
@@ -634,8 +664,16 @@ fn default_quota() -> BTreeMap<String, String> {
         ("pods", "100"),
         ("persistentvolumeclaims", "20"),
         ("requests.storage", "500Gi"),
-        ("services.nodeports", "0"),
-        ("services.loadbalancers", "0"),
+        // Local disk is shared with other tenants' pods on the node; the LimitRange gives every container a
+        // request and a limit.
+        ("requests.ephemeral-storage", "20Gi"),
+        ("limits.ephemeral-storage", "50Gi"),
+        // Objects cost the API server and etcd that every tenant shares.
+        ("configmaps", "200"),
+        ("secrets", "200"),
+        ("services", "50"),
+        ("count/jobs.batch", "200"),
+        ("count/cronjobs.batch", "50"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -824,6 +862,12 @@ impl TenantSpec {
             ("defaultMemory", &l.default_memory),
             ("maxCpu", &l.max_cpu),
             ("maxMemory", &l.max_memory),
+            (
+                "defaultRequestEphemeralStorage",
+                &l.default_request_ephemeral_storage,
+            ),
+            ("defaultEphemeralStorage", &l.default_ephemeral_storage),
+            ("maxEphemeralStorage", &l.max_ephemeral_storage),
         ] {
             if !is_quantity(v) {
                 errs.push(FieldError::new(

@@ -91,6 +91,10 @@ pub const TENANT_ADMIN_RULES: &[(&[&str], &[&str], &[&str])] = &[
         &["endpoints", "events", "limitranges", "resourcequotas"],
         READ,
     ),
+    // Applications report what they do; events are written in the tenant's own namespace only.
+    (&["", "events.k8s.io"], &["events"], &["create", "patch"]),
+    // Leader election of the tenant's own controllers.
+    (&["coordination.k8s.io"], &["leases"], READ_WRITE),
     (
         &["apps"],
         &["deployments", "replicasets", "statefulsets", "daemonsets"],
@@ -182,6 +186,16 @@ impl<'a> TenantRenderer<'a> {
     pub fn with_services(mut self, services: &'a [Service]) -> Self {
         self.services = services;
         self
+    }
+
+    /// `bind` on exactly the `ClusterRole`s tenants may bind: without it, the API server refuses a binding
+    /// to a `ClusterRole` (`edit`) holding anything tenant-admin lacks. An empty `resourceNames` would mean
+    /// every `ClusterRole`, so none is granted when the list is empty.
+    fn bind_rule(&self) -> Option<Value> {
+        let names = &self.cluster.allowed_cluster_roles;
+        (!names.is_empty()).then(|| {
+            json!({"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"], "resourceNames": names})
+        })
     }
 
     /// Every namespaced object of `tenant`, namespaces first.
@@ -357,6 +371,7 @@ impl<'a> TenantRenderer<'a> {
             .map(|(groups, resources, verbs)| {
                 json!({"apiGroups": groups, "resources": resources, "verbs": verbs})
             })
+            .chain(self.bind_rule())
             .collect();
         objects.push(json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta(ADMIN_ROLE, ns, name),
@@ -384,11 +399,17 @@ impl<'a> TenantRenderer<'a> {
                 "subjects": subjects
             }));
         }
-        let hard: BTreeMap<&str, &str> = spec
+        let mut hard: BTreeMap<&str, &str> = spec
             .quota
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
+        // Node ports are never a tenant's, nor load balancers unless the Tenant allows them: the API server
+        // enforces that too, even with the webhook down.
+        hard.insert("services.nodeports", "0");
+        if !spec.allow_load_balancer {
+            hard.insert("services.loadbalancers", "0");
+        }
         objects.push(json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": meta("tenant-quota", ns, name), "spec": {"hard": hard}}));
         // No pod may name a PriorityClass outside the tenant's list: a quota of zero pods over them, which the
         // API server enforces even when the webhook is down.
@@ -409,9 +430,9 @@ impl<'a> TenantRenderer<'a> {
         let l = &spec.limits;
         objects.push(json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": meta("tenant-limits", ns, name), "spec": {"limits": [{
             "type": "Container",
-            "defaultRequest": {"cpu": l.default_request_cpu, "memory": l.default_request_memory},
-            "default": {"cpu": l.default_cpu, "memory": l.default_memory},
-            "max": {"cpu": l.max_cpu, "memory": l.max_memory}
+            "defaultRequest": {"cpu": l.default_request_cpu, "memory": l.default_request_memory, "ephemeral-storage": l.default_request_ephemeral_storage},
+            "default": {"cpu": l.default_cpu, "memory": l.default_memory, "ephemeral-storage": l.default_ephemeral_storage},
+            "max": {"cpu": l.max_cpu, "memory": l.max_memory, "ephemeral-storage": l.max_ephemeral_storage}
         }]}}));
     }
 }

@@ -320,3 +320,46 @@ fn egress_cidrs_except_protected_ranges() {
     let err = render::tenant(&inside, &KubeBidConfigSpec::default()).unwrap_err();
     assert!(err[0].message.contains("link-local"), "{err:?}");
 }
+
+/// The quota agrees with the admission rules: no node ports for anyone, load balancers for the tenants
+/// allowed them (globex) and no other, whatever the Tenant's quota says; every container gets an ephemeral
+/// storage request and limit, so that the quota on local disk never refuses a pod that names none.
+#[test]
+fn quotas_agree_with_the_admission_rules() {
+    let mut set = example();
+    // acme asks for load balancers in its quota without being allowed them.
+    for t in &mut set.tenants {
+        if t.object.metadata.name.as_deref() == Some("acme") {
+            t.object
+                .spec
+                .quota
+                .insert("services.loadbalancers".into(), "5".into());
+            t.object
+                .spec
+                .quota
+                .insert("services.nodeports".into(), "3".into());
+        }
+    }
+    for (tenant, objects) in rendered(&set, &[]) {
+        for o in objects
+            .iter()
+            .filter(|o| o["kind"] == "ResourceQuota" && o["metadata"]["name"] == "tenant-quota")
+        {
+            let hard = &o["spec"]["hard"];
+            assert_eq!(hard["services.nodeports"], "0", "{tenant}");
+            let lb = &hard["services.loadbalancers"];
+            if tenant == "globex" {
+                assert!(lb.is_null(), "{tenant}: {lb}");
+            } else {
+                assert_eq!(lb, "0", "{tenant}");
+            }
+            assert!(hard["limits.ephemeral-storage"].is_string(), "{tenant}");
+        }
+        for o in objects.iter().filter(|o| o["kind"] == "LimitRange") {
+            let l = &o["spec"]["limits"][0];
+            for k in ["default", "defaultRequest", "max"] {
+                assert!(l[k]["ephemeral-storage"].is_string(), "{tenant}: {l}");
+            }
+        }
+    }
+}

@@ -176,7 +176,19 @@ fn danger(group: &str, resource: &str, verb: &str) -> Option<&'static str> {
     }
 }
 
+/// The one rule that names resources: `bind` on the ClusterRoles tenants may bind, and nothing else. Taken
+/// out of the rules so that the remaining ones are checked as wholes.
+fn split_bind_rule(rules: Vec<Value>) -> (Vec<Value>, Vec<Value>) {
+    rules
+        .into_iter()
+        .partition(|r| r.get("resourceNames").is_some())
+}
+
 fn tenant_admin() -> Vec<Value> {
+    tenant_admin_under(&KubeBidConfigSpec::default())
+}
+
+fn tenant_admin_under(cluster: &KubeBidConfigSpec) -> Vec<Value> {
     let mut set = ConfigSet::default();
     assert!(
         set.add_text(
@@ -185,7 +197,7 @@ fn tenant_admin() -> Vec<Value> {
         )
         .is_empty()
     );
-    let objects = render::tenant(&set.tenants[0].object, &KubeBidConfigSpec::default()).unwrap();
+    let objects = render::tenant(&set.tenants[0].object, cluster).unwrap();
     let role = objects
         .iter()
         .find(|o| o["kind"] == "Role" && o["metadata"]["name"] == render::ADMIN_ROLE)
@@ -195,17 +207,24 @@ fn tenant_admin() -> Vec<Value> {
 
 #[test]
 fn tenant_admin_grants_nothing_dangerous() {
-    let rules = tenant_admin();
+    let (named, rules) = split_bind_rule(tenant_admin());
+    let allowed = KubeBidConfigSpec::default().allowed_cluster_roles;
+    assert_eq!(
+        named,
+        vec![json!({
+            "apiGroups": ["rbac.authorization.k8s.io"],
+            "resources": ["clusterroles"],
+            "verbs": ["bind"],
+            "resourceNames": allowed,
+        })],
+        "only bind on the allowed ClusterRoles may name resources"
+    );
     let all = grants(&rules);
     let bad: Vec<String> = all
         .iter()
         .filter_map(|(g, r, v)| danger(g, r, v).map(|why| format!("{v} {g}/{r}: {why}")))
         .collect();
     assert!(bad.is_empty(), "tenant-admin grants:\n{}", bad.join("\n"));
-    // Every rule names its resources and verbs; no resourceNames games.
-    for r in &rules {
-        assert!(r.get("resourceNames").is_none(), "{r}");
-    }
     // What a tenant needs to run workloads is there.
     for (g, r, v) in [
         ("", "pods", "create"),
@@ -222,6 +241,9 @@ fn tenant_admin_grants_nothing_dangerous() {
         ("networking.k8s.io", "ingresses", "update"),
         ("discovery.k8s.io", "endpointslices", "list"),
         ("rbac.authorization.k8s.io", "rolebindings", "create"),
+        ("coordination.k8s.io", "leases", "update"),
+        ("", "events", "create"),
+        ("events.k8s.io", "events", "patch"),
     ] {
         assert!(
             all.contains(&(g.to_owned(), r.to_owned(), v.to_owned())),
@@ -270,6 +292,45 @@ fn the_wildcard_role_fails_the_same_check() {
         assert!(
             bad.contains(&(g.to_owned(), r.to_owned())),
             "{g}/{r} not caught"
+        );
+    }
+}
+
+/// An empty `resourceNames` means every ClusterRole: with no ClusterRole allowed, no `bind` is granted at
+/// all rather than one without names.
+#[test]
+fn no_allowed_cluster_roles_means_no_bind() {
+    let cluster = KubeBidConfigSpec {
+        allowed_cluster_roles: Vec::new(),
+        ..KubeBidConfigSpec::default()
+    };
+    let rules = tenant_admin_under(&cluster);
+    assert!(
+        !rules
+            .iter()
+            .any(|r| r["verbs"].as_array().unwrap().iter().any(|v| v == "bind")),
+        "{rules:?}"
+    );
+}
+
+/// The cluster configuration cannot hand tenants a ClusterRole that is `*` in their namespace.
+#[test]
+fn cluster_admin_cannot_be_allowed() {
+    for role in [
+        "cluster-admin",
+        "system:controller:namespace-controller",
+        "*",
+    ] {
+        let cluster = KubeBidConfigSpec {
+            allowed_cluster_roles: vec!["view".into(), role.into()],
+            ..KubeBidConfigSpec::default()
+        };
+        let errors = cluster.validate();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.path == "spec.allowedClusterRoles[1]"),
+            "{role}: {errors:?}"
         );
     }
 }
