@@ -555,9 +555,7 @@ impl Zone {
             .map(|(ip, ns)| {
                 let class = match tenancy.party(&ns) {
                     Party::Platform => ClientClass::Platform,
-                    Party::Tenant(t) => tenancy
-                        .tenant_index(&t.name)
-                        .map_or(ClientClass::Platform, ClientClass::Tenant),
+                    Party::Tenant(t) => ClientClass::Tenant(t.index),
                     Party::Unclaimed(_) => {
                         let i = *unclaimed_index.entry(ns.clone()).or_insert_with(|| {
                             unclaimed.push(ns.clone());

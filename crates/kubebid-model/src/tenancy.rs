@@ -60,6 +60,8 @@ pub struct TenantScope {
     pub intra_tenant: bool,
     pub from_ingress_controllers: bool,
     pub external_dns: bool,
+    /// Its position in [`Tenancy::tenants`], for tables kept beside the model.
+    pub index: usize,
 }
 
 /// A Tenant the model left out, and why.
@@ -157,12 +159,21 @@ pub enum ClusterName {
     Service(String, String),
 }
 
+/// Who holds a namespace, in [`Tenancy`]'s index.
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    Platform,
+    Tenant(usize),
+}
+
 /// The model.
 #[derive(Clone, Debug)]
 pub struct Tenancy {
     cluster: ClusterScope,
     tenants: Vec<TenantScope>,
-    by_namespace: HashMap<String, usize>,
+    /// Every namespace with a party: the platform's (`excluded`) and the accepted tenants', which never
+    /// overlap. One lookup answers [`party`](Self::party) on every request.
+    by_namespace: foldhash::HashMap<String, Slot>,
     by_name: HashMap<String, usize>,
     rejected: Vec<Rejection>,
 }
@@ -211,6 +222,7 @@ impl TenantScope {
             intra_tenant: spec.network.intra_tenant,
             from_ingress_controllers: spec.network.from_ingress_controllers,
             external_dns: spec.network.external_dns,
+            index: 0,
         }
     }
 
@@ -284,10 +296,16 @@ impl Tenancy {
                 .cmp(&ts(b))
                 .then_with(|| a.metadata.name.cmp(&b.metadata.name))
         });
+        let cluster = ClusterScope::from_spec(cluster);
+        let by_namespace = cluster
+            .excluded
+            .iter()
+            .map(|ns| (ns.clone(), Slot::Platform))
+            .collect();
         let mut model = Tenancy {
-            cluster: ClusterScope::from_spec(cluster),
+            cluster,
             tenants: Vec::new(),
-            by_namespace: HashMap::new(),
+            by_namespace,
             by_name: HashMap::new(),
             rejected: Vec::new(),
         };
@@ -308,8 +326,10 @@ impl Tenancy {
 
     fn accept(&mut self, t: TenantScope) {
         let i = self.tenants.len();
+        let mut t = t;
+        t.index = i;
         for ns in &t.namespaces {
-            self.by_namespace.insert(ns.clone(), i);
+            self.by_namespace.insert(ns.clone(), Slot::Tenant(i));
         }
         self.by_name.insert(t.name.clone(), i);
         self.tenants.push(t);
@@ -473,19 +493,20 @@ impl Tenancy {
     /// Who namespace `ns` belongs to.
     #[must_use]
     pub fn party<'a>(&'a self, ns: &'a str) -> Party<'a> {
-        if self.cluster.excluded.contains(ns) {
-            Party::Platform
-        } else if let Some(&i) = self.by_namespace.get(ns) {
-            Party::Tenant(&self.tenants[i])
-        } else {
-            Party::Unclaimed(ns)
+        match self.by_namespace.get(ns) {
+            Some(Slot::Platform) => Party::Platform,
+            Some(&Slot::Tenant(i)) => Party::Tenant(&self.tenants[i]),
+            None => Party::Unclaimed(ns),
         }
     }
 
     /// The tenant that claims `ns`.
     #[must_use]
     pub fn tenant_of(&self, ns: &str) -> Option<&TenantScope> {
-        self.by_namespace.get(ns).map(|&i| &self.tenants[i])
+        match self.by_namespace.get(ns) {
+            Some(&Slot::Tenant(i)) => self.tenants.get(i),
+            _ => None,
+        }
     }
 
     /// Whether `party` owns namespace `ns`.
