@@ -89,28 +89,80 @@ impl ProtectedRanges {
     }
 
     /// Each protected range `cidr` overlaps, with the overlap: the whole range when `cidr` covers it, else
-    /// `cidr` itself.
+    /// `cidr` itself. An IPv6 network wide enough to hold the IPv4-mapped or NAT64 space (`::/0`,
+    /// `64:ff9b::/95`) reaches every IPv4 address through it, so it overlaps every IPv4 range too.
     pub fn overlaps(&self, cidr: IpNet) -> impl Iterator<Item = (IpNet, IpNet, Protected)> + '_ {
         let cidr = canonical_net(cidr);
+        let all_v4 = carries_all_v4(cidr).then(|| IpNet::V4(Ipv4Net::default()));
         self.ranges.iter().filter_map(move |(range, why)| {
-            if cidr.contains(range) {
-                Some((*range, *range, *why))
-            } else if range.contains(&cidr) {
-                Some((cidr, *range, *why))
-            } else {
-                None
-            }
+            let within = |c: IpNet| {
+                if c.contains(range) {
+                    Some((*range, *range, *why))
+                } else if range.contains(&c) {
+                    Some((c, *range, *why))
+                } else {
+                    None
+                }
+            };
+            within(cidr).or_else(|| all_v4.and_then(within))
         })
     }
 
     /// The protected ranges `cidr` overlaps that none of `except` fully covers, as (overlap, range, why).
+    /// An except counts only in the family it is written in, which is the one the network plugin applies
+    /// it to: `::ffff:169.254.0.0/112` does not carve anything out of `0.0.0.0/0`.
     #[must_use]
     pub fn uncovered(&self, cidr: IpNet, except: &[IpNet]) -> Vec<(IpNet, IpNet, Protected)> {
-        let except: Vec<IpNet> = except.iter().map(|e| canonical_net(*e)).collect();
+        let family = |n: &IpNet| matches!(n, IpNet::V4(_));
+        let except: Vec<IpNet> = except
+            .iter()
+            .filter(|e| family(e) == family(&cidr))
+            .map(|e| canonical_net(*e))
+            .collect();
         self.overlaps(cidr)
             .filter(|(overlap, _, _)| !except.iter().any(|e| e.contains(overlap)))
             .collect()
     }
+}
+
+impl ProtectedRanges {
+    /// What an `ipBlock` with `cidr` must list in `except` to leave out every protected range, written in
+    /// `cidr`'s own family (an IPv4 range inside an IPv6 block is written through each IPv4-carrying space
+    /// the block holds: `::ffff:169.254.0.0/112`, `64:ff9b::a9fe:0/112`). A range that holds the whole block
+    /// is not listed: the block is wholly protected, which the webhook refuses.
+    #[must_use]
+    pub fn excepts_for(&self, cidr: IpNet) -> Vec<IpNet> {
+        let mut out: Vec<IpNet> = Vec::new();
+        for (overlap, _, _) in self.overlaps(cidr) {
+            match (cidr, overlap) {
+                (IpNet::V6(block), IpNet::V4(v4)) => {
+                    for carrier in [Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), NAT64] {
+                        let bits = u128::from(carrier) | u128::from(u32::from(v4.network()));
+                        if let Ok(n) = Ipv6Net::new(Ipv6Addr::from(bits), 96 + v4.prefix_len())
+                            && block.contains(&n)
+                            && n != block
+                        {
+                            out.push(IpNet::V6(n));
+                        }
+                    }
+                }
+                (c, o) if o != c && o != canonical_net(c) => out.push(o),
+                _ => {}
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// Whether an IPv6 network holds a whole IPv4-carrying space (`::ffff:0:0/96` or `64:ff9b::/96`).
+fn carries_all_v4(net: IpNet) -> bool {
+    let IpNet::V6(v6) = net else { return false };
+    [Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), NAT64]
+        .into_iter()
+        .filter_map(|a| Ipv6Net::new(a, 96).ok())
+        .any(|space| v6.contains(&space))
 }
 
 /// The NAT64 well-known prefix (RFC 6052): `64:ff9b::a.b.c.d` reaches IPv4 address `a.b.c.d`.
@@ -202,7 +254,7 @@ fn inet_aton(s: &str) -> Option<Ipv4Addr> {
 }
 
 fn numeric_part(p: &str) -> Option<u64> {
-    if p.is_empty() || p.len() > 12 {
+    if p.is_empty() {
         return None;
     }
     let (digits, radix) = if let Some(hex) = p.strip_prefix("0x").or_else(|| p.strip_prefix("0X")) {
@@ -212,11 +264,17 @@ fn numeric_part(p: &str) -> Option<u64> {
     } else {
         (p, 10)
     };
-    if digits.is_empty() {
-        // "0x" alone is 0 to inet_aton.
-        return (radix == 16).then_some(0);
+    // Digits only (no sign, no space), with as many leading zeros as anyone cares to write: `strtoul`
+    // reads `00000000000251` as 169 (octal), and a value past 64 bits is refused as it refuses it.
+    if !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
     }
-    u64::from_str_radix(digits, radix).ok()
+    let significant = digits.trim_start_matches('0');
+    if significant.is_empty() {
+        // "0", "00", and "0x" alone are 0 to inet_aton.
+        return Some(0);
+    }
+    u64::from_str_radix(significant, radix).ok()
 }
 
 /// The IPv6 network of a single address, or the IPv4 one.
@@ -251,6 +309,10 @@ mod tests {
             "::ffff:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
             "64:ff9b::169.254.169.254",
+            // As many leading zeros as strtoul reads.
+            "00000000000251.0376.0251.0376",
+            "0x00000000a9.0xfe.169.254",
+            "00000000000000025177524776",
         ] {
             let ip = parse_host_address(spelling).map(canonical);
             assert_eq!(ip, metadata, "{spelling}");
@@ -262,6 +324,9 @@ mod tests {
             "09.1.1.1",
             "1.2.3.256",
             "a.b",
+            "+169.254.169.254",
+            " 169.254.169.254",
+            "0x1ffffffffffffffff",
         ] {
             assert_eq!(parse_host_address(name), None, "{name}");
         }
@@ -290,5 +355,65 @@ mod tests {
         assert!(r.uncovered(public, &[]).is_empty());
         let mapped: IpNet = "::ffff:169.254.0.0/112".parse().expect("cidr");
         assert_eq!(r.uncovered(mapped, &[])[0].2, Protected::LinkLocal);
+    }
+
+    #[test]
+    fn excepts_count_in_the_family_they_are_written_in() {
+        let r = ranges();
+        let n = |s: &str| s.parse::<IpNet>().expect("cidr");
+        // Excepts written as IPv4-mapped IPv6 cut nothing out of an IPv4 block.
+        let mapped: Vec<IpNet> = r
+            .iter()
+            .filter_map(|(range, _)| match range {
+                IpNet::V4(v4) => Ipv6Net::new(v4.network().to_ipv6_mapped(), 96 + v4.prefix_len())
+                    .ok()
+                    .map(IpNet::V6),
+                IpNet::V6(_) => None,
+            })
+            .collect();
+        assert!(!r.uncovered(n("0.0.0.0/0"), &mapped).is_empty());
+        // IPv6 blocks that hold an IPv4-carrying space reach every IPv4 range through it.
+        for block in ["::/0", "64:ff9b::/95", "::ffff:0:0/96", "::/64"] {
+            let uncovered = r.uncovered(n(block), &[]);
+            assert!(
+                uncovered.iter().any(|(_, _, w)| *w == Protected::LinkLocal
+                    && uncovered
+                        .iter()
+                        .any(|(o, _, _)| o.contains(&n("169.254.169.254/32")))),
+                "{block}: {uncovered:?}"
+            );
+        }
+        assert!(r.uncovered(n("2001:db8::/32"), &[]).is_empty());
+    }
+
+    #[test]
+    fn rendered_excepts_leave_nothing_protected_and_stay_in_family() {
+        let r = ranges();
+        for block in [
+            "0.0.0.0/0",
+            "10.0.0.0/8",
+            "::/0",
+            "64:ff9b::/95",
+            "::ffff:0:0/96",
+            "::ffff:169.254.0.0/104",
+            "fe80::/9",
+            "203.0.113.0/24",
+        ] {
+            let cidr: IpNet = block.parse().expect("cidr");
+            let excepts = r.excepts_for(cidr);
+            for e in &excepts {
+                assert_eq!(
+                    matches!(e, IpNet::V4(_)),
+                    matches!(cidr, IpNet::V4(_)),
+                    "{block}: {e} is of the other family"
+                );
+                assert!(cidr.contains(e) && *e != cidr, "{block}: {e} not inside");
+            }
+            assert!(
+                r.uncovered(cidr, &excepts).is_empty(),
+                "{block}: {:?} left",
+                r.uncovered(cidr, &excepts)
+            );
+        }
     }
 }

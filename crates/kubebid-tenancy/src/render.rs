@@ -346,11 +346,9 @@ impl<'a> TenantRenderer<'a> {
                     // the metadata service or other tenants' pods.
                     let except: Vec<String> = cluster
                         .protected
-                        .overlaps(*c)
-                        .filter(|(overlap, _, _)| overlap != c)
-                        .map(|(overlap, _, _)| overlap.to_string())
-                        .collect::<std::collections::BTreeSet<_>>()
-                        .into_iter()
+                        .excepts_for(*c)
+                        .iter()
+                        .map(ToString::to_string)
                         .collect();
                     if except.is_empty() {
                         json!({"ipBlock": {"cidr": c.to_string()}})
