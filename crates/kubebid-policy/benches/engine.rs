@@ -52,7 +52,7 @@ fn network_policy() -> Object {
     Object::from_value(json!({
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "np", "namespace": "tenant-acme"},
         "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress", "Egress"],
-            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubebid.io/ingress-controller": "true"}}},
+            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
                                   {"podSelector": {"matchLabels": {"app": "api"}}}], "ports": [{"port": 8080}]}],
             "egress": [{"to": [{"ipBlock": {"cidr": "203.0.113.0/24"}}]}]}
     }))

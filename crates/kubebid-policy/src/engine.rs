@@ -486,11 +486,7 @@ impl PolicySet {
     fn settings_of(&self, party: Party<'_>) -> &TenantSettings {
         let inner = &*self.inner;
         match party {
-            Party::Tenant(t) => inner
-                .tenancy
-                .tenant_index(&t.name)
-                .and_then(|i| inner.settings.get(i))
-                .unwrap_or(&inner.default_tenant),
+            Party::Tenant(t) => inner.settings.get(t.index).unwrap_or(&inner.default_tenant),
             Party::Platform | Party::Unclaimed(_) => &inner.default_tenant,
         }
     }
@@ -697,11 +693,22 @@ impl PolicySet {
             } else {
                 PssLevel::Restricted
             };
+            // A restricted check stands in for the baseline one it tightens only while it holds at least as
+            // firmly: not lifted by an exception for this object, and with an action as strong.
+            let supersedes = |restricted: usize, baseline: usize| {
+                enabled(restricted)
+                    && action_of(restricted) <= action_of(baseline)
+                    && !inner
+                        .exceptions
+                        .iter()
+                        .any(|e| e.matches(RULES[restricted].id, obj, namespace, req.now))
+            };
             pss::evaluate(
                 &view,
                 level,
                 inner.cluster.pss_version.minor,
                 enabled,
+                &supersedes,
                 &mut raw,
             );
             if rules_profile == Profile::ZeroTrust {

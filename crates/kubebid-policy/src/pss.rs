@@ -180,16 +180,23 @@ pub fn effective_minor(requested: u16) -> u16 {
     requested.min(LATEST_MINOR)
 }
 
-fn active(level: PssLevel, v: u16) -> impl Iterator<Item = &'static VersionedCheck> {
-    let overridden = move |id: &str| {
+/// The checks of `level` at version `v`. A restricted check replaces the baseline check it tightens
+/// (`restrictedVolumes` covers `hostPathVolumes`) only where `supersedes(restricted, baseline)` says it
+/// holds at least as firmly: when an exception lifts it, or it only warns, the baseline check still runs.
+fn active(
+    level: PssLevel,
+    v: u16,
+    supersedes: &dyn Fn(usize, usize) -> bool,
+) -> impl Iterator<Item = &'static VersionedCheck> + '_ {
+    let overridden = move |b: &VersionedCheck| {
         level == PssLevel::Restricted
             && RESTRICTED
                 .iter()
-                .any(|(c, o)| *o == Some(id) && c.since <= v)
+                .any(|(c, o)| *o == Some(b.id) && c.since <= v && supersedes(c.rule, b.rule))
     };
     let baseline = BASELINE
         .iter()
-        .filter(move |c| c.since <= v && !overridden(c.id));
+        .filter(move |c| c.since <= v && !overridden(c));
     let restricted = RESTRICTED
         .iter()
         .map(|(c, _)| c)
@@ -203,10 +210,11 @@ pub(crate) fn evaluate(
     level: PssLevel,
     minor: u16,
     enabled: impl Fn(usize) -> bool,
+    supersedes: &dyn Fn(usize, usize) -> bool,
     out: &mut Vec<Raw>,
 ) {
     let v = effective_minor(minor);
-    for c in active(level, v) {
+    for c in active(level, v, supersedes) {
         if enabled(c.rule) {
             let start = out.len();
             (c.check)(pod, v, out);

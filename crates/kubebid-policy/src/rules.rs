@@ -325,8 +325,8 @@ const RULE_TABLE: &[Rule] = &[
         Critical,
         POD_KINDS,
         "Secure runtime class",
-        "Tenant pods must run in a microVM RuntimeClass the tenant is allowed (kubebid-secure by default), never on the shared host kernel.",
-        "Set spec.runtimeClassName to one of the tenant's allowed classes (kubebid-secure)."
+        "Tenant pods must run in a microVM RuntimeClass the tenant is allowed (kubebid-secure by default), never on the shared host kernel; the sandbox's own configuration (io.katacontainers.*, io.kubernetes.cri-o.*, io.kubernetes.cri.*, io.containerd.* pod annotations) is the platform's.",
+        "Set spec.runtimeClassName to one of the tenant's allowed classes (kubebid-secure); remove runtime annotations."
     ),
     rule!(
         "tenant/node-name",
@@ -417,7 +417,7 @@ const RULE_TABLE: &[Rule] = &[
         Medium,
         "Service",
         "LoadBalancer services",
-        "LoadBalancer services are allowed only for tenants whose Tenant sets allowLoadBalancer, and never with a requested address (spec.loadBalancerIP or a cloud's address annotations), which could take another tenant's.",
+        "LoadBalancer services are allowed only for tenants whose Tenant sets allowLoadBalancer, and never with a requested address, which could take another tenant's: spec.loadBalancerIP, or an annotation that picks an address, a pool, a shared address or an existing load balancer (MetalLB, kube-vip, Cilium, AWS, Azure, GKE, Oracle, DigitalOcean, Hetzner, and any name ending in -ip, -ips or -ip-address(es)).",
         "Use type ClusterIP and an Ingress, or ask a platform admin to set allowLoadBalancer; let the cloud assign the address."
     ),
     rule!(
@@ -435,7 +435,7 @@ const RULE_TABLE: &[Rule] = &[
         Critical,
         "Ingress",
         "Ingress controller configuration from tenants",
-        "Ingress annotations act with the controller's rights over every tenant: any *-snippet or *-snippets annotation (ingress-nginx, CVE-2021-25742; NGINX Inc.; HAProxy) injects configuration; auth-url, auth-signin, global-auth-url, mirror-target and mirror-host make it send requests on the tenant's behalf (to another tenant or a protected address); auth-secret, auth-tls-secret, proxy-ssl-secret, custom-headers and auth-proxy-set-headers as namespace/name make it read another namespace's objects; server-alias serves host names outside the tenant's domains.",
+        "Ingress annotations act with the controller's rights over every tenant: any *-snippet or *-snippets annotation (ingress-nginx, CVE-2021-25742; NGINX Inc.; HAProxy) injects configuration; auth-url, auth-signin, global-auth-url, mirror-target and mirror-host make it send requests on the tenant's behalf (to another tenant or a protected address); auth-secret, auth-tls-secret, proxy-ssl-secret, custom-headers and auth-proxy-set-headers as namespace/name make it read another namespace's objects; server-alias serves host names outside the tenant's domains, and any alias that is a pattern (a regular expression, a wildcard) matches other tenants' names. A URL's host ends where an nginx variable ($request_uri) begins and must be a plain host name or address; any ingress controller annotation whose value is namespace/name names another namespace's object. Annotations are matched by name whatever their prefix (--annotations-prefix).",
         "Remove snippet annotations; point URLs at external hosts or services the tenant may reach; name only own Secrets and ConfigMaps; alias only the tenant's own host names."
     ),
     rule!(
@@ -471,7 +471,7 @@ const RULE_TABLE: &[Rule] = &[
         High,
         "NetworkPolicy",
         "NetworkPolicy ipBlocks over protected addresses",
-        "An ipBlock that covers pod, service or node addresses, loopback, or link-local (the cloud metadata service at 169.254.169.254) reaches what no tenant may, around namespace isolation.",
+        "An ipBlock that covers pod, service or node addresses, loopback, or link-local (the cloud metadata service at 169.254.169.254) reaches what no tenant may, around namespace isolation. An IPv6 block holding the IPv4-mapped or NAT64 space (::/0, 64:ff9b::/96) reaches every IPv4 address; an except counts only in the address family it is written in.",
         "Limit ipBlock CIDRs to external addresses, or list every protected range they cover in except."
     ),
     rule!(

@@ -79,6 +79,20 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
         )),
         Some(_) => {}
     }
+    // The sandbox's own configuration (hypervisor, kernel, guest paths, devices) is the platform's: Kata and
+    // the container runtimes read these pod annotations where their configuration lets them.
+    for key in pod.meta.annotations.iter().flatten().map(|(k, _)| k) {
+        if SANDBOX_ANNOTATION_PREFIXES
+            .iter()
+            .any(|p| key.to_ascii_lowercase().starts_with(p))
+        {
+            out.push(raw(
+                rid!("tenant/runtime-class"),
+                pod.annotation_path(key),
+                format!("annotation {key} configures the runtime sandbox, which is the platform's"),
+            ));
+        }
+    }
     if let Some(node) = spec.node_name.as_deref().filter(|n| !n.is_empty()) {
         out.push(raw(
             rid!("tenant/node-name"),
@@ -250,6 +264,14 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
         }
     }
 }
+
+/// Pod annotations container runtimes and Kata read as sandbox configuration.
+const SANDBOX_ANNOTATION_PREFIXES: &[&str] = &[
+    "io.katacontainers.",
+    "io.kubernetes.cri-o.",
+    "io.kubernetes.cri.",
+    "io.containerd.",
+];
 
 /// Taints that keep pods off nodes for the platform's reasons: tolerating them puts a tenant where the
 /// platform does not want anyone. The `DaemonSet` controller adds the node-condition ones to the pods it makes
@@ -649,16 +671,46 @@ fn claim(
     );
 }
 
-/// Annotations by which load-balancer implementations let a Service pick its address.
-const LB_ADDRESS_ANNOTATIONS: &[&str] = &[
-    "metallb.universe.tf/loadBalancerIPs",
-    "metallb.io/loadBalancerIPs",
-    "metallb.universe.tf/address-pool",
-    "metallb.io/address-pool",
-    "kube-vip.io/loadbalancerIPs",
-    "io.cilium/lb-ipam-ips",
-    "lbipam.cilium.io/ips",
+/// Annotations by which load-balancer implementations let a Service pick its address, its address pool,
+/// a shared address or an existing load balancer, by the annotation's name (after the prefix):
+/// `MetalLB` (`loadBalancerIPs`, `address-pool`, `allow-shared-ip`), kube-vip, Cilium LB IPAM (`ips`,
+/// `lb-ipam-ips`, `sharing-key`), AWS (`eip-allocations`, `private-ipv4-addresses`, `ipv6-addresses`),
+/// Azure (`load-balancer-ipv4`, `pip-name`, `pip-prefix-id`), GKE (`load-balancer-ip-addresses`), Oracle
+/// (`reserved-ips`), `DigitalOcean` and Hetzner (an existing load balancer's id, `ipv4`, `ipv6`).
+const LB_ADDRESS_NAMES: &[&str] = &[
+    "loadbalancerips",
+    "address-pool",
+    "allow-shared-ip",
+    "ips",
+    "lb-ipam-ips",
+    "lb-ipam-sharing-key",
+    "sharing-key",
+    "aws-load-balancer-eip-allocations",
+    "aws-load-balancer-private-ipv4-addresses",
+    "aws-load-balancer-ipv6-addresses",
+    "azure-load-balancer-ipv4",
+    "azure-load-balancer-ipv6",
+    "azure-pip-name",
+    "azure-pip-name-ipv6",
+    "azure-pip-prefix-id",
+    "azure-pip-prefix-id-ipv6",
+    "load-balancer-ip-addresses",
+    "reserved-ips",
+    "load-balancer-id",
+    "ipv4",
+    "ipv6",
 ];
+
+/// Whether an annotation on a `LoadBalancer` Service chooses its address (see [`LB_ADDRESS_NAMES`]); any
+/// name ending in `-ip`, `-ips` or `-ip-address(es)` counts too, whatever the implementation.
+fn chooses_lb_address(key: &str) -> bool {
+    let name = key.rsplit('/').next().unwrap_or(key).to_ascii_lowercase();
+    LB_ADDRESS_NAMES.contains(&name.as_str())
+        || name.ends_with("-ip")
+        || name.ends_with("-ips")
+        || name.ends_with("-ip-address")
+        || name.ends_with("-ip-addresses")
+}
 
 fn service(s: &core::Service, scope: &Scope<'_>, out: &mut Vec<Raw>) {
     let Some(spec) = s.spec.as_ref() else { return };
@@ -692,7 +744,7 @@ fn service(s: &core::Service, scope: &Scope<'_>, out: &mut Vec<Raw>) {
                 ));
             }
             for key in s.metadata.annotations.iter().flatten().map(|(k, _)| k) {
-                if LB_ADDRESS_ANNOTATIONS.contains(&key.as_str()) {
+                if chooses_lb_address(key) {
                     out.push(raw(
                         rid!("tenant/service-loadbalancer"),
                         kubebid_model::path::join("metadata.annotations", key),
@@ -790,24 +842,51 @@ fn name_target(name: &str, path: &str, rule: usize, scope: &Scope<'_>, out: &mut
     }
 }
 
+/// The lists below name annotations by their name part, whatever the prefix: ingress-nginx's is
+/// `nginx.ingress.kubernetes.io` unless the platform runs it with `--annotations-prefix`.
+///
 /// Annotations whose value is a URL or host the controller itself fetches or sends to.
 const CONTROLLER_FETCHED_URLS: &[&str] = &[
-    "nginx.ingress.kubernetes.io/auth-url",
-    "nginx.ingress.kubernetes.io/auth-signin",
-    "nginx.ingress.kubernetes.io/global-auth-url",
-    "nginx.ingress.kubernetes.io/mirror-target",
-    "nginx.ingress.kubernetes.io/mirror-host",
+    "auth-url",
+    "auth-signin",
+    "global-auth-url",
+    "mirror-target",
+    "mirror-host",
 ];
 /// Annotations naming a `Secret` or `ConfigMap` as `namespace/name`: the controller reads it with its own rights.
 const CONTROLLER_READ_OBJECTS: &[&str] = &[
-    "nginx.ingress.kubernetes.io/auth-secret",
-    "nginx.ingress.kubernetes.io/auth-tls-secret",
-    "nginx.ingress.kubernetes.io/proxy-ssl-secret",
-    "nginx.ingress.kubernetes.io/auth-proxy-set-headers",
-    "nginx.ingress.kubernetes.io/custom-headers",
+    "auth-secret",
+    "auth-tls-secret",
+    "proxy-ssl-secret",
+    "auth-proxy-set-headers",
+    "custom-headers",
+    "fastcgi-params-configmap",
 ];
+
+/// Whether an annotation value has the form `namespace/name`, the way ingress-nginx names an object of
+/// another namespace in any annotation that takes one.
+fn names_namespaced_object(value: &str) -> Option<&str> {
+    let (ns, name) = value.trim().split_once('/')?;
+    let label = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    (label(ns) && !name.is_empty() && name.split('.').all(label)).then_some(ns)
+}
+/// A host name as DNS writes it (letters, digits, `-`, `.`), or an IPv4 address: no pattern, variable,
+/// whitespace or escape that a controller could read otherwise.
+fn is_plain_host(host: &str) -> bool {
+    !host.is_empty()
+        && !host.starts_with('.')
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
+}
+
 /// Annotations that add host names the controller serves besides the rules' hosts.
-const EXTRA_HOSTS: &[&str] = &["nginx.ingress.kubernetes.io/server-alias"];
+const EXTRA_HOSTS: &[&str] = &["server-alias"];
 
 fn ingress(i: &net::Ingress, scope: &Scope<'_>, out: &mut Vec<Raw>) {
     for (key, value) in i.metadata.annotations.iter().flatten() {
@@ -816,32 +895,44 @@ fn ingress(i: &net::Ingress, scope: &Scope<'_>, out: &mut Vec<Raw>) {
             |why: String| out.push(raw(rid!("tenant/ingress-annotations"), path.clone(), why));
         // Raw controller configuration, in any controller's spelling (ingress-nginx `*-snippet`, NGINX Inc.'s
         // `nginx.org/*-snippets`, HAProxy's `*-snippet`).
+        let (prefix, name) = key.rsplit_once('/').unwrap_or(("", key.as_str()));
         if key.ends_with("-snippet") || key.ends_with("-snippets") {
             deny(format!(
                 "{key} injects configuration into the ingress controller every tenant shares"
             ));
-        } else if CONTROLLER_FETCHED_URLS.contains(&key.as_str()) {
+        } else if CONTROLLER_FETCHED_URLS.contains(&name) {
             if let Some(why) = url_target_problem(value, scope) {
                 deny(format!("{key}: {why}"));
             }
-        } else if CONTROLLER_READ_OBJECTS.contains(&key.as_str()) {
-            if let Some((ns, _)) = value.split_once('/')
+        } else if EXTRA_HOSTS.contains(&name) {
+            // As the controller reads it: comma-separated, whitespace of any kind trimmed.
+            for alias in value.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+                if !is_plain_host(alias) {
+                    deny(format!(
+                        "{key}: {alias:?} is a pattern (regular expression or wildcard), which matches host names other tenants may serve"
+                    ));
+                } else if let Err(d) = scope.tenancy.may_publish_host(scope.party, alias) {
+                    deny(format!("{key}: {}", host_denial(alias, &d)));
+                }
+            }
+        } else if CONTROLLER_READ_OBJECTS.contains(&name)
+            || prefix.contains("ingress")
+            || prefix.contains("nginx")
+        {
+            // Any ingress controller annotation whose value reads `namespace/name` names an object the
+            // controller would fetch with its own rights.
+            let ns = if CONTROLLER_READ_OBJECTS.contains(&name) {
+                value.split_once('/').map(|(ns, _)| ns.trim())
+            } else {
+                names_namespaced_object(value)
+            };
+            if let Some(ns) = ns
                 && !scope.owns(ns)
             {
                 deny(format!(
                     "{key} names an object of namespace {ns:?}, which the controller would read for {}",
                     scope.who()
                 ));
-            }
-        } else if EXTRA_HOSTS.contains(&key.as_str()) {
-            for alias in value.split([',', ' ']).filter(|a| !a.is_empty()) {
-                if alias.starts_with('~') || alias.starts_with('*') {
-                    deny(format!(
-                        "{key}: {alias:?} matches host names other tenants may serve"
-                    ));
-                } else if let Err(d) = scope.tenancy.may_publish_host(scope.party, alias) {
-                    deny(format!("{key}: {}", host_denial(alias, &d)));
-                }
             }
         }
     }
@@ -900,18 +991,37 @@ fn host_denial(h: &str, d: &HostDenial) -> String {
 /// cluster the party may not reach.
 fn url_target_problem(url: &str, scope: &Scope<'_>) -> Option<String> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // nginx reads `$name` as a variable wherever it stands: the host ends where one begins
+    // (`https://mirror.example$request_uri`), and a host that is a variable is chosen per request.
+    let authority = rest.split(['/', '?', '#', '$']).next().unwrap_or_default();
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if host_port.starts_with('[') {
-        host_port
+    let (host, bracketed) = if host_port.starts_with('[') {
+        let h = host_port
             .split_once(']')
             .map_or(host_port, |(h, _)| h)
-            .trim_start_matches('[')
+            .trim_start_matches('[');
+        (h, true)
     } else {
-        host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
+        (
+            host_port.rsplit_once(':').map_or(host_port, |(h, _)| h),
+            false,
+        )
     };
     if host.is_empty() {
-        return Some(format!("{url:?} names no host"));
+        return Some(format!(
+            "{url:?} names no fixed host (a variable or nothing), so it may reach anything"
+        ));
+    }
+    let plain = if bracketed {
+        host.chars()
+            .all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '.'))
+    } else {
+        is_plain_host(host)
+    };
+    if !plain {
+        return Some(format!(
+            "the host {host:?} of {url:?} is not a plain host name or address"
+        ));
     }
     match scope.tenancy.external_name_targets(host) {
         Err(why) => Some(why),

@@ -44,7 +44,8 @@ pub const CARRIED: &[(&str, Coverage)] = &[
     ("tenant/dns-bypass", Coverage::Full),
     ("tenant/priority-class", Coverage::Full),
     ("tenant/service-nodeport", Coverage::Full),
-    ("tenant/service-loadbalancer", Coverage::Full),
+    // loadBalancerIP is carried; the address annotations of the many implementations are the webhook's.
+    ("tenant/service-loadbalancer", Coverage::Partial),
     ("tenant/service-external-ips", Coverage::Full),
     ("tenant/service-externalname", Coverage::Partial),
     ("tenant/netpol-ipblock", Coverage::Partial),
@@ -232,10 +233,10 @@ fn service_validations(t: &Tables) -> Vec<CelValidation> {
         (
             "tenant/service-loadbalancer",
             format!(
-                "!has({s}.type) || {s}.type != 'LoadBalancer' || {}",
+                "!has({s}.type) || {s}.type != 'LoadBalancer' || ({} && (!has({s}.loadBalancerIP) || {s}.loadBalancerIP == ''))",
                 t.load_balancers
             ),
-            "only tenants allowed LoadBalancer services may create them",
+            "only tenants allowed LoadBalancer services may create them, and never with a chosen address",
         ),
         (
             "tenant/service-external-ips",

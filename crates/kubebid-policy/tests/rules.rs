@@ -665,7 +665,19 @@ fn services() {
         rules_of(&p, svc("globex", with_ip)),
         ["tenant/service-loadbalancer"]
     );
-    for key in ["metallb.io/loadBalancerIPs", "io.cilium/lb-ipam-ips"] {
+    for key in [
+        "metallb.io/loadBalancerIPs",
+        "io.cilium/lb-ipam-ips",
+        "metallb.universe.tf/allow-shared-ip",
+        "service.beta.kubernetes.io/aws-load-balancer-eip-allocations",
+        "service.beta.kubernetes.io/aws-load-balancer-private-ipv4-addresses",
+        "service.beta.kubernetes.io/azure-load-balancer-ipv4",
+        "service.beta.kubernetes.io/azure-pip-name",
+        "networking.gke.io/load-balancer-ip-addresses",
+        "oci.oraclecloud.com/reserved-ips",
+        "kubernetes.digitalocean.com/load-balancer-id",
+        "lb.example.net/frontend-ip",
+    ] {
         let mut o = svc("globex", lb.clone());
         o["metadata"]["annotations"] = json!({key: "198.51.100.7"});
         let d = decide(&p, o);
@@ -677,6 +689,13 @@ fn services() {
             d.findings
         );
     }
+    // Annotations that do not pick an address stay the tenant's.
+    let mut nlb = svc("globex", lb.clone());
+    nlb["metadata"]["annotations"] = json!({
+        "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
+        "service.beta.kubernetes.io/aws-load-balancer-scheme": "internet-facing",
+    });
+    assert!(rules_of(&p, nlb).is_empty());
     // Hand-written FQDN endpoints are names followed like an ExternalName.
     let slice = |addresses: Value| {
         object(
@@ -890,6 +909,45 @@ fn ingress() {
             "nginx.ingress.kubernetes.io/server-alias",
             "a.globex.example, *.acme.example",
         ),
+        // Patterns, in the controller's own reading (comma-separated, any whitespace trimmed).
+        (
+            "nginx.ingress.kubernetes.io/server-alias",
+            "\t~^.*\\.acme\\.example$|.globex.example",
+        ),
+        ("nginx.ingress.kubernetes.io/server-alias", "login.acme.*"),
+        (
+            "nginx.ingress.kubernetes.io/server-alias",
+            "shop.acme.example\t",
+        ),
+        // nginx variables end the host, or are the host.
+        (
+            "nginx.ingress.kubernetes.io/mirror-target",
+            "http://web.acme.svc.cluster.local$request_uri",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/auth-url",
+            "http://169.254.169.254$request_uri",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/auth-url",
+            "$scheme://$host/auth",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/auth-url",
+            "http://web%2eacme.svc/",
+        ),
+        // Leading zeros as strtoul reads them.
+        (
+            "nginx.ingress.kubernetes.io/auth-url",
+            "http://00000000000251.0376.0251.0376/",
+        ),
+        // Any annotation naming another namespace's object; the same names under another prefix.
+        (
+            "nginx.ingress.kubernetes.io/fastcgi-params-configmap",
+            "acme/params",
+        ),
+        ("nginx.ingress.kubernetes.io/some-future-ref", "acme/thing"),
+        ("ingress.example.org/auth-url", "http://169.254.169.254/"),
     ] {
         assert_eq!(
             rules_of(&p, annotated(k, v)),
@@ -920,6 +978,16 @@ fn ingress() {
             "nginx.ingress.kubernetes.io/mirror-target",
             "https://mirror.example.com$request_uri",
         ),
+        (
+            "nginx.ingress.kubernetes.io/server-alias",
+            "b.globex.example, \tc.globex.example",
+        ),
+        ("nginx.ingress.kubernetes.io/backend-protocol", "HTTPS"),
+        (
+            "nginx.ingress.kubernetes.io/fastcgi-params-configmap",
+            "params",
+        ),
+        ("nginx.ingress.kubernetes.io/upstream-vhost", "globex/local"),
     ] {
         assert!(rules_of(&p, annotated(k, v)).is_empty(), "{k}: {v}");
     }
@@ -1102,6 +1170,22 @@ fn network_policies() {
         rules_of(&p, from_anywhere),
         ["tenant/netpol-namespace-selector"]
     );
+    // IPv6 blocks reach IPv4 addresses through the mapped and NAT64 spaces; excepts count only in the
+    // family they are written in.
+    for block in [
+        json!({"cidr": "::/0", "except": ["::1/128", "fe80::/10"]}),
+        json!({"cidr": "64:ff9b::/95"}),
+        json!({"cidr": "0.0.0.0/0", "except": ["::ffff:10.244.0.0/112", "::ffff:10.96.0.0/108", "::ffff:169.254.0.0/112", "::ffff:127.0.0.0/104"]}),
+    ] {
+        let d = decide(&p, np(json!({"ipBlock": block.clone()}), true));
+        assert!(
+            d.findings
+                .iter()
+                .any(|f| f.rule.id == "tenant/netpol-ipblock" && f.message.contains("169.254")),
+            "{block}: {:?}",
+            d.findings
+        );
+    }
     let bad = [
         json!({"namespaceSelector": {}}),
         json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "globex"}}}),
@@ -1770,4 +1854,100 @@ fn metadata_only_updates_do_not_rejudge_the_pod_spec() {
         "{:?}",
         ids(&d)
     );
+}
+
+/// An exception that lifts a restricted Pod Security check (NFS volumes, under `restrictedVolumes`) does not
+/// lift the baseline check it tightens (`hostPathVolumes`): the baseline check runs again for that object.
+#[test]
+fn lifting_a_restricted_check_leaves_the_baseline_one() {
+    let mut set = ConfigSet::default();
+    let config = r#"
+apiVersion: kubebid.io/v1alpha1
+kind: KubeBidConfig
+metadata: {name: c}
+spec: {}
+---
+apiVersion: kubebid.io/v1alpha1
+kind: Tenant
+metadata: {name: initech}
+spec: {namespaces: [initech], profile: restricted}
+---
+apiVersion: kubebid.io/v1alpha1
+kind: PolicyException
+metadata: {name: nfs}
+spec:
+  rules: [pss/restrictedVolumes]
+  match: {namespaces: [initech]}
+  reason: legacy NFS
+"#;
+    assert!(set.add_text("c.yaml", config).is_empty());
+    let p = PolicySet::from_config(&set).expect("compiles");
+    let pod = |volume: Value| {
+        let mut spec = good_spec();
+        spec["volumes"] = json!([volume]);
+        object("Pod", "v1", Some("initech"), json!({"spec": spec}))
+    };
+    let nfs = decide(
+        &p,
+        pod(json!({"name": "v", "nfs": {"server": "nfs.example", "path": "/"}})),
+    );
+    assert!(!nfs.denied(), "{:?}", ids(&nfs));
+    assert!(
+        nfs.findings
+            .iter()
+            .any(|f| f.exception.as_deref() == Some("nfs"))
+    );
+    let host = decide(&p, pod(json!({"name": "v", "hostPath": {"path": "/"}})));
+    assert!(
+        ids(&host).contains(&"pss/hostPathVolumes @ spec.volumes[0].hostPath".to_owned()),
+        "{:?}",
+        ids(&host)
+    );
+    assert!(host.denied());
+    // Without the exception the restricted check alone reports it, once.
+    let strict = PolicySet::builtin().with_profile(Profile::Restricted);
+    let plain = decide(
+        &strict,
+        pod(json!({"name": "v", "hostPath": {"path": "/"}})),
+    );
+    assert!(
+        !ids(&plain)
+            .iter()
+            .any(|i| i.starts_with("pss/hostPathVolumes")),
+        "{:?}",
+        ids(&plain)
+    );
+}
+
+/// The sandbox's configuration is the platform's, in every pod-bearing kind.
+#[test]
+fn runtime_annotations_are_refused() {
+    let p = PolicySet::builtin();
+    for key in [
+        "io.katacontainers.config.hypervisor.kernel_params",
+        "io.katacontainers.config.hypervisor.path",
+        "io.kubernetes.cri-o.Devices",
+        "io.containerd.cri.runtime-handler",
+    ] {
+        for (kind, mut obj, _) in wrap_all(&good_spec()) {
+            let meta = if kind == "Pod" {
+                &mut obj["metadata"]
+            } else if kind == "CronJob" {
+                &mut obj["spec"]["jobTemplate"]["spec"]["template"]["metadata"]
+            } else if kind == "PodTemplate" {
+                &mut obj["template"]["metadata"]
+            } else {
+                &mut obj["spec"]["template"]["metadata"]
+            };
+            meta["annotations"] = json!({key: "x"});
+            let d = decide(&p, obj);
+            assert!(
+                d.findings
+                    .iter()
+                    .any(|f| f.rule.id == "tenant/runtime-class" && f.path.contains(key)),
+                "{kind} {key}: {:?}",
+                ids(&d)
+            );
+        }
+    }
 }

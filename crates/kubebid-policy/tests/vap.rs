@@ -278,6 +278,7 @@ fn service_cel_agrees_with_the_engine() {
             json!({"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false}),
             json!({"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false, "externalTrafficPolicy": "Local"}),
             json!({"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false, "healthCheckNodePort": 31000}),
+            json!({"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false, "loadBalancerIP": "198.51.100.7"}),
             json!({"externalIPs": ["203.0.113.7"]}),
             json!({"type": "ExternalName", "externalName": "db.example.com"}),
             json!({"type": "ExternalName", "externalName": "169.254.169.254"}),
