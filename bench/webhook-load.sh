@@ -6,12 +6,17 @@
 # with the server's CPU and RSS. The load generator shares the machine's 2 cores with the server.
 #
 #   bench/webhook-load.sh [seconds]     (default 10 per phase)
+#
+# KUBEBID_BIN=path runs that binary instead of building this checkout's (to compare two versions in one
+# sitting), KUBEBID_BENCH_CONFIG=dir another configuration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
-cargo build --release -q -p kubebid
+if [ -z "${KUBEBID_BIN:-}" ]; then
+  cargo build --release -q -p kubebid
+fi
 cargo build --release -q -p kubebid-webhook --example webhook_load
-bin=target/release/kubebid
+bin=${KUBEBID_BIN:-target/release/kubebid}
 load=target/release/examples/webhook_load
 work=$(mktemp -d)
 pid=""

@@ -96,7 +96,10 @@ impl ProtectedRanges {
         let all_v4 = carries_all_v4(cidr).then(|| IpNet::V4(Ipv4Net::default()));
         self.ranges.iter().filter_map(move |(range, why)| {
             let within = |c: IpNet| {
-                if c.contains(range) {
+                // Networks of different families never hold one another.
+                if matches!(c, IpNet::V4(_)) != matches!(range, IpNet::V4(_)) {
+                    None
+                } else if c.contains(range) {
                     Some((*range, *range, *why))
                 } else if range.contains(&c) {
                     Some((c, *range, *why))

@@ -1051,7 +1051,7 @@ fn network_policy(p: &net::NetworkPolicy, scope: &Scope<'_>, out: &mut Vec<Raw>)
         for (j, peer) in rule.from.iter().flatten().enumerate() {
             peer_rules(
                 peer,
-                &format!("spec.ingress[{i}].from[{j}]"),
+                &PeerPath("ingress", i, "from", j),
                 Direction::Ingress,
                 None,
                 scope,
@@ -1070,7 +1070,7 @@ fn network_policy(p: &net::NetworkPolicy, scope: &Scope<'_>, out: &mut Vec<Raw>)
         for (j, peer) in rule.to.iter().flatten().enumerate() {
             peer_rules(
                 peer,
-                &format!("spec.egress[{i}].to[{j}]"),
+                &PeerPath("egress", i, "to", j),
                 Direction::Egress,
                 rule.ports.as_deref(),
                 scope,
@@ -1080,9 +1080,18 @@ fn network_policy(p: &net::NetworkPolicy, scope: &Scope<'_>, out: &mut Vec<Raw>)
     }
 }
 
+/// Where a peer stands (`spec.egress[1].to[0]`), written out only when a finding needs it.
+struct PeerPath(&'static str, usize, &'static str, usize);
+
+impl std::fmt::Display for PeerPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "spec.{}[{}].{}[{}]", self.0, self.1, self.2, self.3)
+    }
+}
+
 fn peer_rules(
     peer: &net::NetworkPolicyPeer,
-    path: &str,
+    path: &PeerPath,
     direction: Direction,
     ports: Option<&[net::NetworkPolicyPort]>,
     scope: &Scope<'_>,
@@ -1398,7 +1407,6 @@ fn subjects(subjects: &[rbac::Subject], scope: &Scope<'_>, out: &mut Vec<Raw>) {
     let is_owner =
         |kind: OwnerKind, name: &str| owners.iter().any(|o| o.kind == kind && o.name == name);
     for (i, s) in subjects.iter().enumerate() {
-        let path = format!("subjects[{i}]");
         let problem = match s.kind.as_str() {
             "ServiceAccount" => {
                 let ns = s
@@ -1455,7 +1463,11 @@ fn subjects(subjects: &[rbac::Subject], scope: &Scope<'_>, out: &mut Vec<Raw>) {
             other => Some(format!("unknown subject kind {other:?}")),
         };
         if let Some(p) = problem {
-            out.push(raw(rid!("tenant/rbac-subject"), path, p));
+            out.push(raw(
+                rid!("tenant/rbac-subject"),
+                format!("subjects[{i}]"),
+                p,
+            ));
         }
     }
 }
