@@ -190,7 +190,8 @@ pub struct KubeBidConfigSpec {
     /// Platform namespaces that are not tenant namespaces and are not checked.
     #[serde(default = "default_excluded_namespaces")]
     pub excluded_namespaces: Vec<String>,
-    /// `ClusterRoles` a tenant `RoleBinding` may refer to.
+    /// `ClusterRoles` a tenant `RoleBinding` may refer to. Tenant owners hold `bind` on them, so each must be
+    /// no broader than `tenant-admin`: `cluster-admin`, `admin`, `edit` and `system:*` are refused.
     #[serde(default = "default_cluster_roles")]
     pub allowed_cluster_roles: Vec<String>,
     /// Per-rule action overrides, by rule ID.
@@ -202,6 +203,14 @@ pub struct KubeBidConfigSpec {
     /// Further users whose requests the webhook does not judge (e.g. `system:kube-controller-manager`).
     #[serde(default)]
     pub exempt_users: Vec<String>,
+    /// CSI drivers tenants' pods may use as inline (`csi:`) volumes, which skip the `StorageClass`, its
+    /// encryption and the claim quota: none by default (e.g. `secrets-store.csi.k8s.io`).
+    #[serde(default)]
+    pub inline_csi_drivers: Vec<String>,
+    /// Domains the platform keeps for itself: no tenant may publish a host under them, whatever its own
+    /// `ingressDomains` (e.g. the platform's registry or console).
+    #[serde(default)]
+    pub reserved_domains: Vec<String>,
 }
 
 fn default_service_account() -> String {
@@ -237,7 +246,7 @@ fn default_excluded_namespaces() -> Vec<String> {
     .to_vec()
 }
 fn default_cluster_roles() -> Vec<String> {
-    vec!["view".into(), "edit".into()]
+    vec!["view".into()]
 }
 
 impl Default for KubeBidConfigSpec {
@@ -259,6 +268,8 @@ impl Default for KubeBidConfigSpec {
             rules: BTreeMap::new(),
             service_account: default_service_account(),
             exempt_users: Vec::new(),
+            inline_csi_drivers: Vec::new(),
+            reserved_domains: Vec::new(),
         }
     }
 }
@@ -340,9 +351,14 @@ impl KubeBidConfigSpec {
             let path = format!("spec.allowedClusterRoles[{i}]");
             if role.is_empty() {
                 errs.push(FieldError::new(path, "empty role name"));
-            } else if role == "cluster-admin" || role == "*" || role.starts_with("system:") {
-                // Bound in a namespace these still grant `*` there: the Namespace object, quota status,
-                // pod bindings; or they are the control plane's own identities.
+            } else if matches!(role.as_str(), "cluster-admin" | "admin" | "edit" | "*")
+                || role.starts_with("system:")
+            {
+                // Tenant owners hold `bind` on every allowed role, so each is one they can give themselves.
+                // Bound in a namespace cluster-admin still grants `*` there (the Namespace object, quota
+                // status, pod bindings); admin and edit add the API server's pod and service proxies,
+                // impersonation of service accounts and PodDisruptionBudgets; system:* are the control
+                // plane's own identities.
                 errs.push(FieldError::new(
                     path,
                     format!(
@@ -481,6 +497,10 @@ pub struct TenantSpec {
     /// default: a class that ranks a tenant's pods above others' lets them preempt other tenants.
     #[serde(default)]
     pub priority_classes: Vec<String>,
+    /// Resources beyond cpu, memory and ephemeral-storage the tenant's containers may ask for
+    /// (`hugepages-2Mi`, `nvidia.com/gpu`, a device plugin's): none by default. Bound each in `quota`.
+    #[serde(default)]
+    pub extended_resources: Vec<String>,
     /// Per-rule action overrides for this tenant, over the cluster's (e.g. `tenant/pod-connect: enforce`
     /// forbids `kubectl exec`).
     #[serde(default)]
@@ -668,12 +688,28 @@ fn default_quota() -> BTreeMap<String, String> {
         // request and a limit.
         ("requests.ephemeral-storage", "20Gi"),
         ("limits.ephemeral-storage", "50Gi"),
-        // Objects cost the API server and etcd that every tenant shares.
-        ("configmaps", "200"),
-        ("secrets", "200"),
+        // Objects cost the API server and etcd that every tenant shares: every kind tenant-admin may write
+        // is counted (each object is at most etcd's request limit, 1.5 MiB).
+        ("configmaps", "100"),
+        ("secrets", "100"),
         ("services", "50"),
+        ("replicationcontrollers", "20"),
+        ("count/podtemplates", "20"),
+        ("count/serviceaccounts", "50"),
+        ("count/events", "2000"),
+        ("count/events.events.k8s.io", "2000"),
+        ("count/leases.coordination.k8s.io", "50"),
+        ("count/deployments.apps", "100"),
+        ("count/replicasets.apps", "500"),
+        ("count/statefulsets.apps", "50"),
+        ("count/daemonsets.apps", "10"),
         ("count/jobs.batch", "200"),
         ("count/cronjobs.batch", "50"),
+        ("count/horizontalpodautoscalers.autoscaling", "50"),
+        ("count/networkpolicies.networking.k8s.io", "50"),
+        ("count/ingresses.networking.k8s.io", "50"),
+        ("count/roles.rbac.authorization.k8s.io", "50"),
+        ("count/rolebindings.rbac.authorization.k8s.io", "50"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -692,10 +728,11 @@ pub enum AuditLevel {
     RequestResponse,
 }
 
-/// Defaults the mutating webhook sets on a tenant's pods where the fields are unset.
+/// Defaults the mutating webhook sets on a tenant's pods where the fields are unset (and the image pull
+/// policy, whatever it was).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[allow(clippy::struct_excessive_bools)] // four independent switches, each a field in the CRD
+#[allow(clippy::struct_excessive_bools)] // independent switches, each a field in the CRD
 pub struct Mutations {
     /// Set `runtimeClassName` to the tenant's default class.
     #[serde(default = "yes")]
@@ -709,6 +746,11 @@ pub struct Mutations {
     /// Set each container's `capabilities.drop: [ALL]`.
     #[serde(default = "yes")]
     pub drop_capabilities: bool,
+    /// Set every container's `imagePullPolicy` to `Always`, whatever it was (the API server has already
+    /// defaulted it): a node's image cache must never hand one tenant another's private image. Off, the
+    /// tenant's pods must say `Always` themselves (rule `tenant/image-pull-policy`).
+    #[serde(default = "yes")]
+    pub image_pull_policy: bool,
 }
 
 fn yes() -> bool {
@@ -722,6 +764,7 @@ impl Default for Mutations {
             seccomp_profile: true,
             allow_privilege_escalation: true,
             drop_capabilities: true,
+            image_pull_policy: true,
         }
     }
 }
@@ -744,6 +787,7 @@ impl TenantSpec {
             storage_classes: default_storage_classes(),
             egress_cidrs: None,
             allow_load_balancer: false,
+            extended_resources: Vec::new(),
             priority_classes: Vec::new(),
             rules: BTreeMap::new(),
             mutate: Mutations::default(),

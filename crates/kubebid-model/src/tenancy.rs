@@ -41,6 +41,8 @@ pub struct ClusterScope {
     pub kubebid_namespace: String,
     /// Users whose requests are not judged.
     pub exempt_users: BTreeSet<String>,
+    /// Domains no tenant may publish under: `reservedDomains` and the cluster domain (normalised).
+    pub reserved_domains: Vec<String>,
 }
 
 /// One (accepted) tenant.
@@ -146,6 +148,8 @@ pub enum HostDenial {
     OtherTenant { tenant: String, domain: String },
     /// Outside the tenant's own domains.
     OutsideDomains(Vec<String>),
+    /// Under a domain the platform reserves (`reservedDomains`, the cluster domain).
+    Reserved(String),
 }
 
 /// What a name in the cluster domain belongs to.
@@ -255,6 +259,13 @@ impl ClusterScope {
             kubebid_user: format!("system:serviceaccount:{sa_ns}:{sa_name}"),
             kubebid_namespace: sa_ns.to_owned(),
             exempt_users: spec.exempt_users.iter().cloned().collect(),
+            reserved_domains: spec
+                .reserved_domains
+                .iter()
+                .chain(std::iter::once(&spec.cluster_domain))
+                .map(|d| normalize_domain(d))
+                .filter(|d| !d.is_empty())
+                .collect(),
         }
     }
 
@@ -393,6 +404,17 @@ impl Tenancy {
         }
         for (i, d) in spec.ingress_domains.iter().flatten().enumerate() {
             let d = normalize_domain(d);
+            if let Some(r) = self
+                .cluster
+                .reserved_domains
+                .iter()
+                .find(|r| under(&d, r) || under(r, &d))
+            {
+                out.push(field(
+                    format!("spec.ingressDomains[{i}]"),
+                    format!("ingress domain {d:?} overlaps {r:?}, which the platform reserves"),
+                ));
+            }
             for other in others() {
                 if let Some(theirs) = other
                     .ingress_domains
@@ -586,6 +608,15 @@ impl Tenancy {
     /// Why the host is not the party's to publish.
     pub fn may_publish_host(&self, party: Party<'_>, host: &str) -> Result<(), HostDenial> {
         let host = normalize_domain(host);
+        if !matches!(party, Party::Platform)
+            && let Some(r) = self
+                .cluster
+                .reserved_domains
+                .iter()
+                .find(|r| under(&host, r))
+        {
+            return Err(HostDenial::Reserved(r.clone()));
+        }
         if let Some((owner, domain)) = self.domain_owner(&host)
             && !matches!(party, Party::Tenant(t) if t.name == owner.name)
             && !matches!(party, Party::Platform)

@@ -62,7 +62,7 @@ fn network_policy() -> Object {
 fn role_binding() -> Object {
     Object::from_value(json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "rb", "namespace": "tenant-acme"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
         "subjects": [{"kind": "ServiceAccount", "name": "ci", "namespace": "tenant-acme"}, {"kind": "User", "name": "alice"}]
     }))
     .expect("decodes")

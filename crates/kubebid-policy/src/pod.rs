@@ -79,6 +79,7 @@ pub(crate) struct ContainerView<'a> {
     pub startup: Option<&'a Probe>,
     pub lifecycle: Option<&'a Lifecycle>,
     pub resources: Option<&'a ResourceRequirements>,
+    pub image_pull_policy: Option<&'a str>,
 }
 
 /// `Container` and `EphemeralContainer` are distinct types with the same fields.
@@ -96,6 +97,7 @@ macro_rules! container_view {
             startup: $c.startup_probe.as_ref(),
             lifecycle: $c.lifecycle.as_ref(),
             resources: $c.resources.as_ref(),
+            image_pull_policy: $c.image_pull_policy.as_deref(),
         }
     };
 }

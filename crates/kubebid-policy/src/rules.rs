@@ -365,6 +365,24 @@ const RULE_TABLE: &[Rule] = &[
         "Use dnsPolicy ClusterFirst and remove spec.dnsConfig.nameservers."
     ),
     rule!(
+        "tenant/image-pull-policy",
+        ZeroTrust,
+        High,
+        POD_KINDS,
+        "Image pull policy",
+        "A container that may start from an image its node already holds (imagePullPolicy IfNotPresent or Never) can run another tenant's private image without its credentials. The mutating webhook sets Always on every container; a Tenant that turns mutate.imagePullPolicy off must set it on its pods itself.",
+        "Set imagePullPolicy: Always, or leave the Tenant's mutate.imagePullPolicy on."
+    ),
+    rule!(
+        "tenant/extended-resources",
+        ZeroTrust,
+        High,
+        POD_KINDS,
+        "Hugepages, GPUs and device resources",
+        "Resources other than cpu, memory and ephemeral-storage (hugepages-*, nvidia.com/gpu, device plugins' resources) are bounded by no default quota or limit range: a container may ask for them only when the Tenant lists them in extendedResources, and the platform sets their quota.",
+        "Remove the resource, or ask a platform admin to add it to the Tenant's extendedResources (and quota)."
+    ),
+    rule!(
         "tenant/image-registry",
         ZeroTrust,
         High,
@@ -518,7 +536,7 @@ const RULE_TABLE: &[Rule] = &[
         High,
         "RoleBinding",
         "RoleBindings to ClusterRoles not allowed for tenants",
-        "A tenant RoleBinding may refer to a Role in its namespace or to one of the allowed ClusterRoles (view and edit by default).",
+        "A tenant RoleBinding may refer to a Role in its namespace or to one of the allowed ClusterRoles (view by default).",
         "Refer to a Role of the namespace or an allowed ClusterRole."
     ),
     rule!(
@@ -604,6 +622,15 @@ const RULE_TABLE: &[Rule] = &[
         "Volume data from another namespace",
         "A claim (a PersistentVolumeClaim, a StatefulSet's volumeClaimTemplates, a generic ephemeral volume) whose dataSourceRef names a namespace of another tenant would be filled with a copy of that namespace's volume or snapshot.",
         "Use data sources of the tenant's own namespaces."
+    ),
+    rule!(
+        "tenant/inline-volumes",
+        ZeroTrust,
+        Critical,
+        POD_KINDS,
+        "Storage mounted inline by address",
+        "Inline volumes that mount remote or cloud storage by address (nfs, iscsi, rbd, cephfs, glusterfs, fc, flexVolume, azureFile, azureDisk, awsElasticBlockStore, gcePersistentDisk, cinder, vsphereVolume, gitRepo, ...) and inline CSI volumes of drivers outside inlineCsiDrivers skip the encrypted StorageClass and the claim quota, and reach addresses (another tenant's pod, the metadata service) no network policy sees: the node mounts them.",
+        "Use a PersistentVolumeClaim of an allowed StorageClass, or ask a platform admin to add the CSI driver to inlineCsiDrivers."
     ),
     rule!(
         "tenant/storage-class",

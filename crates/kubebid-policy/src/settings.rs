@@ -10,6 +10,7 @@ use crate::rules::RULES;
 #[derive(Clone, Debug)]
 pub struct ClusterSettings {
     pub allowed_cluster_roles: Vec<String>,
+    pub inline_csi_drivers: Vec<String>,
     pub default_profile: Profile,
     pub pss_version: PssVersion,
     /// Action per rule, indexed like [`RULES`].
@@ -26,6 +27,7 @@ impl ClusterSettings {
             .collect();
         Self {
             allowed_cluster_roles: spec.allowed_cluster_roles.clone(),
+            inline_csi_drivers: spec.inline_csi_drivers.clone(),
             default_profile: spec.default_profile,
             pss_version: PssVersion::parse(&spec.pod_security_version)
                 .unwrap_or(PssVersion::LATEST),
@@ -45,6 +47,7 @@ pub struct TenantSettings {
     pub registries: Option<Vec<String>>,
     pub storage_classes: Vec<String>,
     pub allow_load_balancer: bool,
+    pub extended_resources: Vec<String>,
     /// Per-rule action overrides, indexed like [`RULES`].
     pub actions: Vec<Option<Action>>,
     pub mutate: Mutations,
@@ -67,6 +70,7 @@ impl TenantSettings {
             }),
             storage_classes: spec.storage_classes.clone(),
             allow_load_balancer: spec.allow_load_balancer,
+            extended_resources: spec.extended_resources.clone(),
             actions: RULES
                 .iter()
                 .map(|r| spec.rules.get(r.id).copied())

@@ -82,10 +82,7 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
     // The sandbox's own configuration (hypervisor, kernel, guest paths, devices) is the platform's: Kata and
     // the container runtimes read these pod annotations where their configuration lets them.
     for key in pod.meta.annotations.iter().flatten().map(|(k, _)| k) {
-        if SANDBOX_ANNOTATION_PREFIXES
-            .iter()
-            .any(|p| key.to_ascii_lowercase().starts_with(p))
-        {
+        if is_sandbox_annotation(key) {
             out.push(raw(
                 rid!("tenant/runtime-class"),
                 pod.annotation_path(key),
@@ -203,11 +200,42 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
                 ),
             ));
         }
+        // Without the mutation that sets it, the pod must ask for a pull itself.
+        if !t.mutate.image_pull_policy && c.image_pull_policy != Some("Always") {
+            out.push(raw(
+                rid!("tenant/image-pull-policy"),
+                c.at(pod, "imagePullPolicy"),
+                format!(
+                    "{} may start from an image a node already holds, perhaps another tenant's private one; set imagePullPolicy: Always",
+                    c.describe()
+                ),
+            ));
+        }
         if c.list == "ephemeralContainers" {
             continue; // ephemeral containers cannot carry resources
         }
         let requests = c.resources.and_then(|r| r.requests.as_ref());
         let limits = c.resources.and_then(|r| r.limits.as_ref());
+        // Hugepages, GPUs and device plugins' resources: only those the Tenant is given.
+        let mut seen = std::collections::BTreeSet::new();
+        for (kind, map) in [("requests", requests), ("limits", limits)] {
+            for name in map.into_iter().flatten().map(|(k, _)| k) {
+                if !matches!(name.as_str(), "cpu" | "memory" | "ephemeral-storage")
+                    && !t.extended_resources.iter().any(|a| a == name)
+                    && seen.insert(name.as_str())
+                {
+                    out.push(raw(
+                        rid!("tenant/extended-resources"),
+                        c.at(pod, &format!("resources.{kind}[\"{name}\"]")),
+                        format!(
+                            "{} asks for {name:?}, which {} is not given; nothing else bounds how much of it one tenant takes",
+                            c.describe(),
+                            scope.who()
+                        ),
+                    ));
+                }
+            }
+        }
         let mut missing = Vec::new();
         for res in ["cpu", "memory"] {
             // A limit without a request defaults the request to the limit.
@@ -235,6 +263,40 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
         }
     }
     for (i, v) in spec.volumes.iter().flatten().enumerate() {
+        if let Some(kind) = remote_volume_kind(v) {
+            out.push(raw(
+                rid!("tenant/inline-volumes"),
+                pod.at(&format!("volumes[{i}].{kind}")),
+                format!(
+                    "volume {:?} mounts {kind} storage by address, past the encrypted StorageClass, its quota and the network policies",
+                    v.name
+                ),
+            ));
+        } else if let Some(csi) = &v.csi
+            && !scope.cluster.inline_csi_drivers.contains(&csi.driver)
+        {
+            out.push(raw(
+                rid!("tenant/inline-volumes"),
+                pod.at(&format!("volumes[{i}].csi.driver")),
+                format!(
+                    "inline CSI volume {:?} of driver {:?}, which is not one tenants may use inline (inlineCsiDrivers): its attributes reach storage past the StorageClass",
+                    v.name, csi.driver
+                ),
+            ));
+        }
+        if let Some(im) = &v.image
+            && !t.mutate.image_pull_policy
+            && im.pull_policy.as_deref() != Some("Always")
+        {
+            out.push(raw(
+                rid!("tenant/image-pull-policy"),
+                pod.at(&format!("volumes[{i}].image.pullPolicy")),
+                format!(
+                    "image volume {:?} may come from a node's cache, perhaps another tenant's private image; set pullPolicy: Always",
+                    v.name
+                ),
+            ));
+        }
         if let (Some(regs), Some(image)) = (
             &t.registries,
             v.image.as_ref().and_then(|im| im.reference.as_deref()),
@@ -265,13 +327,58 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
     }
 }
 
-/// Pod annotations container runtimes and Kata read as sandbox configuration.
+/// The remote or cloud storage a volume mounts by address, inline in the pod, if it does.
+fn remote_volume_kind(v: &core::Volume) -> Option<&'static str> {
+    [
+        ("nfs", v.nfs.is_some()),
+        ("iscsi", v.iscsi.is_some()),
+        ("rbd", v.rbd.is_some()),
+        ("cephfs", v.cephfs.is_some()),
+        ("glusterfs", v.glusterfs.is_some()),
+        ("fc", v.fc.is_some()),
+        ("flexVolume", v.flex_volume.is_some()),
+        ("flocker", v.flocker.is_some()),
+        ("quobyte", v.quobyte.is_some()),
+        ("storageos", v.storageos.is_some()),
+        ("portworxVolume", v.portworx_volume.is_some()),
+        ("scaleIO", v.scale_io.is_some()),
+        ("azureFile", v.azure_file.is_some()),
+        ("azureDisk", v.azure_disk.is_some()),
+        ("awsElasticBlockStore", v.aws_elastic_block_store.is_some()),
+        ("gcePersistentDisk", v.gce_persistent_disk.is_some()),
+        ("cinder", v.cinder.is_some()),
+        ("photonPersistentDisk", v.photon_persistent_disk.is_some()),
+        ("vsphereVolume", v.vsphere_volume.is_some()),
+        ("gitRepo", v.git_repo.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(kind, set)| set.then_some(kind))
+}
+
+/// Pod annotations container runtimes and Kata read as sandbox configuration: Kata's, CRI-O's (its own
+/// and the `*.crio.io` ones: CPU quota, IRQ balancing, user namespaces...), containerd's, the OCI runtime
+/// handler's, and Container Device Interface device requests.
 const SANDBOX_ANNOTATION_PREFIXES: &[&str] = &[
     "io.katacontainers.",
     "io.kubernetes.cri-o.",
     "io.kubernetes.cri.",
     "io.containerd.",
+    "run.oci.",
+    "cdi.k8s.io/",
 ];
+
+fn is_sandbox_annotation(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    // CRI-O's own are keys of their own (`cpu-quota.crio.io`) or prefixes (`x.crio.io/y`).
+    let domain = key
+        .split_once('/')
+        .map_or(key.as_str(), |(prefix, _)| prefix);
+    SANDBOX_ANNOTATION_PREFIXES
+        .iter()
+        .any(|p| key.starts_with(p))
+        || domain == "crio.io"
+        || domain.ends_with(".crio.io")
+}
 
 /// Taints that keep pods off nodes for the platform's reasons: tolerating them puts a tenant where the
 /// platform does not want anyone. The `DaemonSet` controller adds the node-condition ones to the pods it makes
@@ -697,6 +804,13 @@ const LB_ADDRESS_NAMES: &[&str] = &[
     "load-balancer-ip-addresses",
     "reserved-ips",
     "load-balancer-id",
+    "loadbalancer-id",
+    "tke-existed-lbid",
+    "elb.id",
+    "elb.eip-id",
+    "port-id",
+    "addresses",
+    "service-group",
     "ipv4",
     "ipv6",
 ];
@@ -705,11 +819,20 @@ const LB_ADDRESS_NAMES: &[&str] = &[
 /// name ending in `-ip`, `-ips` or `-ip-address(es)` counts too, whatever the implementation.
 fn chooses_lb_address(key: &str) -> bool {
     let name = key.rsplit('/').next().unwrap_or(key).to_ascii_lowercase();
+    let prefix = key
+        .rsplit_once('/')
+        .map_or("", |(p, _)| p)
+        .to_ascii_lowercase();
     LB_ADDRESS_NAMES.contains(&name.as_str())
         || name.ends_with("-ip")
         || name.ends_with("-ips")
         || name.ends_with("-ip-address")
         || name.ends_with("-ip-addresses")
+        || name.ends_with("-id")
+        || name.ends_with("lbid")
+        || name.contains("eip")
+        // Hetzner, and others: an existing load balancer by name.
+        || (name == "name" && (prefix.contains("load-balancer") || prefix.contains("loadbalancer")))
 }
 
 fn service(s: &core::Service, scope: &Scope<'_>, out: &mut Vec<Raw>) {
@@ -863,6 +986,13 @@ const CONTROLLER_READ_OBJECTS: &[&str] = &[
     "fastcgi-params-configmap",
 ];
 
+/// Characters that end an nginx directive or string and start another: control characters but the tab
+/// (line breaks end a directive), `;`, braces, quotes, backslash, backtick and `#` (a comment swallows the
+/// rest of the line).
+fn breaks_out_of_a_value(c: char) -> bool {
+    (c.is_control() && c != '\t') || matches!(c, ';' | '{' | '}' | '"' | '\'' | '\\' | '`' | '#')
+}
+
 /// Whether an annotation value has the form `namespace/name`, the way ingress-nginx names an object of
 /// another namespace in any annotation that takes one.
 fn names_namespaced_object(value: &str) -> Option<&str> {
@@ -896,9 +1026,18 @@ fn ingress(i: &net::Ingress, scope: &Scope<'_>, out: &mut Vec<Raw>) {
         // Raw controller configuration, in any controller's spelling (ingress-nginx `*-snippet`, NGINX Inc.'s
         // `nginx.org/*-snippets`, HAProxy's `*-snippet`).
         let (prefix, name) = key.rsplit_once('/').unwrap_or(("", key.as_str()));
+        let controller_annotation = prefix.contains("ingress") || prefix.contains("nginx");
         if key.ends_with("-snippet") || key.ends_with("-snippets") {
             deny(format!(
                 "{key} injects configuration into the ingress controller every tenant shares"
+            ));
+        } else if controller_annotation
+            && let Some(c) = value.chars().find(|c| breaks_out_of_a_value(*c))
+        {
+            // The controller writes annotation values into its configuration: a line break, `;`, a brace or
+            // a quote ends the directive and starts the tenant's own (CVE-2025-1097, -1098, -24514).
+            deny(format!(
+                "{key}: the value holds {c:?}, which can end the controller's directive and start another"
             ));
         } else if CONTROLLER_FETCHED_URLS.contains(&name) {
             if let Some(why) = url_target_problem(value, scope) {
@@ -975,6 +1114,9 @@ fn host_denial(h: &str, d: &HostDenial) -> String {
     match d {
         HostDenial::OtherTenant { tenant, domain } => {
             format!("host {h:?} is under {domain:?}, which tenant {tenant:?} claims")
+        }
+        HostDenial::Reserved(domain) => {
+            format!("host {h:?} is under {domain:?}, which the platform reserves")
         }
         HostDenial::OutsideDomains(domains) => format!(
             "host {h:?} is outside the tenant's domains ({})",

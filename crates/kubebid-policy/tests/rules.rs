@@ -1280,8 +1280,10 @@ fn rbac() {
             json!([{"apiGroups": ["rbac.authorization.k8s.io"], "resources": resources, "verbs": ["bind"], "resourceNames": names}]),
         )
     };
-    assert!(rules_of(&p, bind(json!(["clusterroles"]), json!(["view", "edit"]))).is_empty());
+    assert!(rules_of(&p, bind(json!(["clusterroles"]), json!(["view"]))).is_empty());
     for (resources, names) in [
+        // edit is not allowed by default: bind on it would hand out the API server's proxies.
+        (json!(["clusterroles"]), json!(["view", "edit"])),
         (json!(["clusterroles"]), json!(["view", "cluster-admin"])),
         (json!(["clusterroles"]), json!([])),
         (json!(["clusterroles"]), json!(null)),
@@ -1319,7 +1321,7 @@ fn rbac() {
         )
     };
     let edit =
-        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"});
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"});
     let sub = |kind: &str, name: &str, ns: Option<&str>| {
         let mut s = json!({"kind": kind, "name": name});
         if let Some(ns) = ns {
@@ -1876,7 +1878,7 @@ apiVersion: kubebid.io/v1alpha1
 kind: PolicyException
 metadata: {name: nfs}
 spec:
-  rules: [pss/restrictedVolumes]
+  rules: [pss/restrictedVolumes, tenant/inline-volumes]
   match: {namespaces: [initech]}
   reason: legacy NFS
 "#;
@@ -1949,5 +1951,291 @@ fn runtime_annotations_are_refused() {
                 ids(&d)
             );
         }
+    }
+}
+
+const ROUND3: &str = r#"
+apiVersion: kubebid.io/v1alpha1
+kind: KubeBidConfig
+metadata: {name: c}
+spec:
+  inlineCsiDrivers: [secrets-store.csi.k8s.io]
+  reservedDomains: [platform.example]
+---
+apiVersion: kubebid.io/v1alpha1
+kind: Tenant
+metadata: {name: acme}
+spec:
+  namespaces: [acme]
+  extendedResources: [nvidia.com/gpu]
+---
+apiVersion: kubebid.io/v1alpha1
+kind: Tenant
+metadata: {name: hooli}
+spec:
+  namespaces: [hooli]
+  profile: baseline
+  mutate: {imagePullPolicy: false}
+"#;
+
+fn round3() -> PolicySet {
+    let mut set = ConfigSet::default();
+    let errs = set.add_text("c.yaml", ROUND3);
+    assert!(errs.is_empty(), "{errs:?}");
+    PolicySet::from_config(&set).expect("compiles")
+}
+
+fn pod_in(ns: &str, mutate: impl Fn(&mut Value)) -> Value {
+    let mut spec = good_spec();
+    mutate(&mut spec);
+    object("Pod", "v1", Some(ns), json!({"spec": spec}))
+}
+
+/// A node's image cache must not hand a tenant another's private image: with the mutation on, the webhook
+/// sets Always (so a manifest's own value does not matter); with it off, the pod must say Always itself.
+#[test]
+fn image_pull_policy_follows_the_mutation() {
+    let p = round3();
+    let if_not_present = |s: &mut Value| {
+        s["containers"][0]["imagePullPolicy"] = json!("IfNotPresent");
+        s["volumes"] = json!([{"name": "m", "image": {"reference": "ghcr.io/acme/model:1"}}]);
+    };
+    assert!(!rules_of(&p, pod_in("acme", if_not_present)).contains(&"tenant/image-pull-policy"));
+    let d = decide(&p, pod_in("hooli", if_not_present));
+    let found = ids(&d);
+    for path in [
+        "spec.containers[0].imagePullPolicy",
+        "spec.containers[1].imagePullPolicy",
+        "spec.ephemeralContainers[0].imagePullPolicy",
+        "spec.volumes[0].image.pullPolicy",
+    ] {
+        assert!(
+            found.contains(&format!("tenant/image-pull-policy @ {path}")),
+            "{path}: {found:?}"
+        );
+    }
+    let always = pod_in("hooli", |s| {
+        for list in ["initContainers", "containers", "ephemeralContainers"] {
+            for c in s[list].as_array_mut().expect("array") {
+                c["imagePullPolicy"] = json!("Always");
+            }
+        }
+    });
+    assert!(!rules_of(&p, always).contains(&"tenant/image-pull-policy"));
+}
+
+/// Hugepages, GPUs and device plugins' resources: only those the Tenant is given.
+#[test]
+fn extended_resources_need_the_tenants_list() {
+    let p = round3();
+    let asking = |name: &'static str| {
+        move |s: &mut Value| {
+            s["containers"][0]["resources"]["limits"][name] = json!("2");
+            s["containers"][0]["resources"]["requests"][name] = json!("2");
+        }
+    };
+    for (ns, name, denied) in [
+        ("acme", "nvidia.com/gpu", false),
+        ("acme", "hugepages-2Mi", true),
+        ("acme", "devices.kubevirt.io/kvm", true),
+        ("hooli", "nvidia.com/gpu", true),
+        ("hooli", "ephemeral-storage", false),
+    ] {
+        let d = decide(&p, pod_in(ns, asking(name)));
+        let hits: Vec<String> = ids(&d)
+            .into_iter()
+            .filter(|i| i.starts_with("tenant/extended-resources"))
+            .collect();
+        assert_eq!(!hits.is_empty(), denied, "{ns} {name}: {:?}", ids(&d));
+        if denied {
+            assert_eq!(
+                hits.len(),
+                1,
+                "one finding per resource, not per map: {hits:?}"
+            );
+        }
+    }
+}
+
+/// Storage mounted inline by address skips the StorageClass, its quota and the network policies, at every
+/// Pod Security level; inline CSI only for the drivers the platform lists.
+#[test]
+fn inline_volumes_by_address_are_refused() {
+    let p = round3();
+    for (volume, path) in [
+        (
+            json!({"name": "v", "nfs": {"server": "169.254.169.254", "path": "/"}}),
+            "spec.volumes[0].nfs",
+        ),
+        (
+            json!({"name": "v", "iscsi": {"targetPortal": "10.244.1.5:3260", "iqn": "iqn.x", "lun": 0}}),
+            "spec.volumes[0].iscsi",
+        ),
+        (
+            json!({"name": "v", "gitRepo": {"repository": "https://example.com/x.git"}}),
+            "spec.volumes[0].gitRepo",
+        ),
+        (
+            json!({"name": "v", "csi": {"driver": "nfs.csi.k8s.io", "volumeAttributes": {"server": "10.96.0.1"}}}),
+            "spec.volumes[0].csi.driver",
+        ),
+    ] {
+        for ns in ["acme", "hooli"] {
+            let d = decide(&p, pod_in(ns, |s| s["volumes"] = json!([volume.clone()])));
+            assert!(
+                ids(&d).contains(&format!("tenant/inline-volumes @ {path}")),
+                "{ns} {volume}: {:?}",
+                ids(&d)
+            );
+        }
+    }
+    let secrets = pod_in("acme", |s| {
+        s["volumes"] =
+            json!([{"name": "v", "csi": {"driver": "secrets-store.csi.k8s.io", "readOnly": true}}]);
+    });
+    assert!(!rules_of(&p, secrets).contains(&"tenant/inline-volumes"));
+}
+
+/// Annotation values the controller writes into its configuration cannot end a directive and start another.
+#[test]
+fn ingress_annotation_values_cannot_break_out() {
+    let p = round3();
+    let ing = |k: &str, v: &str| {
+        let mut o = object(
+            "Ingress",
+            "networking.k8s.io/v1",
+            Some("hooli"),
+            json!({"spec": {"rules": [{"host": "a.hooli.example"}]}}),
+        );
+        o["metadata"]["annotations"] = json!({k: v});
+        o
+    };
+    for (k, v) in [
+        (
+            "nginx.ingress.kubernetes.io/auth-url",
+            "http://auth.example.com/;\n}\nlocation /x {",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/auth-tls-match-cn",
+            "CN=a\"; load_module /tmp/x.so; #",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/permanent-redirect",
+            "https://example.com/}",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/auth-method",
+            "GET\\nproxy_pass",
+        ),
+    ] {
+        assert_eq!(
+            rules_of(&p, ing(k, v)),
+            ["tenant/ingress-annotations"],
+            "{k}: {v:?}"
+        );
+    }
+    for (k, v) in [
+        ("nginx.ingress.kubernetes.io/rewrite-target", "/$2"),
+        (
+            "nginx.ingress.kubernetes.io/whitelist-source-range",
+            "203.0.113.0/24, 198.51.100.0/24",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/cors-allow-headers",
+            "DNT,X-CustomHeader,Keep-Alive",
+        ),
+        ("nginx.ingress.kubernetes.io/auth-tls-match-cn", "CN=client"),
+    ] {
+        assert!(rules_of(&p, ing(k, v)).is_empty(), "{k}: {v:?}");
+    }
+}
+
+/// The platform's own domains and the cluster domain are no tenant's to publish, whatever its domain list.
+#[test]
+fn reserved_domains_are_the_platforms() {
+    let p = round3();
+    for host in [
+        "registry.platform.example",
+        "PLATFORM.example.",
+        "web.hooli.svc.cluster.local",
+    ] {
+        let o = object(
+            "Ingress",
+            "networking.k8s.io/v1",
+            Some("hooli"),
+            json!({"spec": {"rules": [{"host": host}]}}),
+        );
+        let d = decide(&p, o);
+        assert!(
+            d.findings
+                .iter()
+                .any(|f| f.rule.id == "tenant/ingress-host" && f.message.contains("reserves")),
+            "{host}: {:?}",
+            d.findings
+        );
+    }
+    // A Tenant cannot claim a domain under or above a reserved one.
+    let mut set = ConfigSet::default();
+    assert!(set.add_text("c.yaml", ROUND3).is_empty());
+    assert!(
+        set.add_text(
+            "t.yaml",
+            "apiVersion: kubebid.io/v1alpha1\nkind: Tenant\nmetadata: {name: evil}\nspec:\n  namespaces: [evil]\n  ingressDomains: [console.platform.example]\n"
+        )
+        .is_empty()
+    );
+    let model = set.tenancy();
+    assert!(model.tenant("evil").is_none());
+    assert!(
+        model.rejected().iter().any(
+            |r| r.tenant == "evil" && r.problems.iter().any(|p| p.message.contains("reserves"))
+        ),
+        "{:?}",
+        model.rejected()
+    );
+}
+
+/// Sandbox configuration in every spelling the runtimes read, and more load-balancer takeovers.
+#[test]
+fn more_sandbox_annotations_and_load_balancer_takeovers() {
+    let p = round3();
+    for key in [
+        "cdi.k8s.io/gpu",
+        "cpu-quota.crio.io",
+        "irq-load-balancing.crio.io",
+        "run.oci.handler",
+    ] {
+        let mut pod = pod_in("acme", |_| {});
+        pod["metadata"]["annotations"] = json!({key: "x"});
+        assert!(rules_of(&p, pod).contains(&"tenant/runtime-class"), "{key}");
+    }
+    let lb = |key: &str| {
+        let mut o = object(
+            "Service",
+            "v1",
+            Some("acme"),
+            json!({"spec": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false}}),
+        );
+        o["metadata"]["annotations"] = json!({key: "x"});
+        o
+    };
+    for key in [
+        "service.beta.kubernetes.io/alibaba-cloud-loadbalancer-id",
+        "service.kubernetes.io/tke-existed-lbid",
+        "kubernetes.io/elb.id",
+        "kubernetes.io/elb.eip-id",
+        "loadbalancer.openstack.org/port-id",
+        "purelb.io/addresses",
+        "purelb.io/service-group",
+        "load-balancer.hetzner.cloud/name",
+    ] {
+        let d = decide(&p, lb(key));
+        assert!(
+            d.findings
+                .iter()
+                .any(|f| f.rule.id == "tenant/service-loadbalancer" && f.path.contains(key)),
+            "{key}: {:?}",
+            d.findings
+        );
     }
 }

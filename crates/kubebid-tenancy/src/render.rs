@@ -189,7 +189,7 @@ impl<'a> TenantRenderer<'a> {
     }
 
     /// `bind` on exactly the `ClusterRole`s tenants may bind: without it, the API server refuses a binding
-    /// to a `ClusterRole` (`edit`) holding anything tenant-admin lacks. An empty `resourceNames` would mean
+    /// to a `ClusterRole` (`view`) holding anything tenant-admin lacks. An empty `resourceNames` would mean
     /// every `ClusterRole`, so none is granted when the list is empty.
     fn bind_rule(&self) -> Option<Value> {
         let names = &self.cluster.allowed_cluster_roles;

@@ -318,6 +318,8 @@ fn no_allowed_cluster_roles_means_no_bind() {
 fn cluster_admin_cannot_be_allowed() {
     for role in [
         "cluster-admin",
+        "admin",
+        "edit",
         "system:controller:namespace-controller",
         "*",
     ] {
@@ -333,4 +335,41 @@ fn cluster_admin_cannot_be_allowed() {
             "{role}: {errors:?}"
         );
     }
+}
+
+/// Every kind tenant-admin may create is counted by the default quota, so that no tenant can fill the
+/// etcd every tenant shares with objects of a kind nobody counts.
+#[test]
+fn every_kind_tenant_admin_creates_is_counted() {
+    let quota = kubebid_model::TenantSpec::builtin_default().quota;
+    let rules = tenant_admin();
+    let mut uncounted = Vec::new();
+    for (g, r, v) in grants(&rules) {
+        if v != "create" || r.contains('/') {
+            continue;
+        }
+        let count = if g.is_empty() {
+            format!("count/{r}")
+        } else {
+            format!("count/{r}.{g}")
+        };
+        // The core kinds quotas have counted by their plain names since before `count/`.
+        let legacy = g.is_empty()
+            && matches!(
+                r.as_str(),
+                "pods"
+                    | "configmaps"
+                    | "secrets"
+                    | "services"
+                    | "persistentvolumeclaims"
+                    | "replicationcontrollers"
+            );
+        if !(quota.contains_key(&count) || (legacy && quota.contains_key(&r))) {
+            uncounted.push(count);
+        }
+    }
+    assert!(
+        uncounted.is_empty(),
+        "not counted by the default quota: {uncounted:?}"
+    );
 }

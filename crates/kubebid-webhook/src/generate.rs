@@ -322,6 +322,13 @@ pub fn mutating(s: &WebhookSettings) -> MutatingWebhookConfiguration {
             "Namespaced",
         ));
     }
+    // Ephemeral containers pull images too.
+    rules.push(rule(
+        &[""],
+        &["pods/ephemeralcontainers"],
+        &["UPDATE"],
+        "Namespaced",
+    ));
     MutatingWebhookConfiguration {
         metadata: ObjectMeta {
             name: Some("kubebid-mutate".into()),

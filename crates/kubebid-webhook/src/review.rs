@@ -419,11 +419,19 @@ fn mutation_response(
     response: AdmissionResponse,
     rules: Vec<&'static str>,
 ) -> (AdmissionResponse, &'static str, Vec<&'static str>) {
-    // A pod's spec is immutable after creation; controllers' templates are not.
+    // A pod's spec is immutable after creation, but for the ephemeral containers added through their
+    // subresource; controllers' templates are not.
+    let ephemeral =
+        req.kind.kind == "Pod" && req.sub_resource.as_deref() == Some("ephemeralcontainers");
     let mutable = match op {
         Operation::Create => true,
-        Operation::Update => req.kind.kind != "Pod",
+        Operation::Update => req.kind.kind != "Pod" || ephemeral,
         Operation::Delete | Operation::Connect => false,
+    };
+    let reach = if ephemeral {
+        mutate::Reach::EphemeralContainers
+    } else {
+        mutate::Reach::Whole
     };
     let Some(tenant) = policy
         .tenant_for(req.namespace.as_deref())
@@ -432,10 +440,11 @@ fn mutation_response(
         return (response, "allowed", rules);
     };
     let mut mutated = original.clone();
-    if !mutate::apply(
+    if !mutate::apply_within(
         &mut mutated,
         &tenant.mutate,
         tenant.default_runtime_class.as_deref(),
+        reach,
     ) {
         return (response, "allowed", rules);
     }

@@ -170,6 +170,80 @@ fn mutation_then_validation_admits() {
     }
 }
 
+/// The API server has defaulted `imagePullPolicy` (IfNotPresent for a tagged image) before any webhook sees
+/// the pod: /mutate turns it to Always, in the pod's own containers and in ephemeral containers added later
+/// through their subresource, where the patch touches nothing else of the running pod.
+#[test]
+fn images_are_always_pulled_and_ephemeral_containers_are_mutated_alone() {
+    let mut pod = mutable_pod("acme");
+    pod["spec"]["containers"][0]["imagePullPolicy"] = json!("IfNotPresent");
+    let m = run(
+        Endpoint::Mutate,
+        &admission(
+            "CREATE",
+            "pods",
+            None,
+            "acme",
+            "web",
+            pod.clone(),
+            Value::Null,
+        ),
+    );
+    let running = apply_patch(&pod, &m);
+    assert_eq!(
+        running["spec"]["containers"][0]["imagePullPolicy"],
+        "Always"
+    );
+    assert_eq!(
+        running["spec"]["initContainers"][0]["imagePullPolicy"],
+        "Always"
+    );
+    // Later, a debug container through pods/ephemeralcontainers.
+    let mut debug = running.clone();
+    debug["spec"]["ephemeralContainers"] = json!([{"name": "debug", "image": "ghcr.io/acme/debug:1", "imagePullPolicy": "IfNotPresent"}]);
+    let m = run(
+        Endpoint::Mutate,
+        &admission(
+            "UPDATE",
+            "pods",
+            Some("ephemeralcontainers"),
+            "acme",
+            "web",
+            debug.clone(),
+            running.clone(),
+        ),
+    );
+    assert_eq!(m["allowed"], true);
+    let patched = apply_patch(&debug, &m);
+    assert_eq!(
+        patched["spec"]["ephemeralContainers"][0]["imagePullPolicy"],
+        "Always"
+    );
+    assert_eq!(
+        patched["spec"]["ephemeralContainers"][0]["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
+    let mut rest = patched.clone();
+    rest["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ephemeralContainers");
+    let mut before = running.clone();
+    before["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ephemeralContainers");
+    assert_eq!(rest, before, "nothing but the ephemeral containers changed");
+    // A plain pod UPDATE (labels) is never mutated.
+    let mut relabelled = running.clone();
+    relabelled["metadata"]["labels"] = json!({"a": "b"});
+    let m = run(
+        Endpoint::Mutate,
+        &admission("UPDATE", "pods", None, "acme", "web", relabelled, running),
+    );
+    assert!(m.get("patch").is_none_or(Value::is_null), "{m}");
+}
+
 #[test]
 fn updates_that_open_a_node_port_or_drop_namespace_labels_are_denied() {
     let svc = |t: &str| json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "acme"}, "spec": {"type": t, "ports": [{"port": 80}]}});
