@@ -207,6 +207,10 @@ pub struct KubeBidConfigSpec {
     /// encryption and the claim quota: none by default (e.g. `secrets-store.csi.k8s.io`).
     #[serde(default)]
     pub inline_csi_drivers: Vec<String>,
+    /// Image registries every tenant's pods may pull from besides their own `registries`: those of what the
+    /// platform injects into tenants' pods (a service mesh's proxy, cert-manager's HTTP-01 solver).
+    #[serde(default)]
+    pub shared_registries: Vec<String>,
     /// Domains the platform keeps for itself: no tenant may publish a host under them, whatever its own
     /// `ingressDomains` (e.g. the platform's registry or console).
     #[serde(default)]
@@ -269,6 +273,7 @@ impl Default for KubeBidConfigSpec {
             service_account: default_service_account(),
             exempt_users: Vec::new(),
             inline_csi_drivers: Vec::new(),
+            shared_registries: Vec::new(),
             reserved_domains: Vec::new(),
         }
     }
@@ -702,6 +707,8 @@ fn default_quota() -> BTreeMap<String, String> {
         ("count/deployments.apps", "100"),
         ("count/replicasets.apps", "500"),
         ("count/statefulsets.apps", "50"),
+        // Written by the StatefulSet and DaemonSet controllers, one per template change kept in history.
+        ("count/controllerrevisions.apps", "200"),
         ("count/daemonsets.apps", "10"),
         ("count/jobs.batch", "200"),
         ("count/cronjobs.batch", "50"),

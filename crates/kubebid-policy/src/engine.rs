@@ -365,17 +365,30 @@ impl PolicySet {
         configured: bool,
     ) -> Self {
         let tenancy = Tenancy::new(spec, tenants);
+        let by_name: std::collections::HashMap<&str, &Tenant> = tenants
+            .iter()
+            .filter_map(|t| t.metadata.name.as_deref().map(|n| (n, t)))
+            .collect();
+        // Registries of what the platform puts into tenants' pods (a mesh's proxy, cert-manager's solver).
+        let shared: Vec<String> = spec
+            .shared_registries
+            .iter()
+            .map(|r| crate::tenant::normalize_registry(r))
+            .collect();
         let settings = tenancy
             .tenants()
             .iter()
             .map(|scope| {
-                let spec = tenants
-                    .iter()
-                    .find(|t| t.metadata.name.as_deref() == Some(scope.name.as_str()))
+                let tenant_spec = by_name
+                    .get(scope.name.as_str())
                     .map_or_else(kubebid_model::TenantSpec::builtin_default, |t| {
                         t.spec.clone()
                     });
-                TenantSettings::from_spec(Some(scope.name.clone()), &spec)
+                let mut s = TenantSettings::from_spec(Some(scope.name.clone()), &tenant_spec);
+                if let Some(regs) = &mut s.registries {
+                    regs.extend(shared.iter().cloned());
+                }
+                s
             })
             .collect();
         Self {

@@ -356,6 +356,15 @@ const RULE_TABLE: &[Rule] = &[
         "Remove tolerations of node-role.kubernetes.io/control-plane and master, CriticalAddonsOnly, node.cloudprovider.kubernetes.io/uninitialized, node.kubernetes.io/unschedulable, other tenants' kubebid.io taints, and tolerations without a key."
     ),
     rule!(
+        "tenant/pod-network",
+        ZeroTrust,
+        Critical,
+        POD_KINDS,
+        "Extra network interfaces and chosen addresses",
+        "Pod annotations that attach more network interfaces (Multus k8s.v1.cni.cncf.io/networks, v1.multus-cni.io/default-network) or pick the pod's addresses or pools (Calico ipAddrs, ipv4pools, floatingIPs; Cilium ip-pool) put the pod on networks no NetworkPolicy covers, or on an address another tenant's policies trust.",
+        "Remove the network plugin's annotations; the pod gets its address from the cluster's pod network."
+    ),
+    rule!(
         "tenant/dns-bypass",
         ZeroTrust,
         High,
@@ -417,7 +426,7 @@ const RULE_TABLE: &[Rule] = &[
         "Service",
         "NodePort services",
         "NodePort (and LoadBalancer node ports, and a health-check node port) open a port on every node, outside network policy.",
-        "Use type ClusterIP and publish through an Ingress.",
+        "Use type ClusterIP and publish through an Ingress; a LoadBalancer (where the Tenant allows one) needs allocateLoadBalancerNodePorts: false, with a load balancer that targets pods directly (AWS NLB in IP mode, Azure, GKE NEG, MetalLB, Cilium), and externalTrafficPolicy Cluster.",
         mtb = "Block NodePort services"
     ),
     rule!(
@@ -435,7 +444,7 @@ const RULE_TABLE: &[Rule] = &[
         Medium,
         "Service",
         "LoadBalancer services",
-        "LoadBalancer services are allowed only for tenants whose Tenant sets allowLoadBalancer, and never with a requested address, which could take another tenant's: spec.loadBalancerIP, or an annotation that picks an address, a pool, a shared address or an existing load balancer (MetalLB, kube-vip, Cilium, AWS, Azure, GKE, Oracle, DigitalOcean, Hetzner, and any name ending in -ip, -ips or -ip-address(es)).",
+        "LoadBalancer services are allowed only for tenants whose Tenant sets allowLoadBalancer, and never with a requested address, which could take another tenant's: spec.loadBalancerIP, or an annotation that picks an address, a pool, a shared address or an existing load balancer by id or name (MetalLB, kube-vip, Cilium, PureLB, AWS, Azure, GKE, Oracle, DigitalOcean, Hetzner, Civo, Linode, Scaleway, Outscale, Alibaba, Tencent, Huawei, OpenStack, and any name ending in -ip, -ips or -ip-address(es), reserved IPs, IP pools and EIPs).",
         "Use type ClusterIP and an Ingress, or ask a platform admin to set allowLoadBalancer; let the cloud assign the address."
     ),
     rule!(
@@ -469,9 +478,9 @@ const RULE_TABLE: &[Rule] = &[
         "tenant/ingress-host",
         ZeroTrust,
         High,
-        "Ingress",
+        "Ingress, Service",
         "Ingress hosts outside the tenant's domains",
-        "Ingress hosts must fall under the tenant's domains, and never under a domain another tenant claims; a rule or default backend without a host catches every host.",
+        "Ingress hosts must fall under the tenant's domains, never under a domain another tenant claims or the platform reserves (reservedDomains, the cluster domain); a rule or default backend without a host catches every host. The names other controllers publish for an Ingress or a Service are held to the same: ExternalDNS's hostname and internal-hostname records, cert-manager's common-name.",
         "Use hosts under the tenant's ingressDomains, and give every rule a host."
     ),
     rule!(
@@ -480,7 +489,7 @@ const RULE_TABLE: &[Rule] = &[
         Critical,
         "NetworkPolicy",
         "NetworkPolicy peers in other tenants",
-        "Peers may select only namespaces the tenant may reach (its own, shared ones, and ingress controllers' for ingress), by kubernetes.io/metadata.name, the one label nobody can change; any other label can be put on another namespace. An empty namespaceSelector selects every namespace, and a rule without peers (egress or ingress) admits every address. The cluster DNS is reachable by kube-system's kube-dns pods on port 53 (or a port named dns*) only.",
+        "Peers may select only namespaces the tenant may reach (its own, shared ones, and ingress controllers' for ingress), by kubernetes.io/metadata.name, the one label nobody can change; any other label can be put on another namespace. An empty namespaceSelector selects every namespace, and a rule without peers (egress or ingress) admits every address. Egress to kube-system is allowed on the DNS port only (53, or a port named dns or dns-tcp), whatever its pod selector.",
         "Select namespaces with kubernetes.io/metadata.name In [own, shared or ingress-controller namespaces]."
     ),
     rule!(
@@ -527,8 +536,8 @@ const RULE_TABLE: &[Rule] = &[
         High,
         "Role, ClusterRole",
         "Wildcards over RBAC resources",
-        "A wildcard verb or resource over rbac.authorization.k8s.io (or every group) includes the escalation verbs and every future resource.",
-        "List RBAC verbs and resources explicitly."
+        "The verb * over roles or clusterroles (by name or by a resource wildcard) in rbac.authorization.k8s.io (or every group) includes escalate and bind. Read-only wildcards pass.",
+        "List RBAC verbs explicitly."
     ),
     rule!(
         "tenant/rbac-cluster-role-ref",
@@ -629,8 +638,17 @@ const RULE_TABLE: &[Rule] = &[
         Critical,
         POD_KINDS,
         "Storage mounted inline by address",
-        "Inline volumes that mount remote or cloud storage by address (nfs, iscsi, rbd, cephfs, glusterfs, fc, flexVolume, azureFile, azureDisk, awsElasticBlockStore, gcePersistentDisk, cinder, vsphereVolume, gitRepo, ...) and inline CSI volumes of drivers outside inlineCsiDrivers skip the encrypted StorageClass and the claim quota, and reach addresses (another tenant's pod, the metadata service) no network policy sees: the node mounts them.",
+        "Inline volumes that mount remote or cloud storage by address (nfs, iscsi, rbd, cephfs, glusterfs, fc, flexVolume, azureFile, azureDisk, awsElasticBlockStore, gcePersistentDisk, cinder, vsphereVolume, ...) and inline CSI volumes of drivers outside inlineCsiDrivers skip the encrypted StorageClass and the claim quota: the node mounts them.",
         "Use a PersistentVolumeClaim of an allowed StorageClass, or ask a platform admin to add the CSI driver to inlineCsiDrivers."
+    ),
+    rule!(
+        "tenant/volume-servers",
+        ZeroTrust,
+        Critical,
+        POD_KINDS,
+        "Volume servers inside the cluster",
+        "The node, not the pod, connects to an inline volume's servers (nfs.server, iscsi portals, rbd and cephfs monitors, a CSI driver's server attributes), past every network policy: none may be a protected address (the metadata service, loopback, the cluster's networks) or a cluster name the tenant may not reach, even where an exception lifts tenant/inline-volumes. gitRepo volumes run git on the node (CVE-2024-10220) and are refused.",
+        "Point the volume at a server outside the cluster, or use a PersistentVolumeClaim; replace gitRepo with an init container that clones into an emptyDir."
     ),
     rule!(
         "tenant/storage-class",

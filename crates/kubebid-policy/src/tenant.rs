@@ -82,6 +82,15 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
     // The sandbox's own configuration (hypervisor, kernel, guest paths, devices) is the platform's: Kata and
     // the container runtimes read these pod annotations where their configuration lets them.
     for key in pod.meta.annotations.iter().flatten().map(|(k, _)| k) {
+        if POD_NETWORK_ANNOTATIONS.contains(&key.to_ascii_lowercase().as_str()) {
+            out.push(raw(
+                rid!("tenant/pod-network"),
+                pod.annotation_path(key),
+                format!(
+                    "annotation {key} gives the pod network interfaces or addresses outside what KubeBid's network policies cover"
+                ),
+            ));
+        }
         if is_sandbox_annotation(key) {
             out.push(raw(
                 rid!("tenant/runtime-class"),
@@ -90,6 +99,14 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
             ));
         }
     }
+    // Pod-level resources (on by default since Kubernetes 1.34) take hugepages too.
+    extended_resources(
+        spec.resources.as_ref(),
+        &|tail| pod.at(tail),
+        "the pod",
+        scope,
+        out,
+    );
     if let Some(node) = spec.node_name.as_deref().filter(|n| !n.is_empty()) {
         out.push(raw(
             rid!("tenant/node-name"),
@@ -216,26 +233,13 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
         }
         let requests = c.resources.and_then(|r| r.requests.as_ref());
         let limits = c.resources.and_then(|r| r.limits.as_ref());
-        // Hugepages, GPUs and device plugins' resources: only those the Tenant is given.
-        let mut seen = std::collections::BTreeSet::new();
-        for (kind, map) in [("requests", requests), ("limits", limits)] {
-            for name in map.into_iter().flatten().map(|(k, _)| k) {
-                if !matches!(name.as_str(), "cpu" | "memory" | "ephemeral-storage")
-                    && !t.extended_resources.iter().any(|a| a == name)
-                    && seen.insert(name.as_str())
-                {
-                    out.push(raw(
-                        rid!("tenant/extended-resources"),
-                        c.at(pod, &format!("resources.{kind}[\"{name}\"]")),
-                        format!(
-                            "{} asks for {name:?}, which {} is not given; nothing else bounds how much of it one tenant takes",
-                            c.describe(),
-                            scope.who()
-                        ),
-                    ));
-                }
-            }
-        }
+        extended_resources(
+            c.resources,
+            &|tail| c.at(pod, tail),
+            &c.describe(),
+            scope,
+            out,
+        );
         let mut missing = Vec::new();
         for res in ["cpu", "memory"] {
             // A limit without a request defaults the request to the limit.
@@ -263,6 +267,12 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
         }
     }
     for (i, v) in spec.volumes.iter().flatten().enumerate() {
+        volume_servers(
+            v,
+            &|tail| pod.at(&format!("volumes[{i}].{tail}")),
+            scope,
+            out,
+        );
         if let Some(kind) = remote_volume_kind(v) {
             out.push(raw(
                 rid!("tenant/inline-volumes"),
@@ -327,6 +337,108 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
     }
 }
 
+/// Hugepages, GPUs and device plugins' resources in `resources` (a container's or the pod's): only those the
+/// Tenant is given; nothing else bounds how much of them one tenant takes.
+fn extended_resources(
+    resources: Option<&core::ResourceRequirements>,
+    at: &dyn Fn(&str) -> String,
+    who: &str,
+    scope: &Scope<'_>,
+    out: &mut Vec<Raw>,
+) {
+    let Some(r) = resources else { return };
+    let mut seen = std::collections::BTreeSet::new();
+    for (kind, map) in [
+        ("requests", r.requests.as_ref()),
+        ("limits", r.limits.as_ref()),
+    ] {
+        for name in map.into_iter().flatten().map(|(k, _)| k) {
+            if !matches!(name.as_str(), "cpu" | "memory" | "ephemeral-storage")
+                && !scope.tenant.extended_resources.iter().any(|a| a == name)
+                && seen.insert(name.as_str())
+            {
+                out.push(raw(
+                    rid!("tenant/extended-resources"),
+                    at(&format!("resources.{kind}[\"{name}\"]")),
+                    format!(
+                        "{who} asks for {name:?}, which {} is not given; nothing else bounds how much of it one tenant takes",
+                        scope.who()
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// The servers an inline volume names, which the node (not the pod, so no network policy) connects to: none
+/// may be a protected address or a cluster name the tenant may not reach, whatever exception lifts
+/// `tenant/inline-volumes`. A `gitRepo` volume runs git on the node against the tenant's URL
+/// (CVE-2024-10220) and is refused outright.
+fn volume_servers(
+    v: &core::Volume,
+    at: &dyn Fn(&str) -> String,
+    scope: &Scope<'_>,
+    out: &mut Vec<Raw>,
+) {
+    let mut servers: Vec<(String, &str)> = Vec::new();
+    if let Some(nfs) = &v.nfs {
+        servers.push(("nfs.server".into(), &nfs.server));
+    }
+    if let Some(iscsi) = &v.iscsi {
+        servers.push(("iscsi.targetPortal".into(), &iscsi.target_portal));
+        for (j, p) in iscsi.portals.iter().flatten().enumerate() {
+            servers.push((format!("iscsi.portals[{j}]"), p));
+        }
+    }
+    if let Some(rbd) = &v.rbd {
+        for (j, m) in rbd.monitors.iter().enumerate() {
+            servers.push((format!("rbd.monitors[{j}]"), m));
+        }
+    }
+    if let Some(cephfs) = &v.cephfs {
+        for (j, m) in cephfs.monitors.iter().enumerate() {
+            servers.push((format!("cephfs.monitors[{j}]"), m));
+        }
+    }
+    if let Some(csi) = &v.csi {
+        // Drivers name their server in attributes of their own: any attribute that reads as a host.
+        for (k, value) in csi.volume_attributes.iter().flatten() {
+            let key = k.to_ascii_lowercase();
+            if [
+                "server", "host", "address", "source", "share", "endpoint", "portal", "monitor",
+            ]
+            .iter()
+            .any(|w| key.contains(w))
+            {
+                servers.push((kubebid_model::path::join("csi.volumeAttributes", k), value));
+            }
+        }
+    }
+    for (path, server) in servers {
+        // `host`, `host:port`, `//host/share`, `scheme://host/...`
+        if let Some(why) = url_target_problem(server.trim().trim_start_matches('/'), scope) {
+            out.push(raw(
+                rid!("tenant/volume-servers"),
+                at(&path),
+                format!(
+                    "volume {:?}: the node would connect to {server:?}: {why}",
+                    v.name
+                ),
+            ));
+        }
+    }
+    if let Some(git) = &v.git_repo {
+        out.push(raw(
+            rid!("tenant/volume-servers"),
+            at("gitRepo"),
+            format!(
+                "gitRepo volume {:?} runs git on the node against {:?}, as the node (CVE-2024-10220)",
+                v.name, git.repository
+            ),
+        ));
+    }
+}
+
 /// The remote or cloud storage a volume mounts by address, inline in the pod, if it does.
 fn remote_volume_kind(v: &core::Volume) -> Option<&'static str> {
     [
@@ -349,7 +461,6 @@ fn remote_volume_kind(v: &core::Volume) -> Option<&'static str> {
         ("cinder", v.cinder.is_some()),
         ("photonPersistentDisk", v.photon_persistent_disk.is_some()),
         ("vsphereVolume", v.vsphere_volume.is_some()),
-        ("gitRepo", v.git_repo.is_some()),
     ]
     .into_iter()
     .find_map(|(kind, set)| set.then_some(kind))
@@ -363,21 +474,39 @@ const SANDBOX_ANNOTATION_PREFIXES: &[&str] = &[
     "io.kubernetes.cri-o.",
     "io.kubernetes.cri.",
     "io.containerd.",
+    "io.containers.",
     "run.oci.",
     "cdi.k8s.io/",
 ];
 
+/// Pod annotations by which network plugins attach more interfaces (Multus) or let a pod pick its
+/// addresses or address pools (Calico, Cilium).
+const POD_NETWORK_ANNOTATIONS: &[&str] = &[
+    "k8s.v1.cni.cncf.io/networks",
+    "v1.multus-cni.io/default-network",
+    "cni.projectcalico.org/ipaddrs",
+    "cni.projectcalico.org/ipaddrsnoipam",
+    "cni.projectcalico.org/ipv4pools",
+    "cni.projectcalico.org/ipv6pools",
+    "cni.projectcalico.org/floatingips",
+    "ipam.cilium.io/ip-pool",
+    "ipam.cilium.io/ipv4-pool",
+    "ipam.cilium.io/ipv6-pool",
+];
+
 fn is_sandbox_annotation(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    // CRI-O's own are keys of their own (`cpu-quota.crio.io`) or prefixes (`x.crio.io/y`).
+    // CRI-O's own are keys of their own (`cpu-quota.crio.io`) or prefixes (`x.crio.io/y`,
+    // `seccomp-profile.kubernetes.cri-o.io/ctr`).
     let domain = key
         .split_once('/')
         .map_or(key.as_str(), |(prefix, _)| prefix);
     SANDBOX_ANNOTATION_PREFIXES
         .iter()
         .any(|p| key.starts_with(p))
-        || domain == "crio.io"
-        || domain.ends_with(".crio.io")
+        || ["crio.io", "cri-o.io"]
+            .iter()
+            .any(|d| domain == *d || domain.ends_with(&format!(".{d}")))
 }
 
 /// Taints that keep pods off nodes for the platform's reasons: tolerating them puts a tenant where the
@@ -781,9 +910,11 @@ fn claim(
 /// Annotations by which load-balancer implementations let a Service pick its address, its address pool,
 /// a shared address or an existing load balancer, by the annotation's name (after the prefix):
 /// `MetalLB` (`loadBalancerIPs`, `address-pool`, `allow-shared-ip`), kube-vip, Cilium LB IPAM (`ips`,
-/// `lb-ipam-ips`, `sharing-key`), AWS (`eip-allocations`, `private-ipv4-addresses`, `ipv6-addresses`),
-/// Azure (`load-balancer-ipv4`, `pip-name`, `pip-prefix-id`), GKE (`load-balancer-ip-addresses`), Oracle
-/// (`reserved-ips`), `DigitalOcean` and Hetzner (an existing load balancer's id, `ipv4`, `ipv6`).
+/// `lb-ipam-ips`, `sharing-key`), `PureLB` (`addresses`, `service-group`), AWS (`eip-allocations`,
+/// `private-ipv4-addresses`, `ipv6-addresses`), Azure (`load-balancer-ipv4`, `pip-name`, `pip-prefix-id`),
+/// GKE (`load-balancer-ip-addresses`), Oracle (`reserved-ips`), Civo, Linode, Scaleway, Outscale,
+/// Alibaba, Tencent, Huawei, `OpenStack`, `DigitalOcean` and Hetzner (an existing load balancer by id or
+/// name, reserved addresses and pools).
 const LB_ADDRESS_NAMES: &[&str] = &[
     "loadbalancerips",
     "address-pool",
@@ -792,9 +923,12 @@ const LB_ADDRESS_NAMES: &[&str] = &[
     "lb-ipam-ips",
     "lb-ipam-sharing-key",
     "sharing-key",
+    "addresses",
+    "service-group",
     "aws-load-balancer-eip-allocations",
     "aws-load-balancer-private-ipv4-addresses",
     "aws-load-balancer-ipv6-addresses",
+    "aws-load-balancer-name",
     "azure-load-balancer-ipv4",
     "azure-load-balancer-ipv6",
     "azure-pip-name",
@@ -802,40 +936,101 @@ const LB_ADDRESS_NAMES: &[&str] = &[
     "azure-pip-prefix-id",
     "azure-pip-prefix-id-ipv6",
     "load-balancer-ip-addresses",
+    "load-balancer-address",
     "reserved-ips",
     "load-balancer-id",
     "loadbalancer-id",
+    "alibaba-cloud-loadbalancer-id",
     "tke-existed-lbid",
     "elb.id",
     "elb.eip-id",
     "port-id",
-    "addresses",
-    "service-group",
+    "do-loadbalancer-name",
+    "vpc-lb-name",
+    "scw-loadbalancer-ip-ids",
+    "scw-loadbalancer-id",
+    "ipv4-address",
+    "linode-loadbalancer-reserved-ipv4",
+    "linode-loadbalancer-nodebalancer-id",
+    "osc-load-balancer-ip-pool",
+    "osc-load-balancer-ip-id",
     "ipv4",
     "ipv6",
 ];
 
-/// Whether an annotation on a `LoadBalancer` Service chooses its address (see [`LB_ADDRESS_NAMES`]); any
-/// name ending in `-ip`, `-ips` or `-ip-address(es)` counts too, whatever the implementation.
+/// Whether an annotation on a `LoadBalancer` Service chooses its address or an existing load balancer (see
+/// [`LB_ADDRESS_NAMES`]). Names no list knows count when they say so: ending in `-ip`, `-ips`,
+/// `-ip-address(es)`, `reserved-ip(s)`, `-ip-pool`, an EIP, or a load balancer's own id or name.
 fn chooses_lb_address(key: &str) -> bool {
     let name = key.rsplit('/').next().unwrap_or(key).to_ascii_lowercase();
     let prefix = key
         .rsplit_once('/')
         .map_or("", |(p, _)| p)
         .to_ascii_lowercase();
+    let balancer = |s: &str| {
+        s.contains("loadbalancer")
+            || s.contains("load-balancer")
+            || s.contains("lb-")
+            || s.ends_with("lb")
+    };
     LB_ADDRESS_NAMES.contains(&name.as_str())
         || name.ends_with("-ip")
         || name.ends_with("-ips")
         || name.ends_with("-ip-address")
         || name.ends_with("-ip-addresses")
-        || name.ends_with("-id")
+        || name.contains("reserved-ip")
+        || name.ends_with("-ip-pool")
+        || name.contains("-ip-id")
+        || name.contains("eip-")
+        || name.ends_with("-eip")
         || name.ends_with("lbid")
-        || name.contains("eip")
-        // Hetzner, and others: an existing load balancer by name.
-        || (name == "name" && (prefix.contains("load-balancer") || prefix.contains("loadbalancer")))
+        // The load balancer itself, by id or name: `<...>-loadbalancer-id`, `<...>-lb-name`.
+        || ((name.ends_with("-id") || name.ends_with("-name")) && {
+            let stem = name.trim_end_matches("-id").trim_end_matches("-name");
+            stem.ends_with("loadbalancer") || stem.ends_with("load-balancer") || stem.ends_with("-lb") || stem == "lb"
+        })
+        // Hetzner, and others: `<load-balancer prefix>/name` or `/id`.
+        || (matches!(name.as_str(), "name" | "id") && balancer(&prefix))
+}
+
+/// Host names other controllers publish for an object: `ExternalDNS`'s DNS records, cert-manager's
+/// certificate common name. Each must be one the tenant may publish, like an Ingress host.
+fn published_names(
+    annotations: Option<&std::collections::BTreeMap<String, String>>,
+    scope: &Scope<'_>,
+    out: &mut Vec<Raw>,
+) {
+    for (key, value) in annotations.into_iter().flatten() {
+        let (prefix, name) = key.rsplit_once('/').unwrap_or(("", key.as_str()));
+        let names: Vec<&str> = if prefix.contains("external-dns")
+            && matches!(name, "hostname" | "internal-hostname")
+        {
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .collect()
+        } else if prefix == "cert-manager.io" && name == "common-name" {
+            vec![value.trim()]
+        } else {
+            continue;
+        };
+        for host in names {
+            // A wildcard record is published for everything under it.
+            let under = host.strip_prefix("*.").unwrap_or(host);
+            if let Err(d) = scope.tenancy.may_publish_host(scope.party, under) {
+                out.push(raw(
+                    rid!("tenant/ingress-host"),
+                    kubebid_model::path::join("metadata.annotations", key),
+                    format!("{key}: {}", host_denial(host, &d)),
+                ));
+            }
+        }
+    }
 }
 
 fn service(s: &core::Service, scope: &Scope<'_>, out: &mut Vec<Raw>) {
+    published_names(s.metadata.annotations.as_ref(), scope, out);
     let Some(spec) = s.spec.as_ref() else { return };
     match spec.type_.as_deref() {
         Some("NodePort") => out.push(raw(
@@ -971,7 +1166,6 @@ fn name_target(name: &str, path: &str, rule: usize, scope: &Scope<'_>, out: &mut
 /// Annotations whose value is a URL or host the controller itself fetches or sends to.
 const CONTROLLER_FETCHED_URLS: &[&str] = &[
     "auth-url",
-    "auth-signin",
     "global-auth-url",
     "mirror-target",
     "mirror-host",
@@ -986,11 +1180,44 @@ const CONTROLLER_READ_OBJECTS: &[&str] = &[
     "fastcgi-params-configmap",
 ];
 
-/// Characters that end an nginx directive or string and start another: control characters but the tab
-/// (line breaks end a directive), `;`, braces, quotes, backslash, backtick and `#` (a comment swallows the
-/// rest of the line).
-fn breaks_out_of_a_value(c: char) -> bool {
-    (c.is_control() && c != '\t') || matches!(c, ';' | '{' | '}' | '"' | '\'' | '\\' | '`' | '#')
+/// ingress-nginx annotations whose values it writes into nginx's configuration as they are (the ones behind
+/// CVE-2025-1097, -1098 and -24514, and their kin), matched by name whatever the prefix.
+const NGINX_VERBATIM: &[&str] = &[
+    "auth-url",
+    "auth-signin",
+    "auth-method",
+    "auth-realm",
+    "auth-tls-match-cn",
+    "auth-cache-key",
+    "mirror-target",
+    "mirror-host",
+    "permanent-redirect",
+    "temporal-redirect",
+    "rewrite-target",
+    "app-root",
+    "upstream-vhost",
+    "x-forwarded-prefix",
+    "proxy-redirect-from",
+    "proxy-redirect-to",
+    "cors-allow-origin",
+];
+
+/// The first character of `value` that can end an nginx directive or string and start another: a control
+/// character but the tab (a line break ends a directive), `;`, a brace, a double quote, a backslash, a
+/// backtick, or `#` where a comment can begin (at the start or after whitespace; `/docs#install` is a URL's
+/// fragment).
+fn breaks_out_of_a_value(value: &str) -> Option<char> {
+    let mut after_space = true;
+    for c in value.chars() {
+        if (c.is_control() && c != '\t')
+            || matches!(c, ';' | '{' | '}' | '"' | '\\' | '`')
+            || (c == '#' && after_space)
+        {
+            return Some(c);
+        }
+        after_space = c.is_whitespace();
+    }
+    None
 }
 
 /// Whether an annotation value has the form `namespace/name`, the way ingress-nginx names an object of
@@ -1019,6 +1246,7 @@ fn is_plain_host(host: &str) -> bool {
 const EXTRA_HOSTS: &[&str] = &["server-alias"];
 
 fn ingress(i: &net::Ingress, scope: &Scope<'_>, out: &mut Vec<Raw>) {
+    published_names(i.metadata.annotations.as_ref(), scope, out);
     for (key, value) in i.metadata.annotations.iter().flatten() {
         let path = kubebid_model::path::join("metadata.annotations", key);
         let mut deny =
@@ -1026,14 +1254,13 @@ fn ingress(i: &net::Ingress, scope: &Scope<'_>, out: &mut Vec<Raw>) {
         // Raw controller configuration, in any controller's spelling (ingress-nginx `*-snippet`, NGINX Inc.'s
         // `nginx.org/*-snippets`, HAProxy's `*-snippet`).
         let (prefix, name) = key.rsplit_once('/').unwrap_or(("", key.as_str()));
-        let controller_annotation = prefix.contains("ingress") || prefix.contains("nginx");
+        // nginx controllers, whatever prefix they run with: theirs, or a name they write out verbatim.
+        let nginx_annotation = prefix.contains("nginx") || NGINX_VERBATIM.contains(&name);
         if key.ends_with("-snippet") || key.ends_with("-snippets") {
             deny(format!(
                 "{key} injects configuration into the ingress controller every tenant shares"
             ));
-        } else if controller_annotation
-            && let Some(c) = value.chars().find(|c| breaks_out_of_a_value(*c))
-        {
+        } else if nginx_annotation && let Some(c) = breaks_out_of_a_value(value) {
             // The controller writes annotation values into its configuration: a line break, `;`, a brace or
             // a quote ends the directive and starts the tenant's own (CVE-2025-1097, -1098, -24514).
             deny(format!(
@@ -1133,6 +1360,18 @@ fn host_denial(h: &str, d: &HostDenial) -> String {
 /// cluster the party may not reach.
 fn url_target_problem(url: &str, scope: &Scope<'_>) -> Option<String> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    // `$host` and `$server_name` are the request's own host, which is one of the Ingress's, checked as such
+    // (oauth2-proxy's `https://$host/oauth2/auth`).
+    for own in ["$host", "$server_name"] {
+        if let Some(after) = rest.strip_prefix(own)
+            && after
+                .chars()
+                .next()
+                .is_none_or(|c| matches!(c, '/' | '?' | '#' | ':'))
+        {
+            return None;
+        }
+    }
     // nginx reads `$name` as a variable wherever it stands: the host ends where one begins
     // (`https://mirror.example$request_uri`), and a host that is a variable is chosen per request.
     let authority = rest.split(['/', '?', '#', '$']).next().unwrap_or_default();
@@ -1240,8 +1479,7 @@ fn peer_rules(
     out: &mut Vec<Raw>,
 ) {
     if let Some(sel) = &peer.namespace_selector
-        && !(direction == Direction::Egress
-            && is_cluster_dns(sel, peer.pod_selector.as_ref(), ports))
+        && !(direction == Direction::Egress && is_cluster_dns(sel, ports))
         && let Err(why) = namespace_selector_confined(sel, direction, scope)
     {
         out.push(raw(
@@ -1265,7 +1503,22 @@ fn peer_rules(
         .flatten()
         .filter_map(|e| e.parse().ok())
         .collect();
-    for (overlap, range, why) in scope.tenancy.cluster().protected.uncovered(cidr, &excepts) {
+    // Loopback and "this host" never leave the pod: a policy that covers them grants nothing there.
+    let leaves_the_pod = |why: &kubebid_model::address::Protected| {
+        !matches!(
+            why,
+            kubebid_model::address::Protected::Loopback
+                | kubebid_model::address::Protected::Unspecified
+        )
+    };
+    for (overlap, range, why) in scope
+        .tenancy
+        .cluster()
+        .protected
+        .uncovered(cidr, &excepts)
+        .into_iter()
+        .filter(|(_, _, why)| leaves_the_pod(why))
+    {
         let fix = if overlap == range {
             format!("; add {range} to except")
         } else {
@@ -1297,14 +1550,10 @@ fn peer_rules(
     }
 }
 
-/// Egress to the cluster DNS pods (`kube-system` pods labelled `k8s-app: kube-dns`, as both `CoreDNS` and
-/// kube-dns are deployed), on the DNS port only, is a path every tenant needs; it reaches no other tenant.
-/// Either spelling of the selectors counts (`matchLabels`, or `In` with that one value).
-fn is_cluster_dns(
-    ns: &LabelSelector,
-    pods: Option<&LabelSelector>,
-    ports: Option<&[net::NetworkPolicyPort]>,
-) -> bool {
+/// Egress to the cluster DNS (`kube-system`, on the DNS port only, whichever of its pods: `CoreDNS`, kube-dns,
+/// node-local DNS) is a path every tenant needs and charts ship; it reaches no other tenant. Either
+/// spelling of the namespace selector counts (`matchLabels`, or `In` with that one value).
+fn is_cluster_dns(ns: &LabelSelector, ports: Option<&[net::NetworkPolicyPort]>) -> bool {
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     let pinned = |sel: &LabelSelector, key: &str, value: &str| {
         sel.match_labels
@@ -1326,7 +1575,6 @@ fn is_cluster_dns(
             }
     };
     pinned(ns, NAMESPACE_NAME_LABEL, "kube-system")
-        && pods.is_some_and(|p| pinned(p, "k8s-app", "kube-dns"))
         && ports.is_some_and(|ps| !ps.is_empty() && ps.iter().all(dns_port))
 }
 
@@ -1525,13 +1773,16 @@ fn rbac_rules(rules: &[rbac::PolicyRule], scope: &Scope<'_>, out: &mut Vec<Raw>)
         let groups = r.api_groups.as_deref().unwrap_or_default();
         let resources = r.resources.as_deref().unwrap_or_default();
         let covers_rbac = groups.iter().any(|g| g == "*" || g == RBAC_GROUP);
+        // Read-only wildcards are harmless; `*` as a verb includes escalate and bind.
         let star_verb = r.verbs.iter().any(|v| v == "*");
-        let star_resource = resources.iter().any(|x| x == "*");
-        if covers_rbac && (star_verb || star_resource) {
+        let rbac_resources = resources
+            .iter()
+            .any(|x| x == "*" || x.starts_with("roles") || x.starts_with("clusterroles"));
+        if covers_rbac && star_verb && rbac_resources {
             out.push(raw(
                 rid!("tenant/rbac-wildcard"),
                 format!("rules[{i}]"),
-                "wildcard verbs or resources over RBAC include escalate and bind".into(),
+                "the verb * over RBAC roles includes escalate and bind".into(),
             ));
         }
     }

@@ -930,7 +930,11 @@ fn ingress() {
         ),
         (
             "nginx.ingress.kubernetes.io/auth-url",
-            "$scheme://$host/auth",
+            "http://$http_host/auth",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/auth-url",
+            "https://$hostname/auth",
         ),
         (
             "nginx.ingress.kubernetes.io/auth-url",
@@ -1211,13 +1215,11 @@ fn network_policies() {
         ["tenant/netpol-ipblock"]
     );
     assert!(rules_of(&p, np(json!({"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.244.0.0/16", "10.96.0.0/12"]}}), false)).is_empty());
-    // Link-local (the metadata service), loopback and the unspecified network are protected like the
-    // cluster's own ranges, in either address family.
+    // Link-local (the metadata service) is protected like the cluster's own ranges, in either address
+    // family.
     for cidr in [
         "169.254.169.254/32",
         "169.254.0.0/16",
-        "127.0.0.1/32",
-        "::1/128",
         "fe80::/64",
         "::ffff:169.254.169.254/128",
         "0.0.0.0/0",
@@ -1229,6 +1231,16 @@ fn network_policies() {
             "{cidr}"
         );
     }
+    // Loopback and "this host" never leave the pod: a policy covering them grants nothing there, so the
+    // usual internet policy need not except them.
+    for cidr in ["127.0.0.1/32", "::1/128", "0.0.0.0/8"] {
+        assert!(
+            rules_of(&p, np(json!({"ipBlock": {"cidr": cidr}}), false)).is_empty(),
+            "{cidr}"
+        );
+    }
+    let internet = json!({"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "168.63.129.16/32", "100.100.100.200/32"]}});
+    assert!(rules_of(&p, np(internet, false)).is_empty());
     let all_but = json!({"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.244.0.0/16", "10.96.0.0/12", "127.0.0.0/8", "169.254.0.0/16", "0.0.0.0/8", "168.63.129.16/32", "100.100.100.200/32"]}});
     assert!(rules_of(&p, np(all_but, false)).is_empty());
     assert!(rules_of(&p, np(json!({"ipBlock": {"cidr": "203.0.113.7/32"}}), true)).is_empty());
@@ -1296,10 +1308,20 @@ fn rbac() {
             "{resources} {names}"
         );
     }
+    // Read-only wildcards grant nothing RBAC would not refuse anyway; `*` as a verb includes bind.
+    assert!(
+        rules_of(
+            &p,
+            role(
+                json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]}])
+            )
+        )
+        .is_empty()
+    );
     assert_eq!(
         rules_of(
             &p,
-            role(json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get"]}]))
+            role(json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]))
         ),
         ["tenant/rbac-wildcard"]
     );
@@ -2072,10 +2094,6 @@ fn inline_volumes_by_address_are_refused() {
             "spec.volumes[0].iscsi",
         ),
         (
-            json!({"name": "v", "gitRepo": {"repository": "https://example.com/x.git"}}),
-            "spec.volumes[0].gitRepo",
-        ),
-        (
             json!({"name": "v", "csi": {"driver": "nfs.csi.k8s.io", "volumeAttributes": {"server": "10.96.0.1"}}}),
             "spec.volumes[0].csi.driver",
         ),
@@ -2238,4 +2256,318 @@ fn more_sandbox_annotations_and_load_balancer_takeovers() {
             d.findings
         );
     }
+}
+
+/// The example configuration, as `kubebid up` and the README use it.
+fn example() -> PolicySet {
+    let mut set = ConfigSet::default();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/config");
+    for f in ["kubebid.yaml", "exceptions.yaml"] {
+        let text = std::fs::read_to_string(dir.join(f)).expect("example");
+        assert!(set.add_text(f, &text).is_empty());
+    }
+    PolicySet::from_config(&set).expect("compiles")
+}
+
+/// Pod-level resources (Kubernetes 1.34) take hugepages as containers do.
+#[test]
+fn pod_level_resources_are_judged_too() {
+    let p = round3();
+    let d = decide(
+        &p,
+        pod_in("acme", |s| {
+            s["resources"] = json!({"requests": {"hugepages-2Mi": "64Gi"}, "limits": {"hugepages-2Mi": "64Gi", "memory": "1Gi"}});
+        }),
+    );
+    assert!(
+        ids(&d).contains(
+            &"tenant/extended-resources @ spec.resources.requests[\"hugepages-2Mi\"]".to_owned()
+        ),
+        "{:?}",
+        ids(&d)
+    );
+}
+
+/// The servers an inline volume names are checked whatever exception lifts inline volumes: the example's
+/// NFS exception for globex's legacy job admits its archive share, and nothing inside the cluster.
+#[test]
+fn volume_servers_survive_the_nfs_exception() {
+    let p = example();
+    let job = |volume: Value| {
+        let mut spec = good_spec();
+        for c in spec["containers"].as_array_mut().expect("array") {
+            c["image"] = json!("ghcr.io/globex/report:1");
+        }
+        spec["volumes"] = json!([volume]);
+        object(
+            "CronJob",
+            "batch/v1",
+            Some("tenant-globex"),
+            json!({"metadata": {"name": "legacy-report-nightly", "namespace": "tenant-globex"},
+                "spec": {"schedule": "0 2 * * *", "jobTemplate": {"spec": {"template": {"spec": spec}}}}}),
+        )
+    };
+    // The exception expires, so it applies only with a clock.
+    let decide = |p: &PolicySet, v: Value| {
+        let o = Object::from_value(v).expect("decodes");
+        let mut req = Request::create(&o);
+        req.now = Some("2026-11-29T00:00:00Z".parse::<Timestamp>().expect("time"));
+        p.evaluate(&req)
+    };
+    let archive = decide(
+        &p,
+        job(json!({"name": "v", "nfs": {"server": "archive.globex.example", "path": "/reports"}})),
+    );
+    assert!(!archive.denied(), "{:?}", ids(&archive));
+    for (volume, path) in [
+        (
+            json!({"name": "v", "nfs": {"server": "10.244.1.10", "path": "/"}}),
+            "nfs.server",
+        ),
+        (
+            json!({"name": "v", "iscsi": {"targetPortal": "169.254.169.254:80", "iqn": "iqn.x", "lun": 0}}),
+            "iscsi.targetPortal",
+        ),
+        (
+            json!({"name": "v", "iscsi": {"targetPortal": "203.0.113.5:3260", "portals": ["10.96.0.10:3260"], "iqn": "iqn.x", "lun": 0}}),
+            "iscsi.portals[0]",
+        ),
+        (
+            json!({"name": "v", "rbd": {"monitors": ["127.0.0.1:6789"], "image": "x"}}),
+            "rbd.monitors[0]",
+        ),
+        (
+            json!({"name": "v", "nfs": {"server": "db.tenant-acme.svc.cluster.local", "path": "/"}}),
+            "nfs.server",
+        ),
+        (
+            json!({"name": "v", "gitRepo": {"repository": "https://example.com/x.git"}}),
+            "gitRepo",
+        ),
+    ] {
+        let d = decide(&p, job(volume.clone()));
+        let want = format!(
+            "tenant/volume-servers @ spec.jobTemplate.spec.template.spec.volumes[0].{path}"
+        );
+        assert!(ids(&d).contains(&want), "{volume}: {:?}", ids(&d));
+        assert!(d.denied());
+    }
+    // A CSI driver's server attribute, in a pod no exception covers.
+    let csi = pod_in("tenant-acme", |s| {
+        s["volumes"] = json!([{"name": "v", "csi": {"driver": "secrets-store.csi.k8s.io", "volumeAttributes": {"vaultAddress": "http://10.96.0.10:8200"}}}]);
+    });
+    let d = decide(&p, csi);
+    assert!(
+        ids(&d).contains(
+            &"tenant/volume-servers @ spec.volumes[0].csi.volumeAttributes.vaultAddress".to_owned()
+        ),
+        "{:?}",
+        ids(&d)
+    );
+}
+
+/// Names other controllers publish for an object are held to the Ingress host rules.
+#[test]
+fn external_dns_and_certificate_names_are_published_hosts() {
+    let p = example();
+    let annotated = |kind: &str, ns: &str, key: &str, value: &str| {
+        let (api, spec) = if kind == "Ingress" {
+            (
+                "networking.k8s.io/v1",
+                json!({"rules": [{"host": "www.acme.example"}]}),
+            )
+        } else {
+            ("v1", json!({"type": "ClusterIP", "ports": [{"port": 80}]}))
+        };
+        let mut o = object(kind, api, Some(ns), json!({"spec": spec}));
+        o["metadata"]["annotations"] = json!({key: value});
+        o
+    };
+    for (kind, key, value) in [
+        (
+            "Ingress",
+            "external-dns.alpha.kubernetes.io/hostname",
+            "www.acme.example,registry.platform.example",
+        ),
+        (
+            "Service",
+            "external-dns.alpha.kubernetes.io/hostname",
+            "login.globex.example",
+        ),
+        (
+            "Service",
+            "external-dns.alpha.kubernetes.io/internal-hostname",
+            "*.globex.example",
+        ),
+        (
+            "Ingress",
+            "cert-manager.io/common-name",
+            "console.platform.example",
+        ),
+    ] {
+        let d = decide(&p, annotated(kind, "tenant-acme", key, value));
+        assert!(
+            d.findings
+                .iter()
+                .any(|f| f.rule.id == "tenant/ingress-host" && f.path.contains(key)),
+            "{kind} {key}={value}: {:?}",
+            d.findings
+        );
+    }
+    for (kind, key, value) in [
+        (
+            "Ingress",
+            "external-dns.alpha.kubernetes.io/hostname",
+            "www.acme.example, api.acme.example",
+        ),
+        (
+            "Service",
+            "external-dns.alpha.kubernetes.io/target",
+            "203.0.113.10",
+        ),
+        ("Ingress", "cert-manager.io/common-name", "www.acme.example"),
+        ("Ingress", "cert-manager.io/cluster-issuer", "letsencrypt"),
+    ] {
+        assert!(
+            rules_of(&p, annotated(kind, "tenant-acme", key, value)).is_empty(),
+            "{kind} {key}={value}"
+        );
+    }
+}
+
+/// What ordinary charts ship passes: oauth2-proxy's `$host` URLs, a realm with an apostrophe, a URL with a
+/// fragment, the AWS Load Balancer Controller's JSON, load-balancer annotations that pick no address, DNS
+/// egress to kube-system on port 53, a read-only wildcard Role, the platform's sidecar images.
+#[test]
+fn ordinary_charts_pass() {
+    let p = example();
+    let ing = |k: &str, v: &str| {
+        let mut o = object(
+            "Ingress",
+            "networking.k8s.io/v1",
+            Some("tenant-acme"),
+            json!({"spec": {"rules": [{"host": "www.acme.example"}]}}),
+        );
+        o["metadata"]["annotations"] = json!({k: v});
+        o
+    };
+    for (k, v) in [
+        (
+            "nginx.ingress.kubernetes.io/auth-url",
+            "https://$host/oauth2/auth",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/auth-signin",
+            "https://$host/oauth2/start?rd=$escaped_request_uri",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/auth-realm",
+            "Acme's internal dashboard",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/permanent-redirect",
+            "https://docs.acme.example/install#kubernetes",
+        ),
+        (
+            "alb.ingress.kubernetes.io/listen-ports",
+            r#"[{"HTTP": 80}, {"HTTPS": 443}]"#,
+        ),
+    ] {
+        assert!(rules_of(&p, ing(k, v)).is_empty(), "{k}: {v}");
+    }
+    // The same break-out under a prefix of the platform's choosing is refused by the annotation's name.
+    assert_eq!(
+        rules_of(
+            &p,
+            ing(
+                "custom.example.com/auth-tls-match-cn",
+                "CN=a\n}\nlocation /x {"
+            )
+        ),
+        ["tenant/ingress-annotations"]
+    );
+    let lb = |key: &str| {
+        let mut o = object(
+            "Service",
+            "v1",
+            Some("tenant-globex"),
+            json!({"spec": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false}}),
+        );
+        o["metadata"]["annotations"] = json!({key: "x"});
+        o
+    };
+    for key in [
+        "service.beta.kubernetes.io/do-loadbalancer-certificate-id",
+        "loadbalancer.openstack.org/flavor-id",
+        "kubernetes.civo.com/firewall-id",
+        "service.beta.kubernetes.io/aws-load-balancer-ssl-cert",
+        "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type",
+    ] {
+        assert!(rules_of(&p, lb(key)).is_empty(), "{key}");
+    }
+    for key in [
+        "service.beta.kubernetes.io/do-loadbalancer-name",
+        "service.beta.kubernetes.io/scw-loadbalancer-ip-ids",
+        "kubernetes.civo.com/ipv4-address",
+        "service.beta.kubernetes.io/linode-loadbalancer-reserved-ipv4",
+        "service.beta.kubernetes.io/osc-load-balancer-ip-pool",
+        "service.beta.kubernetes.io/aws-load-balancer-name",
+        "service.kubernetes.io/ibm-load-balancer-cloud-provider-vpc-lb-name",
+    ] {
+        let d = decide(&p, lb(key));
+        assert!(
+            d.findings
+                .iter()
+                .any(|f| f.rule.id == "tenant/service-loadbalancer"),
+            "{key}: {:?}",
+            d.findings
+        );
+    }
+    let dns = object(
+        "NetworkPolicy",
+        "networking.k8s.io/v1",
+        Some("tenant-acme"),
+        json!({"spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}], "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]}}),
+    );
+    assert!(rules_of(&p, dns).is_empty());
+    let reader = object(
+        "Role",
+        "rbac.authorization.k8s.io/v1",
+        Some("tenant-acme"),
+        json!({"rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]}]}),
+    );
+    assert!(rules_of(&p, reader).is_empty());
+    let meshed = pod_in("tenant-acme", |s| {
+        s["containers"][0]["image"] = json!("ghcr.io/acme/web:1");
+        s["containers"][1]["image"] = json!("cr.l5d.io/linkerd/proxy:edge-24.1.1");
+        s["initContainers"][0]["image"] = json!("ghcr.io/acme/init:1");
+        s["ephemeralContainers"][0]["image"] = json!("ghcr.io/acme/debug:1");
+    });
+    assert!(!rules_of(&p, meshed).contains(&"tenant/image-registry"));
+}
+
+/// Network plugins' pod annotations that add interfaces or pick addresses, and CRI-O's seccomp override.
+#[test]
+fn pod_network_and_runtime_overrides_are_refused() {
+    let p = round3();
+    for (key, rule) in [
+        ("k8s.v1.cni.cncf.io/networks", "tenant/pod-network"),
+        ("v1.multus-cni.io/default-network", "tenant/pod-network"),
+        ("cni.projectcalico.org/ipAddrs", "tenant/pod-network"),
+        ("cni.projectcalico.org/ipv4pools", "tenant/pod-network"),
+        ("ipam.cilium.io/ip-pool", "tenant/pod-network"),
+        (
+            "seccomp-profile.kubernetes.cri-o.io/POD",
+            "tenant/runtime-class",
+        ),
+        ("io.containers.trace-syscall", "tenant/runtime-class"),
+    ] {
+        let mut pod = pod_in("acme", |_| {});
+        pod["metadata"]["annotations"] = json!({key: "x"});
+        assert!(rules_of(&p, pod).contains(&rule), "{key}");
+    }
+    // What network plugins write back about a pod (its address, its networks' status) is not a request.
+    let mut pod = pod_in("acme", |_| {});
+    pod["metadata"]["annotations"] = json!({"cni.projectcalico.org/podIP": "10.244.1.5/32", "k8s.v1.cni.cncf.io/network-status": "[]"});
+    assert!(rules_of(&p, pod).is_empty());
 }
