@@ -11,7 +11,19 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn start(state: &Path) -> (Child, String) {
+/// A running `kubebid up`, killed if a failing assertion unwinds past it, so no test leaves one behind.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn start(state: &Path) -> (Running, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kubebid"))
         .args([
             "up",
@@ -44,7 +56,7 @@ fn start(state: &Path) -> (Child, String) {
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    (child, format!("{printed}{addr}"))
+    (Running(Some(child)), format!("{printed}{addr}"))
 }
 
 fn curl(ca: &Path, url: &str, body: Option<&Path>) -> String {
@@ -70,7 +82,8 @@ fn curl(ca: &Path, url: &str, body: Option<&Path>) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn stop(mut child: Child) {
+fn stop(mut running: Running) {
+    let mut child = running.0.take().expect("running");
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -82,7 +95,11 @@ fn stop(mut child: Child) {
             assert!(s.success(), "kubebid up exits 0 on Ctrl-C, got {s}");
             return;
         }
-        assert!(Instant::now() < deadline, "kubebid up did not stop");
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kubebid up did not stop on Ctrl-C");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
