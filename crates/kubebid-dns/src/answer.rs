@@ -58,6 +58,9 @@ pub struct Decision {
     pub action: Action,
     pub tenant: Option<String>,
     pub denial: Option<Denial>,
+    /// Whether forwarded answers must lose their records in protected ranges (every client but the
+    /// platform's: its pods may rely on an external name for a node or metadata address).
+    pub drop_protected: bool,
 }
 
 fn response_to(request: &Message, code: ResponseCode, authoritative: bool) -> Message {
@@ -112,10 +115,12 @@ fn reverse_apex(ip: IpAddr) -> Name {
 pub fn decide(zone: &Zone, client_ip: IpAddr, request: &Message) -> Decision {
     let client = zone.client(client_ip);
     let tenant = client.tenant().map(str::to_owned);
+    let drop_protected = !matches!(client, Client::Platform);
     let done = |action, denial| Decision {
         action,
         tenant: tenant.clone(),
         denial,
+        drop_protected,
     };
     if request.metadata.message_type == MessageType::Response {
         return done(Action::Drop, None);
@@ -241,7 +246,7 @@ pub fn forwarded(request: &Message, upstream: &Message) -> Message {
     m
 }
 
-/// Drops the address records of an upstream response that name a protected address (loopback, link-local
+/// Drops the address records of a forwarded answer that name a protected address (loopback, link-local
 /// metadata, the pod, service and node networks): an external name an attacker controls must not become a
 /// way past the checks on `ExternalName`s, ingress URLs and egress rules (DNS rebinding). CNAMEs and the
 /// rest stay, so a name whose every address was dropped answers NODATA. Returns how many were dropped.

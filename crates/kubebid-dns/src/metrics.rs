@@ -106,7 +106,7 @@ impl Default for DnsMetrics {
         );
         registry.register(
             "rebinding_records_dropped",
-            "Upstream address records dropped for naming a protected address (DNS rebinding)",
+            "Forwarded address records withheld from a tenant's pod for naming a protected address (DNS rebinding)",
             rebinding.clone(),
         );
         registry.register("dropped", "Packets dropped, by reason", dropped.clone());

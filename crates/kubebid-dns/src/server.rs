@@ -271,8 +271,32 @@ impl Shared {
         self.current.store(Arc::new(Generation::new(zone)));
     }
 
-    /// Answers a forwarded query: from the cache, else upstream (then cached), else SERVFAIL.
-    pub async fn forward(&self, request: &Message, query: &Query) -> (Message, &'static str) {
+    /// Answers a forwarded query: from the cache, else upstream (then cached), else SERVFAIL. The cache
+    /// keeps upstream's answer whole; with `drop_protected` (every client but the platform's) the answer
+    /// loses its records in protected ranges.
+    pub async fn forward(
+        &self,
+        request: &Message,
+        query: &Query,
+        drop_protected: bool,
+    ) -> (Message, &'static str) {
+        let (mut answer, source) = self.forward_whole(request, query).await;
+        if drop_protected {
+            let dropped = crate::answer::drop_protected(
+                &mut answer,
+                &self.current.load().zone.tenancy().cluster().protected,
+            );
+            if dropped > 0 {
+                self.metrics
+                    .rebinding
+                    .inc_by(u64::try_from(dropped).unwrap_or(u64::MAX));
+                tracing::debug!(name = %query.name(), dropped, "forwarded answer named protected addresses; dropped");
+            }
+        }
+        (answer, source)
+    }
+
+    async fn forward_whole(&self, request: &Message, query: &Query) -> (Message, &'static str) {
         let key: Key = (
             query.name().to_lowercase().to_ascii(),
             u16::from(query.query_type()),
@@ -284,18 +308,8 @@ impl Shared {
         }
         self.metrics.cache_misses.inc();
         match self.upstreams.resolve(query).await {
-            Ok((mut response, _server, took)) => {
+            Ok((response, _server, took)) => {
                 self.metrics.upstream_duration.observe(took.as_secs_f64());
-                let dropped = crate::answer::drop_protected(
-                    &mut response,
-                    &self.current.load().zone.tenancy().cluster().protected,
-                );
-                if dropped > 0 {
-                    self.metrics
-                        .rebinding
-                        .inc_by(u64::try_from(dropped).unwrap_or(u64::MAX));
-                    tracing::warn!(name = %query.name(), dropped, "upstream answered with protected addresses; dropped");
-                }
                 self.cache.put(key, &response, Instant::now());
                 (forwarded(request, &response), "upstream")
             }
@@ -555,7 +569,9 @@ fn general_udp(
                     shared.metrics.discard("forward_limit");
                     return;
                 };
-                let (response, source) = shared.forward(&request, &query).await;
+                let (response, source) = shared
+                    .forward(&request, &query, decision.drop_protected)
+                    .await;
                 if let Some(b) = udp_bytes(&request, &response) {
                     let _ = socket.send_to(&b, peer);
                 }
@@ -628,7 +644,7 @@ async fn handle_tcp(
                     shared.metrics.discard("forward_limit");
                     continue;
                 };
-                shared.forward(&request, q).await
+                shared.forward(&request, q, decision.drop_protected).await
             }
         };
         shared.finish(peer, &request, &response, &decision, source);

@@ -755,8 +755,9 @@ async fn answers_kept_on_the_hot_path_stay_per_tenant_exact_and_counted() {
 }
 
 /// An external name an attacker controls, resolving to the metadata service or into the cluster's own
-/// networks, would turn every name check into a way past them (DNS rebinding): such records never leave
-/// the resolver, for any client, and the metric counts them; the rest of the answer stays.
+/// networks, would turn every name check into a way past them (DNS rebinding): such records never reach a
+/// tenant's pod, and the metric counts them; the rest of the answer stays. The platform's pods get the
+/// whole answer (they may rely on an external name for a node or metadata address).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_answers_naming_protected_addresses_are_dropped() {
     let up = unbound("rebind").await;
@@ -795,9 +796,36 @@ async fn upstream_answers_naming_protected_addresses_are_dropped() {
         ips(&udp(s.addr, 11, "www.example.test.", RecordType::A).await),
         ["192.0.2.10"]
     );
+    // The same names for a platform pod (127.0.0.41), from the cache: whole.
+    assert_eq!(
+        ips(&udp(s.addr, 41, "rebind.example.test.", RecordType::A).await),
+        ["169.254.169.254", "192.0.2.12"]
+    );
+    assert_eq!(
+        ips(&udp(s.addr, 41, "inside.example.test.", RecordType::A).await),
+        ["10.96.0.10"]
+    );
+    // One record per answer served to a tenant: rebind, inside (twice), mapped, and the chain's address if
+    // unbound follows its own CNAME.
+    let upstream_chain = try_udp(
+        up.addr,
+        Ipv4Addr::LOCALHOST,
+        "pods.example.test.",
+        RecordType::A,
+    )
+    .await
+    .unwrap();
+    let chased = upstream_chain
+        .answers
+        .iter()
+        .filter(|r| r.record_type() == RecordType::A)
+        .count();
     let m = s.shared.metrics.encode();
     assert!(
-        m.contains("kubebid_dns_rebinding_records_dropped_total 4"),
+        m.contains(&format!(
+            "kubebid_dns_rebinding_records_dropped_total {}",
+            4 + chased
+        )),
         "{m}"
     );
     s.running.shutdown().await;
