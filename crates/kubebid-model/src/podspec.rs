@@ -33,6 +33,50 @@ impl PodSpecLocation {
         })
     }
 
+    /// A minimal object of this kind in `namespace` carrying `spec` as its pod spec and `meta` (or nothing,
+    /// when null) as the pod's metadata, with the fields the kind requires (a selector, a schedule): one pod
+    /// spec put into every pod-bearing kind. A Pod takes `meta` as its own metadata; the others are named `w`.
+    #[must_use]
+    pub fn object(
+        &self,
+        namespace: &str,
+        meta: serde_json::Value,
+        spec: serde_json::Value,
+    ) -> serde_json::Value {
+        use serde_json::{Value, json};
+        let Some((_, parent)) = self.segments.split_last() else {
+            return Value::Null;
+        };
+        let own = json!({"name": "w", "namespace": namespace});
+        if parent.is_empty() {
+            let mut metadata = if meta.is_object() { meta } else { own };
+            metadata["namespace"] = json!(namespace);
+            return json!({"apiVersion": self.api_version, "kind": self.kind, "metadata": metadata, "spec": spec});
+        }
+        let mut o = json!({"apiVersion": self.api_version, "kind": self.kind, "metadata": own});
+        let mut at = &mut o;
+        for seg in parent {
+            if let Value::Object(map) = at {
+                at = map.entry((*seg).to_owned()).or_insert_with(|| json!({}));
+            }
+        }
+        *at = if meta.is_null() {
+            json!({"spec": spec})
+        } else {
+            json!({"metadata": meta, "spec": spec})
+        };
+        match self.kind {
+            "Deployment" | "ReplicaSet" | "DaemonSet" => o["spec"]["selector"] = json!({}),
+            "StatefulSet" => {
+                o["spec"]["selector"] = json!({});
+                o["spec"]["serviceName"] = json!("s");
+            }
+            "CronJob" => o["spec"]["schedule"] = json!("@daily"),
+            _ => {}
+        }
+        o
+    }
+
     /// CEL selecting the pod spec of `root` (`object` or `oldObject`), e.g. `object.spec.template.spec`.
     #[must_use]
     pub fn cel(&self, root: &str) -> String {
@@ -181,5 +225,21 @@ mod tests {
         );
         assert_eq!(groups(), ["", "apps", "batch"]);
         assert_eq!(resources_of("batch"), ["jobs", "cronjobs"]);
+    }
+
+    #[test]
+    fn objects_decode_with_the_spec_where_the_kind_keeps_it() {
+        let spec = serde_json::json!({"containers": [{"name": "c", "image": "x"}]});
+        for l in POD_BEARING {
+            let o = l.object(
+                "ns",
+                serde_json::json!({"labels": {"a": "b"}}),
+                spec.clone(),
+            );
+            assert_eq!(o.pointer(&l.pointer()), Some(&spec), "{}", l.kind);
+            let decoded = crate::Object::from_value(o).expect("decodes");
+            assert!(decoded.pod_template().is_some(), "{}", l.kind);
+            assert_eq!(decoded.namespace(), Some("ns"), "{}", l.kind);
+        }
     }
 }

@@ -495,6 +495,30 @@ fn object(kind: &str, api: &str, ns: Option<&str>, rest: Value) -> Value {
     o
 }
 
+/// An Ingress in `ns` for `host` carrying one annotation.
+fn annotated_ingress(ns: &str, host: &str, key: &str, value: &str) -> Value {
+    let mut o = object(
+        "Ingress",
+        "networking.k8s.io/v1",
+        Some(ns),
+        json!({"spec": {"rules": [{"host": host}]}}),
+    );
+    o["metadata"]["annotations"] = json!({key: value});
+    o
+}
+
+/// A LoadBalancer Service in `ns`, without node ports, carrying annotation `key`.
+fn annotated_lb(ns: &str, key: &str) -> Value {
+    let mut o = object(
+        "Service",
+        "v1",
+        Some(ns),
+        json!({"spec": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false}}),
+    );
+    o["metadata"]["annotations"] = json!({key: "x"});
+    o
+}
+
 const CONFIG: &str = r#"
 apiVersion: kubebid.io/v1alpha1
 kind: KubeBidConfig
@@ -854,11 +878,7 @@ fn ingress() {
         ["tenant/ingress-host"]
     );
     // Snippets configure the controller every tenant shares; auth URLs make it fetch on the tenant's behalf.
-    let annotated = |k: &str, v: &str| {
-        let mut o = ing("globex", json!({"rules": [{"host": "a.globex.example"}]}));
-        o["metadata"]["annotations"] = json!({k: v});
-        o
-    };
+    let annotated = |k: &str, v: &str| annotated_ingress("globex", "a.globex.example", k, v);
     for (k, v) in [
         (
             "nginx.ingress.kubernetes.io/configuration-snippet",
@@ -2118,16 +2138,7 @@ fn inline_volumes_by_address_are_refused() {
 #[test]
 fn ingress_annotation_values_cannot_break_out() {
     let p = round3();
-    let ing = |k: &str, v: &str| {
-        let mut o = object(
-            "Ingress",
-            "networking.k8s.io/v1",
-            Some("hooli"),
-            json!({"spec": {"rules": [{"host": "a.hooli.example"}]}}),
-        );
-        o["metadata"]["annotations"] = json!({k: v});
-        o
-    };
+    let ing = |k: &str, v: &str| annotated_ingress("hooli", "a.hooli.example", k, v);
     for (k, v) in [
         (
             "nginx.ingress.kubernetes.io/auth-url",
@@ -2227,16 +2238,7 @@ fn more_sandbox_annotations_and_load_balancer_takeovers() {
         pod["metadata"]["annotations"] = json!({key: "x"});
         assert!(rules_of(&p, pod).contains(&"tenant/runtime-class"), "{key}");
     }
-    let lb = |key: &str| {
-        let mut o = object(
-            "Service",
-            "v1",
-            Some("acme"),
-            json!({"spec": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false}}),
-        );
-        o["metadata"]["annotations"] = json!({key: "x"});
-        o
-    };
+    let lb = |key: &str| annotated_lb("acme", key);
     for key in [
         "service.beta.kubernetes.io/alibaba-cloud-loadbalancer-id",
         "service.kubernetes.io/tke-existed-lbid",
@@ -2441,16 +2443,7 @@ fn external_dns_and_certificate_names_are_published_hosts() {
 #[test]
 fn ordinary_charts_pass() {
     let p = example();
-    let ing = |k: &str, v: &str| {
-        let mut o = object(
-            "Ingress",
-            "networking.k8s.io/v1",
-            Some("tenant-acme"),
-            json!({"spec": {"rules": [{"host": "www.acme.example"}]}}),
-        );
-        o["metadata"]["annotations"] = json!({k: v});
-        o
-    };
+    let ing = |k: &str, v: &str| annotated_ingress("tenant-acme", "www.acme.example", k, v);
     for (k, v) in [
         (
             "nginx.ingress.kubernetes.io/auth-url",
@@ -2486,16 +2479,7 @@ fn ordinary_charts_pass() {
         ),
         ["tenant/ingress-annotations"]
     );
-    let lb = |key: &str| {
-        let mut o = object(
-            "Service",
-            "v1",
-            Some("tenant-globex"),
-            json!({"spec": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false}}),
-        );
-        o["metadata"]["annotations"] = json!({key: "x"});
-        o
-    };
+    let lb = |key: &str| annotated_lb("tenant-globex", key);
     for key in [
         "service.beta.kubernetes.io/do-loadbalancer-certificate-id",
         "loadbalancer.openstack.org/flavor-id",

@@ -128,33 +128,7 @@ fn native(
 
 /// `pod` as an object of kind `l.kind`, its spec where that kind keeps it.
 fn wrap(l: &kubebid_model::podspec::PodSpecLocation, pod: &Value, ns: &str) -> Value {
-    if l.kind == "Pod" {
-        let mut p = pod.clone();
-        p["metadata"]["namespace"] = json!(ns);
-        return p;
-    }
-    let mut o = json!({"apiVersion": l.api_version, "kind": l.kind, "metadata": {"name": "w", "namespace": ns}});
-    // The template is the object at the pod spec's parent.
-    let (_, parent) = l.segments.split_last().unwrap();
-    let mut at = &mut o;
-    for seg in parent {
-        at = at
-            .as_object_mut()
-            .unwrap()
-            .entry((*seg).to_owned())
-            .or_insert_with(|| json!({}));
-    }
-    *at = json!({"metadata": pod["metadata"].clone(), "spec": pod["spec"].clone()});
-    match l.kind {
-        "Deployment" | "ReplicaSet" | "DaemonSet" => o["spec"]["selector"] = json!({}),
-        "StatefulSet" => {
-            o["spec"]["selector"] = json!({});
-            o["spec"]["serviceName"] = json!("s");
-        }
-        "CronJob" => o["spec"]["schedule"] = json!("@daily"),
-        _ => {}
-    }
-    o
+    l.object(ns, pod["metadata"].clone(), pod["spec"].clone())
 }
 
 #[test]

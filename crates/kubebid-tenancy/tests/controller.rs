@@ -43,15 +43,13 @@ async fn the_controller_reconciles_listed_tenants_and_stops_gracefully() {
         // Watches are held open (their responders kept) until the test ends.
         let mut watches = Vec::new();
         while let Some((req, send)) = handle.next_request().await {
-            let method = req.method().to_string();
-            let path = req.uri().path().to_owned();
-            let query = req.uri().query().unwrap_or_default().to_owned();
-            let content_type = req
-                .headers()
-                .get("content-type")
-                .map(|v| v.to_str().unwrap().to_owned())
-                .unwrap_or_default();
-            let body = req.into_body().collect_bytes().await.unwrap();
+            let common::Seen {
+                method,
+                path,
+                query,
+                content_type,
+                body,
+            } = common::read(req).await;
             if method == "GET" && query.contains("watch=true") {
                 server_state
                     .lock()
@@ -193,15 +191,13 @@ async fn a_config_change_reconciles_every_tenant() {
         let mut config_watch_tx = Some(config_watch_tx);
         let mut held = Vec::new();
         while let Some((req, send)) = handle.next_request().await {
-            let method = req.method().to_string();
-            let path = req.uri().path().to_owned();
-            let query = req.uri().query().unwrap_or_default().to_owned();
-            let content_type = req
-                .headers()
-                .get("content-type")
-                .map(|v| v.to_str().unwrap().to_owned())
-                .unwrap_or_default();
-            let body = req.into_body().collect_bytes().await.unwrap();
+            let common::Seen {
+                method,
+                path,
+                query,
+                content_type,
+                body,
+            } = common::read(req).await;
             let (tx, rx) = tokio::sync::mpsc::channel(16);
             if query.contains("watch=true") {
                 send.send_response(

@@ -147,15 +147,13 @@ async fn a_leader_that_loses_the_api_server_campaigns_again_instead_of_exiting()
     tokio::spawn(async move {
         let mut watches = Vec::new();
         while let Some((req, send)) = handle.next_request().await {
-            let method = req.method().to_string();
-            let path = req.uri().path().to_owned();
-            let query = req.uri().query().unwrap_or_default().to_owned();
-            let content_type = req
-                .headers()
-                .get("content-type")
-                .map(|v| v.to_str().unwrap().to_owned())
-                .unwrap_or_default();
-            let body = req.into_body().collect_bytes().await.unwrap();
+            let common::Seen {
+                method,
+                path,
+                query,
+                content_type,
+                body,
+            } = common::read(req).await;
             let mut s = server_state.lock().unwrap();
             if s.down {
                 send.send_response(common::respond(503, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "ServiceUnavailable", "code": 503, "message": "the API server is restarting"})));

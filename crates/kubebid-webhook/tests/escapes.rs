@@ -336,31 +336,7 @@ fn bindings_and_hand_written_endpoints_are_the_platforms() {
 
 /// `spec` as the pod spec of an object of kind `l`, where that kind keeps it.
 fn wrap(l: &kubebid_model::podspec::PodSpecLocation, spec: Value) -> Value {
-    let mut o = json!({"apiVersion": l.api_version, "kind": l.kind, "metadata": {"name": "w", "namespace": "tenant-acme"}});
-    let (_, parent) = l.segments.split_last().unwrap();
-    if parent.is_empty() {
-        o["spec"] = spec;
-        return o;
-    }
-    let mut at = &mut o;
-    for seg in parent {
-        at = at
-            .as_object_mut()
-            .unwrap()
-            .entry((*seg).to_owned())
-            .or_insert_with(|| json!({}));
-    }
-    *at = json!({"spec": spec});
-    match l.kind {
-        "Deployment" | "ReplicaSet" | "DaemonSet" => o["spec"]["selector"] = json!({}),
-        "StatefulSet" => {
-            o["spec"]["selector"] = json!({});
-            o["spec"]["serviceName"] = json!("s");
-        }
-        "CronJob" => o["spec"]["schedule"] = json!("@daily"),
-        _ => {}
-    }
-    o
+    l.object("tenant-acme", Value::Null, spec)
 }
 
 /// Escape 4: a tenant pod naming a system priority class preempts everyone; in every pod-bearing kind.

@@ -233,21 +233,49 @@ pub fn answer(
     }
 }
 
+/// A request as the mock servers read it.
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub content_type: String,
+    pub body: Bytes,
+}
+
+/// Reads what the mock servers look at in a request of the kube client.
+pub async fn read(req: Request<kube::client::Body>) -> Seen {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = req.into_body().collect_bytes().await.unwrap();
+    Seen {
+        method,
+        path,
+        query,
+        content_type,
+        body,
+    }
+}
+
 /// A kube client whose requests `state` answers.
 pub fn client(state: Arc<Mutex<ApiServer>>) -> kube::Client {
     let (mock, mut handle) =
         tower_test::mock::pair::<Request<kube::client::Body>, Response<Full<Bytes>>>();
     tokio::spawn(async move {
         while let Some((req, send)) = handle.next_request().await {
-            let method = req.method().to_string();
-            let path = req.uri().path().to_owned();
-            let query = req.uri().query().unwrap_or_default().to_owned();
-            let content_type = req
-                .headers()
-                .get("content-type")
-                .map(|v| v.to_str().unwrap().to_owned())
-                .unwrap_or_default();
-            let body = req.into_body().collect_bytes().await.unwrap();
+            let Seen {
+                method,
+                path,
+                query,
+                content_type,
+                body,
+            } = read(req).await;
             let r = answer(
                 &mut state.lock().unwrap(),
                 &method,
