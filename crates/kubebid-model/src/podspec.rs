@@ -41,7 +41,7 @@ impl PodSpecLocation {
         &self,
         namespace: &str,
         meta: serde_json::Value,
-        spec: serde_json::Value,
+        spec: &serde_json::Value,
     ) -> serde_json::Value {
         use serde_json::{Value, json};
         let Some((_, parent)) = self.segments.split_last() else {
@@ -231,11 +231,7 @@ mod tests {
     fn objects_decode_with_the_spec_where_the_kind_keeps_it() {
         let spec = serde_json::json!({"containers": [{"name": "c", "image": "x"}]});
         for l in POD_BEARING {
-            let o = l.object(
-                "ns",
-                serde_json::json!({"labels": {"a": "b"}}),
-                spec.clone(),
-            );
+            let o = l.object("ns", serde_json::json!({"labels": {"a": "b"}}), &spec);
             assert_eq!(o.pointer(&l.pointer()), Some(&spec), "{}", l.kind);
             let decoded = crate::Object::from_value(o).expect("decodes");
             assert!(decoded.pod_template().is_some(), "{}", l.kind);

@@ -128,7 +128,7 @@ fn native(
 
 /// `pod` as an object of kind `l.kind`, its spec where that kind keeps it.
 fn wrap(l: &kubebid_model::podspec::PodSpecLocation, pod: &Value, ns: &str) -> Value {
-    l.object(ns, pod["metadata"].clone(), pod["spec"].clone())
+    l.object(ns, pod["metadata"].clone(), &pod["spec"])
 }
 
 #[test]

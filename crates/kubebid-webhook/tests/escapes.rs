@@ -336,7 +336,7 @@ fn bindings_and_hand_written_endpoints_are_the_platforms() {
 
 /// `spec` as the pod spec of an object of kind `l`, where that kind keeps it.
 fn wrap(l: &kubebid_model::podspec::PodSpecLocation, spec: Value) -> Value {
-    l.object("tenant-acme", Value::Null, spec)
+    l.object("tenant-acme", Value::Null, &spec)
 }
 
 /// Escape 4: a tenant pod naming a system priority class preempts everyone; in every pod-bearing kind.
