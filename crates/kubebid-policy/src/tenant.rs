@@ -82,7 +82,8 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
     // The sandbox's own configuration (hypervisor, kernel, guest paths, devices) is the platform's: Kata and
     // the container runtimes read these pod annotations where their configuration lets them.
     for key in pod.meta.annotations.iter().flatten().map(|(k, _)| k) {
-        if POD_NETWORK_ANNOTATIONS.contains(&key.to_ascii_lowercase().as_str()) {
+        let lower = key.to_ascii_lowercase();
+        if POD_NETWORK_ANNOTATIONS.contains(&lower.as_str()) {
             out.push(raw(
                 rid!("tenant/pod-network"),
                 pod.annotation_path(key),
@@ -91,7 +92,7 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
                 ),
             ));
         }
-        if is_sandbox_annotation(key) {
+        if is_sandbox_annotation(&lower) {
             out.push(raw(
                 rid!("tenant/runtime-class"),
                 pod.annotation_path(key),
@@ -494,19 +495,18 @@ const POD_NETWORK_ANNOTATIONS: &[&str] = &[
     "ipam.cilium.io/ipv6-pool",
 ];
 
-fn is_sandbox_annotation(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    // CRI-O's own are keys of their own (`cpu-quota.crio.io`) or prefixes (`x.crio.io/y`,
-    // `seccomp-profile.kubernetes.cri-o.io/ctr`).
-    let domain = key
+/// Whether an annotation key, lower-cased, is one of [`SANDBOX_ANNOTATION_PREFIXES`] or CRI-O's own: keys of
+/// their own (`cpu-quota.crio.io`) or prefixes (`x.crio.io/y`, `seccomp-profile.kubernetes.cri-o.io/ctr`).
+fn is_sandbox_annotation(lower_key: &str) -> bool {
+    let domain = lower_key
         .split_once('/')
-        .map_or(key.as_str(), |(prefix, _)| prefix);
+        .map_or(lower_key, |(prefix, _)| prefix);
     SANDBOX_ANNOTATION_PREFIXES
         .iter()
-        .any(|p| key.starts_with(p))
-        || ["crio.io", "cri-o.io"]
-            .iter()
-            .any(|d| domain == *d || domain.ends_with(&format!(".{d}")))
+        .any(|p| lower_key.starts_with(p))
+        || matches!(domain, "crio.io" | "cri-o.io")
+        || domain.ends_with(".crio.io")
+        || domain.ends_with(".cri-o.io")
 }
 
 /// Taints that keep pods off nodes for the platform's reasons: tolerating them puts a tenant where the
