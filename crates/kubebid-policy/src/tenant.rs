@@ -638,17 +638,8 @@ fn pod_affinity(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>) {
             }
         }
         if let Some(sel) = &term.namespace_selector {
-            let pinned_to_own = sel.match_expressions.iter().flatten().any(|e| {
-                e.key == NAMESPACE_NAME_LABEL
-                    && e.operator == "In"
-                    && e.values
-                        .as_ref()
-                        .is_some_and(|v| !v.is_empty() && v.iter().all(|n| scope.owns(n)))
-            }) || sel
-                .match_labels
-                .as_ref()
-                .and_then(|l| l.get(NAMESPACE_NAME_LABEL))
-                .is_some_and(|n| scope.owns(n));
+            let pinned_to_own =
+                name_pins(sel).any(|p| !p.is_empty() && p.iter().all(|n| scope.owns(n)));
             if !pinned_to_own {
                 out.push(raw(
                     rid!("tenant/node-steering"),
@@ -1578,6 +1569,25 @@ fn is_cluster_dns(ns: &LabelSelector, ports: Option<&[net::NetworkPolicyPort]>) 
         && ports.is_some_and(|ps| !ps.is_empty() && ps.iter().all(dns_port))
 }
 
+/// The requirements of a namespace selector that pin `kubernetes.io/metadata.name` (in `matchLabels`, or
+/// `In`), each with the names it admits. Requirements are `ANDed`, so a selector selects only namespaces
+/// inside any one of them.
+fn name_pins(sel: &LabelSelector) -> impl Iterator<Item = Vec<&str>> {
+    let labels = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .filter(|(k, _)| *k == NAMESPACE_NAME_LABEL)
+        .map(|(_, v)| vec![v.as_str()]);
+    let exprs = sel
+        .match_expressions
+        .iter()
+        .flatten()
+        .filter(|e| e.key == NAMESPACE_NAME_LABEL && e.operator == "In")
+        .map(|e| e.values.iter().flatten().map(String::as_str).collect());
+    labels.chain(exprs)
+}
+
 /// Proves a namespace selector selects only namespaces the party may peer with, by the namespace name label
 /// (the only one nobody can change). Requirements are `ANDed`, so one requirement that pins the name to
 /// allowed namespaces bounds the whole selector.
@@ -1595,23 +1605,11 @@ fn namespace_selector_confined(
     }
     let allowed = |ns: &str| scope.tenancy.may_peer(scope.party, ns, direction);
     let mut outside: Vec<String> = Vec::new();
-    for (k, v) in labels.into_iter().flatten() {
-        if k == NAMESPACE_NAME_LABEL {
-            if allowed(v) {
-                return Ok(());
-            }
-            outside.push(v.clone());
+    for pin in name_pins(sel) {
+        if !pin.is_empty() && pin.iter().all(|n| allowed(n)) {
+            return Ok(());
         }
-    }
-    for e in exprs {
-        if e.key == NAMESPACE_NAME_LABEL && e.operator == "In" {
-            let values = e.values.as_deref().unwrap_or_default();
-            let bad: Vec<&String> = values.iter().filter(|v| !allowed(v)).collect();
-            if bad.is_empty() && !values.is_empty() {
-                return Ok(());
-            }
-            outside.extend(bad.into_iter().cloned());
-        }
+        outside.extend(pin.iter().filter(|n| !allowed(n)).map(|n| (*n).to_owned()));
     }
     if !outside.is_empty() {
         outside.sort();
