@@ -67,3 +67,90 @@ proptest! {
         }
     }
 }
+
+/// Addresses a tenant writes (ExternalNames, URLs, ipBlocks) are read as resolvers and network plugins read
+/// them: every numeric spelling of an IPv4 address is that address, arbitrary text never panics, and the
+/// excepts rendered for any block leave only a block that is wholly protected.
+mod addresses {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use ipnet::IpNet;
+    use kubebid_model::address::{ProtectedRanges, canonical, parse_host_address};
+    use proptest::prelude::*;
+
+    fn ranges() -> ProtectedRanges {
+        let n = |s: &str| s.parse::<IpNet>().expect("cidr");
+        ProtectedRanges::new(
+            &[n("10.244.0.0/16")],
+            &[n("10.96.0.0/12")],
+            &[n("172.18.0.0/16")],
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_text_parses_without_panicking(text in "\\PC{0,40}") {
+            let _ = parse_host_address(&text);
+        }
+
+        #[test]
+        fn every_numeric_spelling_is_the_same_address(
+            octets in any::<[u8; 4]>(),
+            zeros in 0usize..12,
+            trailing_dot in any::<bool>(),
+        ) {
+            let ip = Ipv4Addr::from(octets);
+            let n = u32::from(ip);
+            let pad = "0".repeat(zeros);
+            let [a, b, c, d] = octets;
+            let spellings = [
+                format!("{a}.{b}.{c}.{d}"),
+                format!("{n}"),
+                format!("0x{n:x}"),
+                format!("0{pad}{n:o}"),
+                format!("0x{pad}{a:x}.0{pad}{b:o}.{c}.{d}"),
+                format!("{a}.{b}.{}", u32::from(c) << 8 | u32::from(d)),
+                format!("{a}.{}", n & 0x00ff_ffff),
+                format!("::ffff:{ip}"),
+                format!("64:ff9b::{ip}"),
+            ];
+            for s in spellings {
+                let s = if trailing_dot { format!("{s}.") } else { s };
+                prop_assert_eq!(parse_host_address(&s).map(canonical), Some(IpAddr::V4(ip)), "{}", s);
+            }
+        }
+
+        #[test]
+        fn rendered_excepts_leave_only_wholly_protected_blocks(
+            v4 in any::<[u8; 4]>(),
+            len4 in 0u8..=32,
+            v6 in any::<[u16; 8]>(),
+            len6 in 0u8..=128,
+        ) {
+            let r = ranges();
+            let blocks = [
+                ipnet::Ipv4Net::new(Ipv4Addr::from(v4), len4).map(|n| IpNet::V4(n.trunc())),
+                ipnet::Ipv6Net::new(std::net::Ipv6Addr::from(v6), len6).map(|n| IpNet::V6(n.trunc())),
+            ];
+            for block in blocks.into_iter().flatten() {
+                let excepts = r.excepts_for(block);
+                for e in &excepts {
+                    prop_assert!(block.contains(e) && *e != block, "{} not inside {}", e, block);
+                    prop_assert_eq!(matches!(e, IpNet::V4(_)), matches!(block, IpNet::V4(_)));
+                }
+                for (overlap, _, _) in r.uncovered(block, &excepts) {
+                    // What is left is the block itself, inside one protected range.
+                    prop_assert_eq!(
+                        overlap,
+                        kubebid_model::address::canonical_net(block),
+                        "{} leaves {}",
+                        block,
+                        overlap
+                    );
+                }
+            }
+        }
+    }
+}
