@@ -500,12 +500,6 @@ impl Tenancy {
         self.by_name.get(name).map(|&i| &self.tenants[i])
     }
 
-    /// Index of an accepted tenant in [`tenants`](Self::tenants).
-    #[must_use]
-    pub fn tenant_index(&self, name: &str) -> Option<usize> {
-        self.by_name.get(name).copied()
-    }
-
     /// Tenants left out, with why.
     #[must_use]
     pub fn rejected(&self) -> &[Rejection] {
