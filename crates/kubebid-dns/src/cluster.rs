@@ -14,7 +14,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
 use kubebid_model::config::{KubeBidConfig, Tenant};
 use kubebid_model::load::ConfigSet;
-use kubebid_runtime::watch::{owned, watch_kind};
+use kubebid_server::watch::{owned, watch_kind};
 
 use crate::zone::{ClusterObjects, UnknownClients, Zone};
 

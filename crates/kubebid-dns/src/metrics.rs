@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use hickory_proto::op::ResponseCode;
+use kubebid_server::Registry;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TransportLabels {
@@ -60,9 +60,18 @@ pub struct DnsMetrics {
     pub tcp_connections: Gauge,
 }
 
+/// In a registry of their own (for tests).
 impl Default for DnsMetrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("kubebid_dns");
+        Self::new(&Registry::new())
+    }
+}
+
+impl DnsMetrics {
+    /// Registers the server's families in the process's `registry`, under `kubebid_dns`.
+    #[must_use]
+    #[allow(clippy::too_many_lines)] // one registration per family, each with its help text
+    pub fn new(process_registry: &Registry) -> Self {
         let queries = Family::<TransportLabels, Counter>::default();
         let responses = Family::<RcodeLabels, Counter>::default();
         let denials = Family::<DenialLabels, Counter>::default();
@@ -77,6 +86,7 @@ impl Default for DnsMetrics {
         let zone_names = Gauge::default();
         let zone_reloads = Counter::default();
         let tcp_connections = Gauge::default();
+        process_registry.register("kubebid_dns", |registry| {
         registry.register("queries", "Queries received, by transport", queries.clone());
         registry.register("responses", "Responses sent, by rcode", responses.clone());
         registry.register(
@@ -125,6 +135,7 @@ impl Default for DnsMetrics {
             "Open TCP connections",
             tcp_connections.clone(),
         );
+        });
         let udp_queries = queries
             .get_or_create(&TransportLabels { transport: "udp" })
             .clone();
@@ -143,7 +154,7 @@ impl Default for DnsMetrics {
             })
             .collect();
         Self {
-            registry,
+            registry: process_registry.clone(),
             udp_queries,
             tcp_queries,
             responses,
@@ -160,9 +171,7 @@ impl Default for DnsMetrics {
             tcp_connections,
         }
     }
-}
 
-impl DnsMetrics {
     /// Counts one response.
     pub fn response(&self, code: ResponseCode) {
         match self.by_rcode.iter().find(|(c, _)| *c == code) {
@@ -218,21 +227,20 @@ impl DnsMetrics {
     /// The metrics in the `OpenMetrics` text format.
     #[must_use]
     pub fn encode(&self) -> String {
-        kubebid_runtime::metrics::encode(&self.registry)
+        self.registry.encode()
     }
 }
 
-/// Serves `/metrics` and `/healthz` on `listener` until `shutdown` completes.
+/// Serves the shell's endpoint (`/metrics`, `/healthz`, `/readyz`) with these metrics on `listener` until
+/// `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<DnsMetrics>,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    kubebid_runtime::metrics::serve(
-        listener,
-        Arc::new(move || metrics.encode()),
-        kubebid_runtime::metrics::always_healthy(),
-        shutdown,
-    )
-    .await;
+    let process = kubebid_server::http::Process::with_registry(
+        metrics.registry.clone(),
+        kubebid_server::Shutdown::after(shutdown),
+    );
+    kubebid_server::http::serve_endpoint(&process, "dns-metrics", listener).await;
 }

@@ -7,11 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use kubebid_server::Registry;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
 use tonic::{Request, Response, Status};
 
 use crate::envelope::{Envelope, EnvelopeError, MAX_PLAINTEXT};
@@ -46,40 +46,49 @@ pub struct KmsMetrics {
     pub unwraps: Counter,
 }
 
+/// In a registry of their own (for tests).
 impl Default for KmsMetrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("kubebid_kms");
-        let calls = Family::<CallLabels, Counter>::default();
-        let duration = Family::<CallLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-                0.000_05, 2.0, 16,
-            ))
-        });
-        let unwraps = Counter::default();
-        registry.register("calls", "KMS calls by method and result", calls.clone());
-        registry.register(
-            "call_duration_seconds",
-            "Time to answer a KMS call",
-            duration.clone(),
-        );
-        registry.register(
-            "kek_unwraps",
-            "KEKs opened by the root key (HSM round trips)",
-            unwraps.clone(),
-        );
-        Self {
-            registry,
-            calls,
-            duration,
-            unwraps,
-        }
+        Self::new(&Registry::new())
     }
 }
 
 impl KmsMetrics {
+    /// Registers the plugin's families in the process's `registry`, under `kubebid_kms`.
+    #[must_use]
+    pub fn new(registry: &Registry) -> Self {
+        let this = Self {
+            registry: registry.clone(),
+            calls: Family::default(),
+            duration: Family::new_with_constructor(
+                kubebid_server::metrics::latency_histogram as fn() -> Histogram,
+            ),
+            unwraps: Counter::default(),
+        };
+        registry.register("kubebid_kms", |r| {
+            r.register(
+                "calls",
+                "KMS calls by method and result",
+                this.calls.clone(),
+            );
+            r.register(
+                "call_duration_seconds",
+                "Time to answer a KMS call",
+                this.duration.clone(),
+            );
+            r.register(
+                "kek_unwraps",
+                "KEKs opened by the root key (HSM round trips)",
+                this.unwraps.clone(),
+            );
+        });
+        this
+    }
+
+    /// The metrics in the `OpenMetrics` text format.
     #[must_use]
     pub fn encode(&self) -> String {
-        kubebid_runtime::metrics::encode(&self.registry)
+        self.registry.encode()
     }
 
     fn record(&self, method: &'static str, ok: bool, started: Instant) {
@@ -189,84 +198,35 @@ impl KeyManagementService for Plugin {
     }
 }
 
-/// Binds `path` as a unix socket readable and writable by its owner only. A stale socket left by a
-/// previous run (nobody answers on it) is replaced; a live one, where another process serves, is never
-/// taken over, and any other file at that path is an error.
+/// Binds the plugin's socket: 0600, its directory created, a live socket never replaced (the shell's
+/// [`kubebid_server::unix::bind`]).
 ///
 /// # Errors
-/// The path exists and is not a socket, another process answers on it, or binding failed.
+/// The socket is served by another process, the path is not a socket, or binding fails.
 pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => match std::os::unix::net::UnixStream::connect(path) {
-            Ok(_) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::AddrInUse,
-                    format!(
-                        "{} is in use: another process serves on it; stop it first",
-                        path.display()
-                    ),
-                ));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                std::fs::remove_file(path)?;
-            }
-            Err(e) => {
-                return Err(std::io::Error::new(
-                    e.kind(),
-                    format!(
-                        "{}: cannot tell whether the socket is in use: {e}",
-                        path.display()
-                    ),
-                ));
-            }
-        },
-        Ok(_) => {
-            return Err(std::io::Error::other(format!(
-                "{} exists and is not a socket",
-                path.display()
-            )));
-        }
-        Err(_) => {}
-    }
-    // The socket is created 0600 (umask 177 while binding), so there is no moment in which another user
-    // could connect; the mode is set again explicitly in case the file system ignores the umask.
-    let previous = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
-    let bound = tokio::net::UnixListener::bind(path);
-    nix::sys::stat::umask(previous);
-    let listener = bound?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    Ok(kubebid_server::unix::bind(path)?)
 }
 
-/// Serves the plugin on `listener` until `shutdown` completes; calls in flight finish first.
+/// Serves the KMS v2 service on `listener` (bound at `path`) until `shutdown`, then removes the socket.
 ///
 /// # Errors
-/// The transport failed.
+/// A transport error.
 pub async fn serve(
     plugin: Plugin,
     listener: tokio::net::UnixListener,
-    shutdown: impl Future<Output = ()>,
+    path: &Path,
+    shutdown: &kubebid_server::Shutdown,
 ) -> Result<(), tonic::transport::Error> {
     let service = KeyManagementServiceServer::new(plugin)
         .max_decoding_message_size(MAX_REQUEST)
         .max_encoding_message_size(MAX_REQUEST);
-    serve_routes(tonic::service::Routes::new(service), listener, shutdown).await
-}
-
-/// Serves `routes` on a unix socket until `shutdown` completes; calls in flight finish first.
-async fn serve_routes(
-    routes: tonic::service::Routes,
-    listener: tokio::net::UnixListener,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::UnixListenerStream::new(listener),
-            shutdown,
-        )
-        .await
+    kubebid_server::unix::serve_grpc(
+        tonic::service::Routes::new(service),
+        listener,
+        path,
+        shutdown,
+    )
+    .await
 }
 
 /// A gRPC channel over the unix socket at `path`.
@@ -409,12 +369,19 @@ impl TenantKeyService for TenantKeyPlugin {
 pub async fn serve_tenant_keys(
     plugin: TenantKeyPlugin,
     listener: tokio::net::UnixListener,
-    shutdown: impl Future<Output = ()>,
+    path: &Path,
+    shutdown: &kubebid_server::Shutdown,
 ) -> Result<(), tonic::transport::Error> {
     let service = TenantKeyServiceServer::new(plugin)
         .max_decoding_message_size(MAX_TENANT_REQUEST)
         .max_encoding_message_size(MAX_TENANT_REQUEST);
-    serve_routes(tonic::service::Routes::new(service), listener, shutdown).await
+    kubebid_server::unix::serve_grpc(
+        tonic::service::Routes::new(service),
+        listener,
+        path,
+        shutdown,
+    )
+    .await
 }
 
 /// A tenant key client over the unix socket at `path`.

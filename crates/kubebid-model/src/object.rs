@@ -98,16 +98,105 @@ static EMPTY_META: ObjectMeta = ObjectMeta {
     uid: None,
 };
 
-fn decode<T: DeserializeOwned>(value: Value) -> Result<Box<T>, DecodeError> {
-    serde_path_to_error::deserialize(value)
-        .map(Box::new)
-        .map_err(|e| {
-            let path = crate::load::path_of(e.path());
-            DecodeError {
-                path,
+/// Where an object is decoded from: a JSON value already parsed, or the JSON text itself (the admission
+/// path, which decodes straight from the request's bytes into the typed object, once).
+trait Source: Sized {
+    /// Decodes the whole object as `T`.
+    fn decode<T: DeserializeOwned>(self) -> Result<Box<T>, DecodeError>;
+    /// Decodes only `metadata` (absent: empty).
+    fn metadata(self) -> Result<Box<ObjectMeta>, DecodeError>;
+}
+
+impl Source for Value {
+    fn decode<T: DeserializeOwned>(self) -> Result<Box<T>, DecodeError> {
+        serde_path_to_error::deserialize(self)
+            .map(Box::new)
+            .map_err(|e| DecodeError {
+                path: crate::load::path_of(e.path()),
                 message: e.into_inner().to_string(),
+            })
+    }
+
+    fn metadata(self) -> Result<Box<ObjectMeta>, DecodeError> {
+        let Value::Object(mut map) = self else {
+            return Ok(Box::default());
+        };
+        match map.remove("metadata") {
+            Some(m) => m.decode::<ObjectMeta>().map_err(|e| DecodeError {
+                path: if e.path.is_empty() {
+                    "metadata".into()
+                } else {
+                    format!("metadata.{}", e.path)
+                },
+                message: e.message,
+            }),
+            None => Ok(Box::default()),
+        }
+    }
+}
+
+impl Source for &str {
+    fn decode<T: DeserializeOwned>(self) -> Result<Box<T>, DecodeError> {
+        // The fast path tracks no field path; only an object that fails is decoded again to name the
+        // field.
+        serde_json::from_str(self).map(Box::new).map_err(|_| {
+            let mut de = serde_json::Deserializer::from_str(self);
+            match serde_path_to_error::deserialize::<_, T>(&mut de) {
+                Err(e) => DecodeError {
+                    path: crate::load::path_of(e.path()),
+                    message: strip_position(&e.into_inner().to_string()),
+                },
+                Ok(_) => DecodeError {
+                    path: String::new(),
+                    message: "not a JSON object".into(),
+                },
             }
         })
+    }
+
+    fn metadata(self) -> Result<Box<ObjectMeta>, DecodeError> {
+        #[derive(serde::Deserialize)]
+        struct OnlyMeta {
+            #[serde(default)]
+            metadata: Option<ObjectMeta>,
+        }
+        // The field path already starts at `metadata`.
+        self.decode::<OnlyMeta>()
+            .map(|m| Box::new(m.metadata.unwrap_or_default()))
+    }
+}
+
+/// `serde_json`'s messages from text end with ` at line L column C`; the field path says more.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// `apiVersion` and `kind` of an object in JSON text, read without decoding the rest.
+#[derive(serde::Deserialize)]
+struct TypeFields<'a> {
+    #[serde(rename = "apiVersion", borrow, default)]
+    api_version: Option<TypeField<'a>>,
+    #[serde(borrow, default)]
+    kind: Option<TypeField<'a>>,
+}
+
+/// A string field, or something else (which is an error, named by the caller).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum TypeField<'a> {
+    Text(#[serde(borrow)] std::borrow::Cow<'a, str>),
+    Other(serde::de::IgnoredAny),
+}
+
+fn type_field(field: Option<TypeField<'_>>, name: &str) -> Result<String, DecodeError> {
+    match field {
+        Some(TypeField::Text(s)) if !s.is_empty() => Ok(s.into_owned()),
+        Some(_) => Err(err(name, "must be a non-empty string")),
+        None => Err(err(name, "missing")),
+    }
 }
 
 impl Object {
@@ -122,62 +211,70 @@ impl Object {
                 message: "a Kubernetes object must be a mapping".into(),
             });
         };
-        let api_version = match map.get("apiVersion") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(_) => return Err(err("apiVersion", "must be a non-empty string")),
-            None => return Err(err("apiVersion", "missing")),
+        let text = |field: &str| match map.get(field) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(_) => Err(err(field, "must be a non-empty string")),
+            None => Err(err(field, "missing")),
         };
-        let kind = match map.get("kind") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(_) => return Err(err("kind", "must be a non-empty string")),
-            None => return Err(err("kind", "missing")),
-        };
+        let api_version = text("apiVersion")?;
+        let kind = text("kind")?;
+        Self::decode_as(api_version, kind, value)
+    }
+
+    /// Decodes an object from its JSON text, straight into the kind's type: no intermediate JSON value.
+    /// The same checks and errors as [`from_value`](Self::from_value).
+    ///
+    /// # Errors
+    /// A [`DecodeError`] naming the first field that does not fit the kind's schema.
+    pub fn from_json(text: &str) -> Result<Self, DecodeError> {
+        let fields: TypeFields<'_> = serde_json::from_str(text).map_err(|_| DecodeError {
+            path: String::new(),
+            message: "a Kubernetes object must be a mapping".into(),
+        })?;
+        let api_version = type_field(fields.api_version, "apiVersion")?;
+        let kind = type_field(fields.kind, "kind")?;
+        Self::decode_as(api_version, kind, text)
+    }
+
+    fn decode_as(
+        api_version: String,
+        kind: String,
+        source: impl Source,
+    ) -> Result<Self, DecodeError> {
+        let value = source;
         let resource = match (api_version.as_str(), kind.as_str()) {
-            ("v1", "Pod") => Resource::Pod(decode(value)?),
-            ("apps/v1", "Deployment") => Resource::Deployment(decode(value)?),
-            ("apps/v1", "ReplicaSet") => Resource::ReplicaSet(decode(value)?),
-            ("apps/v1", "StatefulSet") => Resource::StatefulSet(decode(value)?),
-            ("apps/v1", "DaemonSet") => Resource::DaemonSet(decode(value)?),
-            ("batch/v1", "Job") => Resource::Job(decode(value)?),
-            ("batch/v1", "CronJob") => Resource::CronJob(decode(value)?),
-            ("v1", "ReplicationController") => Resource::ReplicationController(decode(value)?),
-            ("v1", "PodTemplate") => Resource::PodTemplate(decode(value)?),
-            ("v1", "Service") => Resource::Service(decode(value)?),
-            ("networking.k8s.io/v1", "Ingress") => Resource::Ingress(decode(value)?),
-            ("networking.k8s.io/v1", "NetworkPolicy") => Resource::NetworkPolicy(decode(value)?),
-            ("rbac.authorization.k8s.io/v1", "Role") => Resource::Role(decode(value)?),
+            ("v1", "Pod") => Resource::Pod(value.decode()?),
+            ("apps/v1", "Deployment") => Resource::Deployment(value.decode()?),
+            ("apps/v1", "ReplicaSet") => Resource::ReplicaSet(value.decode()?),
+            ("apps/v1", "StatefulSet") => Resource::StatefulSet(value.decode()?),
+            ("apps/v1", "DaemonSet") => Resource::DaemonSet(value.decode()?),
+            ("batch/v1", "Job") => Resource::Job(value.decode()?),
+            ("batch/v1", "CronJob") => Resource::CronJob(value.decode()?),
+            ("v1", "ReplicationController") => Resource::ReplicationController(value.decode()?),
+            ("v1", "PodTemplate") => Resource::PodTemplate(value.decode()?),
+            ("v1", "Service") => Resource::Service(value.decode()?),
+            ("networking.k8s.io/v1", "Ingress") => Resource::Ingress(value.decode()?),
+            ("networking.k8s.io/v1", "NetworkPolicy") => Resource::NetworkPolicy(value.decode()?),
+            ("rbac.authorization.k8s.io/v1", "Role") => Resource::Role(value.decode()?),
             ("rbac.authorization.k8s.io/v1", "ClusterRole") => {
-                Resource::ClusterRole(decode(value)?)
+                Resource::ClusterRole(value.decode()?)
             }
             ("rbac.authorization.k8s.io/v1", "RoleBinding") => {
-                Resource::RoleBinding(decode(value)?)
+                Resource::RoleBinding(value.decode()?)
             }
             ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
-                Resource::ClusterRoleBinding(decode(value)?)
+                Resource::ClusterRoleBinding(value.decode()?)
             }
-            ("v1", "PersistentVolume") => Resource::PersistentVolume(decode(value)?),
-            ("v1", "PersistentVolumeClaim") => Resource::PersistentVolumeClaim(decode(value)?),
-            ("v1", "Namespace") => Resource::Namespace(decode(value)?),
-            ("v1", "ResourceQuota") => Resource::ResourceQuota(decode(value)?),
-            ("v1", "LimitRange") => Resource::LimitRange(decode(value)?),
-            ("v1", "ServiceAccount") => Resource::ServiceAccount(decode(value)?),
-            ("v1", "Endpoints") => Resource::Endpoints(decode(value)?),
-            ("discovery.k8s.io/v1", "EndpointSlice") => Resource::EndpointSlice(decode(value)?),
-            ("v1", "Binding") => Resource::Binding(decode(value)?),
-            _ => {
-                let meta = match map.get("metadata") {
-                    Some(m) => decode::<ObjectMeta>(m.clone()).map_err(|e| DecodeError {
-                        path: if e.path.is_empty() {
-                            "metadata".into()
-                        } else {
-                            format!("metadata.{}", e.path)
-                        },
-                        message: e.message,
-                    })?,
-                    None => Box::default(),
-                };
-                Resource::Other(meta)
-            }
+            ("v1", "PersistentVolume") => Resource::PersistentVolume(value.decode()?),
+            ("v1", "PersistentVolumeClaim") => Resource::PersistentVolumeClaim(value.decode()?),
+            ("v1", "Namespace") => Resource::Namespace(value.decode()?),
+            ("v1", "ResourceQuota") => Resource::ResourceQuota(value.decode()?),
+            ("v1", "LimitRange") => Resource::LimitRange(value.decode()?),
+            ("v1", "ServiceAccount") => Resource::ServiceAccount(value.decode()?),
+            ("v1", "Endpoints") => Resource::Endpoints(value.decode()?),
+            ("discovery.k8s.io/v1", "EndpointSlice") => Resource::EndpointSlice(value.decode()?),
+            ("v1", "Binding") => Resource::Binding(value.decode()?),
+            _ => Resource::Other(value.metadata()?),
         };
         Ok(Self {
             api_version,

@@ -1,14 +1,15 @@
-//! The operator's Prometheus metrics and health endpoint (plain HTTP: `/metrics`, `/healthz`), served on its
-//! own port so that scraping works on every replica, leader or not.
+//! The operator's Prometheus metrics and its liveness check, served by the server shell's endpoint (plain
+//! HTTP: `/metrics`, `/healthz`, `/readyz`) on a port of its own, so that scraping works on every replica,
+//! leader or not.
 
 use std::sync::Arc;
 
+use kubebid_server::{Health, Registry};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
 
 use crate::operator::TenantOutcome;
 use crate::reconcile::ReconcileError;
@@ -34,37 +35,47 @@ pub struct OperatorMetrics {
     health: std::sync::Mutex<Result<(), String>>,
 }
 
+/// In a registry of their own (for tests).
 impl Default for OperatorMetrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("kubebid_operator");
+        Self::new(&Registry::new())
+    }
+}
+
+impl OperatorMetrics {
+    /// Registers the operator's families in the process's `registry`, under `kubebid_operator`.
+    #[must_use]
+    pub fn new(process_registry: &Registry) -> Self {
         let reconciles = Family::<ResultLabels, Counter>::default();
         let objects = Family::<ActionLabels, Counter>::default();
         let duration = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
             0.001, 2.0, 14,
         ));
         let leading = Gauge::default();
-        registry.register(
-            "reconciles",
-            "Tenant reconciles by result",
-            reconciles.clone(),
-        );
-        registry.register(
-            "objects",
-            "Managed objects created or restored",
-            objects.clone(),
-        );
-        registry.register(
-            "reconcile_duration_seconds",
-            "Time to reconcile one Tenant",
-            duration.clone(),
-        );
-        registry.register(
-            "leading",
-            "1 while this replica holds the leader lease",
-            leading.clone(),
-        );
+        process_registry.register("kubebid_operator", |registry| {
+            registry.register(
+                "reconciles",
+                "Tenant reconciles by result",
+                reconciles.clone(),
+            );
+            registry.register(
+                "objects",
+                "Managed objects created or restored",
+                objects.clone(),
+            );
+            registry.register(
+                "reconcile_duration_seconds",
+                "Time to reconcile one Tenant",
+                duration.clone(),
+            );
+            registry.register(
+                "leading",
+                "1 while this replica holds the leader lease",
+                leading.clone(),
+            );
+        });
         Self {
-            registry,
+            registry: process_registry.clone(),
             reconciles,
             objects,
             duration,
@@ -72,9 +83,12 @@ impl Default for OperatorMetrics {
             health: std::sync::Mutex::new(Ok(())),
         }
     }
-}
 
-impl OperatorMetrics {
+    /// Adds the operator's liveness check (its lease requests succeed) to the process's `health`.
+    pub fn add_checks(self: &Arc<Self>, health: &Health) {
+        let this = self.clone();
+        health.add_liveness("leader-election", move || this.health());
+    }
     /// Records whether the replica can talk to the API server (its lease requests succeed).
     pub fn healthy(&self, state: Result<(), String>) {
         *self
@@ -128,22 +142,21 @@ impl OperatorMetrics {
     /// The metrics in the `OpenMetrics` text format.
     #[must_use]
     pub fn encode(&self) -> String {
-        kubebid_runtime::metrics::encode(&self.registry)
+        self.registry.encode()
     }
 }
 
-/// Serves `/metrics` and `/healthz` on `listener` until `shutdown` completes.
+/// Serves the shell's endpoint (`/metrics`, `/healthz`, `/readyz`) for a process that runs only the
+/// operator's metrics, on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<OperatorMetrics>,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let health = metrics.clone();
-    kubebid_runtime::metrics::serve(
-        listener,
-        Arc::new(move || metrics.encode()),
-        Arc::new(move || health.health()),
-        shutdown,
-    )
-    .await;
+    let process = kubebid_server::http::Process::with_registry(
+        metrics.registry.clone(),
+        kubebid_server::Shutdown::after(shutdown),
+    );
+    metrics.add_checks(&process.health);
+    kubebid_server::http::serve_endpoint(&process, "operator-metrics", listener).await;
 }

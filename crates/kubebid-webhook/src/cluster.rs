@@ -10,7 +10,7 @@ use kube::runtime::reflector::Store;
 use kubebid_model::config::{KubeBidConfig, PolicyException, Tenant};
 use kubebid_model::load::ConfigSet;
 use kubebid_policy::PolicySet;
-use kubebid_runtime::watch::{owned, watch_kind};
+use kubebid_server::watch::{owned, watch_kind};
 use tokio::sync::watch;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

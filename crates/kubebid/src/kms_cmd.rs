@@ -9,6 +9,8 @@ use kubebid_kms::envelope::Envelope;
 use kubebid_kms::keystore::{KeyError, KeyStore, Pkcs11Store, SoftwareStore};
 use kubebid_kms::server::{KmsMetrics, Plugin, TenantKeyPlugin};
 use kubebid_kms::tenant::TenantKeys;
+use kubebid_server::Shutdown;
+use kubebid_server::http::Process;
 use zeroize::Zeroizing;
 
 /// Where the root keys are.
@@ -212,22 +214,21 @@ fn tenant_key(cmd: &TenantKeyCommand) -> Result<String, String> {
     }
 }
 
-/// Binds a 0600 unix socket, creating its directory.
+/// Binds a 0600 unix socket, creating its directory; refuses one another process serves on.
 fn bind_socket(flag: &str, path: &std::path::Path) -> Result<tokio::net::UnixListener, String> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{flag} {}: {e}", dir.display()))?;
-    }
-    kubebid_kms::server::bind(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
+    kubebid_server::unix::bind(path).map_err(|e| format!("{flag} {e}"))
 }
 
-/// Opens the key store (creating the first root key if there is none), binds the socket, and returns
-/// the running plugin's pieces. Used by `serve kms` and `kubebid up`.
+/// Opens the key store (creating the first root key if there is none), binds the sockets and the
+/// metrics endpoint, and starts serving as part of `process`. Returns the task that ends when both
+/// sockets have drained after the process's shutdown, the metrics address, and whether the root key is
+/// HSM-backed. Used by `serve kms` and `kubebid up`.
 ///
 /// # Errors
 /// A message naming what is wrong.
 pub async fn start(
     args: &KmsServeArgs,
-    shutdown: impl std::future::Future<Output = ()> + Send + Clone + 'static,
+    process: &Process,
 ) -> Result<(tokio::task::JoinHandle<()>, SocketAddr, bool), String> {
     let store = open_store(&args.keys)?;
     if matches!(store.current_root(), Err(KeyError::NoRootKey)) {
@@ -242,39 +243,36 @@ pub async fn start(
         Some(path) => Some((bind_socket("--tenant-socket", path)?, path.clone())),
         None => None,
     };
-    let metrics = Arc::new(KmsMetrics::default());
+    let metrics = Arc::new(KmsMetrics::new(&process.registry));
     let metrics_listener = tokio::net::TcpListener::bind(args.metrics_listen)
         .await
         .map_err(|e| format!("--metrics-listen {}: {e}", args.metrics_listen))?;
     let metrics_addr = metrics_listener.local_addr().map_err(|e| e.to_string())?;
-    let m = metrics.clone();
-    tokio::spawn(kubebid_runtime::metrics::serve(
-        metrics_listener,
-        Arc::new(move || m.encode()),
-        kubebid_runtime::metrics::always_healthy(),
-        shutdown.clone(),
-    ));
+    let endpoint = process.clone();
+    tokio::spawn(async move {
+        kubebid_server::http::serve_endpoint(&endpoint, "kms-metrics", metrics_listener).await;
+    });
     let tenant_task = tenant_listener.map(|(listener, path)| {
         let plugin = TenantKeyPlugin {
             keys: tenant_keys,
             metrics: metrics.clone(),
         };
-        let shutdown = shutdown.clone();
+        let shutdown = process.shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = kubebid_kms::server::serve_tenant_keys(plugin, listener, shutdown).await
+            if let Err(e) =
+                kubebid_kms::server::serve_tenant_keys(plugin, listener, &path, &shutdown).await
             {
                 tracing::error!(error = %e, "tenant key server failed");
             }
-            let _ = std::fs::remove_file(&path);
         })
     });
     let plugin = Plugin { envelope, metrics };
     let socket = args.socket.clone();
+    let shutdown = process.shutdown.clone();
     let task = tokio::spawn(async move {
-        if let Err(e) = kubebid_kms::server::serve(plugin, listener, shutdown).await {
+        if let Err(e) = kubebid_kms::server::serve(plugin, listener, &socket, &shutdown).await {
             tracing::error!(error = %e, "KMS server failed");
         }
-        let _ = std::fs::remove_file(&socket);
         // Both servers stop on the same signal; the task ends when both have drained.
         if let Some(t) = tenant_task {
             let _ = t.await;
@@ -295,12 +293,8 @@ pub fn serve(args: &KmsServeArgs) -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let shutdown = crate::dns_cmd::shared_future(async move {
-            let mut rx = stop_rx;
-            let _ = rx.wait_for(|s| *s).await;
-        });
-        let (task, metrics_addr, hsm) = match start(args, shutdown).await {
+        let process = Process::new(Shutdown::on_signals());
+        let (task, metrics_addr, hsm) = match start(args, &process).await {
             Ok(x) => x,
             Err(e) => {
                 eprintln!("kubebid serve kms: {e}");
@@ -314,8 +308,6 @@ pub fn serve(args: &KmsServeArgs) -> ExitCode {
             hsm_backed = hsm,
             "kms serving"
         );
-        crate::serve::shutdown_signal().await;
-        let _ = stop_tx.send(true);
         let _ = task.await;
         tracing::info!("kms stopped");
         ExitCode::SUCCESS

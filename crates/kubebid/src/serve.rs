@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kubebid_server::Shutdown;
+use kubebid_server::http::Process;
 use kubebid_webhook::metrics::Metrics;
 use kubebid_webhook::server::WebhookServer;
 use kubebid_webhook::tls::{ReloadingCert, server_config};
@@ -128,7 +130,11 @@ fn operator(args: &OperatorArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        let metrics = Arc::new(kubebid_tenancy::metrics::OperatorMetrics::default());
+        let process = Process::new(Shutdown::on_signals());
+        let metrics = Arc::new(kubebid_tenancy::metrics::OperatorMetrics::new(
+            &process.registry,
+        ));
+        metrics.add_checks(&process.health);
         let listener = match tokio::net::TcpListener::bind(args.metrics_listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -139,15 +145,9 @@ fn operator(args: &OperatorArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        tokio::spawn(kubebid_tenancy::metrics::serve(
-            listener,
-            metrics.clone(),
-            std::future::pending(),
-        ));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let endpoint = process.clone();
         tokio::spawn(async move {
-            shutdown_signal().await;
-            let _ = stop.send(());
+            kubebid_server::http::serve_endpoint(&endpoint, "operator-metrics", listener).await;
         });
         let namespace = args
             .namespace
@@ -166,9 +166,7 @@ fn operator(args: &OperatorArgs) -> ExitCode {
             &namespace,
             identity,
             metrics,
-            async move {
-                let _ = stopped.await;
-            },
+            process.shutdown.requested(),
         )
         .await;
         finished("operator", result)
@@ -240,6 +238,7 @@ pub fn run_webhook(args: &WebhookArgs, on_bound: impl FnOnce(SocketAddr)) -> Exi
         }
     };
     let result = runtime.block_on(async {
+        let process = Process::new(Shutdown::on_signals());
         let (policy_tx, policy_rx) = tokio::sync::watch::channel(policy);
         if !standalone {
             let client = kube::Client::try_default().await.map_err(|e| {
@@ -255,30 +254,18 @@ pub fn run_webhook(args: &WebhookArgs, on_bound: impl FnOnce(SocketAddr)) -> Exi
             tls,
             reloading_cert: Some(cert),
             policy,
-            metrics: Arc::new(Metrics::default()),
+            metrics: Arc::new(Metrics::new(&process.registry)),
             reload_interval: Duration::from_secs_f64(args.reload_interval),
             max_connections: args.max_connections,
             drain_timeout: Duration::from_secs(25),
             client_auth: args.client_ca.is_some(),
         };
-        server.serve(listener, shutdown_signal()).await
+        server.serve_in(&process, listener).await
     });
     finished("webhook", result)
 }
 
 /// Completes on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
 pub async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
-    tracing::info!("shutdown requested");
+    Shutdown::on_signals().requested().await;
 }

@@ -2,6 +2,8 @@
 //! The first run creates a state directory with development certificates, an example configuration of
 //! three tenants and sample AdmissionReviews; later runs reuse them.
 
+use kubebid_server::Shutdown;
+use kubebid_server::http::Process;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -275,9 +277,8 @@ fn start_kms(dir: &Path, socket: &Path) -> Result<(), String> {
         },
     };
     on_own_runtime("kubebid-up-kms", async move {
-        let (task, _, _) =
-            crate::kms_cmd::start(&args, crate::dns_cmd::shared_future(std::future::pending()))
-                .await?;
+        let process = Process::new(Shutdown::new());
+        let (task, _, _) = crate::kms_cmd::start(&args, &process).await?;
         Ok(((), async move {
             let _ = task.await;
         }))

@@ -1,0 +1,113 @@
+//! One graceful-shutdown coordinator per process.
+//!
+//! A [`Shutdown`] is cloned into every server. [`Shutdown::requested`] completes once shutdown has been
+//! asked for (a signal, or [`Shutdown::trigger`]); listeners stop accepting then. Work spawned through
+//! [`Shutdown::spawn`] is tracked, and [`Shutdown::drain`] waits for it, up to a deadline, so that requests
+//! in flight finish and nothing new starts.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The process's shutdown coordinator. Clones share one state.
+#[derive(Clone, Debug, Default)]
+pub struct Shutdown {
+    token: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Shutdown {
+    /// A coordinator that nothing has triggered yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A coordinator that is triggered by SIGTERM (what Kubernetes sends before killing a pod) or Ctrl-C.
+    /// Must be called inside a tokio runtime.
+    #[must_use]
+    pub fn on_signals() -> Self {
+        let this = Self::new();
+        let token = this.token.clone();
+        tokio::spawn(async move {
+            let term = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = term => {}
+                () = token.cancelled() => return,
+            }
+            tracing::info!("shutdown requested");
+            token.cancel();
+        });
+        this
+    }
+
+    /// A coordinator triggered when `signal` completes (a test's or an embedding program's own signal).
+    /// Must be called inside a tokio runtime.
+    #[must_use]
+    pub fn after(signal: impl Future<Output = ()> + Send + 'static) -> Self {
+        let this = Self::new();
+        let trigger = this.clone();
+        tokio::spawn(async move {
+            signal.await;
+            trigger.trigger();
+        });
+        this
+    }
+
+    /// Asks every server to stop accepting and drain.
+    pub fn trigger(&self) {
+        self.token.cancel();
+    }
+
+    /// Whether shutdown has been asked for.
+    #[must_use]
+    pub fn is_requested(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Completes once shutdown has been asked for. Owns what it needs: it can be moved into a task or
+    /// handed to a library that takes a shutdown future (tonic, hyper).
+    pub fn requested(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.token.clone().cancelled_owned()
+    }
+
+    /// Spawns `work` on the runtime, tracked: [`drain`](Self::drain) waits for it.
+    pub fn spawn<F>(&self, work: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.tracker.spawn(work)
+    }
+
+    /// Wraps `work` so that [`drain`](Self::drain) waits for it wherever it runs.
+    pub fn track<F: Future>(&self, work: F) -> tokio_util::task::task_tracker::TrackedFuture<F> {
+        self.tracker.track_future(work)
+    }
+
+    /// Waits (after shutdown was asked for) until every tracked task has finished, or `deadline` has
+    /// passed. Returns whether everything finished.
+    pub async fn drain(&self, deadline: Duration) -> bool {
+        self.requested().await;
+        self.tracker.close();
+        let finished = tokio::time::timeout(deadline, self.tracker.wait())
+            .await
+            .is_ok();
+        if !finished {
+            tracing::warn!(
+                left = self.tracker.len(),
+                "drain deadline passed; closing what is left"
+            );
+        }
+        finished
+    }
+}

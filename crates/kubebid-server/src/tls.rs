@@ -1,0 +1,202 @@
+//! TLS for every KubeBid server: TLS 1.2 and 1.3 only (rustls with the ring provider), HTTP/2 and HTTP/1.1
+//! by ALPN, a certificate that is reloaded when its files change (new handshakes get the new certificate,
+//! open connections are not touched), and, with a client CA, only certificates it signed (a server decides
+//! per request which paths need one; the health endpoints do not).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use zeroize::Zeroize;
+
+/// A TLS setup problem, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+fn file_err(path: &Path, message: impl Into<String>) -> TlsError {
+    TlsError::File {
+        path: path.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Reads a certificate chain and its private key. The key's bytes are wiped from memory once parsed.
+///
+/// # Errors
+/// A [`TlsError`] naming the file that is missing, not PEM, empty, or whose key does not fit.
+pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| file_err(cert, format!("cannot read certificates: {e}")))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| file_err(cert, format!("not a PEM certificate: {e}")))?;
+    if chain.is_empty() {
+        return Err(file_err(cert, "no certificate in the file"));
+    }
+    let mut pem =
+        std::fs::read(key).map_err(|e| file_err(key, format!("cannot read the key: {e}")))?;
+    let parsed = PrivateKeyDer::from_pem_slice(&pem);
+    pem.zeroize();
+    let mut der = parsed.map_err(|e| file_err(key, format!("not a PEM private key: {e}")))?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&der);
+    der.zeroize();
+    let signing = signing.map_err(|e| file_err(key, format!("unsupported key: {e}")))?;
+    let ck = CertifiedKey::new(chain, signing);
+    ck.keys_match().map_err(|e| {
+        file_err(
+            key,
+            format!("the key does not belong to the certificate: {e}"),
+        )
+    })?;
+    Ok(ck)
+}
+
+/// The serving certificate, reloaded from its files when they change.
+#[derive(Debug)]
+pub struct ReloadingCert {
+    cert: PathBuf,
+    key: PathBuf,
+    current: RwLock<Arc<CertifiedKey>>,
+    stamps: Mutex<(Option<SystemTime>, Option<SystemTime>)>,
+}
+
+fn mtime(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+impl ReloadingCert {
+    /// Loads the certificate now.
+    ///
+    /// # Errors
+    /// As [`load_certified_key`].
+    pub fn new(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let ck = load_certified_key(cert, key)?;
+        Ok(Self {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            current: RwLock::new(Arc::new(ck)),
+            stamps: Mutex::new((mtime(cert), mtime(key))),
+        })
+    }
+
+    /// Reloads when either file's modification time changed. Returns whether a new certificate is in use.
+    /// A pair that does not load (half-written, mismatched) leaves the old certificate serving.
+    ///
+    /// # Errors
+    /// The load error of a changed pair; it is retried at the next call.
+    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
+        let now = (mtime(&self.cert), mtime(&self.key));
+        {
+            let stamps = self.stamps.lock().unwrap_or_else(PoisonError::into_inner);
+            if *stamps == now {
+                return Ok(false);
+            }
+        }
+        let ck = load_certified_key(&self.cert, &self.key)?;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(ck);
+        *self.stamps.lock().unwrap_or_else(PoisonError::into_inner) = now;
+        Ok(true)
+    }
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        )
+    }
+}
+
+/// The server's TLS configuration.
+///
+/// # Errors
+/// An unreadable or empty client CA file, or a rustls configuration error.
+pub fn server_config(
+    cert: Arc<ReloadingCert>,
+    client_ca: Option<&Path>,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(ca)
+                .map_err(|e| file_err(ca, format!("cannot read the client CA: {e}")))?;
+            for c in certs {
+                let c = c.map_err(|e| file_err(ca, format!("not a PEM certificate: {e}")))?;
+                roots
+                    .add(c)
+                    .map_err(|e| file_err(ca, format!("unusable CA certificate: {e}")))?;
+            }
+            if roots.is_empty() {
+                return Err(file_err(ca, "no CA certificate in the file"));
+            }
+            // A client that presents a certificate must present one the CA signed; one that presents none
+            // gets only the health, readiness and metrics endpoints (the kubelet's probes carry none), which
+            // the server enforces per request.
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| file_err(ca, format!("client verifier: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(cert);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Looks at `cert`'s files every `interval` until `shutdown` is requested, and loads them when they
+/// change. A pair that does not load leaves the previous certificate serving; both outcomes are counted
+/// in `kubebid_server_certificate_reloads_total{server}` and logged.
+pub fn spawn_reloader(
+    cert: Arc<ReloadingCert>,
+    interval: Duration,
+    server: &'static str,
+    metrics: crate::metrics::ShellMetrics,
+    shutdown: &crate::Shutdown,
+) {
+    let stop = shutdown.requested();
+    tokio::spawn(async move {
+        tokio::pin!(stop);
+        let mut tick = tokio::time::interval(interval);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = &mut stop => return,
+            }
+            let result = match cert.reload_if_changed() {
+                Ok(false) => continue,
+                Ok(true) => {
+                    tracing::info!(server, "serving certificate reloaded");
+                    "ok"
+                }
+                Err(e) => {
+                    tracing::warn!(server, error = %e, "changed certificate did not load; still serving the previous one");
+                    "error"
+                }
+            };
+            metrics
+                .certificate_reloads
+                .get_or_create(&crate::metrics::ReloadLabels { server, result })
+                .inc();
+        }
+    });
+}
