@@ -30,7 +30,7 @@ metrics_port=$(( 20000 + RANDOM % 20000 ))
 pid=$!
 for _ in $(seq 100); do [ -S "$work/kms.sock" ] && break; sleep 0.05; done
 echo "== kms_load, $secs s, 8 callers over the unix socket, root key in SoftHSM2 $(dpkg-query -W -f='${Version}' softhsm2 2>/dev/null), $((tenants + 1)) tenant keys in the token"
-target/release/examples/kms_load "$work/kms.sock" "$secs" 8 "$work/tenant-keys.sock"
+KUBEBID_BENCH_PKCS11_MODULE=/usr/lib/softhsm/libsofthsm2.so target/release/examples/kms_load "$work/kms.sock" "$secs" 8 "$work/tenant-keys.sock"
 echo "HSM round trips (KEK unwraps) during the run: $(curl -s "127.0.0.1:$metrics_port/metrics" | awk '/^kubebid_kms_kek_unwraps_total/ {print $2}')"
 rss=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$pid/status")
 echo "plugin RSS after the run: $rss MiB"

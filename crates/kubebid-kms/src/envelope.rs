@@ -216,7 +216,8 @@ impl Envelope {
         })
     }
 
-    /// Decrypts what [`Envelope::encrypt`] produced, under the root version named by `key_id`.
+    /// Decrypts what [`Envelope::encrypt`] produced, under the root version named by `key_id`. May ask the
+    /// HSM (to open a KEK not seen yet): call it off the async workers.
     ///
     /// # Errors
     /// Malformed input, an unknown key ID, or a ciphertext or sealed KEK that does not authenticate.
@@ -226,6 +227,36 @@ impl Envelope {
         key_id: &str,
         annotations: &HashMap<String, Vec<u8>>,
     ) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
+        let (body, sealed) = Self::check(ciphertext, key_id, annotations)?;
+        let kek = self.kek(key_id, sealed)?;
+        open(&kek.key, body, key_id.as_bytes()).ok_or(EnvelopeError::Tampered)
+    }
+
+    /// [`decrypt`](Self::decrypt) if it needs no HSM call (the KEK is open already, the common case):
+    /// microseconds of CPU, fine on an async worker. `None` when the KEK must be opened first.
+    ///
+    /// # Errors
+    /// As [`decrypt`](Self::decrypt).
+    pub fn decrypt_cached(
+        &self,
+        ciphertext: &[u8],
+        key_id: &str,
+        annotations: &HashMap<String, Vec<u8>>,
+    ) -> Option<Result<Zeroizing<Vec<u8>>, EnvelopeError>> {
+        let (body, sealed) = match Self::check(ciphertext, key_id, annotations) {
+            Ok(x) => x,
+            Err(e) => return Some(Err(e)),
+        };
+        let kek = self.cached_kek(key_id, sealed)?;
+        Some(open(&kek.key, body, key_id.as_bytes()).ok_or(EnvelopeError::Tampered))
+    }
+
+    /// The checks of a decrypt request: the sealed body and the sealed KEK.
+    fn check<'a>(
+        ciphertext: &'a [u8],
+        key_id: &str,
+        annotations: &'a HashMap<String, Vec<u8>>,
+    ) -> Result<(&'a [u8], &'a [u8]), EnvelopeError> {
         if key_id.len() > MAX_KEY_ID || !key_id.starts_with(ROOT_PREFIX) {
             return Err(EnvelopeError::BadKeyId(key_id.chars().take(80).collect()));
         }
@@ -241,28 +272,35 @@ impl Envelope {
         let sealed = annotations
             .get(KEK_ANNOTATION)
             .ok_or(EnvelopeError::NoKek)?;
-        let kek = self.kek(key_id, sealed)?;
-        open(&kek.key, body, key_id.as_bytes()).ok_or(EnvelopeError::Tampered)
+        Ok((body, sealed))
+    }
+
+    /// The digest a KEK is cached under. It covers the root version too: the same sealed bytes under
+    /// another key ID must not find a KEK opened for its real one.
+    fn cache_id(root: &str, sealed: &[u8]) -> [u8; 32] {
+        let mut id = sealed.to_vec();
+        id.extend_from_slice(root.as_bytes());
+        digest(&id)
+    }
+
+    /// The KEK sealed as `sealed` under `root`, if it is open already.
+    fn cached_kek(&self, root: &str, sealed: &[u8]) -> Option<Arc<Kek>> {
+        let current = self.current();
+        if current.root == root && current.sealed == sealed {
+            return Some(current);
+        }
+        self.opened
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&Self::cache_id(root, sealed))
+            .cloned()
     }
 
     fn kek(&self, root: &str, sealed: &[u8]) -> Result<Arc<Kek>, EnvelopeError> {
-        let current = self.current();
-        if current.root == root && current.sealed == sealed {
-            return Ok(current);
+        if let Some(k) = self.cached_kek(root, sealed) {
+            return Ok(k);
         }
-        // The digest covers the root version too: the same sealed bytes under another key ID must not
-        // find a KEK opened for its real one.
-        let mut id = sealed.to_vec();
-        id.extend_from_slice(root.as_bytes());
-        let id = digest(&id);
-        if let Some(k) = self
-            .opened
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&id)
-        {
-            return Ok(k.clone());
-        }
+        let id = Self::cache_id(root, sealed);
         self.unwraps.fetch_add(1, Ordering::Relaxed);
         let bytes = self
             .store

@@ -174,6 +174,38 @@ fn strip_position(message: &str) -> String {
     }
 }
 
+/// `apiVersion` and `kind` when they are the object's first two members, plain strings without escapes,
+/// as the API server writes every object: read in a glance instead of a pass over the whole text. Anything
+/// else (`None`) takes the full pass of [`TypeFields`]. The typed decode that follows reads both fields
+/// again and refuses values that do not fit the kind, so a glance that is wrong cannot pick a lenient
+/// kind: `kind_mismatch` compares them with the request, and k8s-openapi checks them per type.
+fn leading_type(text: &str) -> Option<(&str, &str)> {
+    fn ws(s: &str) -> &str {
+        s.trim_start_matches([' ', '\t', '\n', '\r'])
+    }
+    /// A `"key": "value"` member without escapes; the rest after it.
+    fn member(s: &str) -> Option<(&str, &str, &str)> {
+        let s = ws(s).strip_prefix('"')?;
+        let (key, s) = s.split_once('"')?;
+        let s = ws(ws(s).strip_prefix(':')?).strip_prefix('"')?;
+        let (value, s) = s.split_once('"')?;
+        if key.contains('\\') || value.contains('\\') || value.is_empty() {
+            return None;
+        }
+        Some((key, value, ws(s)))
+    }
+    let (k1, v1, rest) = member(ws(text).strip_prefix('{')?)?;
+    let (k2, v2, rest) = member(rest.strip_prefix(',')?)?;
+    if !(rest.starts_with(',') || rest.starts_with('}')) {
+        return None;
+    }
+    match (k1, k2) {
+        ("apiVersion", "kind") => Some((v1, v2)),
+        ("kind", "apiVersion") => Some((v2, v1)),
+        _ => None,
+    }
+}
+
 /// `apiVersion` and `kind` of an object in JSON text, read without decoding the rest.
 #[derive(serde::Deserialize)]
 struct TypeFields<'a> {
@@ -227,12 +259,20 @@ impl Object {
     /// # Errors
     /// A [`DecodeError`] naming the first field that does not fit the kind's schema.
     pub fn from_json(text: &str) -> Result<Self, DecodeError> {
-        let fields: TypeFields<'_> = serde_json::from_str(text).map_err(|_| DecodeError {
-            path: String::new(),
-            message: "a Kubernetes object must be a mapping".into(),
-        })?;
-        let api_version = type_field(fields.api_version, "apiVersion")?;
-        let kind = type_field(fields.kind, "kind")?;
+        let (api_version, kind) = match leading_type(text) {
+            Some((v, k)) => (v.to_owned(), k.to_owned()),
+            None => {
+                let fields: TypeFields<'_> =
+                    serde_json::from_str(text).map_err(|_| DecodeError {
+                        path: String::new(),
+                        message: "a Kubernetes object must be a mapping".into(),
+                    })?;
+                (
+                    type_field(fields.api_version, "apiVersion")?,
+                    type_field(fields.kind, "kind")?,
+                )
+            }
+        };
         Self::decode_as(api_version, kind, text)
     }
 

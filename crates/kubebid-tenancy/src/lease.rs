@@ -1,6 +1,14 @@
 //! Leader election through a `coordination.k8s.io` Lease, so that operator replicas can run side by side and
 //! only one reconciles. The decision is a pure function of the lease and the clock; writes use the lease's
 //! resourceVersion, so two replicas racing for an expired lease cannot both win.
+//!
+//! Why not a crate: the maintained ones were checked (November 2026) and none fits this workspace.
+//! `kube-lease-manager` 0.12 (June 2026) is built on kube 4 and k8s-openapi 0.28; `kube-coordinate` 2.0
+//! (a release candidate) on kube 2. KubeBid is on kube 5 and k8s-openapi 0.29, and two k8s-openapi versions
+//! cannot live in one build (each selects the Kubernetes API version for the whole graph), so either would
+//! pin the operator to an older kube. `kube-runtime` itself has no leader election. What is here is small
+//! (one pure decision function and two writes guarded by resourceVersion) and tested against the API
+//! server's HTTP boundary (`tests/lease.rs`); revisit when a maintained crate follows kube 5.
 
 use std::time::Duration;
 

@@ -290,11 +290,29 @@ fn repair_patch(observed: &Value, desired: &Value, drift: &[Drift]) -> Value {
 /// Kinds whose drifted fields the API server refuses to change in place: they are deleted and created again.
 const RECREATED: &[&str] = &["RuntimeClass", "StorageClass"];
 
-/// Brings one object to its desired state. Returns the action taken, if any.
-async fn apply_one(
-    client: &Client,
-    object: &Value,
-) -> Result<Option<&'static str>, ReconcileError> {
+/// What bringing one object to its desired state took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Applied {
+    /// It was as desired: no write.
+    Unchanged,
+    /// It was missing.
+    Created,
+    /// It had drifted.
+    Repaired,
+}
+
+impl Applied {
+    fn as_str(self) -> &'static str {
+        match self {
+            Applied::Unchanged => "unchanged",
+            Applied::Created => "created",
+            Applied::Repaired => "repaired",
+        }
+    }
+}
+
+/// Brings one object to its desired state.
+async fn apply_one(client: &Client, object: &Value) -> Result<Applied, ReconcileError> {
     let (api, name) = api_for(client, object)?;
     let api_err = |source| ReconcileError::Api {
         object: describe(object),
@@ -306,9 +324,9 @@ async fn apply_one(
         .map_err(api_err)?
         .map(|o| serde_json::to_value(o).unwrap_or(Value::Null));
     let action = match &observed {
-        Some(o) if holds(o, object) => return Ok(None),
-        Some(_) => "repaired",
-        None => "created",
+        Some(o) if holds(o, object) => return Ok(Applied::Unchanged),
+        Some(_) => Applied::Repaired,
+        None => Applied::Created,
     };
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let applied = match api.patch(&name, &params, &Patch::Apply(object)).await {
@@ -358,8 +376,8 @@ async fn apply_one(
         .await
         .map_err(api_err)?;
     }
-    tracing::info!(object = %describe(object), action, "applied");
-    Ok(Some(action))
+    tracing::info!(object = %describe(object), action = action.as_str(), "applied");
+    Ok(action)
 }
 
 /// Brings every object in `desired` (in order: namespaces before what lives in them) to its desired state.
@@ -371,9 +389,9 @@ pub async fn apply_all(client: &Client, desired: &[Value]) -> Result<Outcome, Re
     let mut outcome = Outcome::default();
     for object in desired {
         match apply_one(client, object).await? {
-            None => outcome.unchanged += 1,
-            Some("created") => outcome.created.push(describe(object)),
-            Some(_) => outcome.repaired.push(describe(object)),
+            Applied::Unchanged => outcome.unchanged += 1,
+            Applied::Created => outcome.created.push(describe(object)),
+            Applied::Repaired => outcome.repaired.push(describe(object)),
         }
     }
     Ok(outcome)

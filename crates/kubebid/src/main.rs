@@ -23,6 +23,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use kubebid_model::{Profile, PssVersion};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "kubebid",
