@@ -1,10 +1,89 @@
-//! Per-client limits, so a flood from one client cannot starve the others: queries per second (a token
-//! bucket per address) and forwarded queries in flight.
+//! Per-client limits, so a flood from one client cannot starve the others: queries per second
+//! ([`ClientLimiter`], governor's keyed GCRA limiter) and forwarded queries in flight ([`InFlight`]).
+//!
+//! Governor replaced a hand-written limiter (16 mutex-guarded shards of token buckets) because it measured
+//! faster on every case of `cargo bench -p kubebid-dns --bench answer -- "client rate limit"` (2 cores, a
+//! parallel build running; criterion medians per check): one address 24 ns against 53 ns, 100,000
+//! addresses round robin 147 ns against 191 ns, one address from 2 threads 27 ns against 80 ns. The hot
+//! path has no need of its own limiter.
+//!
+//! A spoofed-source flood makes one entry per source address. [`ClientLimiter::retain_recent`] forgets
+//! the addresses whose allowance is whole again (any address idle for 2 ms at the default 1,000 per
+//! second), and the server calls it every second, so what is kept is bounded by the addresses seen in
+//! about a second, not by every address ever seen.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+
+/// Governor's keyed limiter over client addresses, on clock `C`.
+type Keyed<C> =
+    RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+/// Queries per second per client address, with bursts of twice that.
+pub struct ClientLimiter<C: Clock = DefaultClock> {
+    /// `None` when the limit is off.
+    keyed: Option<Keyed<C>>,
+}
+
+impl ClientLimiter {
+    /// `qps` per address (0: unlimited), bursts of twice that.
+    #[must_use]
+    pub fn new(qps: u32) -> Self {
+        Self::with_clock(qps, DefaultClock::default())
+    }
+}
+
+impl<C: Clock> ClientLimiter<C> {
+    /// As [`ClientLimiter::new`], on `clock` (tests move a fake one).
+    #[must_use]
+    pub fn with_clock(qps: u32, clock: C) -> Self {
+        let keyed = NonZeroU32::new(qps).map(|qps| {
+            let burst = qps.saturating_mul(NonZeroU32::MIN.saturating_add(1));
+            RateLimiter::new(
+                Quota::per_second(qps).allow_burst(burst),
+                DefaultKeyedStateStore::default(),
+                clock,
+            )
+        });
+        Self { keyed }
+    }
+
+    /// Whether one more query from `ip` now is within its rate.
+    pub fn allow(&self, ip: IpAddr) -> bool {
+        self.keyed.as_ref().is_none_or(|k| k.check_key(&ip).is_ok())
+    }
+
+    /// Forgets the addresses whose allowance is whole again (they would start afresh anyway), and gives
+    /// memory back once most are gone.
+    pub fn retain_recent(&self) {
+        if let Some(k) = &self.keyed {
+            let before = k.len();
+            k.retain_recent();
+            if k.len() < before / 2 {
+                k.shrink_to_fit();
+            }
+        }
+    }
+
+    /// Addresses with state kept.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.keyed.as_ref().map_or(0, RateLimiter::len)
+    }
+
+    /// Whether no address has state kept.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 const SHARDS: usize = 16;
 
@@ -18,51 +97,6 @@ fn shard_of(ip: IpAddr) -> usize {
         }
     };
     usize::try_from(folded.wrapping_mul(0x9E37_79B9) >> 28).unwrap_or(0) % SHARDS
-}
-
-/// A token bucket per client address.
-pub struct RateLimiter {
-    qps: f64,
-    burst: f64,
-    shards: Vec<Mutex<HashMap<IpAddr, (f64, Instant)>>>,
-}
-
-impl RateLimiter {
-    /// `qps` per address (0: unlimited), bursts of twice that.
-    #[must_use]
-    pub fn new(qps: u32) -> Self {
-        Self {
-            qps: f64::from(qps),
-            burst: f64::from(qps) * 2.0,
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-        }
-    }
-
-    /// Whether one more query from `ip` at `now` is within its rate.
-    pub fn allow(&self, ip: IpAddr, now: Instant) -> bool {
-        if self.qps <= 0.0 {
-            return true;
-        }
-        let mut shard = self.shards[shard_of(ip)]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if shard.len() > 65_536 {
-            // Forget clients idle long enough to have a full bucket again.
-            shard.retain(|_, (_, last)| {
-                now.saturating_duration_since(*last) < Duration::from_secs(10)
-            });
-        }
-        let (tokens, last) = shard.entry(ip).or_insert((self.burst, now));
-        let refill = now.saturating_duration_since(*last).as_secs_f64() * self.qps;
-        *tokens = (*tokens + refill).min(self.burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 /// Forwarded queries in flight per client.
@@ -111,5 +145,74 @@ impl Drop for InFlightGuard<'_> {
                 shard.remove(&self.ip);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::time::Duration;
+
+    use governor::clock::FakeRelativeClock;
+
+    use super::{ClientLimiter, InFlight};
+
+    fn ip(n: u32) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n))
+    }
+
+    #[test]
+    fn bursts_of_twice_the_rate_then_the_rate() {
+        let clock = FakeRelativeClock::default();
+        let limiter = ClientLimiter::with_clock(100, clock.clone());
+        assert_eq!((0..300).filter(|_| limiter.allow(ip(1))).count(), 200);
+        // Another address has its own allowance.
+        assert!(limiter.allow(ip(2)));
+        clock.advance(Duration::from_millis(100));
+        assert_eq!((0..300).filter(|_| limiter.allow(ip(1))).count(), 10);
+    }
+
+    #[test]
+    fn zero_is_no_limit_and_keeps_nothing() {
+        let limiter = ClientLimiter::new(0);
+        assert!((0..10_000).all(|_| limiter.allow(ip(1))));
+        assert!(limiter.is_empty());
+    }
+
+    /// A spoofed-source flood: one entry per address, all forgotten once their allowance is whole again.
+    #[test]
+    fn state_of_a_spoofed_flood_is_forgotten() {
+        let clock = FakeRelativeClock::default();
+        let limiter = ClientLimiter::with_clock(1000, clock.clone());
+        for n in 0..100_000 {
+            assert!(limiter.allow(ip(n)));
+        }
+        assert_eq!(limiter.len(), 100_000);
+        // Nothing is whole yet: nothing goes.
+        limiter.retain_recent();
+        assert_eq!(limiter.len(), 100_000);
+        // One address is still flooding when the rest have gone quiet.
+        clock.advance(Duration::from_secs(1));
+        for _ in 0..3000 {
+            limiter.allow(ip(7));
+        }
+        limiter.retain_recent();
+        assert_eq!(limiter.len(), 1);
+        assert!(
+            !limiter.allow(ip(7)),
+            "the flooding address keeps its state"
+        );
+    }
+
+    #[test]
+    fn in_flight_slots_are_per_client_and_given_back() {
+        let f = InFlight::new(2);
+        let a = f.acquire(ip(1));
+        let b = f.acquire(ip(1));
+        assert!(a.is_some() && b.is_some());
+        assert!(f.acquire(ip(1)).is_none());
+        assert!(f.acquire(ip(2)).is_some());
+        drop(a);
+        assert!(f.acquire(ip(1)).is_some());
     }
 }

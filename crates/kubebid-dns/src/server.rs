@@ -7,7 +7,7 @@
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -20,7 +20,7 @@ use crate::answer::{
     Action, Decision, Source, decide, format_error, parse_request, truncated, udp_limit,
 };
 use crate::forward::Forwarder;
-pub use crate::limit::{InFlight, InFlightGuard, RateLimiter};
+use crate::limit::{ClientLimiter, InFlight};
 use crate::metrics::DnsMetrics;
 pub use crate::querylog::QueryLog;
 use crate::upstream::Upstreams;
@@ -73,15 +73,21 @@ impl Generation {
     }
 }
 
+/// How often [`Shared::upkeep`] runs.
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// Everything the UDP threads and TCP tasks share.
 pub struct Shared {
     pub current: ArcSwap<Generation>,
     pub forwarder: Forwarder,
     pub metrics: Arc<DnsMetrics>,
-    pub limiter: RateLimiter,
+    pub limiter: ClientLimiter,
     pub in_flight: InFlight,
     pub log: Option<QueryLog>,
     pub limits: Limits,
+    /// When [`Shared::upkeep`] is next due, in milliseconds since `epoch`.
+    next_upkeep: AtomicU64,
+    epoch: Instant,
 }
 
 impl Shared {
@@ -94,10 +100,31 @@ impl Shared {
             current: ArcSwap::from_pointee(Generation::new(zone)),
             forwarder: Forwarder::new(upstreams, &metrics),
             metrics,
-            limiter: RateLimiter::new(limits.client_qps),
+            limiter: ClientLimiter::new(limits.client_qps),
             in_flight: InFlight::new(limits.client_forwards),
             log: None,
             limits,
+            next_upkeep: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Periodic upkeep, done by whichever UDP thread comes first once [`UPKEEP_EVERY`] has passed (the
+    /// threads wake at least every 200 ms, flood or not): forgets the rate-limit state of clients whose
+    /// allowance is whole again, so a spoofed-source flood cannot grow it without bound.
+    pub fn upkeep(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let due = self.next_upkeep.load(Ordering::Relaxed);
+        if now < due {
+            return;
+        }
+        let next = now.saturating_add(u64::try_from(UPKEEP_EVERY.as_millis()).unwrap_or(u64::MAX));
+        if self
+            .next_upkeep
+            .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.limiter.retain_recent();
         }
     }
 
@@ -203,6 +230,7 @@ fn udp_worker(
     let mut received: Vec<(usize, Option<SocketAddr>)> = Vec::with_capacity(BATCH);
     let mut replies: Vec<(usize, usize, SockaddrStorage)> = Vec::with_capacity(BATCH);
     while !stop.load(Ordering::Relaxed) {
+        shared.upkeep();
         received.clear();
         {
             let mut slices: Vec<[IoSliceMut<'_>; 1]> = inbox
@@ -233,7 +261,7 @@ fn udp_worker(
             let Some(peer) = peer else { continue };
             let packet = &inbox[i][..n.min(4096)];
             shared.metrics.udp_queries.inc();
-            if !shared.limiter.allow(peer.ip(), Instant::now()) {
+            if !shared.limiter.allow(peer.ip()) {
                 shared.metrics.discard("rate_limit");
                 continue;
             }
@@ -394,7 +422,7 @@ async fn handle_tcp(
             return;
         }
         shared.metrics.tcp_queries.inc();
-        if !shared.limiter.allow(peer.ip(), Instant::now()) {
+        if !shared.limiter.allow(peer.ip()) {
             shared.metrics.discard("rate_limit");
             continue;
         }
