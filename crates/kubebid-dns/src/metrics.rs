@@ -57,6 +57,7 @@ pub struct DnsMetrics {
     pub dropped: Family<DropLabels, Counter>,
     pub zone_names: Gauge,
     pub zone_reloads: Counter,
+    pub zone_reload_failures: Counter,
     pub tcp_connections: Gauge,
 }
 
@@ -74,8 +75,6 @@ impl Default for DnsMetrics {
         let upstream_failures = Counter::default();
         let rebinding = Counter::default();
         let dropped = Family::<DropLabels, Counter>::default();
-        let zone_names = Gauge::default();
-        let zone_reloads = Counter::default();
         let tcp_connections = Gauge::default();
         registry.register("queries", "Queries received, by transport", queries.clone());
         registry.register("responses", "Responses sent, by rcode", responses.clone());
@@ -110,16 +109,7 @@ impl Default for DnsMetrics {
             rebinding.clone(),
         );
         registry.register("dropped", "Packets dropped, by reason", dropped.clone());
-        registry.register(
-            "zone_names",
-            "Names in the cluster zone",
-            zone_names.clone(),
-        );
-        registry.register(
-            "zone_reloads",
-            "Cluster zone rebuilds",
-            zone_reloads.clone(),
-        );
+        let (zone_names, zone_reloads, zone_reload_failures) = zone_metrics(&mut registry);
         registry.register(
             "tcp_connections",
             "Open TCP connections",
@@ -157,9 +147,25 @@ impl Default for DnsMetrics {
             dropped,
             zone_names,
             zone_reloads,
+            zone_reload_failures,
             tcp_connections,
         }
     }
+}
+
+/// The zone's metrics, registered: names in it, rebuilds, and changes that did not load.
+fn zone_metrics(registry: &mut Registry) -> (Gauge, Counter, Counter) {
+    let names = Gauge::default();
+    let reloads = Counter::default();
+    let failures = Counter::default();
+    registry.register("zone_names", "Names in the cluster zone", names.clone());
+    registry.register("zone_reloads", "Cluster zone rebuilds", reloads.clone());
+    registry.register(
+        "zone_reload_failures",
+        "Changes to the state or configuration files that did not load (the previous zone stayed)",
+        failures.clone(),
+    );
+    (names, reloads, failures)
 }
 
 impl DnsMetrics {
