@@ -170,3 +170,68 @@ fn standard_input_and_missing_paths_are_errors() {
             .contains("/nonexistent/state.yaml: cannot read")
     );
 }
+
+/// On reload a change that does not load (here a Tenant slipped into the state) is handed to the failure
+/// callback, which the server counts, and no zone is published: the one in service stays.
+#[tokio::test]
+async fn a_change_that_does_not_load_is_reported_not_published() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    let d = temp_dir("reload");
+    let state = d.join("state.yaml");
+    let good = std::fs::read_to_string(root().join("examples/dns/cluster-state.yaml")).unwrap();
+    std::fs::write(&state, &good).unwrap();
+    let published = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let watch = tokio::spawn(kubebid_dns::state::watch_reporting(
+        vec![state.clone()],
+        vec![root().join("examples/config")],
+        UnknownClients::Deny,
+        Duration::from_millis(20),
+        {
+            let published = published.clone();
+            move |_| {
+                published.fetch_add(1, Ordering::SeqCst);
+            }
+        },
+        {
+            let failed = failed.clone();
+            move |errors: &[StateError]| {
+                assert!(
+                    errors
+                        .iter()
+                        .any(|e| matches!(e, StateError::ConfigInState { .. }))
+                );
+                failed.fetch_add(1, Ordering::SeqCst);
+            }
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    std::fs::write(&state, format!("{good}---\n{TENANT}")).unwrap();
+    for _ in 0..200 {
+        if failed.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(failed.load(Ordering::SeqCst), 1);
+    assert_eq!(published.load(Ordering::SeqCst), 0);
+    // Fixed again: published.
+    std::fs::write(&state, &good).unwrap();
+    for _ in 0..200 {
+        if published.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(published.load(Ordering::SeqCst), 1);
+    let _ = stop.send(());
+    watch.await.unwrap();
+    let _ = std::fs::remove_dir_all(d);
+}
