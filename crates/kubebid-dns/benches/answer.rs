@@ -1,13 +1,17 @@
 //! The DNS core without sockets: deciding one query (general path: parse, policy, encode), the hot path's
-//! read of a kept answer, and building the zone for a cluster of 300 tenants x 100 services with a pod each.
+//! read of a kept answer, building the zone for a cluster of 300 tenants x 100 services with a pod each,
+//! and the per-client rate limit (governor's keyed limiter against the hand-written token buckets it
+//! replaced, kept below for the comparison).
 //!
-//! `cargo bench -p kubebid-dns --bench answer`
+//! `cargo bench -p kubebid-dns --bench answer`, or `-- "client rate limit"` for the limiter alone.
 
 // A benchmark with a broken fixture should stop loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hickory_proto::op::{Message, Query};
@@ -118,5 +122,134 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// The limiter the server used before governor: 16 mutex-guarded shards of token buckets per address.
+mod hand_written {
+    use std::collections::HashMap;
+    use std::net::IpAddr;
+    use std::sync::{Mutex, PoisonError};
+    use std::time::{Duration, Instant};
+
+    const SHARDS: usize = 16;
+
+    fn shard_of(ip: IpAddr) -> usize {
+        let folded = match ip {
+            IpAddr::V4(v4) => u32::from(v4),
+            IpAddr::V6(v6) => {
+                let o = v6.octets();
+                u32::from_be_bytes([o[12], o[13], o[14], o[15]])
+                    ^ u32::from_be_bytes([o[0], o[1], o[2], o[3]])
+            }
+        };
+        usize::try_from(folded.wrapping_mul(0x9E37_79B9) >> 28).unwrap_or(0) % SHARDS
+    }
+
+    pub struct RateLimiter {
+        qps: f64,
+        burst: f64,
+        shards: Vec<Mutex<HashMap<IpAddr, (f64, Instant)>>>,
+    }
+
+    impl RateLimiter {
+        pub fn new(qps: u32) -> Self {
+            Self {
+                qps: f64::from(qps),
+                burst: f64::from(qps) * 2.0,
+                shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            }
+        }
+
+        pub fn allow(&self, ip: IpAddr, now: Instant) -> bool {
+            if self.qps <= 0.0 {
+                return true;
+            }
+            let mut shard = self.shards[shard_of(ip)]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if shard.len() > 65_536 {
+                shard.retain(|_, (_, last)| {
+                    now.saturating_duration_since(*last) < Duration::from_secs(10)
+                });
+            }
+            let (tokens, last) = shard.entry(ip).or_insert((self.burst, now));
+            let refill = now.saturating_duration_since(*last).as_secs_f64() * self.qps;
+            *tokens = (*tokens + refill).min(self.burst);
+            *last = now;
+            if *tokens >= 1.0 {
+                *tokens -= 1.0;
+                true
+            } else {
+                false
+            }
+        }
+    }
+}
+
+/// 100,000 distinct client addresses, as a spoofed-source flood would send.
+fn many_addresses() -> Vec<IpAddr> {
+    (0..100_000u32)
+        .map(|i| IpAddr::V4(Ipv4Addr::from(0x0af4_0000 + i)))
+        .collect()
+}
+
+/// Both threads checking `check` as fast as they can; the time is the slower thread's.
+fn two_threads(iters: u64, check: &(impl Fn() -> bool + Sync)) -> Duration {
+    let half = iters.div_ceil(2);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for _ in 0..half {
+                    black_box(check());
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+fn rate_limit(c: &mut Criterion) {
+    // The server's default: 1,000 queries per second per address, bursts of 2,000.
+    let qps = NonZeroU32::new(1000).unwrap();
+    let quota = governor::Quota::per_second(qps)
+        .allow_burst(qps.saturating_mul(NonZeroU32::new(2).unwrap()));
+    let one = IpAddr::V4(Ipv4Addr::new(10, 244, 0, 8));
+    let many = many_addresses();
+
+    let mut g = c.benchmark_group("client rate limit");
+    g.throughput(Throughput::Elements(1));
+    let hand = hand_written::RateLimiter::new(qps.get());
+    let keyed = governor::RateLimiter::keyed(quota);
+    g.bench_function("hand-written, one address", |b| {
+        b.iter(|| hand.allow(black_box(one), Instant::now()));
+    });
+    g.bench_function("governor, one address", |b| {
+        b.iter(|| keyed.check_key(black_box(&one)).is_ok());
+    });
+    let hand = hand_written::RateLimiter::new(qps.get());
+    let keyed = governor::RateLimiter::keyed(quota);
+    g.bench_function("hand-written, 100k addresses", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % many.len();
+            hand.allow(black_box(many[i]), Instant::now())
+        });
+    });
+    g.bench_function("governor, 100k addresses", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % many.len();
+            keyed.check_key(black_box(&many[i])).is_ok()
+        });
+    });
+    // Every UDP worker thread checking the same flooding address.
+    g.bench_function("hand-written, one address, 2 threads", |b| {
+        b.iter_custom(|iters| two_threads(iters, &|| hand.allow(black_box(one), Instant::now())));
+    });
+    g.bench_function("governor, one address, 2 threads", |b| {
+        b.iter_custom(|iters| two_threads(iters, &|| keyed.check_key(black_box(&one)).is_ok()));
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, rate_limit);
 criterion_main!(benches);

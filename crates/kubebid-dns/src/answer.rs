@@ -29,6 +29,7 @@ pub enum Denial {
 }
 
 impl Denial {
+    /// The label in metrics and the query log.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -37,6 +38,29 @@ impl Denial {
             Denial::Enumeration => "enumeration",
             Denial::External => "external",
             Denial::Reverse => "reverse",
+        }
+    }
+}
+
+/// Where an answer came from, for the query log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The cluster zone (an answer, a denial or an error decided here).
+    Zone,
+    /// A forwarded query answered from the cache.
+    Cache,
+    /// A forwarded query sent upstream (answered, or SERVFAIL when no upstream answered).
+    Upstream,
+}
+
+impl Source {
+    /// The label in the query log: `cluster`, `cache` or `upstream`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Zone => "cluster",
+            Source::Cache => "cache",
+            Source::Upstream => "upstream",
         }
     }
 }

@@ -57,6 +57,7 @@ pub struct DnsMetrics {
     pub dropped: Family<DropLabels, Counter>,
     pub zone_names: Gauge,
     pub zone_reloads: Counter,
+    pub zone_reload_failures: Counter,
     pub tcp_connections: Gauge,
 }
 
@@ -83,10 +84,9 @@ impl DnsMetrics {
         let upstream_failures = Counter::default();
         let rebinding = Counter::default();
         let dropped = Family::<DropLabels, Counter>::default();
-        let zone_names = Gauge::default();
-        let zone_reloads = Counter::default();
         let tcp_connections = Gauge::default();
-        process_registry.register("kubebid_dns", |registry| {
+        let (zone_names, zone_reloads, zone_reload_failures) =
+            process_registry.register("kubebid_dns", |registry| {
         registry.register("queries", "Queries received, by transport", queries.clone());
         registry.register("responses", "Responses sent, by rcode", responses.clone());
         registry.register(
@@ -120,21 +120,13 @@ impl DnsMetrics {
             rebinding.clone(),
         );
         registry.register("dropped", "Packets dropped, by reason", dropped.clone());
-        registry.register(
-            "zone_names",
-            "Names in the cluster zone",
-            zone_names.clone(),
-        );
-        registry.register(
-            "zone_reloads",
-            "Cluster zone rebuilds",
-            zone_reloads.clone(),
-        );
+        let zone = zone_metrics(registry);
         registry.register(
             "tcp_connections",
             "Open TCP connections",
             tcp_connections.clone(),
         );
+        zone
         });
         let udp_queries = queries
             .get_or_create(&TransportLabels { transport: "udp" })
@@ -168,10 +160,28 @@ impl DnsMetrics {
             dropped,
             zone_names,
             zone_reloads,
+            zone_reload_failures,
             tcp_connections,
         }
     }
+}
 
+/// The zone's metrics, registered: names in it, rebuilds, and changes that did not load.
+fn zone_metrics(registry: &mut prometheus_client::registry::Registry) -> (Gauge, Counter, Counter) {
+    let names = Gauge::default();
+    let reloads = Counter::default();
+    let failures = Counter::default();
+    registry.register("zone_names", "Names in the cluster zone", names.clone());
+    registry.register("zone_reloads", "Cluster zone rebuilds", reloads.clone());
+    registry.register(
+        "zone_reload_failures",
+        "Changes to the state or configuration files that did not load (the previous zone stayed)",
+        failures.clone(),
+    );
+    (names, reloads, failures)
+}
+
+impl DnsMetrics {
     /// Counts one response.
     pub fn response(&self, code: ResponseCode) {
         match self.by_rcode.iter().find(|(c, _)| *c == code) {

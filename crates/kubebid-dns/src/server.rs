@@ -1,29 +1,28 @@
 //! The server shell around [`crate::answer::decide`]: UDP on one OS thread per core (`SO_REUSEPORT`
 //! sockets with blocking reads: no wake-ups on the hot path), TCP on tokio with limits on connections,
-//! message size and idle time, per-client rate limits and forwarding limits so a flood from one client
-//! cannot starve the others, the cache and the upstream forwarder, metrics and an optional query log.
+//! message size and idle time. What it answers is [`crate::answer`]'s, forwarding and the cache are
+//! [`crate::forward`]'s, per-client limits [`crate::limit`]'s and the query log [`crate::querylog`]'s:
+//! this module reads and writes sockets and wires those together.
 
-use std::collections::HashMap;
-use std::io::{self, Write};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use hickory_proto::op::{Message, Query, ResponseCode};
+use hickory_proto::op::{Message, ResponseCode};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::answer::{
-    Action, Decision, decide, format_error, forwarded, parse_request, server_failure, truncated,
-    udp_limit,
+    Action, Decision, Source, decide, format_error, parse_request, truncated, udp_limit,
 };
-use crate::cache::{Cache, Key};
+use crate::forward::Forwarder;
+use crate::limit::{ClientLimiter, InFlight};
 use crate::metrics::DnsMetrics;
+pub use crate::querylog::QueryLog;
 use crate::upstream::Upstreams;
 use crate::zone::Zone;
 
@@ -58,164 +57,6 @@ impl Default for Limits {
     }
 }
 
-const SHARDS: usize = 16;
-
-fn shard_of(ip: IpAddr) -> usize {
-    let folded = match ip {
-        IpAddr::V4(v4) => u32::from(v4),
-        IpAddr::V6(v6) => {
-            let o = v6.octets();
-            u32::from_be_bytes([o[12], o[13], o[14], o[15]])
-                ^ u32::from_be_bytes([o[0], o[1], o[2], o[3]])
-        }
-    };
-    usize::try_from(folded.wrapping_mul(0x9E37_79B9) >> 28).unwrap_or(0) % SHARDS
-}
-
-/// A token bucket per client address.
-pub struct RateLimiter {
-    qps: f64,
-    burst: f64,
-    shards: Vec<Mutex<HashMap<IpAddr, (f64, Instant)>>>,
-}
-
-impl RateLimiter {
-    /// `qps` per address (0: unlimited), bursts of twice that.
-    #[must_use]
-    pub fn new(qps: u32) -> Self {
-        Self {
-            qps: f64::from(qps),
-            burst: f64::from(qps) * 2.0,
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-        }
-    }
-
-    /// Whether one more query from `ip` at `now` is within its rate.
-    pub fn allow(&self, ip: IpAddr, now: Instant) -> bool {
-        if self.qps <= 0.0 {
-            return true;
-        }
-        let mut shard = self.shards[shard_of(ip)]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if shard.len() > 65_536 {
-            // Forget clients idle long enough to have a full bucket again.
-            shard.retain(|_, (_, last)| {
-                now.saturating_duration_since(*last) < Duration::from_secs(10)
-            });
-        }
-        let (tokens, last) = shard.entry(ip).or_insert((self.burst, now));
-        let refill = now.saturating_duration_since(*last).as_secs_f64() * self.qps;
-        *tokens = (*tokens + refill).min(self.burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// Forwarded queries in flight per client.
-pub struct InFlight {
-    limit: usize,
-    shards: Vec<Mutex<HashMap<IpAddr, usize>>>,
-}
-
-/// Releases one in-flight slot when dropped.
-pub struct InFlightGuard<'a> {
-    owner: &'a InFlight,
-    ip: IpAddr,
-}
-
-impl InFlight {
-    #[must_use]
-    pub fn new(limit: usize) -> Self {
-        Self {
-            limit,
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-        }
-    }
-
-    /// A slot for `ip`, or `None` when it has `limit` queries in flight already.
-    pub fn acquire(&self, ip: IpAddr) -> Option<InFlightGuard<'_>> {
-        let mut shard = self.shards[shard_of(ip)]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let n = shard.entry(ip).or_insert(0);
-        if *n >= self.limit {
-            return None;
-        }
-        *n += 1;
-        Some(InFlightGuard { owner: self, ip })
-    }
-}
-
-impl Drop for InFlightGuard<'_> {
-    fn drop(&mut self) {
-        let mut shard = self.owner.shards[shard_of(self.ip)]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = shard.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                shard.remove(&self.ip);
-            }
-        }
-    }
-}
-
-/// The optional query log: one JSON line per query, written by its own thread so the hot path never waits
-/// on the disk. When the writer falls behind, lines are dropped and counted, never queued without bound.
-pub struct QueryLog {
-    tx: SyncSender<String>,
-}
-
-impl QueryLog {
-    /// Appends to `path`.
-    ///
-    /// # Errors
-    /// The file cannot be opened.
-    pub fn open(path: &Path, metrics: Arc<DnsMetrics>) -> io::Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        let (tx, rx) = std::sync::mpsc::sync_channel::<String>(16_384);
-        std::thread::Builder::new()
-            .name("kubebid-dns-querylog".into())
-            .spawn(move || write_log(file, &rx, &metrics))?;
-        Ok(Self { tx })
-    }
-
-    fn record(&self, line: String, metrics: &DnsMetrics) {
-        if let Err(TrySendError::Full(_)) = self.tx.try_send(line) {
-            metrics.discard("query_log_full");
-        }
-    }
-}
-
-fn write_log(file: std::fs::File, rx: &Receiver<String>, metrics: &DnsMetrics) {
-    let mut out = io::BufWriter::new(file);
-    loop {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) => {
-                if writeln!(out, "{line}").is_err() {
-                    metrics.discard("query_log_write");
-                }
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                let _ = out.flush();
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                let _ = out.flush();
-                return;
-            }
-        }
-    }
-}
-
 /// One zone and the wire answers computed from it; replaced whole when the zone changes.
 pub struct Generation {
     pub zone: Zone,
@@ -232,16 +73,21 @@ impl Generation {
     }
 }
 
+/// How often [`Shared::upkeep`] runs.
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// Everything the UDP threads and TCP tasks share.
 pub struct Shared {
     pub current: ArcSwap<Generation>,
-    pub cache: Cache,
+    pub forwarder: Forwarder,
     pub metrics: Arc<DnsMetrics>,
-    pub upstreams: Upstreams,
-    pub limiter: RateLimiter,
+    pub limiter: ClientLimiter,
     pub in_flight: InFlight,
     pub log: Option<QueryLog>,
     pub limits: Limits,
+    /// When [`Shared::upkeep`] is next due, in milliseconds since `epoch`.
+    next_upkeep: AtomicU64,
+    epoch: Instant,
 }
 
 impl Shared {
@@ -252,13 +98,33 @@ impl Shared {
             .set(i64::try_from(zone.len()).unwrap_or(i64::MAX));
         Self {
             current: ArcSwap::from_pointee(Generation::new(zone)),
-            cache: Cache::new(10_000, 3600),
+            forwarder: Forwarder::new(upstreams, &metrics),
             metrics,
-            upstreams,
-            limiter: RateLimiter::new(limits.client_qps),
+            limiter: ClientLimiter::new(limits.client_qps),
             in_flight: InFlight::new(limits.client_forwards),
             log: None,
             limits,
+            next_upkeep: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Periodic upkeep, done by whichever UDP thread comes first once [`UPKEEP_EVERY`] has passed (the
+    /// threads wake at least every 200 ms, flood or not): forgets the rate-limit state of clients whose
+    /// allowance is whole again, so a spoofed-source flood cannot grow it without bound.
+    pub fn upkeep(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let due = self.next_upkeep.load(Ordering::Relaxed);
+        if now < due {
+            return;
+        }
+        let next = now.saturating_add(u64::try_from(UPKEEP_EVERY.as_millis()).unwrap_or(u64::MAX));
+        if self
+            .next_upkeep
+            .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.limiter.retain_recent();
         }
     }
 
@@ -271,63 +137,35 @@ impl Shared {
         self.current.store(Arc::new(Generation::new(zone)));
     }
 
-    /// Answers a forwarded query: from the cache, else upstream (then cached), else SERVFAIL. The cache
-    /// keeps upstream's answer whole; with `drop_protected` (every client but the platform's) the answer
-    /// loses its records in protected ranges.
-    pub async fn forward(
+    /// Forwards `query` for `client`, within its limit of queries in flight; `None` (counted) when it has
+    /// that many already. Answers to every client but the platform's lose their protected addresses
+    /// (see [`Forwarder::forward`]).
+    async fn forward(
         &self,
+        client: SocketAddr,
         request: &Message,
-        query: &Query,
-        drop_protected: bool,
-    ) -> (Message, &'static str) {
-        let (mut answer, source) = self.forward_whole(request, query).await;
-        if drop_protected {
-            let dropped = crate::answer::drop_protected(
-                &mut answer,
-                &self.current.load().zone.tenancy().cluster().protected,
-            );
-            if dropped > 0 {
-                self.metrics
-                    .rebinding
-                    .inc_by(u64::try_from(dropped).unwrap_or(u64::MAX));
-                tracing::debug!(name = %query.name(), dropped, "forwarded answer named protected addresses; dropped");
-            }
-        }
-        (answer, source)
+        query: &hickory_proto::op::Query,
+        decision: &Decision,
+    ) -> Option<(Message, Source)> {
+        let Some(_slot) = self.in_flight.acquire(client.ip()) else {
+            self.metrics.discard("forward_limit");
+            return None;
+        };
+        let generation = self.current.load_full();
+        let protected = decision
+            .drop_protected
+            .then(|| &generation.zone.tenancy().cluster().protected);
+        Some(self.forwarder.forward(request, query, protected).await)
     }
 
-    async fn forward_whole(&self, request: &Message, query: &Query) -> (Message, &'static str) {
-        let key: Key = (
-            query.name().to_lowercase().to_ascii(),
-            u16::from(query.query_type()),
-            u16::from(query.query_class()),
-        );
-        if let Some(hit) = self.cache.get(&key, Instant::now()) {
-            self.metrics.cache_hits.inc();
-            return (forwarded(request, &hit), "cache");
-        }
-        self.metrics.cache_misses.inc();
-        match self.upstreams.resolve(query).await {
-            Ok((response, _server, took)) => {
-                self.metrics.upstream_duration.observe(took.as_secs_f64());
-                self.cache.put(key, &response, Instant::now());
-                (forwarded(request, &response), "upstream")
-            }
-            Err(e) => {
-                self.metrics.upstream_failures.inc();
-                tracing::warn!(error = %e, name = %query.name(), "forwarding failed");
-                (server_failure(request), "upstream")
-            }
-        }
-    }
-
+    /// Counts the response and its denial, and logs the query when there is a query log.
     fn finish(
         &self,
         client: SocketAddr,
         request: &Message,
         response: &Message,
         decision: &Decision,
-        source: &str,
+        source: Source,
     ) {
         self.metrics.response(response.metadata.response_code);
         if let Some(denial) = decision.denial {
@@ -335,31 +173,8 @@ impl Shared {
                 .denial(decision.tenant.as_deref(), denial.as_str());
         }
         if let Some(log) = &self.log {
-            let q = request.queries.first();
-            let line = serde_json::json!({
-                "time": jiff::Timestamp::now().to_string(),
-                "client": client.ip().to_string(),
-                "tenant": decision.tenant,
-                "name": q.map(|q| q.name().to_ascii()),
-                "type": q.map(|q| q.query_type().to_string()),
-                "rcode": response_code_name(response.metadata.response_code),
-                "denied": decision.denial.map(crate::answer::Denial::as_str),
-                "source": source,
-            });
-            log.record(line.to_string(), &self.metrics);
+            log.query(client, request, response, decision, source, &self.metrics);
         }
-    }
-}
-
-fn response_code_name(code: ResponseCode) -> String {
-    match code {
-        ResponseCode::NoError => "NOERROR".into(),
-        ResponseCode::NXDomain => "NXDOMAIN".into(),
-        ResponseCode::ServFail => "SERVFAIL".into(),
-        ResponseCode::FormErr => "FORMERR".into(),
-        ResponseCode::NotImp => "NOTIMP".into(),
-        ResponseCode::Refused => "REFUSED".into(),
-        other => u16::from(other).to_string(),
     }
 }
 
@@ -415,6 +230,7 @@ fn udp_worker(
     let mut received: Vec<(usize, Option<SocketAddr>)> = Vec::with_capacity(BATCH);
     let mut replies: Vec<(usize, usize, SockaddrStorage)> = Vec::with_capacity(BATCH);
     while !stop.load(Ordering::Relaxed) {
+        shared.upkeep();
         received.clear();
         {
             let mut slices: Vec<[IoSliceMut<'_>; 1]> = inbox
@@ -445,7 +261,7 @@ fn udp_worker(
             let Some(peer) = peer else { continue };
             let packet = &inbox[i][..n.min(4096)];
             shared.metrics.udp_queries.inc();
-            if !shared.limiter.allow(peer.ip(), Instant::now()) {
+            if !shared.limiter.allow(peer.ip()) {
                 shared.metrics.discard("rate_limit");
                 continue;
             }
@@ -559,19 +375,17 @@ fn general_udp(
                     );
                 }
             }
-            shared.finish(peer, &request, response, &decision, "cluster");
+            shared.finish(peer, &request, response, &decision, Source::Zone);
         }
         Action::Forward(query) => {
             let query = query.clone();
             let (shared, socket) = (shared.clone(), socket.clone());
             runtime.spawn(async move {
-                let Some(_slot) = shared.in_flight.acquire(peer.ip()) else {
-                    shared.metrics.discard("forward_limit");
+                let Some((response, source)) =
+                    shared.forward(peer, &request, &query, &decision).await
+                else {
                     return;
                 };
-                let (response, source) = shared
-                    .forward(&request, &query, decision.drop_protected)
-                    .await;
                 if let Some(b) = udp_bytes(&request, &response) {
                     let _ = socket.send_to(&b, peer);
                 }
@@ -608,7 +422,7 @@ async fn handle_tcp(
             return;
         }
         shared.metrics.tcp_queries.inc();
-        if !shared.limiter.allow(peer.ip(), Instant::now()) {
+        if !shared.limiter.allow(peer.ip()) {
             shared.metrics.discard("rate_limit");
             continue;
         }
@@ -638,13 +452,12 @@ async fn handle_tcp(
                 shared.metrics.discard("not_a_query");
                 continue;
             }
-            Action::Reply(r) => (r.clone(), "cluster"),
+            Action::Reply(r) => (r.clone(), Source::Zone),
             Action::Forward(q) => {
-                let Some(_slot) = shared.in_flight.acquire(peer.ip()) else {
-                    shared.metrics.discard("forward_limit");
+                let Some(answer) = shared.forward(peer, &request, q, &decision).await else {
                     continue;
                 };
-                shared.forward(&request, q, decision.drop_protected).await
+                answer
             }
         };
         shared.finish(peer, &request, &response, &decision, source);

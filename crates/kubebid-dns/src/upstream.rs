@@ -44,17 +44,22 @@ pub fn from_resolv_conf(text: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// A resolver address that is neither `IP` nor `IP:PORT`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?}: expected an IP address or IP:PORT")]
+pub struct BadServer(pub String);
+
 /// A resolver address as given on the command line: `IP` or `IP:PORT` (`[IPv6]:PORT`).
 ///
 /// # Errors
 /// The text is neither.
-pub fn parse_server(text: &str) -> Result<SocketAddr, String> {
+pub fn parse_server(text: &str) -> Result<SocketAddr, BadServer> {
     if let Ok(a) = text.parse::<SocketAddr>() {
         return Ok(a);
     }
     text.parse::<IpAddr>()
         .map(|ip| SocketAddr::new(ip, 53))
-        .map_err(|_| format!("{text:?}: expected an IP address or IP:PORT"))
+        .map_err(|_| BadServer(text.to_owned()))
 }
 
 fn request_for(query: &Query) -> Message {
@@ -182,6 +187,12 @@ mod tests {
         assert_eq!(parse_server("1.1.1.1").map(|a| a.port()), Ok(53));
         assert_eq!(parse_server("127.0.0.1:5353").map(|a| a.port()), Ok(5353));
         assert_eq!(parse_server("[::1]:54").map(|a| a.port()), Ok(54));
-        assert!(parse_server("resolver").unwrap_err().contains("resolver"));
+        assert_eq!(parse_server("resolver"), Err(BadServer("resolver".into())));
+        assert!(
+            parse_server("resolver")
+                .unwrap_err()
+                .to_string()
+                .contains("resolver")
+        );
     }
 }

@@ -113,6 +113,8 @@ impl std::fmt::Display for SourceError {
     }
 }
 
+impl std::error::Error for SourceError {}
+
 /// Reads every object of a manifest file: documents, and the items of `kind: List` documents.
 /// Documents that cannot be parsed are returned as errors; the others are still read.
 #[must_use]

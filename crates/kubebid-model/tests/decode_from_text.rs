@@ -128,5 +128,8 @@ fn a_type_error_names_its_field_from_text_too() {
     assert_eq!(e.path, "spec.containers[0].securityContext.privileged");
     assert!(!e.message.contains("line"), "{}", e.message);
     let e = Object::from_json(r#"{"apiVersion": "v1", "kind": 7}"#).expect_err("bad kind");
-    assert_eq!((e.path.as_str(), e.message.as_str()), ("kind", "must be a non-empty string"));
+    assert_eq!(
+        (e.path.as_str(), e.message.as_str()),
+        ("kind", "must be a non-empty string")
+    );
 }

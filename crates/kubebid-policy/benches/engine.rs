@@ -159,7 +159,9 @@ fn rate(budget: std::time::Duration, mut f: impl FnMut()) -> f64 {
 fn summary() {
     let policy = PolicySet::builtin();
     let budget = std::time::Duration::from_millis(400);
-    println!("\nengine from JSON text against a plain serde_json parse of the same text (goal >= 0.6):");
+    println!(
+        "\nengine from JSON text against a plain serde_json parse of the same text (goal >= 0.6):"
+    );
     for (name, text) in pod_texts() {
         let (mut ours, mut limit) = (0f64, 0f64);
         for _ in 0..3 {

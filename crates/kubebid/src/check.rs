@@ -7,7 +7,7 @@ use kubebid_model::load::{ConfigSet, manifest_items};
 use kubebid_model::{Object, SourceError};
 use kubebid_policy::{Decision, Finding, PolicySet, Request};
 
-use crate::inputs::{self, Input};
+use kubebid_model::input::{self as inputs, Input};
 
 /// One object and what the engine decided.
 pub struct ObjectReport {
@@ -56,12 +56,13 @@ pub fn load_policy(config_paths: &[String]) -> Result<PolicySet, Vec<SourceError
 
 /// Reads `--config` paths into configuration objects.
 pub fn load_config_set(config_paths: &[String]) -> Result<ConfigSet, Vec<SourceError>> {
-    let (config_inputs, mut errors) = inputs::expand(config_paths);
+    let (config_inputs, expand_errors) = inputs::expand(config_paths);
+    let mut errors: Vec<SourceError> = expand_errors.into_iter().map(SourceError::from).collect();
     let mut set = ConfigSet::default();
     for input in &config_inputs {
         match inputs::read(input) {
             Ok(text) => errors.extend(set.add_text(&input.name(), &text)),
-            Err(e) => errors.push(e),
+            Err(e) => errors.push(e.into()),
         }
     }
     if !errors.is_empty() {
@@ -84,7 +85,7 @@ pub fn run(
         let text = match inputs::read(input) {
             Ok(t) => t,
             Err(e) => {
-                report.errors.push(e);
+                report.errors.push(e.into());
                 progress();
                 continue;
             }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kubebid_dns::metrics::DnsMetrics;
-use kubebid_dns::server::{Limits, QueryLog, Shared};
+use kubebid_dns::querylog::QueryLog;
+use kubebid_dns::server::{Limits, Shared};
 use kubebid_dns::upstream::{Upstreams, from_resolv_conf, parse_server};
 use kubebid_dns::zone::{UnknownClients, Zone};
 
@@ -25,8 +26,9 @@ pub struct DnsArgs {
     #[arg(long, default_value = "0.0.0.0:53")]
     pub listen: SocketAddr,
     /// Standalone mode: the cluster state as a Kubernetes List (`kubectl get ns,svc,endpointslices,pods -A
-    /// -o yaml`), a file or a directory, repeatable; reloaded when it changes. Without it the server
-    /// watches the cluster.
+    /// -o yaml`), a file or a directory (read recursively, as `check` reads one), repeatable; reloaded
+    /// when it changes. Tenants and `KubeBidConfig` here are an error: they belong in --config. Without
+    /// it the server watches the cluster.
     #[arg(long, value_name = "FILE|DIR")]
     pub state: Vec<PathBuf>,
     /// `KubeBidConfig` and Tenant objects (file or directory, repeatable). Standalone mode only; in a
@@ -167,12 +169,17 @@ pub async fn start(
     let shared = Arc::new(shared);
     if standalone {
         let s = shared.clone();
-        tokio::spawn(kubebid_dns::state::watch(
+        let counted = shared.clone();
+        tokio::spawn(kubebid_dns::state::watch_reporting(
             args.state.clone(),
             args.config.clone(),
             unknown,
             reload,
             move |zone| s.set_zone(zone),
+            // Logged by the watch; the zone in service stays.
+            move |_| {
+                counted.metrics.zone_reload_failures.inc();
+            },
             shutdown.clone(),
         ));
     } else {

@@ -187,14 +187,16 @@ fn load_render_inputs(
     ),
     Vec<kubebid_model::SourceError>,
 > {
-    let (inputs, mut errors) = crate::inputs::expand(paths);
+    let (inputs, expand_errors) = kubebid_model::input::expand(paths);
+    let mut errors: Vec<kubebid_model::SourceError> =
+        expand_errors.into_iter().map(Into::into).collect();
     let mut set = kubebid_model::load::ConfigSet::default();
     let mut services = Vec::new();
     for input in &inputs {
-        let text = match crate::inputs::read(input) {
+        let text = match kubebid_model::input::read(input) {
             Ok(t) => t,
             Err(e) => {
-                errors.push(e);
+                errors.push(e.into());
                 continue;
             }
         };

@@ -10,7 +10,6 @@
 mod check;
 mod dns_cmd;
 mod generate_cmd;
-mod inputs;
 mod kms_cmd;
 mod output;
 mod rules_cmd;
@@ -202,7 +201,7 @@ fn run_check(args: &CheckArgs, out: &mut dyn Write) -> std::io::Result<ExitCode>
     if let Some(v) = args.pss_version {
         policy = policy.with_pss_version(v);
     }
-    let (inputs, expand_errors) = inputs::expand(&args.paths);
+    let (inputs, expand_errors) = kubebid_model::input::expand(&args.paths);
     let bar = progress_bar(inputs.len());
     let tick = || bar.inc(1);
     let mut report = check::run(
@@ -213,7 +212,9 @@ fn run_check(args: &CheckArgs, out: &mut dyn Write) -> std::io::Result<ExitCode>
         &tick,
     );
     bar.finish_and_clear();
-    report.errors.splice(0..0, expand_errors);
+    report
+        .errors
+        .splice(0..0, expand_errors.into_iter().map(Into::into));
     if report.objects.is_empty() && report.errors.is_empty() {
         // A gate that was pointed at the wrong path must not pass.
         let what = if inputs.is_empty() {

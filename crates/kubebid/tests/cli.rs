@@ -387,6 +387,45 @@ fn serve_dns_refuses_a_bad_state_file_naming_file_line_and_field() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A Tenant put in a `--state` file instead of `--config` would leave every pod of its namespaces with the
+/// platform's view: the server refuses to start, naming the file, the object and where it belongs.
+#[test]
+fn serve_dns_refuses_a_tenant_in_the_state_files() {
+    let dir = std::env::temp_dir().join(format!("kubebid-cli-dns-tenant-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("state.yaml");
+    let mut text = std::fs::read_to_string(root().join("examples/dns/cluster-state.yaml")).unwrap();
+    text.push_str("---\napiVersion: kubebid.io/v1alpha1\nkind: Tenant\nmetadata: {name: acme}\nspec:\n  namespaces: [tenant-acme]\n");
+    std::fs::write(&state, text).unwrap();
+    let out = kubebid(
+        &[
+            "serve",
+            "dns",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "127.0.0.1:1",
+            "--state",
+            state.to_str().unwrap(),
+            "--config",
+            "examples/config",
+        ],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(out.status.code().is_some(), "exits, not killed: {stderr}");
+    assert!(
+        stderr.contains("state.yaml:")
+            && stderr.contains("Tenant \"acme\"")
+            && stderr.contains("Tenant objects belong in --config"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// A CI gate pointed at the wrong path must not pass: a directory without manifests, or files without
 /// objects, exit 2 with a message saying so.
 #[test]
