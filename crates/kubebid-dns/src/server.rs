@@ -7,11 +7,14 @@
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Message, ResponseCode};
+use kubebid_server::Shutdown;
+use kubebid_server::accept::{AcceptConfig, WhenFull};
+use kubebid_server::http::Process;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -399,16 +402,17 @@ async fn handle_tcp(
     shared: Arc<Shared>,
     mut stream: TcpStream,
     peer: SocketAddr,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: impl Future<Output = ()>,
 ) {
     let idle = shared.limits.tcp_idle;
+    tokio::pin!(stop);
     loop {
         let len = tokio::select! {
             r = tokio::time::timeout(idle, stream.read_u16()) => match r {
                 Ok(Ok(n)) => usize::from(n),
                 _ => return,
             },
-            _ = stop.changed() => return,
+            () = &mut stop => return,
         };
         if len == 0 || len > MAX_TCP_QUERY {
             shared.metrics.discard("tcp_oversize");
@@ -483,7 +487,7 @@ async fn write_tcp(stream: &mut TcpStream, m: &Message, idle: Duration) -> io::R
 pub struct Running {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
-    tcp_stop: tokio::sync::watch::Sender<bool>,
+    shutdown: Shutdown,
     threads: Vec<std::thread::JoinHandle<()>>,
     tcp: tokio::task::JoinHandle<()>,
 }
@@ -492,8 +496,10 @@ impl Running {
     /// Stops accepting, ends idle TCP connections and waits for the UDP threads.
     pub async fn shutdown(self) {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = self.tcp_stop.send(true);
+        self.shutdown.trigger();
         let _ = self.tcp.await;
+        // Connections still open end at the signal; the deadline only guards against a stuck write.
+        self.shutdown.drain(Duration::from_secs(5)).await;
         let threads = self.threads;
         let _ = tokio::task::spawn_blocking(move || {
             for t in threads {
@@ -504,14 +510,28 @@ impl Running {
     }
 }
 
-/// Binds UDP and TCP on `listen` (port 0 picks one, the same for both) and starts serving.
+/// Binds UDP and TCP on `listen` (port 0 picks one, the same for both) and starts serving, with a
+/// process context of its own (for a program that runs nothing else, and tests).
+///
+/// # Errors
+/// A socket could not be bound.
+pub async fn start(shared: Arc<Shared>, listen: SocketAddr) -> io::Result<Running> {
+    start_in(shared, listen, &Process::new(Shutdown::new())).await
+}
+
+/// Binds UDP and TCP on `listen` (port 0 picks one, the same for both) and starts serving as part of
+/// `process`: TCP through the shell's accept loop, both stopped by the process's shutdown.
 ///
 /// # Errors
 /// A socket could not be bound.
 // Async although it does not await: it must run inside the runtime it spawns the TCP server and the
 // forwarders on, and being async makes that a compile-time fact instead of a panic.
 #[allow(clippy::unused_async)]
-pub async fn start(shared: Arc<Shared>, listen: SocketAddr) -> io::Result<Running> {
+pub async fn start_in(
+    shared: Arc<Shared>,
+    listen: SocketAddr,
+    process: &Process,
+) -> io::Result<Running> {
     let first = bind_udp(listen)?;
     let addr = first.local_addr()?;
     let mut sockets = vec![first];
@@ -538,41 +558,28 @@ pub async fn start(shared: Arc<Shared>, listen: SocketAddr) -> io::Result<Runnin
                 .spawn(move || udp_worker(&shared, &socket, &runtime, &stop))?,
         );
     }
-    let (tcp_stop, tcp_stopped) = tokio::sync::watch::channel(false);
-    let active = Arc::new(AtomicUsize::new(0));
+    let refused = shared.metrics.clone();
+    let config = AcceptConfig {
+        server: "dns-tcp",
+        max_connections: shared.limits.tcp_connections,
+        when_full: WhenFull::Close(Arc::new(move || refused.discard("tcp_connections"))),
+    };
+    let (metrics, shutdown) = (process.metrics.clone(), process.shutdown.clone());
     let tcp_task = tokio::spawn(async move {
-        let mut stopped = tcp_stopped.clone();
-        loop {
-            let (stream, peer) = tokio::select! {
-                r = tcp.accept() => match r {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "TCP accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                _ = stopped.changed() => return,
-            };
-            if active.load(Ordering::Relaxed) >= shared.limits.tcp_connections {
-                shared.metrics.discard("tcp_connections");
-                drop(stream);
-                continue;
-            }
-            active.fetch_add(1, Ordering::Relaxed);
-            shared.metrics.tcp_connections.inc();
-            let (shared, active, stop) = (shared.clone(), active.clone(), tcp_stopped.clone());
-            tokio::spawn(async move {
+        kubebid_server::accept::serve_tcp(tcp, &config, &metrics, &shutdown, |stream, peer| {
+            let (shared, stop) = (shared.clone(), shutdown.requested());
+            async move {
+                shared.metrics.tcp_connections.inc();
                 handle_tcp(shared.clone(), stream, peer, stop).await;
-                active.fetch_sub(1, Ordering::Relaxed);
                 shared.metrics.tcp_connections.dec();
-            });
-        }
+            }
+        })
+        .await;
     });
     Ok(Running {
         addr,
         stop,
-        tcp_stop,
+        shutdown: process.shutdown.clone(),
         threads,
         tcp: tcp_task,
     })

@@ -177,22 +177,20 @@ impl KeyManagementService for Plugin {
             .envelope
             .unwraps
             .load(std::sync::atomic::Ordering::Relaxed);
-        let (result, r) =
-            match self
-                .envelope
-                .decrypt_cached(&r.ciphertext, &r.key_id, &r.annotations)
-            {
-                Some(result) => (result, r),
-                None => {
-                    let envelope = self.envelope.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let res = envelope.decrypt(&r.ciphertext, &r.key_id, &r.annotations);
-                        (res, r)
-                    })
-                    .await
-                    .map_err(|e| Status::internal(e.to_string()))?
-                }
-            };
+        let cached = self
+            .envelope
+            .decrypt_cached(&r.ciphertext, &r.key_id, &r.annotations);
+        let (result, r) = if let Some(result) = cached {
+            (result, r)
+        } else {
+            let envelope = self.envelope.clone();
+            tokio::task::spawn_blocking(move || {
+                let res = envelope.decrypt(&r.ciphertext, &r.key_id, &r.annotations);
+                (res, r)
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+        };
         let after = self
             .envelope
             .unwraps

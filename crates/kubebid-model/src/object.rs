@@ -157,12 +157,12 @@ impl Source for &str {
     fn metadata(self) -> Result<Box<ObjectMeta>, DecodeError> {
         #[derive(serde::Deserialize)]
         struct OnlyMeta {
+            // Absent is empty; `null` is refused, as in a parsed value.
             #[serde(default)]
-            metadata: Option<ObjectMeta>,
+            metadata: ObjectMeta,
         }
         // The field path already starts at `metadata`.
-        self.decode::<OnlyMeta>()
-            .map(|m| Box::new(m.metadata.unwrap_or_default()))
+        self.decode::<OnlyMeta>().map(|m| Box::new(m.metadata))
     }
 }
 
@@ -259,19 +259,24 @@ impl Object {
     /// # Errors
     /// A [`DecodeError`] naming the first field that does not fit the kind's schema.
     pub fn from_json(text: &str) -> Result<Self, DecodeError> {
-        let (api_version, kind) = match leading_type(text) {
-            Some((v, k)) => (v.to_owned(), k.to_owned()),
-            None => {
-                let fields: TypeFields<'_> =
-                    serde_json::from_str(text).map_err(|_| DecodeError {
-                        path: String::new(),
-                        message: "a Kubernetes object must be a mapping".into(),
-                    })?;
-                (
-                    type_field(fields.api_version, "apiVersion")?,
-                    type_field(fields.kind, "kind")?,
-                )
-            }
+        // A struct also decodes from a JSON array (by position): only a mapping is an object.
+        if !text.trim_start().starts_with('{') {
+            return Err(DecodeError {
+                path: String::new(),
+                message: "a Kubernetes object must be a mapping".into(),
+            });
+        }
+        let (api_version, kind) = if let Some((v, k)) = leading_type(text) {
+            (v.to_owned(), k.to_owned())
+        } else {
+            let fields: TypeFields<'_> = serde_json::from_str(text).map_err(|_| DecodeError {
+                path: String::new(),
+                message: "a Kubernetes object must be a mapping".into(),
+            })?;
+            (
+                type_field(fields.api_version, "apiVersion")?,
+                type_field(fields.kind, "kind")?,
+            )
         };
         Self::decode_as(api_version, kind, text)
     }

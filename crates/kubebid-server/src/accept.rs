@@ -1,5 +1,5 @@
 //! The accept loop under every TCP server: at most `max` connections open (further clients wait in the
-//! kernel's backlog), accept errors (out of descriptors, say) backed off instead of spun on, each
+//! kernel's backlog, or are closed at once, as the server chooses), accept errors (out of descriptors, say) backed off instead of spun on, each
 //! connection handled on a task the [`Shutdown`] tracks, and no accepting once shutdown is requested.
 
 use std::net::SocketAddr;
@@ -13,12 +13,39 @@ use crate::Shutdown;
 use crate::metrics::{ServerLabels, ShellMetrics};
 
 /// What the loop needs besides the listener.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AcceptConfig {
     /// The server's name in logs and metrics.
     pub server: &'static str,
     /// Most connections open at once.
     pub max_connections: usize,
+    /// What happens to a client while `max_connections` are open.
+    pub when_full: WhenFull,
+}
+
+/// What happens to a client while every connection slot is taken.
+#[derive(Clone)]
+pub enum WhenFull {
+    /// It waits in the listen backlog until a slot frees (HTTP: a short wait beats an error).
+    Wait,
+    /// It is accepted and closed at once, and the callback counts it (DNS: a client retries elsewhere).
+    Close(std::sync::Arc<dyn Fn() + Send + Sync>),
+}
+
+impl std::fmt::Debug for AcceptConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcceptConfig")
+            .field("server", &self.server)
+            .field("max_connections", &self.max_connections)
+            .field(
+                "when_full",
+                &match self.when_full {
+                    WhenFull::Wait => "wait",
+                    WhenFull::Close(_) => "close",
+                },
+            )
+            .finish()
+    }
 }
 
 /// Accepts on `listener` until shutdown is requested, and hands each connection to `handle`. Returns once
@@ -44,9 +71,12 @@ pub async fn serve_tcp<F, Fut>(
     let stop = shutdown.requested();
     tokio::pin!(stop);
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            () = &mut stop => break,
+        let permit = match &config.when_full {
+            WhenFull::Wait => tokio::select! {
+                p = slots.clone().acquire_owned() => match p { Ok(p) => Some(p), Err(_) => break },
+                () = &mut stop => break,
+            },
+            WhenFull::Close(_) => None,
         };
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -58,6 +88,19 @@ pub async fn serve_tcp<F, Fut>(
                 }
             },
             () = &mut stop => break,
+        };
+        let permit = match (permit, &config.when_full) {
+            (Some(p), _) => p,
+            (None, WhenFull::Close(refused)) => {
+                if let Ok(p) = slots.clone().try_acquire_owned() {
+                    p
+                } else {
+                    refused();
+                    drop(tcp);
+                    continue;
+                }
+            }
+            (None, WhenFull::Wait) => continue,
         };
         // Small request-response exchanges: send each answer at once.
         let _ = tcp.set_nodelay(true);

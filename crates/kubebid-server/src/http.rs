@@ -5,7 +5,8 @@
 //!    server, route (a known path, else `other`) and status;
 //! 2. [`EndpointsLayer`]: the process's `/healthz`, `/readyz` and `/metrics` (GET only; no client
 //!    certificate needed, the kubelet's probes carry none);
-//! 3. [`BodyLimitLayer`]: the body read whole, at most `max_body` bytes, else 413 on both protocols;
+//! 3. [`BodyLimitLayer`]: the body read whole, at most `max_body` bytes, else 413 on both protocols, and
+//!    within the request timeout, else 408 (a slow sender holds no slot for long);
 //! 4. a timeout (`tower::timeout`), answered with 503 (by the body-limit layer, which turns the layers'
 //!    errors into responses);
 //! 5. a concurrency limit shared by every connection (`tower::limit::GlobalConcurrencyLimit`);
@@ -348,24 +349,26 @@ where
 // ---------------------------------------------------------------------------------------------------
 // 3. Body limit
 
-/// Layer 3: reads the body whole, at most `max` bytes; a larger one is answered 413.
+/// Layer 3: reads the body whole, at most `max` bytes within `deadline`; a larger one is answered 413, a
+/// slower one 408.
 #[derive(Clone, Copy, Debug)]
 pub struct BodyLimitLayer {
     max: usize,
+    deadline: Duration,
 }
 
 impl BodyLimitLayer {
-    /// Bodies of at most `max` bytes.
+    /// Bodies of at most `max` bytes, arriving within `deadline`.
     #[must_use]
-    pub fn new(max: usize) -> Self {
-        Self { max }
+    pub fn new(max: usize, deadline: Duration) -> Self {
+        Self { max, deadline }
     }
 }
 
 /// The service of [`BodyLimitLayer`].
 #[derive(Clone, Debug)]
 pub struct BodyLimit<S> {
-    max: usize,
+    layer: BodyLimitLayer,
     inner: S,
 }
 
@@ -373,7 +376,7 @@ impl<S> Layer<S> for BodyLimitLayer {
     type Service = BodyLimit<S>;
     fn layer(&self, inner: S) -> BodyLimit<S> {
         BodyLimit {
-            max: self.max,
+            layer: *self,
             inner,
         }
     }
@@ -383,14 +386,19 @@ enum BodyError {
     /// Over the limit; the rest of the body, unread.
     TooLarge(Incoming),
     Read(hyper::Error),
+    /// The body did not arrive within the request timeout (a slow sender holds no slot for long).
+    Slow,
 }
 
 /// How much of an oversized body is read and thrown away before the 413 is sent. Clients that are still
 /// sending when the answer arrives (curl before 8.10 over HTTP/2, say) report an error instead of the 413;
-/// draining lets them finish. Beyond this the answer is sent anyway.
+/// draining lets them finish. Beyond this, or after a pause of [`DRAIN_PAUSE`], the answer is sent anyway.
 const DRAIN_BYTES: usize = 16 * 1024 * 1024;
 
-async fn read_body(mut body: Incoming, max: usize) -> Result<Bytes, BodyError> {
+/// The longest pause in an oversized body that is still waited for.
+const DRAIN_PAUSE: Duration = Duration::from_millis(500);
+
+async fn read_body(mut body: Incoming, max: usize, deadline: Duration) -> Result<Bytes, BodyError> {
     let mut parts: Vec<Bytes> = Vec::new();
     let mut len = 0usize;
     let declared_too_large = body
@@ -398,7 +406,22 @@ async fn read_body(mut body: Incoming, max: usize) -> Result<Bytes, BodyError> {
         .lower()
         .try_into()
         .is_ok_and(|n: usize| n > max);
-    while let Some(frame) = body.frame().await {
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        let too_large = declared_too_large || len > max;
+        let next = if too_large {
+            // Draining: only as long as the client keeps sending.
+            match tokio::time::timeout(DRAIN_PAUSE, body.frame()).await {
+                Ok(f) => f,
+                Err(_) => break,
+            }
+        } else {
+            match tokio::time::timeout_at(until, body.frame()).await {
+                Ok(f) => f,
+                Err(_) => return Err(BodyError::Slow),
+            }
+        };
+        let Some(frame) = next else { break };
         let frame = frame.map_err(BodyError::Read)?;
         if let Ok(data) = frame.into_data() {
             len = len.saturating_add(data.len());
@@ -441,11 +464,11 @@ where
     }
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
-        let max = self.max;
+        let BodyLimitLayer { max, deadline } = self.layer;
         let inner = self.inner.clone();
         Box::pin(async move {
             let (parts, body) = req.into_parts();
-            let bytes = match read_body(body, max).await {
+            let bytes = match read_body(body, max, deadline).await {
                 Ok(b) => b,
                 Err(BodyError::TooLarge(unread)) => {
                     let mut r = text(
@@ -455,6 +478,13 @@ where
                     .map(Reply::new);
                     r.body_mut().unread = Some(unread);
                     return Ok(r);
+                }
+                Err(BodyError::Slow) => {
+                    return Ok(text(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "the body did not arrive in time\n",
+                    )
+                    .map(Reply::new));
                 }
                 Err(BodyError::Read(e)) => {
                     return Ok(text(
@@ -511,7 +541,7 @@ where
             registry: process.registry.clone(),
             health: process.health.clone(),
         })
-        .layer(BodyLimitLayer::new(config.max_body))
+        .layer(BodyLimitLayer::new(config.max_body, config.request_timeout))
         .timeout(config.request_timeout)
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             config.max_concurrent_requests.max(1),
@@ -558,6 +588,7 @@ pub async fn serve<S>(
     let accept_config = AcceptConfig {
         server: config.server,
         max_connections: config.max_connections,
+        when_full: accept::WhenFull::Wait,
     };
     let handshake_timeout = config.handshake_timeout;
     let server = config.server;

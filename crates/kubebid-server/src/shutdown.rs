@@ -28,20 +28,28 @@ impl Shutdown {
     /// Must be called inside a tokio runtime.
     #[must_use]
     pub fn on_signals() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
         let this = Self::new();
         let token = this.token.clone();
+        // Registered here, before anything is served: a signal that arrives at once still stops the
+        // process gracefully instead of killing it.
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
         tokio::spawn(async move {
-            let term = async {
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+                match s {
                     Ok(mut s) => {
                         s.recv().await;
                     }
-                    Err(_) => std::future::pending::<()>().await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot watch a signal");
+                        std::future::pending::<()>().await;
+                    }
                 }
             };
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                () = term => {}
+                () = wait(term) => {}
+                () = wait(int) => {}
                 () = token.cancelled() => return,
             }
             tracing::info!("shutdown requested");

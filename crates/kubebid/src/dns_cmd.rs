@@ -11,6 +11,8 @@ use kubebid_dns::querylog::QueryLog;
 use kubebid_dns::server::{Limits, Shared};
 use kubebid_dns::upstream::{Upstreams, from_resolv_conf, parse_server};
 use kubebid_dns::zone::{UnknownClients, Zone};
+use kubebid_server::Shutdown;
+use kubebid_server::http::Process;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum UnknownClientsArg {
@@ -105,14 +107,12 @@ pub struct Started {
     pub running: kubebid_dns::server::Running,
 }
 
-/// Loads, binds and starts serving on the current tokio runtime; returns once bound.
+/// Loads, binds and starts serving on the current tokio runtime as part of `process` (its registry, its
+/// checks, its shutdown); returns once bound.
 ///
 /// # Errors
 /// A usage, file or bind error, as a message.
-pub async fn start(
-    args: &DnsArgs,
-    shutdown: impl std::future::Future<Output = ()> + Send + Clone + 'static,
-) -> Result<Started, String> {
+pub async fn start(args: &DnsArgs, process: &Process) -> Result<Started, String> {
     let unknown = match args.unknown_clients {
         UnknownClientsArg::Deny => UnknownClients::Deny,
         UnknownClientsArg::Allow => UnknownClients::Allow,
@@ -158,7 +158,7 @@ pub async fn start(
             unknown,
         )
     };
-    let metrics = Arc::new(DnsMetrics::default());
+    let metrics = Arc::new(DnsMetrics::new(&process.registry));
     let mut shared = Shared::new(zone, upstreams, limits, metrics.clone());
     if let Some(path) = &args.query_log {
         shared.log = Some(
@@ -180,7 +180,7 @@ pub async fn start(
             move |_| {
                 counted.metrics.zone_reload_failures.inc();
             },
-            shutdown.clone(),
+            process.shutdown.requested(),
         ));
     } else {
         let client = kube::Client::try_default().await.map_err(|e| {
@@ -195,19 +195,18 @@ pub async fn start(
             unknown,
             shared.clone(),
             ready,
-            shutdown.clone(),
+            process.shutdown.requested(),
         ));
     }
     let metrics_listener = tokio::net::TcpListener::bind(args.metrics_listen)
         .await
         .map_err(|e| format!("--metrics-listen {}: {e}", args.metrics_listen))?;
     let metrics_addr = metrics_listener.local_addr().map_err(|e| e.to_string())?;
-    tokio::spawn(kubebid_dns::metrics::serve(
-        metrics_listener,
-        metrics,
-        shutdown,
-    ));
-    let running = kubebid_dns::server::start(shared, args.listen)
+    let endpoint = process.clone();
+    tokio::spawn(async move {
+        kubebid_server::http::serve_endpoint(&endpoint, "dns-metrics", metrics_listener).await;
+    });
+    let running = kubebid_dns::server::start_in(shared, args.listen, process)
         .await
         .map_err(|e| format!("--listen {}: {e}", args.listen))?;
     Ok(Started {
@@ -229,12 +228,8 @@ pub fn run(args: &DnsArgs) -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let shutdown = async move {
-            let mut rx = stop_rx;
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        let started = match start(args, shared_future(shutdown)).await {
+        let process = Process::new(Shutdown::on_signals());
+        let started = match start(args, &process).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("kubebid serve dns: {e}");
@@ -242,20 +237,10 @@ pub fn run(args: &DnsArgs) -> ExitCode {
             }
         };
         tracing::info!(listen = %started.addr, metrics = %started.metrics_addr, "dns serving");
-        crate::serve::shutdown_signal().await;
+        process.shutdown.requested().await;
         tracing::info!("shutting down");
-        let _ = stop_tx.send(true);
         started.running.shutdown().await;
         tracing::info!("dns stopped");
         ExitCode::SUCCESS
     })
-}
-
-/// A future that can be cloned, so the reload loop, the cluster feed and the metrics server all stop on
-/// the same signal.
-pub fn shared_future(
-    f: impl std::future::Future<Output = ()> + Send + 'static,
-) -> impl std::future::Future<Output = ()> + Send + Clone + 'static {
-    use futures::FutureExt;
-    f.boxed().shared()
 }

@@ -264,8 +264,3 @@ pub fn run_webhook(args: &WebhookArgs, on_bound: impl FnOnce(SocketAddr)) -> Exi
     });
     finished("webhook", result)
 }
-
-/// Completes on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
-pub async fn shutdown_signal() {
-    Shutdown::on_signals().requested().await;
-}

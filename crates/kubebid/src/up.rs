@@ -229,11 +229,8 @@ fn start_dns(args: &UpArgs, dir: &Path) -> Result<(SocketAddr, SocketAddr), Stri
         reload_interval: 1.0,
     };
     on_own_runtime("kubebid-up-dns", async move {
-        let started = crate::dns_cmd::start(
-            &dns_args,
-            crate::dns_cmd::shared_future(std::future::pending()),
-        )
-        .await?;
+        let process = Process::new(Shutdown::new());
+        let started = crate::dns_cmd::start(&dns_args, &process).await?;
         let addrs = (started.addr, started.metrics_addr);
         // Serves until the process ends with the webhook. The server's handle is held here: dropping it
         // would end the TCP side.
