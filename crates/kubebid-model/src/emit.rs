@@ -3,19 +3,30 @@
 
 use serde::Serialize;
 
+/// A value YAML cannot represent.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write YAML: {0}")]
+pub struct EmitError(String);
+
+impl From<EmitError> for String {
+    fn from(e: EmitError) -> Self {
+        e.to_string()
+    }
+}
+
 /// Serialises `value` as one YAML document.
 ///
 /// # Errors
 /// When the value cannot be represented (a map with non-string keys, for example).
-pub fn to_yaml<T: Serialize>(value: &T) -> Result<String, String> {
-    serde_saphyr::to_string(value).map_err(|e| e.to_string())
+pub fn to_yaml<T: Serialize>(value: &T) -> Result<String, EmitError> {
+    serde_saphyr::to_string(value).map_err(|e| EmitError(e.to_string()))
 }
 
 /// Serialises several objects as a multi-document YAML stream.
 ///
 /// # Errors
 /// As [`to_yaml`].
-pub fn to_yaml_stream<T: Serialize>(values: &[T]) -> Result<String, String> {
+pub fn to_yaml_stream<T: Serialize>(values: &[T]) -> Result<String, EmitError> {
     let mut out = String::new();
     for v in values {
         out.push_str("---\n");

@@ -7,8 +7,6 @@
 //! `KubeBid` has rules for and [`podspec`] for where each kind keeps its pod spec.
 
 #![deny(clippy::pedantic)]
-// Rule tables and the per-kind dispatch read best top to bottom; splitting them only scatters the logic.
-#![allow(clippy::too_many_lines)]
 
 pub mod address;
 pub mod config;

@@ -258,6 +258,8 @@ impl ConfigSet {
     ///
     /// # Errors
     /// Every problem of the object, with its place; the object is not added.
+    // One match arm per configuration kind, each short; the arms share the origin and the error list.
+    #[allow(clippy::too_many_lines)]
     pub fn add_item(&mut self, item: ManifestItem) -> Result<(), Vec<SourceError>> {
         let ManifestItem { origin, value } = item;
         let at = |field: &str, message: String| origin.error(field, message);

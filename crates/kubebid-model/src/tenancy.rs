@@ -351,6 +351,8 @@ impl Tenancy {
     /// ingress domains, owners). The webhook refuses such a Tenant and the operator does not act on it,
     /// both through this one function.
     #[must_use]
+    // One check per claim a Tenant makes, in the order its spec lists them; each is a few lines.
+    #[allow(clippy::too_many_lines)]
     pub fn problems_of(&self, name: &str, spec: &TenantSpec) -> Vec<FieldError> {
         let mut out = spec.validate();
         let field = |path: String, message: String| FieldError { path, message };
@@ -696,23 +698,22 @@ impl Tenancy {
     ///
     /// # Errors
     /// The target is an address in a protected range, or a name that always means the local host.
-    pub fn external_name_targets(&self, target: &str) -> Result<Vec<ClusterName>, String> {
+    pub fn external_name_targets(&self, target: &str) -> Result<Vec<ClusterName>, UnusableTarget> {
         if let Some(ip) = parse_host_address(target) {
             if let Some((range, why)) = self.cluster.protected.of_address(ip) {
-                return Err(format!(
-                    "{target:?} is the address {}, in {range} ({})",
-                    crate::address::canonical(ip),
-                    why.describe()
-                ));
+                return Err(UnusableTarget::ProtectedAddress {
+                    target: target.to_owned(),
+                    address: crate::address::canonical(ip).to_string(),
+                    range: range.to_string(),
+                    why: why.describe().to_string(),
+                });
             }
             return Ok(Vec::new());
         }
         let absolute = target.ends_with('.');
         let n = normalize_domain(target);
         if LOCAL_NAMES.contains(&n.as_str()) || n.ends_with(".localhost") {
-            return Err(format!(
-                "{target:?} always names the local host or its metadata service"
-            ));
+            return Err(UnusableTarget::LocalHost(target.to_owned()));
         }
         let mut out = Vec::new();
         if let Some(name) = self.cluster_name(&n) {
@@ -723,9 +724,7 @@ impl Tenancy {
         }
         // Resolvers try a relative name with the pod's search domains first (or after, with many dots).
         if !n.contains('.') {
-            return Err(format!(
-                "{target:?} is a single label: it resolves in the namespace of whoever follows it (an ingress controller, the platform)"
-            ));
+            return Err(UnusableTarget::SingleLabel(target.to_owned()));
         }
         // `n` is lower-cased above, so these suffix tests are not case-sensitive.
         #[allow(clippy::case_sensitive_file_extension_comparisons)]
@@ -778,6 +777,27 @@ fn local_name(local: &str) -> ClusterName {
 #[must_use]
 pub fn host_address(name: &str) -> Option<IpAddr> {
     parse_host_address(name)
+}
+
+/// Why a name or address may never be the target of an `ExternalName` (or anything followed like one).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UnusableTarget {
+    /// An address in a protected range.
+    #[error("{target:?} is the address {address}, in {range} ({why})")]
+    ProtectedAddress {
+        target: String,
+        address: String,
+        range: String,
+        why: String,
+    },
+    /// A name that always means the local host or its metadata service.
+    #[error("{0:?} always names the local host or its metadata service")]
+    LocalHost(String),
+    /// A single label, which resolves in whoever follows it.
+    #[error(
+        "{0:?} is a single label: it resolves in the namespace of whoever follows it (an ingress controller, the platform)"
+    )]
+    SingleLabel(String),
 }
 
 #[cfg(test)]

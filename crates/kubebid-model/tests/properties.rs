@@ -49,7 +49,7 @@ proptest! {
     #[test]
     fn emitted_yaml_reads_back_unchanged(v in json_value()) {
         prop_assume!(v.is_object());
-        let text = kubebid_model::emit::to_yaml(&v).map_err(TestCaseError::fail)?;
+        let text = kubebid_model::emit::to_yaml(&v).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let docs = parse_documents(&text);
         let doc = docs.into_iter().next().ok_or_else(|| TestCaseError::fail("no document"))?;
         let doc = doc.map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;

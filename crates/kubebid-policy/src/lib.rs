@@ -9,8 +9,6 @@
 //! ([`kubebid_model::tenancy`]).
 
 #![deny(clippy::pedantic)]
-// Rule tables and the per-kind dispatch read best top to bottom; splitting them only scatters the logic.
-#![allow(clippy::too_many_lines)]
 
 mod engine;
 pub mod mutate;

@@ -5,8 +5,6 @@
 //! [`render::audit_policy`] and [`render::encryption_config`] the files for the API server's flags. Every
 //! object is labelled `kubebid.io/managed: "true"`, so the admission webhook guards it against tenants.
 #![deny(clippy::pedantic)]
-// Object literals read best as one block per object.
-#![allow(clippy::too_many_lines)]
 
 pub mod lease;
 pub mod metrics;

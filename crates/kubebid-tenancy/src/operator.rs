@@ -388,6 +388,8 @@ fn by_namespace<K: Resource>(store: Store<Tenant>) -> impl Fn(K) -> Vec<ObjectRe
 }
 
 /// Runs the controller until `shutdown` completes (reconciles in flight finish first).
+// One watch per managed kind, each mapped to its Tenant: a list, not logic.
+#[allow(clippy::too_many_lines)]
 pub async fn run(
     client: Client,
     metrics: Arc<crate::metrics::OperatorMetrics>,

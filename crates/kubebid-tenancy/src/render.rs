@@ -239,6 +239,8 @@ impl<'a> TenantRenderer<'a> {
         Ok(out)
     }
 
+    // One object literal per rendered object, as the cluster will hold it.
+    #[allow(clippy::too_many_lines)]
     fn namespace_objects(
         &self,
         scope: &TenantScope,

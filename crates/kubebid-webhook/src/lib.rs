@@ -5,8 +5,6 @@
 //! reload and optional client certificates, HTTP/1.1 and HTTP/2, health, readiness, Prometheus metrics,
 //! graceful shutdown); [`certs`] writes development certificates.
 #![deny(clippy::pedantic)]
-// Request handling and the rule-driven response assembly read best top to bottom.
-#![allow(clippy::too_many_lines)]
 
 pub mod certs;
 pub mod cluster;

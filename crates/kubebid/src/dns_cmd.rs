@@ -100,6 +100,21 @@ fn upstreams(args: &DnsArgs) -> Result<Upstreams, String> {
     })
 }
 
+/// The server's limits from the flags.
+fn limits(args: &DnsArgs) -> Result<Limits, String> {
+    let mut limits = Limits {
+        client_qps: args.client_qps,
+        client_forwards: args.client_forwards.max(1),
+        tcp_connections: args.tcp_max_connections.max(1),
+        tcp_idle: seconds(args.tcp_idle_timeout, "--tcp-idle-timeout")?,
+        ..Limits::default()
+    };
+    if let Some(n) = args.udp_workers {
+        limits.udp_workers = n.clamp(1, 64);
+    }
+    Ok(limits)
+}
+
 /// What `start` needs and gives back.
 pub struct Started {
     pub addr: SocketAddr,
@@ -119,16 +134,7 @@ pub async fn start(args: &DnsArgs, process: &Process) -> Result<Started, String>
     };
     let upstreams = upstreams(args)?;
     let reload = seconds(args.reload_interval, "--reload-interval")?;
-    let mut limits = Limits {
-        client_qps: args.client_qps,
-        client_forwards: args.client_forwards.max(1),
-        tcp_connections: args.tcp_max_connections.max(1),
-        tcp_idle: seconds(args.tcp_idle_timeout, "--tcp-idle-timeout")?,
-        ..Limits::default()
-    };
-    if let Some(n) = args.udp_workers {
-        limits.udp_workers = n.clamp(1, 64);
-    }
+    let limits = limits(args)?;
     let standalone = !args.state.is_empty();
     if !standalone && !args.config.is_empty() {
         return Err(

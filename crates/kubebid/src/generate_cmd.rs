@@ -80,12 +80,13 @@ pub fn run(cmd: &GenerateCommand) -> ExitCode {
                 typed(&validating(&settings), "ValidatingWebhookConfiguration"),
                 typed(&mutating(&settings), "MutatingWebhookConfiguration"),
             ) {
-                (Ok(a), Ok(b)) => to_yaml_stream(&[a, b]),
+                (Ok(a), Ok(b)) => to_yaml_stream(&[a, b]).map_err(String::from),
                 (Err(e), _) | (_, Err(e)) => Err(e),
             }
         }
         GenerateCommand::Crds => {
             to_yaml_stream(&[KubeBidConfig::crd(), Tenant::crd(), PolicyException::crd()])
+                .map_err(String::from)
         }
         GenerateCommand::Vap { config } => vap(config),
     };
@@ -289,7 +290,7 @@ pub fn tenant(cmd: &TenantCommand) -> ExitCode {
             let path = dir.join(name);
             let text = match to_yaml_stream(&[value]) {
                 Ok(t) => t,
-                Err(e) => return fail(&e),
+                Err(e) => return fail(&e.to_string()),
             };
             if let Err(e) = std::fs::write(&path, text) {
                 return fail(&format!("{}: {e}", path.display()));
@@ -302,6 +303,6 @@ pub fn tenant(cmd: &TenantCommand) -> ExitCode {
             print!("{text}");
             ExitCode::SUCCESS
         }
-        Err(e) => fail(&e),
+        Err(e) => fail(&e.to_string()),
     }
 }
