@@ -11,6 +11,9 @@
 # dnsperf shares the machine's 2 cores with the server. KubeBid runs with the per-client rate limit off
 # (--client-qps 0): the benchmark is one client, which the default limit (1,000/s) would cap.
 #
+# With KUBEBID_BASE_BIN=path, that kubebid binary (the previous commit's, say) serves the same data on a
+# third port and takes part in every round: the summary prints kubebid against it too.
+#
 #   bench/dns-perf.sh [seconds]     (default 10 per phase)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +62,15 @@ PY
 port_ours=$(( 20000 + RANDOM % 10000 ))
 port_unbound=$(( port_ours + 1 ))
 metrics_port=$(( port_ours + 2 ))
+port_base=$(( port_ours + 3 ))
+base=${KUBEBID_BASE_BIN:-}
+base_pid=""
+if [ -n "$base" ]; then
+    KUBEBID_LOG=warn "$base" serve dns --listen "127.0.0.1:$port_base" --metrics-listen "127.0.0.1:$(( port_ours + 4 ))" \
+        --state "$work/state.json" --config "$work/tenants.yaml" --upstream 127.0.0.1:9 --client-qps 0 &
+    pids+=($!)
+    base_pid=$!
+fi
 KUBEBID_LOG=warn "$bin" serve dns --listen "127.0.0.1:$port_ours" --metrics-listen "127.0.0.1:$metrics_port" \
     --state "$work/state.json" --config "$work/tenants.yaml" --upstream 127.0.0.1:9 --client-qps 0 &
 pids+=($!)
@@ -87,7 +99,7 @@ EOF
 unbound -c "$work/unbound.conf" &
 pids+=($!)
 unbound_pid=$!
-for p in "$port_ours" "$port_unbound"; do
+for p in "$port_ours" "$port_unbound" ${base:+"$port_base"}; do
     for _ in $(seq 100); do
         dig +short +tries=1 +time=1 -b 127.0.0.11 -p "$p" @127.0.0.1 svc-1.tenant-t0.svc.cluster.local | grep -q 10.96 && break
         sleep 0.1
@@ -110,12 +122,16 @@ latency() { # port -> "p50 p99 p999" in microseconds at 20,000 queries/s
 }
 echo "== dnsperf, $secs s per phase, client 127.0.0.11 (tenant t0), 80% own names / 20% another tenant's"
 # Two rounds, alternating, best of each: the machine is noisy and neither server should get the quiet slot.
-ours_qps=0; unbound_qps=0
+ours_qps=0; unbound_qps=0; base_qps=0
 for _ in 1 2; do
     read -r q t <<<"$(saturate "$port_ours" "$ours_pid")"
     if [ "$q" -gt "$ours_qps" ]; then ours_qps=$q; ours_ticks=$t; fi
     read -r q t <<<"$(saturate "$port_unbound" "$unbound_pid")"
     if [ "$q" -gt "$unbound_qps" ]; then unbound_qps=$q; unbound_ticks=$t; fi
+    if [ -n "$base" ]; then
+        read -r q t <<<"$(saturate "$port_base" "$base_pid")"
+        if [ "$q" -gt "$base_qps" ]; then base_qps=$q; base_ticks=$t; fi
+    fi
 done
 hz=$(getconf CLK_TCK)
 read -r o50 o99 o999 <<<"$(latency "$port_ours")"
@@ -126,5 +142,9 @@ per_cpu() { awk -v q="$1" -v t="$2" -v hz="$hz" -v s="$secs" 'BEGIN {printf "%.0
 printf "%-22s %12s %16s %10s %10s %10s\n" server "queries/s" "per CPU-second" "p50 us" "p99 us" "p999 us"
 printf "%-22s %12s %16s %10s %10s %10s\n" "kubebid (policy on)" "$ours_qps" "$(per_cpu "$ours_qps" "$ours_ticks")" "$o50" "$o99" "$o999"
 printf "%-22s %12s %16s %10s %10s %10s\n" "unbound 1.17 (2 thr)" "$unbound_qps" "$(per_cpu "$unbound_qps" "$unbound_ticks")" "$u50" "$u99" "$u999"
+if [ -n "$base" ]; then
+    printf "%-22s %12s %16s\n" "baseline kubebid" "$base_qps" "$(per_cpu "$base_qps" "$base_ticks")"
+    awk -v a="$ours_qps" -v b="$base_qps" 'BEGIN {printf "ratio kubebid/baseline: %.2f\n", a / b}'
+fi
 awk -v a="$ours_qps" -v b="$unbound_qps" 'BEGIN {printf "ratio kubebid/unbound: %.2f\n", a / b}'
 echo "kubebid RSS after the run: $rss MiB; queries denied by policy: $denied"

@@ -1,7 +1,5 @@
 //! The DNS server's Prometheus metrics (queries, answers by rcode, denials by tenant, cache hits and
-//! misses, upstream latency, drops) and their plain-HTTP endpoint (`/metrics`, `/healthz`).
-
-use std::sync::Arc;
+//! misses, upstream latency, drops), registered in the process's registry; the server shell serves them.
 
 use hickory_proto::op::ResponseCode;
 use kubebid_server::Registry;
@@ -239,18 +237,4 @@ impl DnsMetrics {
     pub fn encode(&self) -> String {
         self.registry.encode()
     }
-}
-
-/// Serves the shell's endpoint (`/metrics`, `/healthz`, `/readyz`) with these metrics on `listener` until
-/// `shutdown` completes.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<DnsMetrics>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    let process = kubebid_server::http::Process::with_registry(
-        metrics.registry.clone(),
-        kubebid_server::Shutdown::after(shutdown),
-    );
-    kubebid_server::http::serve_endpoint(&process, "dns-metrics", listener).await;
 }

@@ -9,7 +9,8 @@
 //!    within the request timeout, else 408 (a slow sender holds no slot for long);
 //! 4. a timeout (`tower::timeout`), answered with 503 (by the body-limit layer, which turns the layers'
 //!    errors into responses);
-//! 5. a concurrency limit shared by every connection (`tower::limit::GlobalConcurrencyLimit`);
+//! 5. a concurrency limit shared by every connection (`tower::limit::GlobalConcurrencyLimit`), unless
+//!    the service answers inline;
 //! 6. the service itself: `Request<Bytes>` in, `Response<Full<Bytes>>` out, with the [`Peer`] in the
 //!    request's extensions.
 //!
@@ -82,8 +83,10 @@ pub struct HttpConfig {
     pub max_body: usize,
     /// Longest time to answer one request; then 503.
     pub request_timeout: Duration,
-    /// Most requests the service works on at once, over all connections; further ones wait.
-    pub max_concurrent_requests: usize,
+    /// Most requests the service works on at once, over all connections; further ones wait. `None` for
+    /// a service that answers inline, on the worker thread that read the request (its concurrency is
+    /// the number of workers already), where a shared semaphore would only add contention.
+    pub max_concurrent_requests: Option<usize>,
     /// Most connections open at once.
     pub max_connections: usize,
     /// Longest TLS handshake.
@@ -101,7 +104,7 @@ impl HttpConfig {
             routes,
             max_body: 3 * 1024 * 1024,
             request_timeout: Duration::from_secs(10),
-            max_concurrent_requests: 1024,
+            max_concurrent_requests: Some(1024),
             max_connections: 4096,
             handshake_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(25),
@@ -185,9 +188,13 @@ fn take<S: Clone>(inner: &mut S) -> S {
 // ---------------------------------------------------------------------------------------------------
 // 1. Observe
 
-/// Layer 1: a span and the request metrics.
+/// Layer 1: a span and the request metrics. Its state is behind one `Arc`: the stack is cloned for
+/// every request (tower's readiness contract), and one reference count is cheaper than five.
 #[derive(Clone, Debug)]
-pub struct ObserveLayer {
+pub struct ObserveLayer(Arc<ObserveState>);
+
+#[derive(Debug)]
+struct ObserveState {
     server: &'static str,
     routes: &'static [&'static str],
     metrics: ShellMetrics,
@@ -239,10 +246,10 @@ where
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
         let started = Instant::now();
-        let server = self.layer.server;
-        let route = route(req.uri().path(), self.layer.routes);
+        let state = self.layer.0.clone();
+        let server = state.server;
+        let route = route(req.uri().path(), state.routes);
         let span = tracing::debug_span!("request", server, route, method = %req.method());
-        let metrics = self.layer.metrics.clone();
         let call = take(&mut self.inner).call(req);
         Box::pin(tracing::Instrument::instrument(
             async move {
@@ -252,11 +259,12 @@ where
                     route,
                     code: response.status().as_u16(),
                 };
-                metrics
+                state
+                    .metrics
                     .duration
                     .get_or_create(&labels)
                     .observe(started.elapsed().as_secs_f64());
-                metrics.requests.get_or_create(&labels).inc();
+                state.metrics.requests.get_or_create(&labels).inc();
                 Ok(response)
             },
             span,
@@ -269,7 +277,10 @@ where
 
 /// Layer 2: the process's `/healthz`, `/readyz` and `/metrics`.
 #[derive(Clone, Debug)]
-pub struct EndpointsLayer {
+pub struct EndpointsLayer(Arc<EndpointsState>);
+
+#[derive(Debug)]
+struct EndpointsState {
     registry: Registry,
     health: Health,
 }
@@ -300,10 +311,10 @@ impl EndpointsLayer {
             return Some(text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"));
         }
         let verdict = match path {
-            "/healthz" => self.health.liveness(),
-            "/readyz" => self.health.readiness(),
+            "/healthz" => self.0.health.liveness(),
+            "/readyz" => self.0.health.readiness(),
             _ => {
-                let mut r = text(StatusCode::OK, self.registry.encode());
+                let mut r = text(StatusCode::OK, self.0.registry.encode());
                 r.headers_mut().insert(
                     CONTENT_TYPE,
                     HeaderValue::from_static(
@@ -399,7 +410,9 @@ const DRAIN_BYTES: usize = 16 * 1024 * 1024;
 const DRAIN_PAUSE: Duration = Duration::from_millis(500);
 
 async fn read_body(mut body: Incoming, max: usize, deadline: Duration) -> Result<Bytes, BodyError> {
-    let mut parts: Vec<Bytes> = Vec::new();
+    // Most bodies come in one frame: kept as it is, no buffer to gather into.
+    let mut first: Option<Bytes> = None;
+    let mut rest: Vec<Bytes> = Vec::new();
     let mut len = 0usize;
     let declared_too_large = body
         .size_hint()
@@ -426,22 +439,34 @@ async fn read_body(mut body: Incoming, max: usize, deadline: Duration) -> Result
         if let Ok(data) = frame.into_data() {
             len = len.saturating_add(data.len());
             if declared_too_large || len > max {
-                parts.clear();
+                first = None;
+                rest.clear();
                 if len > DRAIN_BYTES {
                     break;
                 }
                 continue;
             }
-            parts.push(data);
+            if first.is_none() {
+                first = Some(data);
+            } else {
+                rest.push(data);
+            }
         }
     }
     if declared_too_large || len > max {
         return Err(BodyError::TooLarge(body));
     }
-    Ok(match parts.len() {
-        0 => Bytes::new(),
-        1 => parts.swap_remove(0),
-        _ => parts.concat().into(),
+    Ok(match (first, rest.is_empty()) {
+        (None, _) => Bytes::new(),
+        (Some(one), true) => one,
+        (Some(one), false) => {
+            let mut all = Vec::with_capacity(len);
+            all.extend_from_slice(&one);
+            for part in &rest {
+                all.extend_from_slice(part);
+            }
+            all.into()
+        }
     })
 }
 
@@ -532,20 +557,22 @@ where
     S::Future: Send + 'static,
 {
     ServiceBuilder::new()
-        .layer(ObserveLayer {
+        .layer(ObserveLayer(Arc::new(ObserveState {
             server: config.server,
             routes: config.routes,
             metrics: process.metrics.clone(),
-        })
-        .layer(EndpointsLayer {
+        })))
+        .layer(EndpointsLayer(Arc::new(EndpointsState {
             registry: process.registry.clone(),
             health: process.health.clone(),
-        })
+        })))
         .layer(BodyLimitLayer::new(config.max_body, config.request_timeout))
         .timeout(config.request_timeout)
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            config.max_concurrent_requests.max(1),
-        ))
+        .option_layer(
+            config
+                .max_concurrent_requests
+                .map(|n| tower::limit::GlobalConcurrencyLimitLayer::new(n.max(1))),
+        )
         .service(app)
 }
 
@@ -647,6 +674,24 @@ pub async fn serve<S>(
     }
 }
 
+/// The HTTP settings of every connection: HTTP/1.1 with keep-alive and a header deadline, HTTP/2 with at
+/// most 256 streams and keep-alive pings.
+#[must_use]
+pub fn connection_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    builder
+}
+
 async fn connection<I, S>(
     io: TokioIo<I>,
     peer: Peer,
@@ -661,17 +706,7 @@ async fn connection<I, S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let builder = connection_builder();
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(peer);
         stack.clone().oneshot(req)

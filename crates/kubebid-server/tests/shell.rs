@@ -181,7 +181,7 @@ async fn bodies_over_the_limit_get_413_and_slow_answers_503() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_concurrency_limit_holds_and_shutdown_drains_what_is_in_flight() {
     let mut c = config();
-    c.max_concurrent_requests = 1;
+    c.max_concurrent_requests = Some(1);
     c.request_timeout = Duration::from_secs(30);
     let s = start(c).await;
     let addr = s.addr;

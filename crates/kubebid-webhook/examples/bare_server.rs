@@ -1,6 +1,5 @@
 //! The limit for the webhook benchmark (`bench/webhook-load.sh`): a server with the webhook's TLS (the
-//! shell's `server_config`, same certificate) and HTTP settings (hyper's automatic HTTP/1.1 and HTTP/2,
-//! the same timers and stream limit) that reads each request's body whole and answers a fixed
+//! shell's `server_config`, same certificate) and HTTP settings (the shell's `connection_builder`) that reads each request's body whole and answers a fixed
 //! AdmissionReview. No routing, no layers, no decoding, no policy: what serving costs before any work.
 //!
 //!   bare_server ADDR CERT KEY
@@ -10,14 +9,12 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 
 const ANSWER: &[u8] = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"b5f8a2c4-0c1d-4b1e-9f43-2a6f1e9d7c10","allowed":true,"status":{}}}"#;
 
@@ -43,17 +40,7 @@ async fn main() {
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .keep_alive(true);
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(256)
-                .keep_alive_interval(Some(Duration::from_secs(30)));
+            let builder = kubebid_server::http::connection_builder();
             let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
                 // Read the review whole, as the webhook must.
                 let _body = req.into_body().collect().await.map(|b| b.to_bytes());

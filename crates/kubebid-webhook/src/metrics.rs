@@ -1,5 +1,5 @@
 //! Prometheus metrics of the webhook: reviews and their latency by endpoint, operation, kind and verdict;
-//! findings by rule; reviews in flight. HTTP errors, certificate reloads and connections are the server
+//! findings by rule. HTTP errors, certificate reloads and connections are the server
 //! shell's (`kubebid_server_*`).
 
 use kubebid_server::Registry;
@@ -7,7 +7,6 @@ use kubebid_server::metrics::latency_histogram;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -29,7 +28,6 @@ pub struct Metrics {
     pub reviews: Family<ReviewLabels, Counter>,
     pub latency: Family<ReviewLabels, Histogram>,
     pub findings: Family<RuleLabels, Counter>,
-    pub in_flight: Gauge,
 }
 
 /// In a registry of their own (for a process that has no other component, and for tests).
@@ -48,7 +46,6 @@ impl Metrics {
             reviews: Family::default(),
             latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             findings: Family::default(),
-            in_flight: Gauge::default(),
         };
         registry.register("kubebid_webhook", |r| {
             r.register(
@@ -62,11 +59,6 @@ impl Metrics {
                 this.latency.clone(),
             );
             r.register("findings", "Findings by rule", this.findings.clone());
-            r.register(
-                "reviews_in_flight",
-                "Reviews being decided",
-                this.in_flight.clone(),
-            );
         });
         this
     }

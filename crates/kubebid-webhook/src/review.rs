@@ -353,7 +353,10 @@ fn finish(req: &AdmissionRequest<'_>, answer: &Answer) -> Reviewed {
     };
     // Writing plain structs of strings into memory cannot fail; if it ever did, the empty body is
     // refused by the API server, which then applies the webhook's failure policy (Fail).
-    let body = serde_json::to_vec(&out).unwrap_or_default();
+    let mut body = Vec::with_capacity(256 + answer.message.as_ref().map_or(0, String::len));
+    if serde_json::to_writer(&mut body, &out).is_err() {
+        body.clear();
+    }
     Reviewed {
         body,
         operation: req.operation(),

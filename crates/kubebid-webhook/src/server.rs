@@ -47,9 +47,12 @@ pub struct WebhookServer {
     pub client_auth: bool,
 }
 
-/// The webhook's own service: `/validate` and `/mutate`.
+/// The webhook's own service: `/validate` and `/mutate`. Cloned per request (tower's contract): one
+/// reference count.
 #[derive(Clone)]
-struct Reviews {
+struct Reviews(Arc<ReviewsState>);
+
+struct ReviewsState {
     policy: watch::Receiver<Option<PolicySet>>,
     metrics: Arc<Metrics>,
     /// Whether reviews need a client certificate (the TLS layer asks for one but lets health probes in
@@ -69,11 +72,11 @@ impl tower::Service<Request<Bytes>> for Reviews {
     fn call(&mut self, req: Request<Bytes>) -> Self::Future {
         // A review is pure CPU work of microseconds: answered on the spot, no task, no allocation for a
         // future.
-        std::future::ready(Ok(self.handle(&req)))
+        std::future::ready(Ok(self.0.handle(&req)))
     }
 }
 
-impl Reviews {
+impl ReviewsState {
     fn handle(&self, req: &Request<Bytes>) -> Response<Full<Bytes>> {
         let endpoint = match (req.method(), req.uri().path()) {
             (&Method::POST, "/validate") => Endpoint::Validate,
@@ -91,7 +94,6 @@ impl Reviews {
             );
         }
         let started = Instant::now();
-        self.metrics.in_flight.inc();
         let outcome = {
             let policy = self.policy.borrow();
             match policy.as_ref() {
@@ -99,7 +101,6 @@ impl Reviews {
                 None => review::review_unready(req.body()),
             }
         };
-        self.metrics.in_flight.dec();
         let done = match outcome {
             Ok(done) => done,
             Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
@@ -170,11 +171,13 @@ impl WebhookServer {
         config.max_body = MAX_BODY_BYTES;
         config.max_connections = self.max_connections;
         config.drain_timeout = self.drain_timeout;
-        let reviews = Reviews {
+        // A review is decided inline on the worker that read it: at most one per worker at a time.
+        config.max_concurrent_requests = None;
+        let reviews = Reviews(Arc::new(ReviewsState {
             policy: self.policy,
             metrics: self.metrics,
             client_auth: self.client_auth,
-        };
+        }));
         http::serve(
             process,
             &config,

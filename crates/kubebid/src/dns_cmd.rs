@@ -223,15 +223,9 @@ pub async fn start(args: &DnsArgs, process: &Process) -> Result<Started, String>
 }
 
 pub fn run(args: &DnsArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::serve::runtime("dns", crate::serve::Threads::Workers) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("kubebid serve dns: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async {
         let process = Process::new(Shutdown::on_signals());

@@ -282,15 +282,11 @@ pub async fn start(
 }
 
 pub fn serve(args: &KmsServeArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One async thread: a KMS call is a few microseconds of AES once its KEK is open, and HSM calls go
+    // to the blocking pool; a second async worker only adds wake-ups between threads to every call.
+    let runtime = match crate::serve::runtime("kms", crate::serve::Threads::One) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("kubebid serve kms: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async {
         let process = Process::new(Shutdown::on_signals());

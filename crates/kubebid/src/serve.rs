@@ -112,15 +112,9 @@ pub fn run(cmd: ServeCommand) -> ExitCode {
 }
 
 fn operator(args: &OperatorArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::serve::runtime("operator", crate::serve::Threads::Workers) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("kubebid serve operator: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async {
         let client = match kube::Client::try_default().await {
@@ -227,15 +221,9 @@ pub fn run_webhook(args: &WebhookArgs, on_bound: impl FnOnce(SocketAddr)) -> Exi
         eprintln!("kubebid serve webhook: --reload-interval must be a positive number of seconds");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::serve::runtime("webhook", crate::serve::Threads::Workers) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("kubebid serve webhook: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
         let process = Process::new(Shutdown::on_signals());
@@ -263,4 +251,28 @@ pub fn run_webhook(args: &WebhookArgs, on_bound: impl FnOnce(SocketAddr)) -> Exi
         server.serve_in(&process, listener).await
     });
     finished("webhook", result)
+}
+
+/// How many threads run a service's async work.
+#[derive(Clone, Copy, Debug)]
+pub enum Threads {
+    /// One per core (tokio's default).
+    Workers,
+    /// One: for a service whose calls are microseconds of CPU, where a second worker only adds wake-ups
+    /// between threads (blocking calls still go to tokio's blocking pool).
+    One,
+}
+
+/// The runtime a service runs on; if it cannot start, the exit status, said.
+pub fn runtime(service: &str, threads: Threads) -> Result<tokio::runtime::Runtime, ExitCode> {
+    match threads {
+        Threads::Workers => tokio::runtime::Builder::new_multi_thread(),
+        Threads::One => tokio::runtime::Builder::new_current_thread(),
+    }
+    .enable_all()
+    .build()
+    .map_err(|e| {
+        eprintln!("kubebid serve {service}: cannot start the runtime: {e}");
+        ExitCode::from(1)
+    })
 }
