@@ -28,11 +28,16 @@ impl Shutdown {
     /// Must be called inside a tokio runtime.
     #[must_use]
     pub fn on_signals() -> Self {
-        use tokio::signal::unix::{SignalKind, signal};
         let this = Self::new();
-        let token = this.token.clone();
-        // Registered here, before anything is served: a signal that arrives at once still stops the
-        // process gracefully instead of killing it.
+        this.watch_signals();
+        this
+    }
+
+    /// Triggers this coordinator on SIGTERM or Ctrl-C. Must be called inside a tokio runtime; the
+    /// handlers are installed before it returns, so a signal that arrives at once is a graceful stop.
+    pub fn watch_signals(&self) {
+        use tokio::signal::unix::{SignalKind, signal};
+        let token = self.token.clone();
         let term = signal(SignalKind::terminate());
         let int = signal(SignalKind::interrupt());
         tokio::spawn(async move {
@@ -55,7 +60,6 @@ impl Shutdown {
             tracing::info!("shutdown requested");
             token.cancel();
         });
-        this
     }
 
     /// A coordinator triggered when `signal` completes (a test's or an embedding program's own signal).

@@ -191,6 +191,16 @@ fn webhook(args: &WebhookArgs) -> ExitCode {
 /// Loads configuration and certificates, binds, calls `on_bound` with the address, and serves until a
 /// shutdown signal.
 pub fn run_webhook(args: &WebhookArgs, on_bound: impl FnOnce(SocketAddr)) -> ExitCode {
+    run_webhook_in(args, &Process::new(Shutdown::new()), on_bound)
+}
+
+/// [`run_webhook`] as one server of `process` (whose registry, checks and shutdown it shares with the
+/// process's other servers); SIGTERM and Ctrl-C trigger the process's shutdown.
+pub fn run_webhook_in(
+    args: &WebhookArgs,
+    process: &Process,
+    on_bound: impl FnOnce(SocketAddr),
+) -> ExitCode {
     let standalone = !args.config.is_empty();
     let policy = if standalone {
         match check::load_policy(&args.config) {
@@ -226,7 +236,7 @@ pub fn run_webhook(args: &WebhookArgs, on_bound: impl FnOnce(SocketAddr)) -> Exi
         Err(code) => return code,
     };
     let result = runtime.block_on(async {
-        let process = Process::new(Shutdown::on_signals());
+        process.shutdown.watch_signals();
         let (policy_tx, policy_rx) = tokio::sync::watch::channel(policy);
         if !standalone {
             let client = kube::Client::try_default().await.map_err(|e| {
@@ -248,7 +258,7 @@ pub fn run_webhook(args: &WebhookArgs, on_bound: impl FnOnce(SocketAddr)) -> Exi
             drain_timeout: Duration::from_secs(25),
             client_auth: args.client_ca.is_some(),
         };
-        server.serve_in(&process, listener).await
+        server.serve_in(process, listener).await
     });
     finished("webhook", result)
 }

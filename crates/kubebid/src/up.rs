@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::serve::{WebhookArgs, run_webhook};
+use crate::serve::{WebhookArgs, run_webhook_in};
 
 #[derive(clap::Args)]
 pub struct UpArgs {
@@ -149,18 +149,20 @@ pub fn run(args: &UpArgs) -> ExitCode {
     };
     let requests = dir.join("requests");
     let kms_socket = dir.join("kms/kms.sock");
-    if let Err(e) = start_kms(&dir, &kms_socket) {
+    // One process: one registry, one set of checks, one shutdown for the three services.
+    let process = Process::new(Shutdown::new());
+    if let Err(e) = start_kms(&dir, &kms_socket, &process) {
         eprintln!("kubebid up: kms: {e}");
         return ExitCode::from(2);
     }
-    let dns = match start_dns(args, &dir) {
+    let dns = match start_dns(args, &dir, &process) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("kubebid up: dns: {e}");
             return ExitCode::from(2);
         }
     };
-    run_webhook(&webhook, |addr| {
+    run_webhook_in(&webhook, &process, |addr| {
         let ca = certs.join("ca.crt");
         println!();
         println!(
@@ -211,7 +213,11 @@ pub fn run(args: &UpArgs) -> ExitCode {
 }
 
 /// Starts the DNS server on its own thread and runtime; returns its addresses once bound.
-fn start_dns(args: &UpArgs, dir: &Path) -> Result<(SocketAddr, SocketAddr), String> {
+fn start_dns(
+    args: &UpArgs,
+    dir: &Path,
+    process: &Process,
+) -> Result<(SocketAddr, SocketAddr), String> {
     let dns_args = crate::dns_cmd::DnsArgs {
         listen: args.dns_listen,
         state: vec![dir.join("dns")],
@@ -228,8 +234,8 @@ fn start_dns(args: &UpArgs, dir: &Path) -> Result<(SocketAddr, SocketAddr), Stri
         udp_workers: Some(1),
         reload_interval: 1.0,
     };
+    let process = process.clone();
     on_own_runtime("kubebid-up-dns", async move {
-        let process = Process::new(Shutdown::new());
         let started = crate::dns_cmd::start(&dns_args, &process).await?;
         let addrs = (started.addr, started.metrics_addr);
         // Serves until the process ends with the webhook. The server's handle is held here: dropping it
@@ -243,7 +249,7 @@ fn start_dns(args: &UpArgs, dir: &Path) -> Result<(SocketAddr, SocketAddr), Stri
 }
 
 /// Starts the KMS plugin on a unix socket in the state directory, with a software key store beside it.
-fn start_kms(dir: &Path, socket: &Path) -> Result<(), String> {
+fn start_kms(dir: &Path, socket: &Path, process: &Process) -> Result<(), String> {
     // Every example tenant gets a volume key on the first run, so the tenant key socket answers at once.
     {
         use kubebid_kms::keystore::KeyStore;
@@ -273,8 +279,8 @@ fn start_kms(dir: &Path, socket: &Path) -> Result<(), String> {
             software_keys: Some(dir.join("kms")),
         },
     };
+    let process = process.clone();
     on_own_runtime("kubebid-up-kms", async move {
-        let process = Process::new(Shutdown::new());
         let (task, _, _) = crate::kms_cmd::start(&args, &process).await?;
         Ok(((), async move {
             let _ = task.await;

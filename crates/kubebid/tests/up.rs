@@ -133,6 +133,16 @@ fn up_serves_an_allowed_and_a_denied_review_and_stops_on_ctrl_c() {
         "{denied}"
     );
     assert_eq!(curl(&ca, &format!("https://{addr}/readyz"), None), "ok\n");
+    // One process, one registry: the webhook's /metrics carries every service's families.
+    let metrics = curl(&ca, &format!("https://{addr}/metrics"), None);
+    for family in [
+        "kubebid_webhook_reviews_total",
+        "kubebid_dns_queries_total",
+        "kubebid_kms_kek_unwraps_total",
+        "kubebid_server_http_requests_total",
+    ] {
+        assert!(metrics.contains(family), "{family} missing from:\n{metrics}");
+    }
     // The DNS server: acme's pod resolves its service, globex's does not.
     let dns: std::net::SocketAddr = printed
         .lines()
