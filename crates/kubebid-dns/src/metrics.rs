@@ -2,7 +2,7 @@
 //! misses, upstream latency, drops), registered in the process's registry; the server shell serves them.
 
 use hickory_proto::op::ResponseCode;
-use kubebid_server::Registry;
+use kubebid_server::metrics::{Component, Registered};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -39,9 +39,11 @@ const RCODES: [(ResponseCode, &str); 6] = [
     (ResponseCode::Refused, "REFUSED"),
 ];
 
-/// Every metric the server exports. Counters on the hot path are resolved once, not per query.
-pub struct DnsMetrics {
-    registry: Registry,
+/// Every metric the server exports, registered in the process's registry.
+pub type DnsMetrics = Registered<DnsFamilies>;
+
+/// The server's families. Counters on the hot path are resolved once, not per query.
+pub struct DnsFamilies {
     pub udp_queries: Counter,
     pub tcp_queries: Counter,
     responses: Family<RcodeLabels, Counter>,
@@ -59,18 +61,11 @@ pub struct DnsMetrics {
     pub tcp_connections: Gauge,
 }
 
-/// In a registry of their own (for tests).
-impl Default for DnsMetrics {
-    fn default() -> Self {
-        Self::new(&Registry::new())
-    }
-}
+impl Component for DnsFamilies {
+    const PREFIX: &'static str = "kubebid_dns";
 
-impl DnsMetrics {
-    /// Registers the server's families in the process's `registry`, under `kubebid_dns`.
-    #[must_use]
     #[allow(clippy::too_many_lines)] // one registration per family, each with its help text
-    pub fn new(process_registry: &Registry) -> Self {
+    fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
         let queries = Family::<TransportLabels, Counter>::default();
         let responses = Family::<RcodeLabels, Counter>::default();
         let denials = Family::<DenialLabels, Counter>::default();
@@ -83,49 +78,48 @@ impl DnsMetrics {
         let rebinding = Counter::default();
         let dropped = Family::<DropLabels, Counter>::default();
         let tcp_connections = Gauge::default();
-        let (zone_names, zone_reloads, zone_reload_failures) =
-            process_registry.register("kubebid_dns", |registry| {
-        registry.register("queries", "Queries received, by transport", queries.clone());
-        registry.register("responses", "Responses sent, by rcode", responses.clone());
-        registry.register(
-            "denials",
-            "Queries answered NXDOMAIN by policy, by tenant and reason",
-            denials.clone(),
-        );
-        registry.register(
-            "cache_hits",
-            "Forwarded queries answered from the cache",
-            cache_hits.clone(),
-        );
-        registry.register(
-            "cache_misses",
-            "Forwarded queries sent upstream",
-            cache_misses.clone(),
-        );
-        registry.register(
-            "upstream_duration_seconds",
-            "Time an upstream resolver took to answer",
-            upstream_duration.clone(),
-        );
-        registry.register(
-            "upstream_failures",
-            "Forwarded queries no upstream answered (SERVFAIL)",
-            upstream_failures.clone(),
-        );
-        registry.register(
+        let (zone_names, zone_reloads, zone_reload_failures) = {
+            registry.register("queries", "Queries received, by transport", queries.clone());
+            registry.register("responses", "Responses sent, by rcode", responses.clone());
+            registry.register(
+                "denials",
+                "Queries answered NXDOMAIN by policy, by tenant and reason",
+                denials.clone(),
+            );
+            registry.register(
+                "cache_hits",
+                "Forwarded queries answered from the cache",
+                cache_hits.clone(),
+            );
+            registry.register(
+                "cache_misses",
+                "Forwarded queries sent upstream",
+                cache_misses.clone(),
+            );
+            registry.register(
+                "upstream_duration_seconds",
+                "Time an upstream resolver took to answer",
+                upstream_duration.clone(),
+            );
+            registry.register(
+                "upstream_failures",
+                "Forwarded queries no upstream answered (SERVFAIL)",
+                upstream_failures.clone(),
+            );
+            registry.register(
             "rebinding_records_dropped",
             "Forwarded address records withheld from a tenant's pod for naming a protected address (DNS rebinding)",
             rebinding.clone(),
         );
-        registry.register("dropped", "Packets dropped, by reason", dropped.clone());
-        let zone = zone_metrics(registry);
-        registry.register(
-            "tcp_connections",
-            "Open TCP connections",
-            tcp_connections.clone(),
-        );
-        zone
-        });
+            registry.register("dropped", "Packets dropped, by reason", dropped.clone());
+            let zone = zone_metrics(registry);
+            registry.register(
+                "tcp_connections",
+                "Open TCP connections",
+                tcp_connections.clone(),
+            );
+            zone
+        };
         let udp_queries = queries
             .get_or_create(&TransportLabels { transport: "udp" })
             .clone();
@@ -144,7 +138,6 @@ impl DnsMetrics {
             })
             .collect();
         Self {
-            registry: process_registry.clone(),
             udp_queries,
             tcp_queries,
             responses,
@@ -179,7 +172,7 @@ fn zone_metrics(registry: &mut prometheus_client::registry::Registry) -> (Gauge,
     (names, reloads, failures)
 }
 
-impl DnsMetrics {
+impl DnsFamilies {
     /// Counts one response.
     pub fn response(&self, code: ResponseCode) {
         match self.by_rcode.iter().find(|(c, _)| *c == code) {
@@ -230,11 +223,5 @@ impl DnsMetrics {
     /// Counts one dropped packet.
     pub fn discard(&self, reason: &'static str) {
         self.dropped.get_or_create(&DropLabels { reason }).inc();
-    }
-
-    /// The metrics in the `OpenMetrics` text format.
-    #[must_use]
-    pub fn encode(&self) -> String {
-        self.registry.encode()
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use kubebid_server::Registry;
+use kubebid_server::metrics::{Component, Registered};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -38,59 +38,47 @@ pub struct CallLabels {
     pub result: &'static str,
 }
 
-/// The plugin's metrics.
-pub struct KmsMetrics {
-    registry: Registry,
+/// The plugin's metrics, registered in the process's registry.
+pub type KmsMetrics = Registered<KmsFamilies>;
+
+/// The plugin's families.
+pub struct KmsFamilies {
     pub calls: Family<CallLabels, Counter>,
     pub duration: Family<CallLabels, Histogram>,
     pub unwraps: Counter,
 }
 
-/// In a registry of their own (for tests).
-impl Default for KmsMetrics {
-    fn default() -> Self {
-        Self::new(&Registry::new())
-    }
-}
+impl Component for KmsFamilies {
+    const PREFIX: &'static str = "kubebid_kms";
 
-impl KmsMetrics {
-    /// Registers the plugin's families in the process's `registry`, under `kubebid_kms`.
-    #[must_use]
-    pub fn new(registry: &Registry) -> Self {
+    fn register(r: &mut prometheus_client::registry::Registry) -> Self {
         let this = Self {
-            registry: registry.clone(),
             calls: Family::default(),
             duration: Family::new_with_constructor(
                 kubebid_server::metrics::latency_histogram as fn() -> Histogram,
             ),
             unwraps: Counter::default(),
         };
-        registry.register("kubebid_kms", |r| {
-            r.register(
-                "calls",
-                "KMS calls by method and result",
-                this.calls.clone(),
-            );
-            r.register(
-                "call_duration_seconds",
-                "Time to answer a KMS call",
-                this.duration.clone(),
-            );
-            r.register(
-                "kek_unwraps",
-                "KEKs opened by the root key (HSM round trips)",
-                this.unwraps.clone(),
-            );
-        });
+        r.register(
+            "calls",
+            "KMS calls by method and result",
+            this.calls.clone(),
+        );
+        r.register(
+            "call_duration_seconds",
+            "Time to answer a KMS call",
+            this.duration.clone(),
+        );
+        r.register(
+            "kek_unwraps",
+            "KEKs opened by the root key (HSM round trips)",
+            this.unwraps.clone(),
+        );
         this
     }
+}
 
-    /// The metrics in the `OpenMetrics` text format.
-    #[must_use]
-    pub fn encode(&self) -> String {
-        self.registry.encode()
-    }
-
+impl KmsFamilies {
     fn record(&self, method: &'static str, ok: bool, started: Instant) {
         let labels = CallLabels {
             method,

@@ -47,6 +47,60 @@ impl Registry {
     }
 }
 
+/// A component's metric families, as it registers them: created and registered in one go, every name
+/// under the component's prefix.
+pub trait Component: Sized {
+    /// Prefix of every family (`kubebid_dns`).
+    const PREFIX: &'static str;
+
+    /// Creates the families and registers each in `registry` (names there are prefixed already).
+    fn register(registry: &mut prometheus_client::registry::Registry) -> Self;
+}
+
+/// A component's families together with the registry they are in. Dereferences to the families.
+#[derive(Debug)]
+pub struct Registered<C> {
+    registry: Registry,
+    families: C,
+}
+
+impl<C: Component> Registered<C> {
+    /// Registers `C`'s families in the process's `registry`.
+    #[must_use]
+    pub fn new(registry: &Registry) -> Self {
+        Self {
+            registry: registry.clone(),
+            families: registry.register(C::PREFIX, C::register),
+        }
+    }
+
+    /// The registry the families are in.
+    #[must_use]
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The registry's metrics in the `OpenMetrics` text format.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        self.registry.encode()
+    }
+}
+
+/// In a registry of their own: for a program that has no other component, and for tests.
+impl<C: Component> Default for Registered<C> {
+    fn default() -> Self {
+        Self::new(&Registry::new())
+    }
+}
+
+impl<C> std::ops::Deref for Registered<C> {
+    type Target = C;
+    fn deref(&self) -> &C {
+        &self.families
+    }
+}
+
 /// A latency histogram from 50 µs to about 1.6 s, doubling.
 #[must_use]
 pub fn latency_histogram() -> Histogram {

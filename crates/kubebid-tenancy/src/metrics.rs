@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use kubebid_server::{Health, Registry};
+use kubebid_server::Health;
+use kubebid_server::metrics::{Component, Registered};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -24,9 +25,11 @@ pub struct ActionLabels {
     pub action: &'static str,
 }
 
-/// Every metric the operator exports.
-pub struct OperatorMetrics {
-    registry: Registry,
+/// Every metric the operator exports, registered in the process's registry.
+pub type OperatorMetrics = Registered<OperatorFamilies>;
+
+/// The operator's families, and what its liveness check reports.
+pub struct OperatorFamilies {
     pub reconciles: Family<ResultLabels, Counter>,
     pub objects: Family<ActionLabels, Counter>,
     pub duration: Histogram,
@@ -35,60 +38,50 @@ pub struct OperatorMetrics {
     health: std::sync::Mutex<Result<(), String>>,
 }
 
-/// In a registry of their own (for tests).
-impl Default for OperatorMetrics {
-    fn default() -> Self {
-        Self::new(&Registry::new())
+impl Component for OperatorFamilies {
+    const PREFIX: &'static str = "kubebid_operator";
+
+    fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
+        let this = Self {
+            reconciles: Family::default(),
+            objects: Family::default(),
+            duration: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                0.001, 2.0, 14,
+            )),
+            leading: Gauge::default(),
+            health: std::sync::Mutex::new(Ok(())),
+        };
+        registry.register(
+            "reconciles",
+            "Tenant reconciles by result",
+            this.reconciles.clone(),
+        );
+        registry.register(
+            "objects",
+            "Managed objects created or restored",
+            this.objects.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time to reconcile one Tenant",
+            this.duration.clone(),
+        );
+        registry.register(
+            "leading",
+            "1 while this replica holds the leader lease",
+            this.leading.clone(),
+        );
+        this
     }
 }
 
-impl OperatorMetrics {
-    /// Registers the operator's families in the process's `registry`, under `kubebid_operator`.
-    #[must_use]
-    pub fn new(process_registry: &Registry) -> Self {
-        let reconciles = Family::<ResultLabels, Counter>::default();
-        let objects = Family::<ActionLabels, Counter>::default();
-        let duration = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-            0.001, 2.0, 14,
-        ));
-        let leading = Gauge::default();
-        process_registry.register("kubebid_operator", |registry| {
-            registry.register(
-                "reconciles",
-                "Tenant reconciles by result",
-                reconciles.clone(),
-            );
-            registry.register(
-                "objects",
-                "Managed objects created or restored",
-                objects.clone(),
-            );
-            registry.register(
-                "reconcile_duration_seconds",
-                "Time to reconcile one Tenant",
-                duration.clone(),
-            );
-            registry.register(
-                "leading",
-                "1 while this replica holds the leader lease",
-                leading.clone(),
-            );
-        });
-        Self {
-            registry: process_registry.clone(),
-            reconciles,
-            objects,
-            duration,
-            leading,
-            health: std::sync::Mutex::new(Ok(())),
-        }
-    }
+/// Adds the operator's liveness check (its lease requests succeed) to the process's `health`.
+pub fn add_checks(metrics: &Arc<OperatorMetrics>, health: &Health) {
+    let this = metrics.clone();
+    health.add_liveness("leader-election", move || this.health());
+}
 
-    /// Adds the operator's liveness check (its lease requests succeed) to the process's `health`.
-    pub fn add_checks(self: &Arc<Self>, health: &Health) {
-        let this = self.clone();
-        health.add_liveness("leader-election", move || this.health());
-    }
+impl OperatorFamilies {
     /// Records whether the replica can talk to the API server (its lease requests succeed).
     pub fn healthy(&self, state: Result<(), String>) {
         *self
@@ -138,12 +131,6 @@ impl OperatorMetrics {
             }
         }
     }
-
-    /// The metrics in the `OpenMetrics` text format.
-    #[must_use]
-    pub fn encode(&self) -> String {
-        self.registry.encode()
-    }
 }
 
 /// Serves the shell's endpoint (`/metrics`, `/healthz`, `/readyz`) for a process that runs only the
@@ -154,9 +141,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let process = kubebid_server::http::Process::with_registry(
-        metrics.registry.clone(),
+        metrics.registry().clone(),
         kubebid_server::Shutdown::after(shutdown),
     );
-    metrics.add_checks(&process.health);
+    add_checks(&metrics, &process.health);
     kubebid_server::http::serve_endpoint(&process, "operator-metrics", listener).await;
 }

@@ -128,7 +128,7 @@ fn operator(args: &OperatorArgs) -> ExitCode {
         let metrics = Arc::new(kubebid_tenancy::metrics::OperatorMetrics::new(
             &process.registry,
         ));
-        metrics.add_checks(&process.health);
+        kubebid_tenancy::metrics::add_checks(&metrics, &process.health);
         let listener = match tokio::net::TcpListener::bind(args.metrics_listen).await {
             Ok(l) => l,
             Err(e) => {

@@ -141,7 +141,10 @@ fn up_serves_an_allowed_and_a_denied_review_and_stops_on_ctrl_c() {
         "kubebid_kms_kek_unwraps_total",
         "kubebid_server_http_requests_total",
     ] {
-        assert!(metrics.contains(family), "{family} missing from:\n{metrics}");
+        assert!(
+            metrics.contains(family),
+            "{family} missing from:\n{metrics}"
+        );
     }
     // The DNS server: acme's pod resolves its service, globex's does not.
     let dns: std::net::SocketAddr = printed
