@@ -30,6 +30,44 @@ pub struct DropLabels {
     pub reason: &'static str,
 }
 
+/// Why a packet got no answer (or a connection was closed), as `kubebid_dns_dropped_total` counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dropped {
+    /// Not a DNS message at all.
+    Malformed,
+    /// A DNS message but no query (a response, an update).
+    NotAQuery,
+    /// Over the client's queries per second.
+    RateLimit,
+    /// Over the client's forwarded queries in flight.
+    ForwardLimit,
+    /// A TCP message longer than the server takes.
+    TcpOversize,
+    /// A TCP connection over the limit, closed at once.
+    TcpConnections,
+    /// The query log's writer was behind; the line was not written.
+    QueryLogFull,
+    /// The query log could not be written.
+    QueryLogWrite,
+}
+
+impl Dropped {
+    /// The label value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dropped::Malformed => "malformed",
+            Dropped::NotAQuery => "not_a_query",
+            Dropped::RateLimit => "rate_limit",
+            Dropped::ForwardLimit => "forward_limit",
+            Dropped::TcpOversize => "tcp_oversize",
+            Dropped::TcpConnections => "tcp_connections",
+            Dropped::QueryLogFull => "query_log_full",
+            Dropped::QueryLogWrite => "query_log_write",
+        }
+    }
+}
+
 const RCODES: [(ResponseCode, &str); 6] = [
     (ResponseCode::NoError, "NOERROR"),
     (ResponseCode::NXDomain, "NXDOMAIN"),
@@ -221,7 +259,11 @@ impl DnsFamilies {
     }
 
     /// Counts one dropped packet.
-    pub fn discard(&self, reason: &'static str) {
-        self.dropped.get_or_create(&DropLabels { reason }).inc();
+    pub fn discard(&self, reason: Dropped) {
+        self.dropped
+            .get_or_create(&DropLabels {
+                reason: reason.as_str(),
+            })
+            .inc();
     }
 }

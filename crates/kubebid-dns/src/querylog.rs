@@ -11,7 +11,7 @@ use std::time::Duration;
 use hickory_proto::op::{Message, ResponseCode};
 
 use crate::answer::{Decision, Denial, Source};
-use crate::metrics::DnsMetrics;
+use crate::metrics::{DnsMetrics, Dropped};
 
 /// Lines waiting for the writer at most; more are dropped.
 const QUEUE: usize = 16_384;
@@ -69,7 +69,7 @@ impl QueryLog {
     /// Queues one line, or counts it dropped when the writer is behind.
     fn record(&self, line: String, metrics: &DnsMetrics) {
         if let Err(TrySendError::Full(_)) = self.tx.try_send(line) {
-            metrics.discard("query_log_full");
+            metrics.discard(Dropped::QueryLogFull);
         }
     }
 }
@@ -81,7 +81,7 @@ fn write_log(file: std::fs::File, rx: &Receiver<String>, metrics: &DnsMetrics) {
         match rx.recv_timeout(FLUSH_EVERY) {
             Ok(line) => {
                 if writeln!(out, "{line}").is_err() {
-                    metrics.discard("query_log_write");
+                    metrics.discard(Dropped::QueryLogWrite);
                 }
             }
             Err(RecvTimeoutError::Timeout) => {

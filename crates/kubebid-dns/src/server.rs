@@ -24,7 +24,7 @@ use crate::answer::{
 };
 use crate::forward::Forwarder;
 use crate::limit::{ClientLimiter, InFlight};
-use crate::metrics::DnsMetrics;
+use crate::metrics::{DnsMetrics, Dropped};
 pub use crate::querylog::QueryLog;
 use crate::upstream::Upstreams;
 use crate::zone::Zone;
@@ -151,7 +151,7 @@ impl Shared {
         decision: &Decision,
     ) -> Option<(Message, Source)> {
         let Some(_slot) = self.in_flight.acquire(client.ip()) else {
-            self.metrics.discard("forward_limit");
+            self.metrics.discard(Dropped::ForwardLimit);
             return None;
         };
         let generation = self.current.load_full();
@@ -265,7 +265,7 @@ fn udp_worker(
             let packet = &inbox[i][..n.min(4096)];
             shared.metrics.udp_queries.inc();
             if !shared.limiter.allow(peer.ip()) {
-                shared.metrics.discard("rate_limit");
+                shared.metrics.discard(Dropped::RateLimit);
                 continue;
             }
             // The question read off the packet (when it is a plain one), for the hot path and, on a
@@ -353,13 +353,13 @@ fn general_udp(
             return;
         }
         Err(None) => {
-            m.discard("malformed");
+            m.discard(Dropped::Malformed);
             return;
         }
     };
     let decision = decide(&generation.zone, peer.ip(), &request);
     match &decision.action {
-        Action::Drop => m.discard("not_a_query"),
+        Action::Drop => m.discard(Dropped::NotAQuery),
         Action::Reply(response) => {
             if let Some(b) = udp_bytes(&request, response) {
                 let _ = socket.send_to(&b, peer);
@@ -415,7 +415,7 @@ async fn handle_tcp(
             () = &mut stop => return,
         };
         if len == 0 || len > MAX_TCP_QUERY {
-            shared.metrics.discard("tcp_oversize");
+            shared.metrics.discard(Dropped::TcpOversize);
             return;
         }
         let mut buf = vec![0u8; len];
@@ -427,7 +427,7 @@ async fn handle_tcp(
         }
         shared.metrics.tcp_queries.inc();
         if !shared.limiter.allow(peer.ip()) {
-            shared.metrics.discard("rate_limit");
+            shared.metrics.discard(Dropped::RateLimit);
             continue;
         }
         let (request, decision) = match parse_request(&buf) {
@@ -447,13 +447,13 @@ async fn handle_tcp(
                 continue;
             }
             Err(None) => {
-                shared.metrics.discard("malformed");
+                shared.metrics.discard(Dropped::Malformed);
                 return;
             }
         };
         let (response, source) = match &decision.action {
             Action::Drop => {
-                shared.metrics.discard("not_a_query");
+                shared.metrics.discard(Dropped::NotAQuery);
                 continue;
             }
             Action::Reply(r) => (r.clone(), Source::Zone),
@@ -562,7 +562,7 @@ pub async fn start_in(
     let config = AcceptConfig {
         server: "dns-tcp",
         max_connections: shared.limits.tcp_connections,
-        when_full: WhenFull::Close(Arc::new(move || refused.discard("tcp_connections"))),
+        when_full: WhenFull::Close(Arc::new(move || refused.discard(Dropped::TcpConnections))),
     };
     let (metrics, shutdown) = (process.metrics.clone(), process.shutdown.clone());
     let tcp_task = tokio::spawn(async move {
