@@ -179,6 +179,32 @@ pub fn json(body: impl Into<Bytes>) -> Response<Full<Bytes>> {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// A stage of the stack below the body limit's reading: HTTP requests in, the shell's replies out, no
+/// errors (every failure is a response), clonable per request and movable across threads.
+pub trait Stage:
+    Service<
+        Request<Incoming>,
+        Response = Response<Reply>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> Stage for S where
+    S: Service<
+            Request<Incoming>,
+            Response = Response<Reply>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// Takes the service that was made ready and leaves a clone in its place (tower's usual pattern).
 fn take<S: Clone>(inner: &mut S) -> S {
     let clone = inner.clone();
@@ -230,11 +256,7 @@ fn route(path: &str, routes: &'static [&'static str]) -> &'static str {
 
 impl<S> Service<Request<Incoming>> for Observe<S>
 where
-    S: Service<Request<Incoming>, Response = Response<Reply>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
+    S: Stage,
 {
     type Response = Response<Reply>;
     type Error = Infallible;
@@ -334,11 +356,7 @@ impl EndpointsLayer {
 
 impl<S> Service<Request<Incoming>> for Endpoints<S>
 where
-    S: Service<Request<Incoming>, Response = Response<Reply>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
+    S: Stage,
 {
     type Response = Response<Reply>;
     type Error = Infallible;
@@ -537,18 +555,7 @@ where
 // Serving
 
 /// The whole stack around `app`, as [`serve`] runs it.
-pub fn stack<S>(
-    process: &Process,
-    config: &HttpConfig,
-    app: S,
-) -> impl Service<
-    Request<Incoming>,
-    Response = Response<Reply>,
-    Error = Infallible,
-    Future: Send + 'static,
-> + Clone
-+ Send
-+ 'static
+pub fn stack<S>(process: &Process, config: &HttpConfig, app: S) -> impl Stage
 where
     S: Service<Request<Bytes>, Response = Response<Full<Bytes>>, Error = Infallible>
         + Clone
@@ -700,11 +707,7 @@ async fn connection<I, S>(
     server: &'static str,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<Reply>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: Stage,
 {
     let builder = connection_builder();
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {

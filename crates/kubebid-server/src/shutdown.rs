@@ -80,12 +80,6 @@ impl Shutdown {
         self.token.cancel();
     }
 
-    /// Whether shutdown has been asked for.
-    #[must_use]
-    pub fn is_requested(&self) -> bool {
-        self.token.is_cancelled()
-    }
-
     /// Completes once shutdown has been asked for. Owns what it needs: it can be moved into a task or
     /// handed to a library that takes a shutdown future (tonic, hyper).
     pub fn requested(&self) -> impl Future<Output = ()> + Send + 'static {
@@ -99,11 +93,6 @@ impl Shutdown {
         F::Output: Send + 'static,
     {
         self.tracker.spawn(work)
-    }
-
-    /// Wraps `work` so that [`drain`](Self::drain) waits for it wherever it runs.
-    pub fn track<F: Future>(&self, work: F) -> tokio_util::task::task_tracker::TrackedFuture<F> {
-        self.tracker.track_future(work)
     }
 
     /// Waits (after shutdown was asked for) until every tracked task has finished, or `deadline` has
