@@ -527,6 +527,28 @@ impl Tenancy {
         }
     }
 
+    /// The tenant a user acts for: one that names the user, one of its groups or (for a service account)
+    /// the account as an owner; else the tenant that owns a service account's namespace. Tenants are tried
+    /// in the model's order (oldest first), so a user owning two tenants is attributed to the older.
+    #[must_use]
+    pub fn tenant_of_user(&self, user: &str, groups: &[String]) -> Option<&TenantScope> {
+        let account = user
+            .strip_prefix("system:serviceaccount:")
+            .and_then(|rest| rest.split_once(':'));
+        self.tenants
+            .iter()
+            .find(|t| {
+                t.owners.iter().any(|o| match o.kind {
+                    OwnerKind::User => o.name == user,
+                    OwnerKind::Group => groups.iter().any(|g| *g == o.name),
+                    OwnerKind::ServiceAccount => account.is_some_and(|(ns, name)| {
+                        o.name == name && o.namespace.as_deref() == Some(ns)
+                    }),
+                })
+            })
+            .or_else(|| account.and_then(|(ns, _)| self.tenant_of(ns)))
+    }
+
     /// Whether `party` owns namespace `ns`.
     #[must_use]
     pub fn owns(&self, party: Party<'_>, ns: &str) -> bool {

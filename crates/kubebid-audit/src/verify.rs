@@ -1,0 +1,428 @@
+//! Checks logs at rest: every event against the signed tree heads after it.
+//!
+//! A modified, removed or reordered event changes the root at every later head; an event appended
+//! behind the sink's back is not covered by any head; a segment removed outside retention breaks the
+//! chain of segment headers or the oldest index the last head signed; truncation behind the last head is
+//! found against a head kept elsewhere (the sink's witness file, or heads given with `--heads`). Each
+//! problem names the trail, the segment and the event index.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::head::{PublicKey, SignedHead};
+use crate::log::list_segments;
+use crate::merkle::{Frontier, Hash, leaf_hash};
+use crate::segment::{self, Record, Records};
+use crate::store::{Trail, trail_dir};
+
+/// One problem found.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    /// Segment file, or empty when the problem is about the whole trail.
+    pub segment: String,
+    /// The event index the problem is at.
+    pub index: u64,
+    pub what: String,
+}
+
+/// What was found in one trail.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrailReport {
+    pub trail: String,
+    pub events: u64,
+    pub heads: u64,
+    /// Index of the oldest event kept.
+    pub oldest: u64,
+    pub last_head: Option<SignedHead>,
+    pub problems: Vec<Problem>,
+    /// Not failures: a torn last record (a write in progress or a crash the sink has not yet recovered).
+    pub warnings: Vec<String>,
+}
+
+impl TrailReport {
+    /// Whether the trail verified.
+    #[must_use]
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// The whole data directory's report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub trails: Vec<TrailReport>,
+    /// Logs the sink moved aside because they failed their checks on opening.
+    pub damaged: Vec<PathBuf>,
+}
+
+impl Report {
+    /// Whether everything verified.
+    #[must_use]
+    pub fn ok(&self) -> bool {
+        self.damaged.is_empty() && self.trails.iter().all(TrailReport::ok)
+    }
+
+    /// Events checked.
+    #[must_use]
+    pub fn events(&self) -> u64 {
+        self.trails.iter().map(|t| t.events).sum()
+    }
+}
+
+/// The trails stored under `root`: the platform's and every tenant's, by name.
+pub fn trails(root: &Path) -> std::io::Result<Vec<Trail>> {
+    let mut out = Vec::new();
+    if root.join("platform").is_dir() {
+        out.push(Trail::Platform);
+    }
+    match std::fs::read_dir(root.join("tenants")) {
+        Ok(dir) => {
+            let mut names: Vec<String> = dir
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .collect();
+            names.sort();
+            out.extend(names.into_iter().map(|n| Trail::Tenant(n.into())));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    Ok(out)
+}
+
+/// The trail named `name` (`platform` or a tenant).
+#[must_use]
+pub fn trail_named(name: &str) -> Trail {
+    if name == "platform" {
+        Trail::Platform
+    } else {
+        Trail::Tenant(name.into())
+    }
+}
+
+/// Verifies every trail under `root` (or only `only`), with `key`, against `external` heads kept
+/// elsewhere (trail name, head).
+pub fn verify_dir(
+    root: &Path,
+    key: &PublicKey,
+    only: Option<&str>,
+    external: &[(String, SignedHead)],
+) -> std::io::Result<Report> {
+    let trails: Vec<Trail> = match only {
+        Some(name) => vec![trail_named(name)],
+        None => trails(root)?,
+    };
+    let mut reports = Vec::with_capacity(trails.len());
+    for trail in trails {
+        let mut witnesses: Vec<SignedHead> = external
+            .iter()
+            .filter(|(t, _)| t == trail.name())
+            .map(|(_, h)| h.clone())
+            .collect();
+        if let Some(w) = read_witness(root, &trail) {
+            witnesses.push(w);
+        }
+        let mut r = scan(root, &trail, key, |_, _| {})?;
+        check_witnesses(&mut r, &witnesses, root, &trail, key)?;
+        reports.push(r);
+    }
+    let mut damaged = Vec::new();
+    if let Ok(dir) = std::fs::read_dir(root.join("damaged")) {
+        damaged.extend(dir.flatten().map(|e| e.path()));
+        damaged.sort();
+    }
+    Ok(Report {
+        trails: reports,
+        damaged,
+    })
+}
+
+/// Where the sink keeps the latest head of `trail`, apart from the log.
+#[must_use]
+pub fn witness_path(root: &Path, trail: &Trail) -> PathBuf {
+    root.join("witness").join(format!("{}.json", trail.name()))
+}
+
+fn read_witness(root: &Path, trail: &Trail) -> Option<SignedHead> {
+    let text = std::fs::read(witness_path(root, trail)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// Each witness head must be signed, and the log must hold a tree of its size with its root.
+fn check_witnesses(
+    report: &mut TrailReport,
+    witnesses: &[SignedHead],
+    root: &Path,
+    trail: &Trail,
+    key: &PublicKey,
+) -> std::io::Result<()> {
+    let signed = trail.signed_name();
+    let mut want: Vec<&SignedHead> = Vec::new();
+    for w in witnesses {
+        if !w.verify(&signed, key) {
+            report.problems.push(Problem {
+                segment: String::new(),
+                index: w.tree_size,
+                what: "a witness head's signature does not verify".into(),
+            });
+        } else if w.tree_size > last_size(report) {
+            report.problems.push(Problem {
+                segment: String::new(),
+                index: last_size(report),
+                what: format!(
+                    "truncated: a signed head of {} events exists, the log ends at {}",
+                    w.tree_size,
+                    last_size(report)
+                ),
+            });
+        } else if w.tree_size >= report.oldest {
+            want.push(w);
+        }
+    }
+    if want.is_empty() {
+        return Ok(());
+    }
+    // Roots of the log at the witnesses' sizes.
+    let mut roots: Vec<(u64, Hash)> = Vec::new();
+    let mut sizes: Vec<u64> = want.iter().map(|w| w.tree_size).collect();
+    sizes.sort_unstable();
+    let mut frontier = None::<Frontier>;
+    scan_frontiers(root, trail, |f| {
+        if frontier.is_none() {
+            frontier = Some(f.clone());
+        }
+        while let Some(&s) = sizes.first() {
+            if s == f.size() {
+                roots.push((s, f.root()));
+                sizes.remove(0);
+            } else {
+                break;
+            }
+        }
+    })?;
+    for w in want {
+        match roots.iter().find(|(s, _)| *s == w.tree_size) {
+            Some((_, r)) if *r == w.root => {}
+            Some(_) => report.problems.push(Problem {
+                segment: String::new(),
+                index: w.tree_size,
+                what: "the log's tree at a witness head's size has another root: history was rewritten"
+                    .into(),
+            }),
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+fn last_size(r: &TrailReport) -> u64 {
+    r.oldest + r.events
+}
+
+/// Calls `at` with the frontier at the start and after each event of `trail`.
+fn scan_frontiers(root: &Path, trail: &Trail, mut at: impl FnMut(&Frontier)) -> std::io::Result<()> {
+    let dir = trail_dir(root, trail);
+    let mut f: Option<Frontier> = None;
+    for (_, path) in list_segments(&dir).map_err(std::io::Error::other)? {
+        let bytes = std::fs::read(&path)?;
+        let Ok((header, start)) = segment::decode_header(&bytes) else {
+            return Ok(());
+        };
+        let mut cur = f.take().unwrap_or(header.frontier);
+        at(&cur);
+        for item in Records::new(&bytes, start) {
+            match item {
+                Ok((_, Record::Event(e))) => {
+                    cur.push(leaf_hash(e));
+                    at(&cur);
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        f = Some(cur);
+    }
+    Ok(())
+}
+
+/// Reads one trail, checking it, and hands each event (index, bytes) to `on_event`.
+pub fn scan(
+    root: &Path,
+    trail: &Trail,
+    key: &PublicKey,
+    mut on_event: impl FnMut(u64, &[u8]),
+) -> std::io::Result<TrailReport> {
+    let dir = trail_dir(root, trail);
+    let signed = trail.signed_name();
+    let mut report = TrailReport {
+        trail: trail.name().to_owned(),
+        events: 0,
+        heads: 0,
+        oldest: 0,
+        last_head: None,
+        problems: Vec::new(),
+        warnings: Vec::new(),
+    };
+    if !dir.is_dir() {
+        report.problems.push(Problem {
+            segment: String::new(),
+            index: 0,
+            what: format!("no log at {}", dir.display()),
+        });
+        return Ok(report);
+    }
+    let segments = list_segments(&dir).map_err(std::io::Error::other)?;
+    let mut frontier: Option<Frontier> = None;
+    let count = segments.len();
+    let mut since_head = 0u64;
+    let mut last_ts = i64::MIN;
+    let mut leaves: Vec<Hash> = Vec::new();
+    for (i, (first, path)) in segments.into_iter().enumerate() {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let problem = |report: &mut TrailReport, index: u64, what: String| {
+            report.problems.push(Problem {
+                segment: name.clone(),
+                index,
+                what,
+            });
+        };
+        let bytes = std::fs::read(&path)?;
+        let (header, start) = match segment::decode_header(&bytes) {
+            Ok(h) => h,
+            Err(e) => {
+                problem(&mut report, first, e.to_string());
+                return Ok(report);
+            }
+        };
+        if header.tenant != signed || header.first_index != first {
+            problem(&mut report, first, "the header names another trail or index".into());
+            return Ok(report);
+        }
+        let mut f = match frontier.take() {
+            None => {
+                report.oldest = first;
+                header.frontier
+            }
+            Some(f) if f == header.frontier => f,
+            Some(f) => {
+                problem(
+                    &mut report,
+                    f.size(),
+                    format!(
+                        "events {}..{} are missing: a segment was removed or does not continue the one before",
+                        f.size(),
+                        first
+                    ),
+                );
+                return Ok(report);
+            }
+        };
+        // Hash the segment's events (the bulk of the work) in parallel, then fold them in order.
+        let mut records = Records::new(&bytes, start);
+        let items: Vec<_> = records.by_ref().collect();
+        let events: Vec<&[u8]> = items
+            .iter()
+            .filter_map(|r| match r {
+                Ok((_, Record::Event(e))) => Some(*e),
+                _ => None,
+            })
+            .collect();
+        leaves.clear();
+        hash_all(&events, &mut leaves);
+        let mut next_leaf = leaves.iter();
+        for item in items {
+            match item {
+                Ok((_, Record::Event(e))) => {
+                    on_event(f.size(), e);
+                    if let Some(l) = next_leaf.next() {
+                        f.push(*l);
+                    }
+                    report.events += 1;
+                    since_head += 1;
+                }
+                Ok((_, Record::Head(h))) => {
+                    report.heads += 1;
+                    if h.tree_size != f.size() {
+                        problem(
+                            &mut report,
+                            f.size(),
+                            format!("a tree head says {} events where there are {}", h.tree_size, f.size()),
+                        );
+                    } else if h.root != f.root() {
+                        problem(
+                            &mut report,
+                            f.size(),
+                            "the events before this tree head are not the ones it signed: modified, removed or reordered".into(),
+                        );
+                    }
+                    if !h.verify(&signed, key) {
+                        problem(&mut report, f.size(), "a tree head's signature does not verify".into());
+                    }
+                    if h.timestamp_ms < last_ts {
+                        problem(&mut report, f.size(), "tree heads go back in time".into());
+                    }
+                    last_ts = h.timestamp_ms;
+                    since_head = 0;
+                    report.last_head = Some(h);
+                }
+                Err(e) if e.is_torn() && i + 1 == count => {
+                    report.warnings.push(format!(
+                        "segment {name}: {e}; the sink cuts it when it starts (never acknowledged)"
+                    ));
+                }
+                Err(e) => {
+                    problem(&mut report, f.size(), e.to_string());
+                    return Ok(report);
+                }
+            }
+        }
+        frontier = Some(f);
+    }
+    if since_head > 0 {
+        let at = report.oldest + report.events - since_head;
+        report.problems.push(Problem {
+            segment: String::new(),
+            index: at,
+            what: format!(
+                "{since_head} events after the last signed tree head: appended outside the sink (or a crash the sink has not yet recovered from)"
+            ),
+        });
+    }
+    if let Some(h) = &report.last_head
+        && h.oldest != report.oldest
+    {
+        report.problems.push(Problem {
+            segment: String::new(),
+            index: report.oldest,
+            what: format!(
+                "the log starts at event {} but its last head kept events from {}: segments were removed outside retention",
+                report.oldest, h.oldest
+            ),
+        });
+    }
+    Ok(report)
+}
+
+/// Leaf hashes of `events`, on every core for large segments.
+fn hash_all(events: &[&[u8]], out: &mut Vec<Hash>) {
+    const CHUNK: usize = 4096;
+    if events.len() < CHUNK {
+        out.extend(events.iter().map(|e| leaf_hash(e)));
+        return;
+    }
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let per = events.len().div_ceil(threads);
+    let parts: Vec<Vec<Hash>> = std::thread::scope(|s| {
+        let handles: Vec<_> = events
+            .chunks(per)
+            .map(|c| s.spawn(move || c.iter().map(|e| leaf_hash(e)).collect::<Vec<_>>()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+    });
+    for p in parts {
+        out.extend(p);
+    }
+}
