@@ -13,6 +13,9 @@ use crate::store::Trail;
 #[must_use]
 pub fn trail(tenancy: &Tenancy, event: &EventHead<'_>) -> Trail {
     let by_namespace = event.namespace().and_then(|ns| tenancy.tenant_of(ns));
-    let tenant = by_namespace.or_else(|| tenancy.tenant_of_user(&event.user.username, &event.user.groups));
-    tenant.map_or(Trail::Platform, |t| Trail::Tenant(Arc::from(t.name.as_str())))
+    let tenant =
+        by_namespace.or_else(|| tenancy.tenant_of_user(&event.user.username, &event.user.groups));
+    tenant.map_or(Trail::Platform, |t| {
+        Trail::Tenant(Arc::from(t.name.as_str()))
+    })
 }

@@ -198,12 +198,18 @@ mod tests {
             Some("items[0]: user.username is missing or empty".into())
         );
         let not_object = r#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[[1]]}"#;
-        assert!(matches!(parse_batch(not_object), Err(BatchError::Event { index: 0, .. })));
+        assert!(matches!(
+            parse_batch(not_object),
+            Err(BatchError::Event { index: 0, .. })
+        ));
     }
 
     #[test]
     fn a_namespace_request_is_about_that_namespace() {
         let e = r#"{"auditID":"x","stage":"ResponseComplete","verb":"update","user":{"username":"u"},"objectRef":{"resource":"namespaces","name":"acme-prod"}}"#;
-        assert_eq!(head(e).ok().and_then(|h| h.namespace().map(str::to_owned)), Some("acme-prod".into()));
+        assert_eq!(
+            head(e).ok().and_then(|h| h.namespace().map(str::to_owned)),
+            Some("acme-prod".into())
+        );
     }
 }

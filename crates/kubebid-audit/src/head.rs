@@ -43,7 +43,13 @@ pub struct SignedHead {
 impl SignedHead {
     /// The bytes that are signed.
     #[must_use]
-    pub fn message(tenant: &str, tree_size: u64, oldest: u64, timestamp_ms: i64, root: &Hash) -> Vec<u8> {
+    pub fn message(
+        tenant: &str,
+        tree_size: u64,
+        oldest: u64,
+        timestamp_ms: i64,
+        root: &Hash,
+    ) -> Vec<u8> {
         let mut m = Vec::with_capacity(DOMAIN.len() + tenant.len() + 57);
         m.extend_from_slice(DOMAIN);
         m.extend_from_slice(tenant.as_bytes());
@@ -58,7 +64,13 @@ impl SignedHead {
     /// Whether the signature is `key`'s over this head of `tenant`'s log.
     #[must_use]
     pub fn verify(&self, tenant: &str, key: &PublicKey) -> bool {
-        let m = Self::message(tenant, self.tree_size, self.oldest, self.timestamp_ms, &self.root);
+        let m = Self::message(
+            tenant,
+            self.tree_size,
+            self.oldest,
+            self.timestamp_ms,
+            &self.root,
+        );
         UnparsedPublicKey::new(&ED25519, &key.0)
             .verify(&m, &self.signature)
             .is_ok()
@@ -132,17 +144,19 @@ impl KeyFile {
             what: "not a PKCS#8 PEM private key",
         })?;
         let der = Zeroizing::new(der.secret_pkcs8_der().to_vec());
-        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).map_err(|_| KeyError::Format {
-            path: shown,
-            what: "not an Ed25519 key",
-        })?;
+        let pair =
+            Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).map_err(|_| KeyError::Format {
+                path: shown,
+                what: "not an Ed25519 key",
+            })?;
         Ok(Self { pair })
     }
 
     /// A new key, as PKCS#8 PEM text (to write to a file with mode 0600).
     pub fn generate_pem() -> Result<Zeroizing<String>, KeyError> {
         let rng = ring::rand::SystemRandom::new();
-        let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|e| KeyError::Sign(e.to_string()))?;
+        let doc =
+            Ed25519KeyPair::generate_pkcs8(&rng).map_err(|e| KeyError::Sign(e.to_string()))?;
         Ok(pem("PRIVATE KEY", doc.as_ref()))
     }
 }
@@ -234,10 +248,11 @@ pub mod hex32 {
     #[must_use]
     pub fn to_hex(b: &[u8]) -> String {
         use std::fmt::Write as _;
-        b.iter().fold(String::with_capacity(b.len() * 2), |mut s, x| {
-            let _ = write!(s, "{x:02x}");
-            s
-        })
+        b.iter()
+            .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+                let _ = write!(s, "{x:02x}");
+                s
+            })
     }
 
     /// 64 hex digits to 32 bytes.
@@ -295,7 +310,10 @@ mod tests {
         let public = PublicKey::from_pem(key.public_key().to_pem().as_bytes(), "test")
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(head.verify("acme", &public));
-        assert!(!head.verify("globex", &public), "a head is bound to its tenant");
+        assert!(
+            !head.verify("globex", &public),
+            "a head is bound to its tenant"
+        );
         let mut grown = head.clone();
         grown.tree_size = 11;
         assert!(!grown.verify("acme", &public));

@@ -107,7 +107,11 @@ pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, LogError> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let entry = entry.map_err(io(dir))?;
-        if let Some(first) = entry.file_name().to_str().and_then(segment::parse_file_name) {
+        if let Some(first) = entry
+            .file_name()
+            .to_str()
+            .and_then(segment::parse_file_name)
+        {
             out.push((first, entry.path()));
         }
     }
@@ -135,7 +139,10 @@ impl TenantLog {
         let mut cut_at = None::<(PathBuf, u64)>;
         let count = found.len();
         for (i, (first, path)) in found.into_iter().enumerate() {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let fmt = |error| LogError::Format {
                 tenant: tenant.to_owned(),
                 segment: name.clone(),
@@ -150,7 +157,10 @@ impl TenantLog {
                 what,
             };
             if header.tenant != tenant || header.first_index != first {
-                return Err(integrity(first, "the header names another tenant or index".into()));
+                return Err(integrity(
+                    first,
+                    "the header names another tenant or index".into(),
+                ));
             }
             let f = match frontier.take() {
                 None => header.frontier.clone(),
@@ -174,10 +184,16 @@ impl TenantLog {
                     }
                     Ok((offset, Record::Head(h))) => {
                         if h.tree_size != f.size() || h.root != f.root() {
-                            return Err(integrity(f.size(), "a tree head does not match the events before it".into()));
+                            return Err(integrity(
+                                f.size(),
+                                "a tree head does not match the events before it".into(),
+                            ));
                         }
                         if !h.verify(tenant, &key) {
-                            return Err(integrity(f.size(), "a tree head's signature does not verify".into()));
+                            return Err(integrity(
+                                f.size(),
+                                "a tree head's signature does not verify".into(),
+                            ));
                         }
                         after_head = (offset + segment::RECORD_OVERHEAD + h.encode().len()) as u64;
                         events_after_head = 0;
@@ -213,14 +229,20 @@ impl TenantLog {
             });
         }
         if let Some((path, len)) = &cut_at {
-            let file = OpenOptions::new().write(true).open(path).map_err(io(path))?;
+            let file = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(io(path))?;
             file.set_len(*len).map_err(io(path))?;
             file.sync_all().map_err(io(path))?;
         }
         let frontier = frontier.unwrap_or_default();
         let oldest = segments.first().map_or(0, |s| s.first_index);
         let mut log = if let Some(cur) = segments.last().cloned() {
-            let file = OpenOptions::new().append(true).open(&cur.path).map_err(io(&cur.path))?;
+            let file = OpenOptions::new()
+                .append(true)
+                .open(&cur.path)
+                .map_err(io(&cur.path))?;
             let file_len = file.metadata().map_err(io(&cur.path))?.len();
             Self {
                 tenant: tenant.to_owned(),
@@ -345,7 +367,9 @@ impl TenantLog {
     }
 
     fn current_path(&self) -> &Path {
-        self.segments.last().map_or(self.dir.as_path(), |s| s.path.as_path())
+        self.segments
+            .last()
+            .map_or(self.dir.as_path(), |s| s.path.as_path())
     }
 
     /// Starts a new segment when the current one is full or old enough (only between commits).
@@ -408,7 +432,8 @@ fn create_segment(
         .append(true)
         .open(&path)
         .map_err(io(&path))?;
-    file.write_all(&segment::encode_header(&header)).map_err(io(&path))?;
+    file.write_all(&segment::encode_header(&header))
+        .map_err(io(&path))?;
     file.sync_all().map_err(io(&path))?;
     sync_dir(dir)?;
     Ok((

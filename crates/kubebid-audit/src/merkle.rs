@@ -265,7 +265,9 @@ mod tests {
     use super::*;
 
     fn leaves(n: usize) -> Vec<Hash> {
-        (0..n).map(|i| leaf_hash(format!("event {i}").as_bytes())).collect()
+        (0..n)
+            .map(|i| leaf_hash(format!("event {i}").as_bytes()))
+            .collect()
     }
 
     #[test]
@@ -297,12 +299,17 @@ mod tests {
             let root = root_of(&all);
             for i in 0..n {
                 let proof = inclusion_proof(i, &all).unwrap_or_default();
-                assert!(verify_inclusion(i as u64, n as u64, &all[i], &proof, &root), "{i} of {n}");
+                assert!(
+                    verify_inclusion(i as u64, n as u64, &all[i], &proof, &root),
+                    "{i} of {n}"
+                );
                 let other = leaf_hash(b"forged");
                 assert!(!verify_inclusion(i as u64, n as u64, &other, &proof, &root));
                 if n > 1 {
                     let j = (i + 1) % n;
-                    assert!(!verify_inclusion(j as u64, n as u64, &all[i], &proof, &root));
+                    assert!(!verify_inclusion(
+                        j as u64, n as u64, &all[i], &proof, &root
+                    ));
                 }
             }
             assert!(inclusion_proof(n, &all).is_none());
@@ -317,12 +324,21 @@ mod tests {
             for m in 0..=n {
                 let proof = consistency_proof(m, &all).unwrap_or_default();
                 let old = root_of(&all[..m]);
-                assert!(verify_consistency(m as u64, n as u64, &old, &root, &proof), "{m} -> {n}");
+                assert!(
+                    verify_consistency(m as u64, n as u64, &old, &root, &proof),
+                    "{m} -> {n}"
+                );
                 if m > 0 && m < n {
                     let mut forged = all.clone();
                     forged[m - 1] = leaf_hash(b"rewritten");
                     let forged_old = root_of(&forged[..m]);
-                    assert!(!verify_consistency(m as u64, n as u64, &forged_old, &root, &proof));
+                    assert!(!verify_consistency(
+                        m as u64,
+                        n as u64,
+                        &forged_old,
+                        &root,
+                        &proof
+                    ));
                 }
             }
         }

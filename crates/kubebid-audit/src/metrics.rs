@@ -69,8 +69,16 @@ impl Component for AuditFamilies {
             damaged_logs: Counter::default(),
             queries: Family::default(),
         };
-        r.register("events", "Audit events stored, by trail (tenant or platform)", this.events.clone());
-        r.register("batches", "Event batches received, by outcome", this.batches.clone());
+        r.register(
+            "events",
+            "Audit events stored, by trail (tenant or platform)",
+            this.events.clone(),
+        );
+        r.register(
+            "batches",
+            "Event batches received, by outcome",
+            this.batches.clone(),
+        );
         r.register(
             "commit_duration_seconds",
             "Time of one group commit: write, sign, fdatasync",
@@ -81,7 +89,11 @@ impl Component for AuditFamilies {
             "Batches made durable by one group commit",
             this.batches_per_commit.clone(),
         );
-        r.register("sync_failures", "Group commits whose fdatasync failed", this.sync_failures.clone());
+        r.register(
+            "sync_failures",
+            "Group commits whose fdatasync failed",
+            this.sync_failures.clone(),
+        );
         r.register(
             "damaged_logs",
             "Logs that failed their checks on opening and were moved aside",

@@ -214,7 +214,12 @@ pub fn load_tree(
 }
 
 /// Makes the inclusion proof of event `index` of `trail` against its last signed head.
-pub fn prove(root: &Path, trail: &Trail, key: &PublicKey, index: u64) -> Result<InclusionProof, ProofError> {
+pub fn prove(
+    root: &Path,
+    trail: &Trail,
+    key: &PublicKey,
+    index: u64,
+) -> Result<InclusionProof, ProofError> {
     let (tree, event, report) = load_tree(root, trail, key, Some(index))?;
     let head = report.last_head.clone().ok_or(ProofError::NoHead)?;
     let (Some(event), true) = (event, index < head.tree_size) else {
@@ -255,14 +260,23 @@ pub fn check(bytes: &[u8], key: &PublicKey) -> Result<InclusionProof, ProofError
         .path
         .iter()
         .enumerate()
-        .map(|(i, h)| hex32::from_hex(h).ok_or_else(|| ProofError::Malformed(format!("path[{i}] is not 64 hex digits"))))
+        .map(|(i, h)| {
+            hex32::from_hex(h)
+                .ok_or_else(|| ProofError::Malformed(format!("path[{i}] is not 64 hex digits")))
+        })
         .collect::<Result<Vec<Hash>, _>>()?;
     let signed = crate::verify::trail_named(&proof.trail).signed_name();
     if !proof.head.verify(&signed, key) {
         return Err(ProofError::Signature);
     }
     let leaf = leaf_hash(proof.event.as_bytes());
-    if !verify_inclusion(proof.index, proof.head.tree_size, &leaf, &path, &proof.head.root) {
+    if !verify_inclusion(
+        proof.index,
+        proof.head.tree_size,
+        &leaf,
+        &path,
+        &proof.head.root,
+    ) {
         return Err(ProofError::NotIncluded { index: proof.index });
     }
     Ok(proof)
@@ -290,13 +304,27 @@ mod tests {
                 assert_eq!(t.mth(0, n), Some(root_of(&all)));
                 for i in kept_from..n {
                     let want = inclusion_proof(i as usize, &all);
-                    assert_eq!(t.inclusion(i, n), want, "leaf {i} of {n}, kept from {kept_from}");
+                    assert_eq!(
+                        t.inclusion(i, n),
+                        want,
+                        "leaf {i} of {n}, kept from {kept_from}"
+                    );
                 }
                 for m in kept_from..=n {
                     let p = t.consistency(m, n);
-                    assert_eq!(p, consistency_proof(m as usize, &all), "{m} -> {n}, kept from {kept_from}");
+                    assert_eq!(
+                        p,
+                        consistency_proof(m as usize, &all),
+                        "{m} -> {n}, kept from {kept_from}"
+                    );
                     let old = root_of(&all[..m as usize]);
-                    assert!(verify_consistency(m, n, &old, &root_of(&all), &p.unwrap_or_default()));
+                    assert!(verify_consistency(
+                        m,
+                        n,
+                        &old,
+                        &root_of(&all),
+                        &p.unwrap_or_default()
+                    ));
                 }
             }
         }

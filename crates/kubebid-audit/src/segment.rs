@@ -131,7 +131,9 @@ pub fn decode_header(bytes: &[u8]) -> Result<(Header, usize), FormatError> {
         return Err(FormatError::HeaderChecksum);
     }
     let mut r = Cursor { b: body, at: 0 };
-    let tlen = usize::from(u16::from_le_bytes(r.array().ok_or(FormatError::Header("tenant"))?));
+    let tlen = usize::from(u16::from_le_bytes(
+        r.array().ok_or(FormatError::Header("tenant"))?,
+    ));
     let tenant = std::str::from_utf8(r.take(tlen).ok_or(FormatError::Header("tenant"))?)
         .map_err(|_| FormatError::Header("tenant is not UTF-8"))?
         .to_owned();
@@ -142,8 +144,9 @@ pub fn decode_header(bytes: &[u8]) -> Result<(Header, usize), FormatError> {
     for _ in 0..count {
         hashes.push(r.array::<32>().ok_or(FormatError::Header("frontier"))?);
     }
-    let frontier = Frontier::from_parts(first_index, hashes)
-        .ok_or(FormatError::Header("the frontier does not fit the first index"))?;
+    let frontier = Frontier::from_parts(first_index, hashes).ok_or(FormatError::Header(
+        "the frontier does not fit the first index",
+    ))?;
     if r.at != body.len() {
         return Err(FormatError::Header("trailing bytes"));
     }

@@ -201,10 +201,10 @@ impl Writer {
                 Ok(())
             }
             Err(e @ (LogError::Format { .. } | LogError::Integrity { .. })) => {
-                let aside = self
-                    .root
-                    .join("damaged")
-                    .join(format!("{}-{}", trail.name(), now_ms()));
+                let aside =
+                    self.root
+                        .join("damaged")
+                        .join(format!("{}-{}", trail.name(), now_ms()));
                 tracing::error!(trail = trail.name(), error = %e, moved_to = %aside.display(),
                     "the log failed its checks; it is kept aside as evidence and a new log begins");
                 self.metrics.damaged_logs.inc();
@@ -375,7 +375,11 @@ impl Writer {
                             tracing::error!(trail = trail.name(), error = %e, "signing after retention failed");
                         }
                     }
-                    tracing::info!(trail = trail.name(), segments = n, "retention removed old segments");
+                    tracing::info!(
+                        trail = trail.name(),
+                        segments = n,
+                        "retention removed old segments"
+                    );
                 }
                 Err(e) => tracing::error!(trail = trail.name(), error = %e, "retention failed"),
             }
@@ -391,6 +395,9 @@ impl Writer {
 /// Replaces the witness file with `head` (write to a temporary name, then rename).
 fn write_witness(path: &Path, head: &crate::head::SignedHead) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(head).map_err(std::io::Error::other)?)?;
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(head).map_err(std::io::Error::other)?,
+    )?;
     std::fs::rename(&tmp, path)
 }

@@ -223,7 +223,11 @@ fn last_size(r: &TrailReport) -> u64 {
 }
 
 /// Calls `at` with the frontier at the start and after each event of `trail`.
-fn scan_frontiers(root: &Path, trail: &Trail, mut at: impl FnMut(&Frontier)) -> std::io::Result<()> {
+fn scan_frontiers(
+    root: &Path,
+    trail: &Trail,
+    mut at: impl FnMut(&Frontier),
+) -> std::io::Result<()> {
     let dir = trail_dir(root, trail);
     let mut f: Option<Frontier> = None;
     for (_, path) in list_segments(&dir).map_err(std::io::Error::other)? {
@@ -281,7 +285,10 @@ pub fn scan(
     let mut last_ts = i64::MIN;
     let mut leaves: Vec<Hash> = Vec::new();
     for (i, (first, path)) in segments.into_iter().enumerate() {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let problem = |report: &mut TrailReport, index: u64, what: String| {
             report.problems.push(Problem {
                 segment: name.clone(),
@@ -298,7 +305,11 @@ pub fn scan(
             }
         };
         if header.tenant != signed || header.first_index != first {
-            problem(&mut report, first, "the header names another trail or index".into());
+            problem(
+                &mut report,
+                first,
+                "the header names another trail or index".into(),
+            );
             return Ok(report);
         }
         let mut f = match frontier.take() {
@@ -349,7 +360,11 @@ pub fn scan(
                         problem(
                             &mut report,
                             f.size(),
-                            format!("a tree head says {} events where there are {}", h.tree_size, f.size()),
+                            format!(
+                                "a tree head says {} events where there are {}",
+                                h.tree_size,
+                                f.size()
+                            ),
                         );
                     } else if h.root != f.root() {
                         problem(
@@ -359,7 +374,11 @@ pub fn scan(
                         );
                     }
                     if !h.verify(&signed, key) {
-                        problem(&mut report, f.size(), "a tree head's signature does not verify".into());
+                        problem(
+                            &mut report,
+                            f.size(),
+                            "a tree head's signature does not verify".into(),
+                        );
                     }
                     if h.timestamp_ms < last_ts {
                         problem(&mut report, f.size(), "tree heads go back in time".into());
@@ -420,7 +439,10 @@ fn hash_all(events: &[&[u8]], out: &mut Vec<Hash>) {
             .chunks(per)
             .map(|c| s.spawn(move || c.iter().map(|e| leaf_hash(e)).collect::<Vec<_>>()))
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
     });
     for p in parts {
         out.extend(p);

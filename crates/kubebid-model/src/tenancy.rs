@@ -540,7 +540,7 @@ impl Tenancy {
             .find(|t| {
                 t.owners.iter().any(|o| match o.kind {
                     OwnerKind::User => o.name == user,
-                    OwnerKind::Group => groups.iter().any(|g| *g == o.name),
+                    OwnerKind::Group => groups.contains(&o.name),
                     OwnerKind::ServiceAccount => account.is_some_and(|(ns, name)| {
                         o.name == name && o.namespace.as_deref() == Some(ns)
                     }),

@@ -5,6 +5,7 @@
 
 #![deny(clippy::pedantic)]
 
+mod audit_cmd;
 mod check;
 mod dns_cmd;
 mod generate_cmd;
@@ -68,6 +69,9 @@ enum Command {
     /// Tenants: render what KubeBid manages for them.
     #[command(subcommand)]
     Tenant(generate_cmd::TenantCommand),
+    /// Audit trails: verify them, query them, prove an event is in one, check such a proof offline.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
     /// KMS keys: rotate the root key, manage per-tenant keys.
     #[command(subcommand)]
     Kms(kms_cmd::KmsCommand),
@@ -161,6 +165,7 @@ fn main() -> ExitCode {
         Command::Up(args) => Ok(up::run(&args)),
         Command::Tenant(cmd) => Ok(generate_cmd::tenant(&cmd)),
         Command::Kms(cmd) => Ok(kms_cmd::run(&cmd)),
+        Command::Audit(cmd) => Ok(audit_cmd::run(&cmd)),
         Command::Rules { output } => {
             let text = match output {
                 RulesFormat::Text => rules_cmd::text(),

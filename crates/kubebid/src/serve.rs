@@ -23,6 +23,9 @@ pub enum ServeCommand {
     Kms(crate::kms_cmd::KmsServeArgs),
     /// The tenant-aware cluster DNS server (UDP and TCP; /metrics and /healthz on --metrics-listen).
     Dns(crate::dns_cmd::DnsArgs),
+    /// The audit sink: the API server's audit webhook backend, one signed Merkle-tree log per tenant (HTTPS;
+    /// POST /events, GET /trails/<tenant>/events, /healthz, /readyz, /metrics).
+    Audit(crate::audit_cmd::AuditServeArgs),
     /// The tenant operator: keeps every object KubeBid renders for each Tenant in place (needs a cluster).
     Operator(OperatorArgs),
 }
@@ -108,6 +111,7 @@ pub fn run(cmd: ServeCommand) -> ExitCode {
         ServeCommand::Operator(args) => operator(&args),
         ServeCommand::Dns(args) => crate::dns_cmd::run(&args),
         ServeCommand::Kms(args) => crate::kms_cmd::serve(&args),
+        ServeCommand::Audit(args) => crate::audit_cmd::serve(&args),
     }
 }
 

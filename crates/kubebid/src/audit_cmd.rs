@@ -1,0 +1,609 @@
+//! `kubebid serve audit` and `kubebid audit keygen|verify|query|proof|check-proof|heads`.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use kubebid_audit::head::{KeyFile, PublicKey, SignedHead, Signer as _};
+use kubebid_audit::log::LogConfig;
+use kubebid_audit::metrics::AuditMetrics;
+use kubebid_audit::query::Filter;
+use kubebid_audit::sink::{KubeAccess, SinkState};
+use kubebid_audit::store::Store;
+use kubebid_audit::verify::{trail_named, verify_dir};
+use kubebid_model::tenancy::Tenancy;
+use kubebid_server::Shutdown;
+use kubebid_server::http::{Process, Transport};
+
+#[derive(clap::Args)]
+pub struct AuditServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:8444")]
+    pub listen: SocketAddr,
+    /// Data directory: one log per tenant, the platform's log, the witness heads.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Ed25519 signing key of the tree heads (PKCS#8 PEM; `kubebid audit keygen` writes one).
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: PathBuf,
+    /// Serving certificate (PEM); reloaded when the file changes. Without it the sink speaks plain HTTP,
+    /// for development on loopback only.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Serving private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Accept events only from clients presenting a certificate this CA signed (the API server's).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+    /// KubeBidConfig and Tenant objects (file or directory, repeatable), for attribution. Without it the
+    /// sink has no tenants and every event goes to the platform's log.
+    #[arg(short, long, value_name = "FILE|DIR")]
+    pub config: Vec<String>,
+    /// Serve tenants' trail queries, authenticated and authorized through the cluster (a `TokenReview`,
+    /// then a `SubjectAccessReview` for `get auditevents.kubebid.io`).
+    #[arg(long)]
+    pub queries: bool,
+    /// Close a segment at this size (MiB).
+    #[arg(long, default_value_t = 64)]
+    pub segment_mib: u64,
+    /// Close a segment at this age (seconds).
+    #[arg(long, default_value_t = 3600)]
+    pub segment_seconds: u64,
+    /// Delete segments whose events are all older than this many days (default: keep forever).
+    #[arg(long, value_name = "DAYS")]
+    pub retention_days: Option<u64>,
+    /// Largest batch accepted (MiB); a larger one is answered 413.
+    #[arg(long, default_value_t = 16)]
+    pub max_batch_mib: usize,
+}
+
+#[derive(clap::Subcommand)]
+pub enum AuditCommand {
+    /// Write a new Ed25519 signing key (PKCS#8 PEM, mode 0600) and its public key beside it (`.pub`).
+    Keygen {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Check every event of every trail (or one) against the signed tree heads.
+    ///
+    /// Exit status: 0 when everything verifies, 1 when something does not, 2 on a usage error.
+    Verify {
+        /// The sink's data directory.
+        dir: PathBuf,
+        /// Only this tenant's trail (`platform` for the platform's).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The sink's public key [default: DIR/signing-key.pub; give one from elsewhere to trust less].
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// Signed heads kept elsewhere (JSON lines of {"trail":..., "head":...}, as `kubebid audit heads`
+        /// prints): the log must still extend each.
+        #[arg(long, value_name = "FILE")]
+        heads: Option<PathBuf>,
+        #[arg(short, long, value_enum, default_value_t = Format::Text)]
+        output: Format,
+    },
+    /// Print each trail's last signed head, to keep apart from the log (for `verify --heads`).
+    Heads {
+        dir: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+    },
+    /// Events of one trail, filtered.
+    Query {
+        dir: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        /// RFC 3339 time, or a duration back from now (`1h`, `30m`, `2d`).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        verb: Option<String>,
+        /// `secrets`, or `pods/exec`.
+        #[arg(long)]
+        resource: Option<String>,
+        #[arg(long)]
+        namespace: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        #[arg(short, long, value_enum, default_value_t = QueryFormat::Table)]
+        output: QueryFormat,
+    },
+    /// Write the inclusion proof of one event against its trail's last signed head.
+    Proof {
+        dir: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        index: u64,
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// Where to write the proof [default: standard output].
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Check an inclusion proof offline, with the sink's public key only.
+    ///
+    /// Exit status: 0 when the proof holds, 1 when it does not, 2 on a usage error.
+    CheckProof {
+        proof: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum QueryFormat {
+    Table,
+    Json,
+}
+
+fn fail(cmd: &str, e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("kubebid audit {cmd}: {e}");
+    ExitCode::from(2)
+}
+
+fn public_key(dir: &Path, key: Option<&Path>) -> Result<PublicKey, String> {
+    let path = key.map_or_else(|| dir.join("signing-key.pub"), Path::to_path_buf);
+    PublicKey::load(&path).map_err(|e| e.to_string())
+}
+
+pub fn run(cmd: &AuditCommand) -> ExitCode {
+    match cmd {
+        AuditCommand::Keygen { out } => keygen(out),
+        AuditCommand::Verify {
+            dir,
+            tenant,
+            key,
+            heads,
+            output,
+        } => verify(
+            dir,
+            tenant.as_deref(),
+            key.as_deref(),
+            heads.as_deref(),
+            *output,
+        ),
+        AuditCommand::Heads { dir, key } => heads(dir, key.as_deref()),
+        AuditCommand::Query {
+            dir,
+            tenant,
+            since,
+            user,
+            verb,
+            resource,
+            namespace,
+            limit,
+            key,
+            output,
+        } => {
+            let since = match since.as_deref().map(parse_since).transpose() {
+                Ok(s) => s,
+                Err(e) => return fail("query", format!("--since: {e}")),
+            };
+            let filter = Filter {
+                since,
+                until: None,
+                user: user.clone(),
+                verb: verb.clone(),
+                resource: resource.clone(),
+                namespace: namespace.clone(),
+                limit: *limit,
+            };
+            query(dir, tenant, key.as_deref(), &filter, *output)
+        }
+        AuditCommand::Proof {
+            dir,
+            tenant,
+            index,
+            key,
+            out,
+        } => proof(dir, tenant, *index, key.as_deref(), out.as_deref()),
+        AuditCommand::CheckProof { proof, key } => check_proof(proof, key),
+    }
+}
+
+fn keygen(out: &Path) -> ExitCode {
+    let write = || -> Result<PathBuf, String> {
+        let pem = KeyFile::generate_pem().map_err(|e| e.to_string())?;
+        write_private(out, pem.as_bytes()).map_err(|e| format!("{}: {e}", out.display()))?;
+        let key = KeyFile::load(out).map_err(|e| e.to_string())?;
+        let public = out.with_extension("pub");
+        std::fs::write(&public, key.public_key().to_pem())
+            .map_err(|e| format!("{}: {e}", public.display()))?;
+        Ok(public)
+    };
+    match write() {
+        Ok(public) => {
+            println!(
+                "wrote {} (private, 0600) and {}",
+                out.display(),
+                public.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail("keygen", e),
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[derive(serde::Deserialize)]
+struct KeptHead {
+    trail: String,
+    head: SignedHead,
+}
+
+fn verify(
+    dir: &Path,
+    tenant: Option<&str>,
+    key: Option<&Path>,
+    heads: Option<&Path>,
+    output: Format,
+) -> ExitCode {
+    let key = match public_key(dir, key) {
+        Ok(k) => k,
+        Err(e) => return fail("verify", e),
+    };
+    let mut external = Vec::new();
+    if let Some(path) = heads {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => return fail("verify", format!("{}: {e}", path.display())),
+        };
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            match serde_json::from_str::<KeptHead>(line) {
+                Ok(k) => external.push((k.trail, k.head)),
+                Err(e) => return fail("verify", format!("{}:{}: {e}", path.display(), n + 1)),
+            }
+        }
+    }
+    let started = std::time::Instant::now();
+    let report = match verify_dir(dir, &key, tenant, &external) {
+        Ok(r) => r,
+        Err(e) => return fail("verify", format!("{}: {e}", dir.display())),
+    };
+    let took = started.elapsed();
+    match output {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
+        Format::Text => {
+            for t in &report.trails {
+                let state = if t.ok() { "ok" } else { "FAILED" };
+                let size = t.last_head.as_ref().map_or(0, |h| h.tree_size);
+                println!(
+                    "{:<24} {state:<6} {} events (from index {}), {} signed heads, tree size {size}",
+                    t.trail, t.events, t.oldest, t.heads
+                );
+                for p in &t.problems {
+                    let seg = if p.segment.is_empty() {
+                        String::new()
+                    } else {
+                        format!("segment {}, ", p.segment)
+                    };
+                    println!("  problem: {seg}event {}: {}", p.index, p.what);
+                }
+                for w in &t.warnings {
+                    println!("  warning: {w}");
+                }
+            }
+            for d in &report.damaged {
+                println!("damaged log kept aside by the sink: {}", d.display());
+            }
+            #[allow(clippy::cast_precision_loss)] // a rate for people
+            let rate = report.events() as f64 / took.as_secs_f64().max(1e-9);
+            println!(
+                "{} events in {:.3} s ({rate:.0}/s): {}",
+                report.events(),
+                took.as_secs_f64(),
+                if report.ok() {
+                    "verified"
+                } else {
+                    "NOT verified"
+                }
+            );
+        }
+    }
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn heads(dir: &Path, key: Option<&Path>) -> ExitCode {
+    let key = match public_key(dir, key) {
+        Ok(k) => k,
+        Err(e) => return fail("heads", e),
+    };
+    let report = match verify_dir(dir, &key, None, &[]) {
+        Ok(r) => r,
+        Err(e) => return fail("heads", format!("{}: {e}", dir.display())),
+    };
+    for t in &report.trails {
+        if let Some(h) = &t.last_head {
+            println!("{}", serde_json::json!({"trail": t.trail, "head": h}));
+        }
+    }
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// An RFC 3339 time, or a span back from now (`90s`, `30m`, `1h`, `2d`).
+fn parse_since(s: &str) -> Result<jiff::Timestamp, String> {
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is neither an RFC 3339 time nor a span like 1h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("{s:?}: a span's unit is s, m, h or d")),
+    };
+    jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_secs(secs))
+        .map_err(|e| e.to_string())
+}
+
+fn query(
+    dir: &Path,
+    tenant: &str,
+    key: Option<&Path>,
+    filter: &Filter,
+    output: QueryFormat,
+) -> ExitCode {
+    let key = match public_key(dir, key) {
+        Ok(k) => k,
+        Err(e) => return fail("query", e),
+    };
+    let (found, report) = match kubebid_audit::query::query(dir, &trail_named(tenant), &key, filter)
+    {
+        Ok(x) => x,
+        Err(e) => return fail("query", format!("{}: {e}", dir.display())),
+    };
+    let mut out = std::io::stdout().lock();
+    match output {
+        QueryFormat::Json => {
+            for f in &found {
+                let _ = writeln!(out, "{}", f.event.get());
+            }
+        }
+        QueryFormat::Table => {
+            let _ = writeln!(
+                out,
+                "INDEX    TIME                        USER                         VERB     RESOURCE                         NAMESPACE/NAME"
+            );
+            for f in &found {
+                let Ok(h) = kubebid_audit::event::head(f.event.get()) else {
+                    continue;
+                };
+                let time = h
+                    .request_received_timestamp
+                    .or(h.stage_timestamp)
+                    .unwrap_or("");
+                let (res, target) =
+                    h.object_ref
+                        .as_ref()
+                        .map_or((String::new(), String::new()), |o| {
+                            let r = if o.subresource.is_empty() {
+                                o.resource.clone()
+                            } else {
+                                format!("{}/{}", o.resource, o.subresource)
+                            };
+                            let t = if o.namespace.is_empty() {
+                                o.name.clone()
+                            } else {
+                                format!("{}/{}", o.namespace, o.name)
+                            };
+                            (r, t)
+                        });
+                let _ = writeln!(
+                    out,
+                    "{:<8} {:<27} {:<28} {:<8} {:<32} {}",
+                    f.index, time, h.user.username, h.verb, res, target
+                );
+            }
+        }
+    }
+    if !report.ok() {
+        eprintln!(
+            "warning: the trail does not verify; run `kubebid audit verify {} --tenant {tenant}`",
+            dir.display()
+        );
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
+fn proof(dir: &Path, tenant: &str, index: u64, key: Option<&Path>, out: Option<&Path>) -> ExitCode {
+    let key = match public_key(dir, key) {
+        Ok(k) => k,
+        Err(e) => return fail("proof", e),
+    };
+    match kubebid_audit::proof::prove(dir, &trail_named(tenant), &key, index) {
+        Ok(p) => {
+            let text = serde_json::to_string_pretty(&p).unwrap_or_default();
+            match out {
+                Some(path) => {
+                    if let Err(e) = std::fs::write(path, text + "\n") {
+                        return fail("proof", format!("{}: {e}", path.display()));
+                    }
+                    eprintln!(
+                        "wrote the proof of event {index} of {tenant} (tree size {}) to {}",
+                        p.head.tree_size,
+                        path.display()
+                    );
+                }
+                None => println!("{text}"),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kubebid audit proof: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn check_proof(path: &Path, key: &Path) -> ExitCode {
+    let key = match PublicKey::load(key) {
+        Ok(k) => k,
+        Err(e) => return fail("check-proof", e),
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => return fail("check-proof", format!("{}: {e}", path.display())),
+    };
+    match kubebid_audit::proof::check(&bytes, &key) {
+        Ok(p) => {
+            println!(
+                "proof holds: event {} of {} is in the tree of {} events signed at {} (root {})",
+                p.index,
+                p.trail,
+                p.head.tree_size,
+                jiff::Timestamp::from_millisecond(p.head.timestamp_ms)
+                    .map_or_else(|_| p.head.timestamp_ms.to_string(), |t| t.to_string()),
+                kubebid_audit::head::hex32::to_hex(&p.head.root)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("proof does NOT hold: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `kubebid serve audit`.
+pub fn serve(args: &AuditServeArgs) -> ExitCode {
+    let signer = match KeyFile::load(&args.signing_key) {
+        Ok(k) => Arc::new(k),
+        Err(e) => return fail("serve", e),
+    };
+    let tenancy = if args.config.is_empty() {
+        Tenancy::builtin()
+    } else {
+        match crate::check::load_config_set(&args.config) {
+            Ok(set) => {
+                let cluster = set.config.map(|c| c.object.spec).unwrap_or_default();
+                let tenants: Vec<_> = set.tenants.into_iter().map(|t| t.object).collect();
+                let t = Tenancy::new(&cluster, &tenants);
+                if let Some(r) = t.rejected().first() {
+                    // Fail closed: a tenant that cannot be modelled would have its events misattributed.
+                    return fail(
+                        "serve",
+                        format!("tenant {} cannot be loaded: {:?}", r.tenant, r.problems),
+                    );
+                }
+                t
+            }
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("config error: {e}");
+                }
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let config = LogConfig {
+        max_segment_bytes: args.segment_mib.max(1) << 20,
+        max_segment_age: Duration::from_secs(args.segment_seconds.max(1)),
+        retention: args.retention_days.map(|d| Duration::from_secs(d * 86400)),
+    };
+    let runtime = match crate::serve::runtime("audit", crate::serve::Threads::Workers) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let process = Process::new(Shutdown::new());
+    let result: std::io::Result<()> = runtime.block_on(async {
+        process.shutdown.watch_signals();
+        let metrics: AuditMetrics = Arc::new(kubebid_server::metrics::Registered::<
+            kubebid_audit::metrics::AuditFamilies,
+        >::new(&process.registry));
+        let public = signer.public_key();
+        let (store, report, writer) = Store::start(&args.data, config, signer, metrics.clone())
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        for (trail, r) in &report.recovered {
+            if r.torn_bytes > 0 || r.unsigned_events > 0 {
+                tracing::warn!(trail, torn_bytes = r.torn_bytes, unsigned_events = r.unsigned_events, "recovered after a crash: cut the unacknowledged tail");
+            }
+        }
+        for (trail, aside, why) in &report.damaged {
+            tracing::error!(trail, kept_at = %aside.display(), problem = why, "a log failed its checks");
+        }
+        let access: Option<Arc<dyn kubebid_audit::sink::Access>> = if args.queries {
+            let client = kube::Client::try_default()
+                .await
+                .map_err(|e| std::io::Error::other(format!("--queries needs a cluster for TokenReview and SubjectAccessReview: {e}")))?;
+            Some(Arc::new(KubeAccess { client }))
+        } else {
+            None
+        };
+        let transport = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => {
+                let cert = Arc::new(kubebid_server::tls::ReloadingCert::new(cert, key).map_err(|e| std::io::Error::other(e.to_string()))?);
+                let tls = kubebid_server::tls::server_config(cert.clone(), args.client_ca.as_deref())
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                kubebid_server::tls::spawn_reloader(cert, Duration::from_secs(1), "audit", process.metrics.clone(), &process.shutdown);
+                Transport::Tls(Arc::new(tls))
+            }
+            _ => Transport::Plain,
+        };
+        let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        tracing::info!(listen = %listener.local_addr()?, data = %args.data.display(), mutual_tls = args.client_ca.is_some(), "audit sink serving");
+        let state = Arc::new(SinkState {
+            store,
+            tenancy: Arc::new(ArcSwap::from_pointee(tenancy)),
+            metrics,
+            client_auth: args.client_ca.is_some(),
+            root: args.data.clone(),
+            key: public,
+            access,
+        });
+        kubebid_audit::sink::serve_in(&process, listener, transport, args.max_batch_mib << 20, state).await;
+        drop(writer);
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail("serve", e),
+    }
+}
