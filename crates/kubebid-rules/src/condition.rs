@@ -153,6 +153,8 @@ pub enum Rhs {
     Value(Operand),
     /// A parenthesised list.
     List(Vec<Operand>),
+    /// `val(field)`: another field of the same event.
+    Field(FieldRef),
 }
 
 /// A parsed condition.
@@ -483,6 +485,17 @@ impl Parser {
                 }
             }
         }
+        if self.is_word("val") && self.toks.get(self.pos + 1).map(|t| &t.1) == Some(&Tok::LParen) {
+            if let (Some(Tok::Word(f)), Some(Tok::RParen)) = (
+                self.toks.get(self.pos + 2).map(|t| &t.1),
+                self.toks.get(self.pos + 3).map(|t| &t.1),
+            ) {
+                let field = split_field(f);
+                self.pos += 4;
+                return Ok(Rhs::Field(field));
+            }
+            return self.err("expected val(field)");
+        }
         Ok(Rhs::Value(self.operand()?))
     }
 }
@@ -579,6 +592,10 @@ mod tests {
             Ok(cmp("f", Op::Eq, Rhs::Value(Operand::Quoted("a b".into()))))
         );
         assert_eq!(parse("f exists"), Ok(cmp("f", Op::Exists, Rhs::None)));
+        assert_eq!(
+            parse("a != val(b.c)"),
+            Ok(cmp("a", Op::Ne, Rhs::Field(split_field("b.c"))))
+        );
     }
 
     #[test]

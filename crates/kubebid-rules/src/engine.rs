@@ -8,7 +8,7 @@ use foldhash::HashMap as FoldMap;
 use crate::condition::{Ast, FieldRef, Op, Operand, Rhs, split_field};
 use crate::error::LoadError;
 use crate::load::{Exception, OneOrMany, Origin, RuleDef, RuleSet};
-use crate::matching::{Set, Test, hex_bytes};
+use crate::matching::{Set, Test, cross, hex_bytes};
 use crate::output::{Alert, Part, parse_template};
 use crate::priority::Priority;
 use crate::source::{Source, Values};
@@ -21,6 +21,8 @@ enum Expr {
     Or(Box<[Expr]>),
     Not(Box<Expr>),
     Test(u16, Test),
+    /// `field op val(other)`.
+    Cross(u16, Op, u16),
 }
 
 /// Whether a rule can be evaluated for the compiled source, and if not, why.
@@ -287,7 +289,7 @@ impl<'a, S: Source> Compiler<'a, S> {
             match rhs {
                 Rhs::List(items) => self.operands(items),
                 Rhs::Value(v) => self.operands(std::slice::from_ref(v)),
-                Rhs::None => Err(CompileError(format!("'{op}' needs a list"))),
+                Rhs::None | Rhs::Field(_) => Err(CompileError(format!("'{op}' needs a list"))),
             }
         };
         Ok(match op {
@@ -346,6 +348,21 @@ impl<'a, S: Source> Compiler<'a, S> {
                 let e = self.compile(m, stack)?;
                 stack.pop();
                 e
+            }
+            Ast::Cmp {
+                field,
+                op,
+                rhs: Rhs::Field(other),
+            } => {
+                if op.takes_list() || matches!(op, Op::Exists | Op::BContains | Op::BStartsWith) {
+                    return Err(CompileError(format!(
+                        "'{op}' cannot compare with val({other})"
+                    )));
+                }
+                match (self.slot(field)?, self.slot(other)?) {
+                    (Some(a), Some(b)) => Expr::Cross(a, *op, b),
+                    _ => Expr::False,
+                }
             }
             Ast::Cmp { field, op, rhs } => {
                 let test = self.test(*op, rhs)?;
@@ -783,6 +800,15 @@ impl<S: Source> Engine<S> {
             Expr::Or(xs) => xs.iter().any(|x| self.eval(x, event, cache)),
             Expr::Not(x) => !self.eval(x, event, cache),
             Expr::Test(slot, t) => t.eval(self.value(*slot, event, cache)),
+            Expr::Cross(a, op, b) => {
+                // Make sure both are cached, then borrow them together.
+                self.value(*a, event, cache);
+                self.value(*b, event, cache);
+                match (cache.get(usize::from(*a)), cache.get(usize::from(*b))) {
+                    (Some(Some(l)), Some(Some(r))) => cross(*op, l, r),
+                    _ => false,
+                }
+            }
         }
     }
 

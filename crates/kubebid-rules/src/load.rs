@@ -325,8 +325,16 @@ impl Item<'_> {
     }
 }
 
-fn validate_exception(item: &Item<'_>, e: &Exception) -> Result<(), LoadError> {
+fn validate_exception(item: &Item<'_>, e: &Exception, appending: bool) -> Result<(), LoadError> {
     let err = |m: String| item.err(format!("exception {:?}: {m}", e.name));
+    if e.fields == OneOrMany::Many(Vec::new()) {
+        // Appending values to an exception defined earlier names no fields.
+        return if appending {
+            Ok(())
+        } else {
+            Err(err("`fields` is missing".into()))
+        };
+    }
     match (&e.fields, &e.comps) {
         (OneOrMany::Many(f), Some(OneOrMany::Many(c))) if f.len() != c.len() => {
             return Err(err(format!("{} fields but {} comps", f.len(), c.len())));
@@ -619,9 +627,6 @@ impl Loader {
         let enabled = item.bool("enabled")?;
         let tags = item.strings("tags")?;
         let exceptions = item.exceptions()?;
-        for e in exceptions.iter().flatten() {
-            validate_exception(item, e)?;
-        }
         let append = item.bool("append")?.unwrap_or(false);
         let overrides = item.overrides(&[
             "condition",
@@ -632,6 +637,10 @@ impl Loader {
             "exceptions",
             "enabled",
         ])?;
+        let appending = append || overrides.iter().any(|(k, a)| k == "exceptions" && *a);
+        for e in exceptions.iter().flatten() {
+            validate_exception(item, e, appending)?;
+        }
         let existing = self.rule_index.get(&item.name).copied();
 
         if append || !overrides.is_empty() {

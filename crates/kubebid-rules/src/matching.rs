@@ -170,6 +170,33 @@ impl Test {
     }
 }
 
+/// `op` between a field's values and another field's first value (`val(field)`): both must be available.
+pub(crate) fn cross(op: Op, left: &Values<'_>, right: &Values<'_>) -> bool {
+    let (Some(r), vs) = (right.as_slice().first(), left.as_slice()) else {
+        return false;
+    };
+    let r = r.as_str();
+    if vs.is_empty() {
+        return false;
+    }
+    let one = |v: &str| match op {
+        Op::Eq => v == r,
+        Op::Ne => v != r,
+        Op::Lt | Op::Le | Op::Gt | Op::Ge => order(op, v, r, r.trim().parse().ok()),
+        Op::Contains => v.contains(r),
+        Op::IContains => icontains(v, &r.to_ascii_lowercase()),
+        Op::StartsWith => v.starts_with(r),
+        Op::EndsWith => v.ends_with(r),
+        Op::Glob => glob(r, v),
+        _ => false,
+    };
+    if op == Op::Ne {
+        vs.iter().all(|v| one(v.as_str()))
+    } else {
+        vs.iter().any(|v| one(v.as_str()))
+    }
+}
+
 /// Decodes a `bcontains` operand: hex digits (spaces allowed).
 pub(crate) fn hex_bytes(s: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
