@@ -20,8 +20,13 @@ const EVENTS: &str = include_str!("../tests/data/audit_events.jsonl");
 
 fn engine() -> Engine<K8sAudit> {
     let mut l = Loader::new();
-    l.add("k8s_audit_rules.yaml", UPSTREAM).expect("upstream rules load");
-    l.add(kubebid_rules::KUBEBID_AUDIT_RULES_FILE, kubebid_rules::kubebid_audit_rules()).expect("KubeBid rules load");
+    l.add("k8s_audit_rules.yaml", UPSTREAM)
+        .expect("upstream rules load");
+    l.add(
+        kubebid_rules::KUBEBID_AUDIT_RULES_FILE,
+        kubebid_rules::kubebid_audit_rules(),
+    )
+    .expect("KubeBid rules load");
     Engine::compile(&l.finish().expect("parse"), K8sAudit::new()).expect("compiles")
 }
 
@@ -82,7 +87,9 @@ fn bench(c: &mut Criterion) {
     let events = events(&fixtures);
     let mut scratch = Scratch::new();
     let mut g = c.benchmark_group("evaluate");
-    g.throughput(Throughput::Elements((events.len() * engine.rules().len()) as u64));
+    g.throughput(Throughput::Elements(
+        (events.len() * engine.rules().len()) as u64,
+    ));
     g.bench_function("mix_upstream_and_kubebid_rules", |b| {
         b.iter(|| black_box(run_all(&engine, &events, &mut scratch)));
     });
@@ -121,7 +128,10 @@ fn summary() {
         }
         best = best.max(rounds as f64 * per_round as f64 / started.elapsed().as_secs_f64());
     }
-    let candidates: usize = events.iter().map(|e| engine.candidates(e, &mut scratch)).sum();
+    let candidates: usize = events
+        .iter()
+        .map(|e| engine.candidates(e, &mut scratch))
+        .sum();
     println!(
         "\n{} events x {} evaluable rules; the prefilter leaves {} of {} (event, rule) pairs to evaluate",
         events.len(),

@@ -161,8 +161,17 @@ struct Index {
     /// Rules with no usable literal constraint.
     always: Vec<RuleId>,
     /// Per field slot: value → rules requiring it, and every rule keyed on the slot.
-    by_field: Vec<(u16, FoldMap<Box<str>, Vec<RuleId>>, Vec<RuleId>)>,
+    by_field: Vec<FieldBuckets>,
 }
+
+/// One indexed field: its slot, value → rules requiring it, and every rule keyed on it.
+type FieldBuckets = (u16, FoldMap<Box<str>, Vec<RuleId>>, Vec<RuleId>);
+
+/// A compiled condition and output template.
+type CompiledParts<F> = (Expr, Vec<Part<F>>);
+
+/// A rule's literal constraints: (slot, accepted values).
+type Constraints<'a> = Vec<(u16, Vec<&'a str>)>;
 
 /// Per-evaluation scratch space, reused across events so evaluation does not allocate in steady state.
 #[derive(Debug, Default)]
@@ -453,7 +462,7 @@ impl<'a, S: Source> Compiler<'a, S> {
         Ok(Ast::Or(alts))
     }
 
-    fn rule(&mut self, r: &RuleDef) -> Result<(Expr, Vec<Part<S::Field>>), CompileError> {
+    fn rule(&mut self, r: &RuleDef) -> Result<CompiledParts<S::Field>, CompileError> {
         let mut conj = vec![r.ast.clone()];
         for e in &r.exceptions {
             let exc = self.exception(e)?;
@@ -655,7 +664,7 @@ impl<S: Source> Engine<S> {
                     .is_some_and(|r| r.priority >= self.min_priority)
             })
             .collect();
-        let per_rule: Vec<(RuleId, Vec<(u16, Vec<&str>)>)> = active
+        let per_rule: Vec<(RuleId, Constraints<'_>)> = active
             .iter()
             .map(|&i| {
                 (
@@ -739,6 +748,25 @@ impl<S: Source> Engine<S> {
     /// The rules matching `event`, in definition order. The slice lives in `scratch`, which is reused by
     /// the next call.
     pub fn matches<'s>(&self, event: &S::Event<'_>, scratch: &'s mut Scratch) -> &'s [RuleId] {
+        self.matches_with(event, scratch, true)
+    }
+
+    /// Like [`Engine::matches`], but evaluates every active rule without the prefilter: the reference
+    /// the prefilter must agree with, and the baseline it is measured against.
+    pub fn matches_without_prefilter<'s>(
+        &self,
+        event: &S::Event<'_>,
+        scratch: &'s mut Scratch,
+    ) -> &'s [RuleId] {
+        self.matches_with(event, scratch, false)
+    }
+
+    fn matches_with<'s>(
+        &self,
+        event: &S::Event<'_>,
+        scratch: &'s mut Scratch,
+        prefilter: bool,
+    ) -> &'s [RuleId] {
         // Reuse the cache's allocation for this event's lifetime: an empty vector is converted in place.
         let mut cache: Vec<Option<Values<'_>>> = std::mem::take(&mut scratch.cache)
             .into_iter()
@@ -749,6 +777,10 @@ impl<S: Source> Engine<S> {
         scratch.matched.clear();
         scratch.candidates.extend_from_slice(&self.index.always);
         for (slot, map, all) in &self.index.by_field {
+            if !prefilter {
+                scratch.candidates.extend_from_slice(all);
+                continue;
+            }
             let vals = self.value(*slot, event, &mut cache);
             match vals {
                 Values::One(v) => {
@@ -762,10 +794,10 @@ impl<S: Source> Engine<S> {
         }
         scratch.candidates.sort_unstable();
         for &id in &scratch.candidates {
-            if let Some(r) = self.rules.get(id as usize) {
-                if self.eval(&r.expr, event, &mut cache) {
-                    scratch.matched.push(id);
-                }
+            if let Some(r) = self.rules.get(id as usize)
+                && self.eval(&r.expr, event, &mut cache)
+            {
+                scratch.matched.push(id);
             }
         }
         cache.clear();

@@ -698,14 +698,17 @@ impl Loader {
         }
 
         // Only `enabled` (and the name): switch an existing rule on or off.
-        if condition.is_none() && output.is_none() && priority.is_none() && desc.is_none() {
-            if let Some(e) = enabled {
-                let Some(r) = existing.and_then(|i| self.rules.get_mut(i)) else {
-                    return Err(item.err("`enabled` set on a rule that is not defined"));
-                };
-                r.enabled = e;
-                return Ok(());
-            }
+        if condition.is_none()
+            && output.is_none()
+            && priority.is_none()
+            && desc.is_none()
+            && let Some(e) = enabled
+        {
+            let Some(r) = existing.and_then(|i| self.rules.get_mut(i)) else {
+                return Err(item.err("`enabled` set on a rule that is not defined"));
+            };
+            r.enabled = e;
+            return Ok(());
         }
 
         let missing: Vec<&str> = [

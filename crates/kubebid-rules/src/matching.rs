@@ -66,13 +66,13 @@ fn order(op: Op, v: &str, c: &str, cnum: Option<f64>) -> bool {
         (Some(c), Some(v)) => v.partial_cmp(&c),
         _ => Some(v.cmp(c)),
     };
-    match (op, ord) {
+    matches!(
+        (op, ord),
         (Op::Lt, Some(Ordering::Less))
-        | (Op::Le, Some(Ordering::Less | Ordering::Equal))
-        | (Op::Gt, Some(Ordering::Greater))
-        | (Op::Ge, Some(Ordering::Greater | Ordering::Equal)) => true,
-        _ => false,
-    }
+            | (Op::Le, Some(Ordering::Less | Ordering::Equal))
+            | (Op::Gt, Some(Ordering::Greater))
+            | (Op::Ge, Some(Ordering::Greater | Ordering::Equal))
+    )
 }
 
 /// Shell-style glob over bytes: `*`, `?` and `[...]` classes (`[!...]` / `[^...]` negate, `a-z` ranges).
@@ -200,7 +200,7 @@ pub(crate) fn cross(op: Op, left: &Values<'_>, right: &Values<'_>) -> bool {
 /// Decodes a `bcontains` operand: hex digits (spaces allowed).
 pub(crate) fn hex_bytes(s: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     digits

@@ -35,10 +35,10 @@ pub(crate) fn parse_template(t: &str) -> Vec<Part<FieldRef>> {
             let mut end = after
                 .find(|c: char| !is_name_char(c))
                 .unwrap_or(after.len());
-            if after.get(end..).is_some_and(|s| s.starts_with('[')) {
-                if let Some(close) = after.get(end..).and_then(|s| s.find(']')) {
-                    end += close + 1;
-                }
+            if after.get(end..).is_some_and(|s| s.starts_with('['))
+                && let Some(close) = after.get(end..).and_then(|s| s.find(']'))
+            {
+                end += close + 1;
             }
             // A trailing dot ends a sentence, not a field name.
             let mut name = after.get(..end).unwrap_or_default();

@@ -7,17 +7,25 @@ use proptest::prelude::*;
 
 const UPSTREAM: &str = include_str!("data/k8s_audit_rules.yaml");
 
+/// Loads, compiles and evaluates `text`; every error must name the file it came from.
 fn exercise(text: &str) {
     let mut l = Loader::new();
-    if l.add("fuzz.yaml", text).is_ok() {
-        if let Ok(set) = l.finish() {
-            if let Ok(engine) = Engine::compile(&set, K8sAudit::new()) {
-                let ev = serde_json::json!({"auditID": "x", "stage": "ResponseComplete", "verb": "create",
-                    "objectRef": {"resource": "pods"}, "user": {"username": "u"}});
-                let _ = engine.alerts(&AuditEvent::new(&ev), &mut Scratch::new());
-                let _ = engine.report().to_string();
-            }
+    let compiled = l
+        .add("fuzz.yaml", text)
+        .and_then(|()| l.finish())
+        .and_then(|set| Engine::compile(&set, K8sAudit::new()));
+    match compiled {
+        Ok(engine) => {
+            let ev = serde_json::json!({"auditID": "x", "stage": "ResponseComplete", "verb": "create",
+                "objectRef": {"resource": "pods"}, "user": {"username": "u"}});
+            let alerts = engine.alerts(&AuditEvent::new(&ev), &mut Scratch::new());
+            assert!(alerts.len() <= engine.rules().len());
+            assert_eq!(
+                engine.report().rules.len(),
+                engine.report().to_string().lines().count() - 1
+            );
         }
+        Err(e) => assert_eq!(e.file, "fuzz.yaml", "{e}"),
     }
 }
 

@@ -103,7 +103,13 @@ fn alerts_substitute_fields_and_print_as_falco_json() {
 fn prefilter_skips_most_rules_without_changing_results() {
     let engine = Engine::compile(&upstream_and_kubebid(), K8sAudit::new()).expect("compiles");
     let mut scratch = Scratch::new();
+    let mut reference = Scratch::new();
     for case in cases() {
+        let with = engine.matches(&case.event(), &mut scratch).to_vec();
+        let without = engine
+            .matches_without_prefilter(&case.event(), &mut reference)
+            .to_vec();
+        assert_eq!(with, without, "{}", case.name);
         let n = engine.candidates(&case.event(), &mut scratch);
         assert!(
             n < engine.rules().len() / 2,
