@@ -88,6 +88,8 @@ pub struct ObjectRef {
 pub struct ResponseStatus {
     #[serde(default)]
     pub code: i64,
+    #[serde(default)]
+    pub message: String,
 }
 
 impl EventHead<'_> {

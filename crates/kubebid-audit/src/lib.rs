@@ -9,6 +9,7 @@
 //! offline.
 
 pub mod attribute;
+pub mod detect;
 pub mod event;
 pub mod head;
 pub mod log;

@@ -15,6 +15,13 @@ pub struct TrailLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    pub rule: String,
+    pub tenant: String,
+    pub priority: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
@@ -31,6 +38,9 @@ pub struct AuditFamilies {
     pub sync_failures: Counter,
     pub damaged_logs: Counter,
     pub queries: Family<OutcomeLabels, Counter>,
+    pub alerts: Family<AlertLabels, Counter>,
+    pub detection_skipped: Counter,
+    pub alert_webhook_failures: Counter,
 }
 
 impl AuditFamilies {
@@ -48,6 +58,17 @@ impl AuditFamilies {
         self.commit_seconds.observe(took.as_secs_f64());
         #[allow(clippy::cast_precision_loss)] // batch counts are small
         self.batches_per_commit.observe(batches as f64);
+    }
+
+    /// Counts one alert.
+    pub fn alert(&self, rule: &str, tenant: &str, priority: &'static str) {
+        self.alerts
+            .get_or_create(&AlertLabels {
+                rule: rule.to_owned(),
+                tenant: tenant.to_owned(),
+                priority,
+            })
+            .inc();
     }
 
     /// Counts a batch by outcome (`stored`, `malformed`, `failed`).
@@ -68,6 +89,9 @@ impl Component for AuditFamilies {
             sync_failures: Counter::default(),
             damaged_logs: Counter::default(),
             queries: Family::default(),
+            alerts: Family::default(),
+            detection_skipped: Counter::default(),
+            alert_webhook_failures: Counter::default(),
         };
         r.register(
             "events",
@@ -100,6 +124,21 @@ impl Component for AuditFamilies {
             this.damaged_logs.clone(),
         );
         r.register("queries", "Trail queries, by outcome", this.queries.clone());
+        r.register(
+            "alerts",
+            "Alerts raised by the k8s_audit rules, by rule, tenant and priority",
+            this.alerts.clone(),
+        );
+        r.register(
+            "detection_skipped_events",
+            "Stored events not run through the rules because detection was behind",
+            this.detection_skipped.clone(),
+        );
+        r.register(
+            "alert_webhook_failures",
+            "Alerts the outbound webhook did not accept",
+            this.alert_webhook_failures.clone(),
+        );
         this
     }
 }

@@ -55,6 +55,8 @@ pub struct SinkState {
     pub key: PublicKey,
     /// Authenticates and authorizes trail readers; `None` turns the query endpoint off.
     pub access: Option<Arc<dyn Access>>,
+    /// Runs stored batches through the rules; `None`: no detection.
+    pub detection: Option<crate::detect::Detection>,
 }
 
 /// The tower service of the sink.
@@ -132,8 +134,13 @@ impl SinkState {
             .map(|(range, head)| (crate::attribute::trail(&tenancy, head), range.clone()))
             .collect();
         drop(parsed);
-        match self.store.commit(Batch { body, events }).await {
+        let batch = Batch { body, events };
+        let for_detection = self.detection.as_ref().map(|_| batch.clone());
+        match self.store.commit(batch).await {
             Ok(()) => {
+                if let (Some(d), Some(b)) = (&self.detection, for_detection) {
+                    d.offer(b);
+                }
                 self.metrics.batch("stored");
                 answer(StatusCode::OK, "{}", "application/json")
             }

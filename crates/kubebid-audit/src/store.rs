@@ -63,6 +63,7 @@ pub fn trail_dir(root: &Path, trail: &Trail) -> PathBuf {
 }
 
 /// A validated batch: the request body and, for each event, its trail and its bytes in the body.
+#[derive(Clone)]
 pub struct Batch {
     pub body: Bytes,
     pub events: Vec<(Trail, Range<usize>)>,

@@ -60,6 +60,61 @@ pub struct AuditServeArgs {
     /// Largest batch accepted (MiB); a larger one is answered 413.
     #[arg(long, default_value_t = 16)]
     pub max_batch_mib: usize,
+    /// Falco rules files for the `k8s_audit` source, loaded after KubeBid's own rules (so they may append
+    /// to or override them). Repeatable.
+    #[arg(long = "rules", value_name = "FILE")]
+    pub rules: Vec<PathBuf>,
+    /// Do not load KubeBid's own rules.
+    #[arg(long)]
+    pub no_builtin_rules: bool,
+    /// Turn detection off.
+    #[arg(long)]
+    pub no_detection: bool,
+    /// Where alerts go as JSON lines in Falco's format: a file (appended) or `-` for standard output.
+    #[arg(long, value_name = "FILE|-", default_value = "-")]
+    pub alerts: String,
+    /// Also post each alert to this URL (http or https), as Falco's http_output does.
+    #[arg(long, value_name = "URL")]
+    pub alert_webhook: Option<String>,
+    /// Lowest priority that raises an alert (emergency ... debug).
+    #[arg(long, default_value = "debug")]
+    pub min_priority: String,
+}
+
+/// Compiles the `k8s_audit` rules: KubeBid's (unless left out), then `files` in order.
+pub fn audit_engine(
+    files: &[PathBuf],
+    builtin: bool,
+) -> Result<kubebid_rules::Engine<kubebid_rules::K8sAudit>, String> {
+    let mut loader = kubebid_rules::Loader::new();
+    if builtin {
+        loader
+            .add(
+                kubebid_rules::KUBEBID_AUDIT_RULES_FILE,
+                kubebid_rules::kubebid_audit_rules(),
+            )
+            .map_err(|e| e.to_string())?;
+    }
+    for f in files {
+        let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        loader
+            .add(&f.display().to_string(), &text)
+            .map_err(|e| e.to_string())?;
+    }
+    let set = loader.finish().map_err(|e| e.to_string())?;
+    kubebid_rules::Engine::compile(&set, kubebid_rules::K8sAudit::new()).map_err(|e| e.to_string())
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_else(|| "kubebid-audit".into())
 }
 
 #[derive(clap::Subcommand)]
@@ -543,6 +598,39 @@ pub fn serve(args: &AuditServeArgs) -> ExitCode {
             }
         }
     };
+    let engine = if args.no_detection {
+        None
+    } else {
+        let min: kubebid_rules::Priority = match args.min_priority.parse() {
+            Ok(p) => p,
+            Err(e) => return fail("serve", format!("--min-priority: {e}")),
+        };
+        match audit_engine(&args.rules, !args.no_builtin_rules) {
+            Ok(e) => {
+                let e = e.with_min_priority(min);
+                let report = e.report();
+                tracing::info!(
+                    evaluable = report.evaluable_count(),
+                    rules = report.rules.len(),
+                    "k8s_audit rules loaded"
+                );
+                for r in report.unsupported() {
+                    tracing::warn!(rule = %r.name, status = ?r.status, "rule not evaluated");
+                }
+                Some(e)
+            }
+            Err(e) => return fail("serve", format!("rules: {e}")),
+        }
+    };
+    let alert_webhook = match args
+        .alert_webhook
+        .as_deref()
+        .map(str::parse::<hyper::Uri>)
+        .transpose()
+    {
+        Ok(u) => u,
+        Err(e) => return fail("serve", format!("--alert-webhook: {e}")),
+    };
     let config = LogConfig {
         max_segment_bytes: args.segment_mib.max(1) << 20,
         max_segment_age: Duration::from_secs(args.segment_seconds.max(1)),
@@ -589,14 +677,33 @@ pub fn serve(args: &AuditServeArgs) -> ExitCode {
         };
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         tracing::info!(listen = %listener.local_addr()?, data = %args.data.display(), mutual_tls = args.client_ca.is_some(), "audit sink serving");
+        let tenancy = Arc::new(ArcSwap::from_pointee(tenancy));
+        let detection = match engine {
+            None => None,
+            Some(engine) => {
+                let mut outputs: Vec<Box<dyn kubebid_audit::detect::AlertOutput>> = Vec::new();
+                if args.alerts == "-" {
+                    outputs.push(Box::new(kubebid_audit::detect::JsonLines(std::io::stdout())));
+                } else {
+                    let f = std::fs::OpenOptions::new().create(true).append(true).open(&args.alerts)
+                        .map_err(|e| std::io::Error::other(format!("--alerts {}: {e}", args.alerts)))?;
+                    outputs.push(Box::new(kubebid_audit::detect::JsonLines(f)));
+                }
+                if let Some(url) = alert_webhook {
+                    outputs.push(Box::new(kubebid_audit::detect::spawn_webhook(url, metrics.clone()).map_err(std::io::Error::other)?));
+                }
+                Some(kubebid_audit::detect::start(engine, tenancy.clone(), outputs, hostname(), metrics.clone())?)
+            }
+        };
         let state = Arc::new(SinkState {
             store,
-            tenancy: Arc::new(ArcSwap::from_pointee(tenancy)),
+            tenancy,
             metrics,
             client_auth: args.client_ca.is_some(),
             root: args.data.clone(),
             key: public,
             access,
+            detection,
         });
         kubebid_audit::sink::serve_in(&process, listener, transport, args.max_batch_mib << 20, state).await;
         drop(writer);

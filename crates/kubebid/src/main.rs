@@ -57,6 +57,8 @@ enum Command {
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = RulesFormat::Text)]
         output: RulesFormat,
+        #[command(subcommand)]
+        detection: Option<RulesDetection>,
     },
     /// Run one of KubeBid's services.
     #[command(subcommand)]
@@ -78,6 +80,21 @@ enum Command {
     /// Print objects for a cluster: webhook configurations, CRDs.
     #[command(subcommand)]
     Generate(generate_cmd::GenerateCommand),
+}
+
+/// Detection rules (Falco's language) instead of admission rules.
+#[derive(Subcommand)]
+enum RulesDetection {
+    /// The `k8s_audit` rules the audit sink runs: KubeBid's and the files given, each evaluable or why not.
+    ///
+    /// Exit status: 0 when the files load, 2 when one does not.
+    Audit {
+        /// Falco rules files, loaded after KubeBid's own rules.
+        files: Vec<std::path::PathBuf>,
+        /// Do not load KubeBid's own rules.
+        #[arg(long)]
+        no_builtin: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -166,7 +183,17 @@ fn main() -> ExitCode {
         Command::Tenant(cmd) => Ok(generate_cmd::tenant(&cmd)),
         Command::Kms(cmd) => Ok(kms_cmd::run(&cmd)),
         Command::Audit(cmd) => Ok(audit_cmd::run(&cmd)),
-        Command::Rules { output } => {
+        Command::Rules {
+            detection: Some(RulesDetection::Audit { files, no_builtin }),
+            ..
+        } => match audit_cmd::audit_engine(&files, !no_builtin) {
+            Ok(engine) => write!(stdout, "{}", engine.report()).map(|()| ExitCode::SUCCESS),
+            Err(e) => {
+                let _ = writeln!(anstream::stderr(), "kubebid rules audit: {e}");
+                Ok(ExitCode::from(2))
+            }
+        },
+        Command::Rules { output, .. } => {
             let text = match output {
                 RulesFormat::Text => rules_cmd::text(),
                 RulesFormat::Json => rules_cmd::json(),
