@@ -219,6 +219,11 @@ impl Writer {
                     path: dir.display().to_string(),
                     source,
                 })?;
+                // Its witness head belongs to the old log: keep it with it.
+                let witness = crate::verify::witness_path(&self.root, trail);
+                if witness.exists() {
+                    let _ = std::fs::rename(&witness, aside.join("witness.json"));
+                }
                 report
                     .damaged
                     .push((trail.name().to_owned(), aside, e.to_string()));
