@@ -57,6 +57,9 @@ pub struct SinkState {
     pub access: Option<Arc<dyn Access>>,
     /// Runs stored batches through the rules; `None`: no detection.
     pub detection: Option<crate::detect::Detection>,
+    /// Whether the tenancy is loaded (in a cluster: once Tenants have synced). Until then batches are
+    /// answered 503, so that no event is attributed on a guess; the API server sends them again.
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The tower service of the sink.
@@ -113,6 +116,13 @@ impl SinkState {
             return problem(
                 StatusCode::UNAUTHORIZED,
                 "a client certificate signed by the configured CA is required",
+            );
+        }
+        if !self.ready.load(std::sync::atomic::Ordering::Acquire) {
+            self.metrics.batch("not_ready");
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the tenancy is not loaded yet; send the batch again",
             );
         }
         let body = req.into_body();
@@ -289,6 +299,14 @@ pub async fn serve_in(
     max_body: usize,
     state: Arc<SinkState>,
 ) {
+    let ready = state.ready.clone();
+    process.health.add_readiness("tenancy", move || {
+        if ready.load(std::sync::atomic::Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err("the tenancy has not been loaded yet".into())
+        }
+    });
     let store = state.store.clone();
     let stop = process.shutdown.requested();
     tokio::spawn(async move {

@@ -125,8 +125,9 @@ pub fn verify_dir(
         if let Some(w) = read_witness(root, &trail) {
             witnesses.push(w);
         }
-        let mut r = scan(root, &trail, key, |_, _| {})?;
-        check_witnesses(&mut r, &witnesses, root, &trail, key)?;
+        let sizes: Vec<u64> = witnesses.iter().map(|w| w.tree_size).collect();
+        let (mut r, roots) = scan_at(root, &trail, key, &sizes, |_, _| {})?;
+        check_witnesses(&mut r, &witnesses, &roots, &trail, key);
         reports.push(r);
     }
     let mut damaged = Vec::new();
@@ -151,16 +152,16 @@ fn read_witness(root: &Path, trail: &Trail) -> Option<SignedHead> {
     serde_json::from_slice(&text).ok()
 }
 
-/// Each witness head must be signed, and the log must hold a tree of its size with its root.
+/// Each witness head must be signed, and the log must hold a tree of its size with its root (`roots`: the
+/// log's roots at the witnesses' sizes).
 fn check_witnesses(
     report: &mut TrailReport,
     witnesses: &[SignedHead],
-    root: &Path,
+    roots: &[(u64, Hash)],
     trail: &Trail,
     key: &PublicKey,
-) -> std::io::Result<()> {
+) {
     let signed = trail.signed_name();
-    let mut want: Vec<&SignedHead> = Vec::new();
     for w in witnesses {
         if !w.verify(&signed, key) {
             report.problems.push(Problem {
@@ -178,78 +179,20 @@ fn check_witnesses(
                     last_size(report)
                 ),
             });
-        } else if w.tree_size >= report.oldest {
-            want.push(w);
-        }
-    }
-    if want.is_empty() {
-        return Ok(());
-    }
-    // Roots of the log at the witnesses' sizes.
-    let mut roots: Vec<(u64, Hash)> = Vec::new();
-    let mut sizes: Vec<u64> = want.iter().map(|w| w.tree_size).collect();
-    sizes.sort_unstable();
-    let mut frontier = None::<Frontier>;
-    scan_frontiers(root, trail, |f| {
-        if frontier.is_none() {
-            frontier = Some(f.clone());
-        }
-        while let Some(&s) = sizes.first() {
-            if s == f.size() {
-                roots.push((s, f.root()));
-                sizes.remove(0);
-            } else {
-                break;
-            }
-        }
-    })?;
-    for w in want {
-        match roots.iter().find(|(s, _)| *s == w.tree_size) {
-            Some((_, r)) if *r == w.root => {}
-            Some(_) => report.problems.push(Problem {
+        } else if let Some((_, r)) = roots.iter().find(|(s, _)| *s == w.tree_size)
+            && *r != w.root
+        {
+            report.problems.push(Problem {
                 segment: String::new(),
                 index: w.tree_size,
-                what: "the log's tree at a witness head's size has another root: history was rewritten"
-                    .into(),
-            }),
-            None => {}
+                what: "the log's tree at a witness head's size has another root: history was rewritten".into(),
+            });
         }
     }
-    Ok(())
 }
 
 fn last_size(r: &TrailReport) -> u64 {
     r.oldest + r.events
-}
-
-/// Calls `at` with the frontier at the start and after each event of `trail`.
-fn scan_frontiers(
-    root: &Path,
-    trail: &Trail,
-    mut at: impl FnMut(&Frontier),
-) -> std::io::Result<()> {
-    let dir = trail_dir(root, trail);
-    let mut f: Option<Frontier> = None;
-    for (_, path) in list_segments(&dir).map_err(std::io::Error::other)? {
-        let bytes = std::fs::read(&path)?;
-        let Ok((header, start)) = segment::decode_header(&bytes) else {
-            return Ok(());
-        };
-        let mut cur = f.take().unwrap_or(header.frontier);
-        at(&cur);
-        for item in Records::new(&bytes, start) {
-            match item {
-                Ok((_, Record::Event(e))) => {
-                    cur.push(leaf_hash(e));
-                    at(&cur);
-                }
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        f = Some(cur);
-    }
-    Ok(())
 }
 
 /// Reads one trail, checking it, and hands each event (index, bytes) to `on_event`.
@@ -257,8 +200,37 @@ pub fn scan(
     root: &Path,
     trail: &Trail,
     key: &PublicKey,
-    mut on_event: impl FnMut(u64, &[u8]),
+    on_event: impl FnMut(u64, &[u8]),
 ) -> std::io::Result<TrailReport> {
+    scan_at(root, trail, key, &[], on_event).map(|(r, _)| r)
+}
+
+/// [`scan`], also returning the tree's root at each of the `wanted` sizes the log still holds.
+fn scan_at(
+    root: &Path,
+    trail: &Trail,
+    key: &PublicKey,
+    wanted: &[u64],
+    mut on_event: impl FnMut(u64, &[u8]),
+) -> std::io::Result<(TrailReport, Vec<(u64, Hash)>)> {
+    let mut wanted: Vec<u64> = wanted.to_vec();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut wanted = wanted.into_iter().peekable();
+    let mut roots: Vec<(u64, Hash)> = Vec::new();
+    let mut note = |f: &Frontier, wanted: &mut std::iter::Peekable<std::vec::IntoIter<u64>>| {
+        while let Some(&w) = wanted.peek() {
+            if w < f.size() {
+                wanted.next();
+            } else {
+                if w == f.size() {
+                    roots.push((w, f.root()));
+                    wanted.next();
+                }
+                break;
+            }
+        }
+    };
     let dir = trail_dir(root, trail);
     let signed = trail.signed_name();
     let mut report = TrailReport {
@@ -276,7 +248,7 @@ pub fn scan(
             index: 0,
             what: format!("no log at {}", dir.display()),
         });
-        return Ok(report);
+        return Ok((report, roots));
     }
     let segments = list_segments(&dir).map_err(std::io::Error::other)?;
     let mut frontier: Option<Frontier> = None;
@@ -284,6 +256,9 @@ pub fn scan(
     let mut since_head = 0u64;
     let mut last_ts = i64::MIN;
     let mut leaves: Vec<Hash> = Vec::new();
+    // One buffer for every segment: reading each into fresh memory costs more in page faults than hashing.
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut spans: Vec<(usize, usize)> = Vec::new();
     for (i, (first, path)) in segments.into_iter().enumerate() {
         let name = path
             .file_name()
@@ -296,12 +271,14 @@ pub fn scan(
                 what,
             });
         };
-        let bytes = std::fs::read(&path)?;
-        let (header, start) = match segment::decode_header(&bytes) {
+        buffer.clear();
+        std::io::Read::read_to_end(&mut std::fs::File::open(&path)?, &mut buffer)?;
+        let bytes = buffer.as_slice();
+        let (header, start) = match segment::decode_header(bytes) {
             Ok(h) => h,
             Err(e) => {
                 problem(&mut report, first, e.to_string());
-                return Ok(report);
+                return Ok((report, roots));
             }
         };
         if header.tenant != signed || header.first_index != first {
@@ -310,11 +287,12 @@ pub fn scan(
                 first,
                 "the header names another trail or index".into(),
             );
-            return Ok(report);
+            return Ok((report, roots));
         }
         let mut f = match frontier.take() {
             None => {
                 report.oldest = first;
+                note(&header.frontier, &mut wanted);
                 header.frontier
             }
             Some(f) if f == header.frontier => f,
@@ -328,29 +306,29 @@ pub fn scan(
                         first
                     ),
                 );
-                return Ok(report);
+                return Ok((report, roots));
             }
         };
-        // Hash the segment's events (the bulk of the work) in parallel, then fold them in order.
-        let mut records = Records::new(&bytes, start);
-        let items: Vec<_> = records.by_ref().collect();
-        let events: Vec<&[u8]> = items
-            .iter()
-            .filter_map(|r| match r {
-                Ok((_, Record::Event(e))) => Some(*e),
-                _ => None,
-            })
-            .collect();
+        // Hash the segment's events (the bulk of the work) on every core, then fold them in order in a
+        // second pass over the records. Only offsets are kept between the passes: no per-record memory.
+        spans.clear();
+        for (_, r) in Records::new(bytes, start).flatten() {
+            if let Record::Event(e) = r {
+                let at = e.as_ptr() as usize - bytes.as_ptr() as usize;
+                spans.push((at, e.len()));
+            }
+        }
         leaves.clear();
-        hash_all(&events, &mut leaves);
+        hash_all(bytes, &spans, &mut leaves);
         let mut next_leaf = leaves.iter();
-        for item in items {
+        for item in Records::new(bytes, start) {
             match item {
                 Ok((_, Record::Event(e))) => {
                     on_event(f.size(), e);
                     if let Some(l) = next_leaf.next() {
                         f.push(*l);
                     }
+                    note(&f, &mut wanted);
                     report.events += 1;
                     since_head += 1;
                 }
@@ -394,7 +372,7 @@ pub fn scan(
                 }
                 Err(e) => {
                     problem(&mut report, f.size(), e.to_string());
-                    return Ok(report);
+                    return Ok((report, roots));
                 }
             }
         }
@@ -422,29 +400,27 @@ pub fn scan(
             ),
         });
     }
-    Ok(report)
+    Ok((report, roots))
 }
 
-/// Leaf hashes of `events`, on every core for large segments.
-fn hash_all(events: &[&[u8]], out: &mut Vec<Hash>) {
+/// Leaf hashes of the events at `spans` (offset, length) of `bytes`, on every core for large segments.
+fn hash_all(bytes: &[u8], spans: &[(usize, usize)], out: &mut Vec<Hash>) {
     const CHUNK: usize = 4096;
-    if events.len() < CHUNK {
-        out.extend(events.iter().map(|e| leaf_hash(e)));
+    let leaf = |&(at, len): &(usize, usize)| leaf_hash(bytes.get(at..at + len).unwrap_or_default());
+    if spans.len() < CHUNK {
+        out.extend(spans.iter().map(leaf));
         return;
     }
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let per = events.len().div_ceil(threads);
-    let parts: Vec<Vec<Hash>> = std::thread::scope(|s| {
-        let handles: Vec<_> = events
-            .chunks(per)
-            .map(|c| s.spawn(move || c.iter().map(|e| leaf_hash(e)).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
+    let per = spans.len().div_ceil(threads);
+    out.resize(spans.len(), [0; 32]);
+    std::thread::scope(|s| {
+        for (part, hashes) in spans.chunks(per).zip(out.chunks_mut(per)) {
+            s.spawn(move || {
+                for (h, span) in hashes.iter_mut().zip(part) {
+                    *h = leaf(span);
+                }
+            });
+        }
     });
-    for p in parts {
-        out.extend(p);
-    }
 }

@@ -1,5 +1,8 @@
 //! Arbitrary bytes as a batch, a segment or a proof: an error or a value, never a panic.
 
+// Test fixtures fail the test loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use kubebid_audit::event::parse_batch;
 use kubebid_audit::head::{PublicKey, SignedHead};
 use kubebid_audit::segment::{Records, decode_header};

@@ -3,7 +3,7 @@
 //! kube client's HTTP boundary, request by request.
 
 // Test fixtures fail the test loudly.
-#![allow(clippy::expect_used)]
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -90,6 +90,7 @@ async fn start(client_auth: bool) -> Running {
         key: public,
         access: Some(Arc::new(FakeAccess)),
         detection: None,
+        ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

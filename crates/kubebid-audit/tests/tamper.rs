@@ -1,6 +1,9 @@
 //! The log at rest against someone with write access to the disk: every kind of tampering is found and
 //! named with its trail, segment and index; crashes leave nothing acknowledged behind and are repaired.
 
+// Test fixtures fail the test loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -310,7 +313,7 @@ async fn a_crash_leaves_nothing_acknowledged_behind_and_the_torn_tail_is_cut() {
     let root = dir.path().join("data");
     let public = signer.public_key();
     {
-        let (store, _, _) = Store::start(
+        let (store, _, writer) = Store::start(
             &root,
             LogConfig::default(),
             signer.clone(),
@@ -322,6 +325,9 @@ async fn a_crash_leaves_nothing_acknowledged_behind_and_the_torn_tail_is_cut() {
             .commit(batch(&acme(), &events))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
+        // The process is gone before the next one starts: its writer has finished.
+        drop(store);
+        writer.join().unwrap_or_else(|_| panic!("the writer ended"));
     }
     // What a crash mid-round leaves: events written without their head, then half a record.
     let seg = list_segments(&root.join("tenants/acme")).unwrap_or_default()[0]
@@ -369,7 +375,7 @@ async fn a_damaged_log_is_kept_aside_and_the_other_tenants_go_on() {
     let signer = key(dir.path());
     let root = dir.path().join("data");
     {
-        let (store, _, _) = Store::start(
+        let (store, _, writer) = Store::start(
             &root,
             LogConfig::default(),
             signer.clone(),
@@ -387,6 +393,8 @@ async fn a_damaged_log_is_kept_aside_and_the_other_tenants_go_on() {
             ))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
+        drop(store);
+        writer.join().unwrap_or_else(|_| panic!("the writer ended"));
     }
     let seg = list_segments(&root.join("tenants/acme")).unwrap_or_default()[0]
         .1

@@ -547,6 +547,46 @@ pub fn encryption_config() -> Value {
     ]}]})
 }
 
+/// Where the API server's files for KubeBid live on a control-plane node.
+pub const API_SERVER_DIR: &str = "/etc/kubernetes/kubebid";
+
+/// The kubeconfig of the API server's audit webhook backend (`--audit-webhook-config-file`): KubeBid's
+/// audit sink at `server` (its `/events` endpoint), trusted through the sink's CA, with the client
+/// certificate the sink's `--client-ca` accepts. The paths are under [`API_SERVER_DIR`].
+#[must_use]
+pub fn audit_webhook_kubeconfig(server: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "kubebid-audit", "cluster": {
+            "server": server,
+            "certificate-authority": format!("{API_SERVER_DIR}/audit-ca.crt")}}],
+        "users": [{"name": "kube-apiserver", "user": {
+            "client-certificate": format!("{API_SERVER_DIR}/audit-client.crt"),
+            "client-key": format!("{API_SERVER_DIR}/audit-client.key")}}],
+        "contexts": [{"name": "kubebid-audit", "context": {"cluster": "kubebid-audit", "user": "kube-apiserver"}}],
+        "current-context": "kubebid-audit"
+    })
+}
+
+/// The API server flags that send every audit event to KubeBid's sink, in batches, under the rendered
+/// policy; one per line, to add to the kube-apiserver static pod's command.
+#[must_use]
+pub fn audit_flags() -> String {
+    [
+        format!("--audit-policy-file={API_SERVER_DIR}/audit-policy.yaml"),
+        format!("--audit-webhook-config-file={API_SERVER_DIR}/audit-webhook.kubeconfig"),
+        "--audit-webhook-mode=batch".into(),
+        "--audit-webhook-version=audit.k8s.io/v1".into(),
+        "--audit-webhook-batch-max-size=400".into(),
+        "--audit-webhook-batch-max-wait=5s".into(),
+        "--audit-webhook-batch-buffer-size=10000".into(),
+        "--audit-webhook-initial-backoff=1s".into(),
+        format!("--encryption-provider-config={API_SERVER_DIR}/encryption-config.yaml"),
+    ]
+    .join("\n")
+        + "\n"
+}
+
 /// The KMS plugin as a static pod for each control-plane node (`/etc/kubernetes/manifests/`): the kubelet
 /// starts it before the API server needs it, with no cluster to schedule it. It listens where
 /// [`encryption_config`] points, and serves the tenant key service beside it. The HSM is reached through

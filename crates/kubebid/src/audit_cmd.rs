@@ -73,7 +73,7 @@ pub struct AuditServeArgs {
     /// Where alerts go as JSON lines in Falco's format: a file (appended) or `-` for standard output.
     #[arg(long, value_name = "FILE|-", default_value = "-")]
     pub alerts: String,
-    /// Also post each alert to this URL (http or https), as Falco's http_output does.
+    /// Also post each alert to this URL (http or https), as Falco's `http_output` does.
     #[arg(long, value_name = "URL")]
     pub alert_webhook: Option<String>,
     /// Lowest priority that raises an alert (emergency ... debug).
@@ -210,6 +210,11 @@ pub enum QueryFormat {
 
 fn fail(cmd: &str, e: impl std::fmt::Display) -> ExitCode {
     eprintln!("kubebid audit {cmd}: {e}");
+    ExitCode::from(2)
+}
+
+fn serve_fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("kubebid serve audit: {e}");
     ExitCode::from(2)
 }
 
@@ -567,69 +572,150 @@ fn check_proof(path: &Path, key: &Path) -> ExitCode {
     }
 }
 
+/// The tenancy from `--config` (`None`: watch it in the cluster). A tenant that cannot be modelled fails
+/// the start: its events would be attributed to no one.
+fn load_tenancy(args: &AuditServeArgs) -> Result<Option<Tenancy>, ExitCode> {
+    if args.config.is_empty() {
+        return Ok(None);
+    }
+    match crate::check::load_config_set(&args.config) {
+        Ok(set) => {
+            let t = set.tenancy();
+            if let Some(r) = t.rejected().first() {
+                return Err(serve_fail(format!(
+                    "tenant {} cannot be loaded: {:?}",
+                    r.tenant, r.problems
+                )));
+            }
+            Ok(Some(t))
+        }
+        Err(errors) => {
+            for e in errors {
+                eprintln!("config error: {e}");
+            }
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// The detection rules, unless detection is off.
+fn load_rules(
+    args: &AuditServeArgs,
+) -> Result<Option<kubebid_rules::Engine<kubebid_rules::K8sAudit>>, ExitCode> {
+    if args.no_detection {
+        return Ok(None);
+    }
+    let min: kubebid_rules::Priority = args
+        .min_priority
+        .parse()
+        .map_err(|e| serve_fail(format!("--min-priority: {e}")))?;
+    let engine = audit_engine(&args.rules, !args.no_builtin_rules)
+        .map_err(|e| serve_fail(format!("rules: {e}")))?
+        .with_min_priority(min);
+    let report = engine.report();
+    tracing::info!(
+        evaluable = report.evaluable_count(),
+        rules = report.rules.len(),
+        "k8s_audit rules loaded"
+    );
+    for r in report.unsupported() {
+        tracing::warn!(rule = %r.name, status = ?r.status, "rule not evaluated");
+    }
+    Ok(Some(engine))
+}
+
+/// In a cluster: the tenancy from the Tenant and KubeBidConfig objects, as the webhook sees it; `ready`
+/// once they have synced.
+async fn watch_tenancy(
+    tenancy: Arc<ArcSwap<Tenancy>>,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<()> {
+    let client = kube::Client::try_default().await.map_err(|e| {
+        std::io::Error::other(format!(
+            "no --config, and no cluster to watch Tenants in ({e}); give --config for standalone mode"
+        ))
+    })?;
+    let (tx, mut rx) = tokio::sync::watch::channel(None);
+    tokio::spawn(kubebid_webhook::cluster::run(
+        client,
+        tx,
+        std::future::pending(),
+    ));
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let loaded = rx.borrow_and_update().as_ref().map(|p| p.tenancy().clone());
+            if let Some(model) = loaded {
+                tenancy.store(Arc::new(model));
+                ready.store(true, std::sync::atomic::Ordering::Release);
+            }
+        }
+    });
+    tracing::info!("cluster mode: attributing events through the Tenant and KubeBidConfig objects");
+    Ok(())
+}
+
+/// The detector with its outputs: JSON lines (a file or standard output) and the outbound webhook.
+fn start_detection(
+    args: &AuditServeArgs,
+    engine: kubebid_rules::Engine<kubebid_rules::K8sAudit>,
+    tenancy: Arc<ArcSwap<Tenancy>>,
+    metrics: &AuditMetrics,
+) -> std::io::Result<kubebid_audit::detect::Detection> {
+    use kubebid_audit::detect::{AlertOutput, JsonLines};
+    let mut outputs: Vec<Box<dyn AlertOutput>> = Vec::new();
+    if args.alerts == "-" {
+        outputs.push(Box::new(JsonLines(std::io::stdout())));
+    } else {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&args.alerts)
+            .map_err(|e| std::io::Error::other(format!("--alerts {}: {e}", args.alerts)))?;
+        outputs.push(Box::new(JsonLines(f)));
+    }
+    if let Some(url) = &args.alert_webhook {
+        let url: hyper::Uri = url
+            .parse()
+            .map_err(|e| std::io::Error::other(format!("--alert-webhook: {e}")))?;
+        let forward = kubebid_audit::detect::spawn_webhook(url, metrics.clone())
+            .map_err(std::io::Error::other)?;
+        outputs.push(Box::new(forward));
+    }
+    kubebid_audit::detect::start(engine, tenancy, outputs, hostname(), metrics.clone())
+}
+
+/// TLS (with the certificate reloaded on change and, with a client CA, mutual TLS), else plain HTTP.
+fn transport(args: &AuditServeArgs, process: &Process) -> std::io::Result<Transport> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(Transport::Plain);
+    };
+    let err = |e: kubebid_server::tls::TlsError| std::io::Error::other(e.to_string());
+    let cert = Arc::new(kubebid_server::tls::ReloadingCert::new(cert, key).map_err(err)?);
+    let tls =
+        kubebid_server::tls::server_config(cert.clone(), args.client_ca.as_deref()).map_err(err)?;
+    kubebid_server::tls::spawn_reloader(
+        cert,
+        Duration::from_secs(1),
+        "audit",
+        process.metrics.clone(),
+        &process.shutdown,
+    );
+    Ok(Transport::Tls(Arc::new(tls)))
+}
+
 /// `kubebid serve audit`.
 pub fn serve(args: &AuditServeArgs) -> ExitCode {
     let signer = match KeyFile::load(&args.signing_key) {
         Ok(k) => Arc::new(k),
-        Err(e) => return fail("serve", e),
+        Err(e) => return serve_fail(e),
     };
-    let tenancy = if args.config.is_empty() {
-        Tenancy::builtin()
-    } else {
-        match crate::check::load_config_set(&args.config) {
-            Ok(set) => {
-                let cluster = set.config.map(|c| c.object.spec).unwrap_or_default();
-                let tenants: Vec<_> = set.tenants.into_iter().map(|t| t.object).collect();
-                let t = Tenancy::new(&cluster, &tenants);
-                if let Some(r) = t.rejected().first() {
-                    // Fail closed: a tenant that cannot be modelled would have its events misattributed.
-                    return fail(
-                        "serve",
-                        format!("tenant {} cannot be loaded: {:?}", r.tenant, r.problems),
-                    );
-                }
-                t
-            }
-            Err(errors) => {
-                for e in errors {
-                    eprintln!("config error: {e}");
-                }
-                return ExitCode::from(2);
-            }
-        }
+    let loaded = match load_tenancy(args) {
+        Ok(t) => t,
+        Err(code) => return code,
     };
-    let engine = if args.no_detection {
-        None
-    } else {
-        let min: kubebid_rules::Priority = match args.min_priority.parse() {
-            Ok(p) => p,
-            Err(e) => return fail("serve", format!("--min-priority: {e}")),
-        };
-        match audit_engine(&args.rules, !args.no_builtin_rules) {
-            Ok(e) => {
-                let e = e.with_min_priority(min);
-                let report = e.report();
-                tracing::info!(
-                    evaluable = report.evaluable_count(),
-                    rules = report.rules.len(),
-                    "k8s_audit rules loaded"
-                );
-                for r in report.unsupported() {
-                    tracing::warn!(rule = %r.name, status = ?r.status, "rule not evaluated");
-                }
-                Some(e)
-            }
-            Err(e) => return fail("serve", format!("rules: {e}")),
-        }
-    };
-    let alert_webhook = match args
-        .alert_webhook
-        .as_deref()
-        .map(str::parse::<hyper::Uri>)
-        .transpose()
-    {
-        Ok(u) => u,
-        Err(e) => return fail("serve", format!("--alert-webhook: {e}")),
+    let engine = match load_rules(args) {
+        Ok(e) => e,
+        Err(code) => return code,
     };
     let config = LogConfig {
         max_segment_bytes: args.segment_mib.max(1) << 20,
@@ -643,58 +729,36 @@ pub fn serve(args: &AuditServeArgs) -> ExitCode {
     let process = Process::new(Shutdown::new());
     let result: std::io::Result<()> = runtime.block_on(async {
         process.shutdown.watch_signals();
-        let metrics: AuditMetrics = Arc::new(kubebid_server::metrics::Registered::<
-            kubebid_audit::metrics::AuditFamilies,
-        >::new(&process.registry));
+        let metrics: AuditMetrics = Arc::new(kubebid_server::metrics::Registered::new(&process.registry));
         let public = signer.public_key();
         let (store, report, writer) = Store::start(&args.data, config, signer, metrics.clone())
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        for (trail, r) in &report.recovered {
-            if r.torn_bytes > 0 || r.unsigned_events > 0 {
-                tracing::warn!(trail, torn_bytes = r.torn_bytes, unsigned_events = r.unsigned_events, "recovered after a crash: cut the unacknowledged tail");
-            }
-        }
         for (trail, aside, why) in &report.damaged {
             tracing::error!(trail, kept_at = %aside.display(), problem = why, "a log failed its checks");
         }
+        let standalone = loaded.is_some();
+        let tenancy = Arc::new(ArcSwap::from_pointee(loaded.unwrap_or_else(Tenancy::builtin)));
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(standalone));
+        if !standalone {
+            watch_tenancy(tenancy.clone(), ready.clone()).await?;
+        }
         let access: Option<Arc<dyn kubebid_audit::sink::Access>> = if args.queries {
-            let client = kube::Client::try_default()
-                .await
-                .map_err(|e| std::io::Error::other(format!("--queries needs a cluster for TokenReview and SubjectAccessReview: {e}")))?;
+            let client = kube::Client::try_default().await.map_err(|e| {
+                std::io::Error::other(format!(
+                    "--queries needs a cluster for TokenReview and SubjectAccessReview: {e}"
+                ))
+            })?;
             Some(Arc::new(KubeAccess { client }))
         } else {
             None
         };
-        let transport = match (&args.tls_cert, &args.tls_key) {
-            (Some(cert), Some(key)) => {
-                let cert = Arc::new(kubebid_server::tls::ReloadingCert::new(cert, key).map_err(|e| std::io::Error::other(e.to_string()))?);
-                let tls = kubebid_server::tls::server_config(cert.clone(), args.client_ca.as_deref())
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
-                kubebid_server::tls::spawn_reloader(cert, Duration::from_secs(1), "audit", process.metrics.clone(), &process.shutdown);
-                Transport::Tls(Arc::new(tls))
-            }
-            _ => Transport::Plain,
+        let transport = transport(args, &process)?;
+        let detection = match engine {
+            Some(engine) => Some(start_detection(args, engine, tenancy.clone(), &metrics)?),
+            None => None,
         };
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         tracing::info!(listen = %listener.local_addr()?, data = %args.data.display(), mutual_tls = args.client_ca.is_some(), "audit sink serving");
-        let tenancy = Arc::new(ArcSwap::from_pointee(tenancy));
-        let detection = match engine {
-            None => None,
-            Some(engine) => {
-                let mut outputs: Vec<Box<dyn kubebid_audit::detect::AlertOutput>> = Vec::new();
-                if args.alerts == "-" {
-                    outputs.push(Box::new(kubebid_audit::detect::JsonLines(std::io::stdout())));
-                } else {
-                    let f = std::fs::OpenOptions::new().create(true).append(true).open(&args.alerts)
-                        .map_err(|e| std::io::Error::other(format!("--alerts {}: {e}", args.alerts)))?;
-                    outputs.push(Box::new(kubebid_audit::detect::JsonLines(f)));
-                }
-                if let Some(url) = alert_webhook {
-                    outputs.push(Box::new(kubebid_audit::detect::spawn_webhook(url, metrics.clone()).map_err(std::io::Error::other)?));
-                }
-                Some(kubebid_audit::detect::start(engine, tenancy.clone(), outputs, hostname(), metrics.clone())?)
-            }
-        };
         let state = Arc::new(SinkState {
             store,
             tenancy,
@@ -704,6 +768,7 @@ pub fn serve(args: &AuditServeArgs) -> ExitCode {
             key: public,
             access,
             detection,
+            ready,
         });
         kubebid_audit::sink::serve_in(&process, listener, transport, args.max_batch_mib << 20, state).await;
         drop(writer);
@@ -711,6 +776,6 @@ pub fn serve(args: &AuditServeArgs) -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail("serve", e),
+        Err(e) => serve_fail(e),
     }
 }

@@ -170,10 +170,19 @@ pub enum TenantCommand {
         /// Files or directories with Tenant (and optionally KubeBidConfig) objects.
         #[arg(required = true, value_name = "FILE|DIR")]
         paths: Vec<String>,
-        /// Also write the API server's audit policy and encryption configuration into this directory, and
-        /// the KMS plugin's static pod for the control-plane nodes (`kubebid-kms.yaml`).
+        /// Also write the API server's audit policy, encryption configuration, audit webhook kubeconfig
+        /// and the flags that use them (`kube-apiserver-flags.txt`) into this directory, and the KMS
+        /// plugin's static pod for the control-plane nodes (`kubebid-kms.yaml`).
         #[arg(long, value_name = "DIR")]
         api_server_dir: Option<PathBuf>,
+        /// The audit sink's events URL as the API server reaches it (it resolves names with the node's
+        /// resolver, not the cluster's DNS: a Service's cluster IP or a node-local address is safest).
+        #[arg(
+            long,
+            value_name = "URL",
+            default_value = "https://kubebid-audit.kubebid-system.svc:8444/events"
+        )]
+        audit_sink: String,
     },
 }
 
@@ -228,6 +237,7 @@ pub fn tenant(cmd: &TenantCommand) -> ExitCode {
     let TenantCommand::Render {
         paths,
         api_server_dir,
+        audit_sink,
     } = cmd;
     let (set, services) = match load_render_inputs(paths) {
         Ok(s) => s,
@@ -276,6 +286,10 @@ pub fn tenant(cmd: &TenantCommand) -> ExitCode {
                 kubebid_tenancy::render::encryption_config(),
             ),
             (
+                "audit-webhook.kubeconfig",
+                kubebid_tenancy::render::audit_webhook_kubeconfig(audit_sink),
+            ),
+            (
                 "kubebid-kms.yaml",
                 kubebid_tenancy::render::kms_static_pod(&format!(
                     "ghcr.io/kubebid/kubebid-kms:{}",
@@ -297,6 +311,15 @@ pub fn tenant(cmd: &TenantCommand) -> ExitCode {
             }
             eprintln!("wrote {}", path.display());
         }
+        let flags = dir.join("kube-apiserver-flags.txt");
+        if let Err(e) = std::fs::write(&flags, kubebid_tenancy::render::audit_flags()) {
+            return fail(&format!("{}: {e}", flags.display()));
+        }
+        eprintln!(
+            "wrote {} (copy the files to {} on every control-plane node and add these flags)",
+            flags.display(),
+            kubebid_tenancy::render::API_SERVER_DIR
+        );
     }
     match to_yaml_stream(&objects) {
         Ok(text) => {

@@ -19,7 +19,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -142,6 +142,7 @@ fn check_schema(object: &Value) -> Result<(), String> {
         ("v1", "Secret") => round_trip::<Secret>(object),
         ("v1", "ConfigMap") => round_trip::<ConfigMap>(object),
         ("apps/v1", "Deployment") => round_trip::<Deployment>(object),
+        ("apps/v1", "StatefulSet") => round_trip::<StatefulSet>(object),
         ("policy/v1", "PodDisruptionBudget") => round_trip::<PodDisruptionBudget>(object),
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => round_trip::<ClusterRole>(object),
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
@@ -918,4 +919,79 @@ fn the_dns_server_is_optional_read_only_and_valid() {
             "the DNS server only reads: {r:?}"
         );
     }
+}
+
+#[test]
+fn the_audit_sink_is_optional_keeps_its_log_on_a_volume_and_asks_only_what_it_needs() {
+    let off = render("kubebid-system", &json!({}));
+    assert!(!off.iter().any(|o| o["metadata"]["name"] == "kubebid-audit"));
+    let on = render(
+        "kubebid-system",
+        &json!({"audit": {"enabled": true, "clusterIP": "10.96.0.44", "clientCA": "-----BEGIN CERTIFICATE-----\n",
+            "alertWebhook": "http://falcosidekick:2801/"}}),
+    );
+    for o in &on {
+        check_schema(o).unwrap_or_else(|e| panic!("{} {}: {e}", o["kind"], o["metadata"]["name"]));
+    }
+    let sts = find(&on, "StatefulSet", "kubebid-audit");
+    assert_eq!(
+        sts["spec"]["replicas"], 1,
+        "one writer keeps the log's order"
+    );
+    let claim = &sts["spec"]["volumeClaimTemplates"][0];
+    assert_eq!(claim["spec"]["storageClassName"], "encrypted-ssd");
+    let container = &sts["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<String> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    for flag in [
+        "--client-ca",
+        "--queries",
+        "--alert-webhook",
+        "--retention-days",
+    ] {
+        assert!(args.iter().any(|a| a == flag), "{flag} in {args:?}");
+    }
+    assert_eq!(
+        find(&on, "Service", "kubebid-audit")["spec"]["clusterIP"],
+        "10.96.0.44"
+    );
+    let rules = rules_of(find(&on, "ClusterRole", "kubebid-audit"));
+    for r in &rules {
+        let reviews = r.resources.as_ref().is_some_and(|rs| {
+            rs.iter()
+                .all(|x| x == "tokenreviews" || x == "subjectaccessreviews")
+        });
+        let allowed: &[&str] = if reviews {
+            &["create"]
+        } else {
+            &["get", "list", "watch"]
+        };
+        assert!(
+            r.verbs.iter().all(|v| allowed.contains(&v.as_str())),
+            "{r:?}"
+        );
+    }
+    assert!(grants(
+        &rules,
+        "authentication.k8s.io",
+        "tokenreviews",
+        "create",
+        ""
+    ));
+    assert!(grants(&rules, "kubebid.io", "tenants", "watch", ""));
+    // The arguments parse: the command stops on the missing signing key, not on its usage.
+    let out = Command::new(env!("CARGO_BIN_EXE_kubebid"))
+        .args(&args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        !stderr.contains("Usage:") && stderr.contains("kubebid serve audit:"),
+        "{stderr}"
+    );
 }
