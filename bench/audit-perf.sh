@@ -2,9 +2,9 @@
 # Audit sink benchmark: `kubebid serve audit` (release build, plain HTTP on loopback, detection on with
 # KubeBid's rules and Falco's upstream k8saudit rules, four tenants and the platform) fed realistic events of
 # about 1.1 KiB by the audit_load example, which shares the 2 cores with it. In the same run:
-#   1. saturation: 8 connections posting batches of 200 events, acknowledged only once durable;
-#   2. the limit: the same event bytes appended to a file with one fdatasync per batch, no sink at all;
-#   3. acknowledgement latency at 10,000 events/s (batches of 100, open loop);
+#   1. acknowledgement latency at 10,000 events/s (batches of 100, open loop), on the fresh sink;
+#   2. saturation: 8 connections posting batches of 200 events, acknowledged only once durable;
+#   3. the limit: the same event bytes appended to a file with one fdatasync per batch, no sink at all;
 #   4. `kubebid audit verify` over everything stored (it prints its own rate).
 #
 #   bench/audit-perf.sh [seconds]     (default 10)
@@ -47,15 +47,15 @@ KUBEBID_LOG=warn "$bin" serve audit --listen "127.0.0.1:$port" --data "$work/dat
   -c "$work/tenants.yaml" --rules crates/kubebid-rules/tests/data/k8s_audit_rules.yaml --alerts "$work/alerts.jsonl" &
 pid=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-echo "== 1. saturation (8 connections, batches of 200)"
+echo "== 1. acknowledgement latency at 10,000 events/s (batches of 100)"
+"$load" rate "127.0.0.1:$port" "$secs" 10000 100
+echo "== 2. saturation (8 connections, batches of 200)"
 sat=$("$load" saturate "127.0.0.1:$port" "$secs" 8 200); echo "$sat"
-echo "== 2. the limit: append + fdatasync of the same bytes, one sync per batch of 200"
+echo "== 3. the limit: append + fdatasync of the same bytes, one sync per batch of 200"
 lim=$("$load" limit "$work" "$secs" 200); echo "$lim"
 ours=$(sed -E 's/.*: ([0-9]+) events\/s.*/\1/' <<<"$sat")
 limit=$(sed -E 's/.*: ([0-9]+) events\/s.*/\1/' <<<"$lim")
 awk -v a="$ours" -v b="$limit" 'BEGIN { printf "sink / limit: %.2f\n", a / b }'
-echo "== 3. acknowledgement latency at 10,000 events/s (batches of 100)"
-"$load" rate "127.0.0.1:$port" "$secs" 10000 100
 curl -fs "http://127.0.0.1:$port/metrics" | grep -E '^kubebid_audit_(batches_per_commit_(sum|count)|detection_skipped_events_total|sync_failures_total)' || true
 kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 echo "== 4. verify everything stored"

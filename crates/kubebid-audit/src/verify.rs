@@ -259,6 +259,7 @@ fn scan_at(
     // One buffer for every segment: reading each into fresh memory costs more in page faults than hashing.
     let mut buffer: Vec<u8> = Vec::new();
     let mut spans: Vec<(usize, usize)> = Vec::new();
+    let mut items: Vec<Item> = Vec::new();
     for (i, (first, path)) in segments.into_iter().enumerate() {
         let name = path
             .file_name()
@@ -311,20 +312,37 @@ fn scan_at(
         };
         // Hash the segment's events (the bulk of the work) on every core, then fold them in order in a
         // second pass over the records. Only offsets are kept between the passes: no per-record memory.
+        items.clear();
         spans.clear();
-        for (_, r) in Records::new(bytes, start).flatten() {
-            if let Record::Event(e) = r {
-                let at = e.as_ptr() as usize - bytes.as_ptr() as usize;
-                spans.push((at, e.len()));
-            }
+        for item in Records::new(bytes, start) {
+            items.push(match item {
+                Ok((_, Record::Event(e))) => {
+                    let at = e.as_ptr() as usize - bytes.as_ptr() as usize;
+                    spans.push((at, e.len()));
+                    Item::Event(at, e.len())
+                }
+                Ok((_, Record::Head(h))) => Item::Head(h),
+                Err(e) => Item::Bad(e),
+            });
         }
         leaves.clear();
-        hash_all(bytes, &spans, &mut leaves);
+        let heads: Vec<&SignedHead> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Head(h) => Some(h),
+                _ => None,
+            })
+            .collect();
+        // The leaves on the worker threads; meanwhile the heads' signatures here.
+        let signed_ok = hash_all(bytes, &spans, &mut leaves, || {
+            heads.iter().map(|h| h.verify(&signed, key)).collect::<Vec<bool>>()
+        });
+        let mut signed_ok = signed_ok.into_iter();
         let mut next_leaf = leaves.iter();
-        for item in Records::new(bytes, start) {
+        for item in items.drain(..) {
             match item {
-                Ok((_, Record::Event(e))) => {
-                    on_event(f.size(), e);
+                Item::Event(at, len) => {
+                    on_event(f.size(), bytes.get(at..at + len).unwrap_or_default());
                     if let Some(l) = next_leaf.next() {
                         f.push(*l);
                     }
@@ -332,7 +350,7 @@ fn scan_at(
                     report.events += 1;
                     since_head += 1;
                 }
-                Ok((_, Record::Head(h))) => {
+                Item::Head(h) => {
                     report.heads += 1;
                     if h.tree_size != f.size() {
                         problem(
@@ -351,7 +369,7 @@ fn scan_at(
                             "the events before this tree head are not the ones it signed: modified, removed or reordered".into(),
                         );
                     }
-                    if !h.verify(&signed, key) {
+                    if !signed_ok.next().unwrap_or(false) {
                         problem(
                             &mut report,
                             f.size(),
@@ -365,12 +383,12 @@ fn scan_at(
                     since_head = 0;
                     report.last_head = Some(h);
                 }
-                Err(e) if e.is_torn() && i + 1 == count => {
+                Item::Bad(e) if e.is_torn() && i + 1 == count => {
                     report.warnings.push(format!(
                         "segment {name}: {e}; the sink cuts it when it starts (never acknowledged)"
                     ));
                 }
-                Err(e) => {
+                Item::Bad(e) => {
                     problem(&mut report, f.size(), e.to_string());
                     return Ok((report, roots));
                 }
@@ -403,13 +421,26 @@ fn scan_at(
     Ok((report, roots))
 }
 
-/// Leaf hashes of the events at `spans` (offset, length) of `bytes`, on every core for large segments.
-fn hash_all(bytes: &[u8], spans: &[(usize, usize)], out: &mut Vec<Hash>) {
+/// A record of a segment, read in the first pass.
+enum Item {
+    Event(usize, usize),
+    Head(SignedHead),
+    Bad(crate::segment::FormatError),
+}
+
+/// Leaf hashes of the events at `spans` (offset, length) of `bytes`, on every core for large segments,
+/// while this thread runs `meanwhile`.
+fn hash_all<T>(
+    bytes: &[u8],
+    spans: &[(usize, usize)],
+    out: &mut Vec<Hash>,
+    meanwhile: impl FnOnce() -> T,
+) -> T {
     const CHUNK: usize = 4096;
     let leaf = |&(at, len): &(usize, usize)| leaf_hash(bytes.get(at..at + len).unwrap_or_default());
     if spans.len() < CHUNK {
         out.extend(spans.iter().map(leaf));
-        return;
+        return meanwhile();
     }
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let per = spans.len().div_ceil(threads);
@@ -422,5 +453,6 @@ fn hash_all(bytes: &[u8], spans: &[(usize, usize)], out: &mut Vec<Hash>) {
                 }
             });
         }
-    });
+        meanwhile()
+    })
 }
