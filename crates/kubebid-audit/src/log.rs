@@ -393,6 +393,11 @@ impl TenantLog {
         Ok(())
     }
 
+    /// Changes how long this log's segments are kept (a tenant's own retention, or the sink's default).
+    pub fn set_retention(&mut self, retention: Option<Duration>) {
+        self.config.retention = retention;
+    }
+
     /// Deletes the segments retention no longer keeps: those whose successor began before the horizon.
     /// Returns how many were deleted. The next signed head carries the new oldest index.
     pub fn prune(&mut self, now_ms: i64) -> Result<usize, LogError> {

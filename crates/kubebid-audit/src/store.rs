@@ -83,8 +83,13 @@ struct Pending {
     done: oneshot::Sender<Result<(), CommitError>>,
 }
 
+/// How long a trail is kept: asked at every retention pass, so a tenant's setting applies as it changes.
+pub type Retention = Arc<dyn Fn(&Trail) -> Option<std::time::Duration> + Send + Sync>;
+
 enum Msg {
     Batch(Pending),
+    /// Per-trail retention instead of the configuration's one.
+    Retention(Retention),
     /// Time for rotation, retention and the witness heads.
     Tick,
 }
@@ -127,6 +132,7 @@ impl Store {
             signer,
             logs: HashMap::new(),
             metrics,
+            retention: None,
         };
         let mut report = StartReport::default();
         let mut trails = vec![Trail::Platform];
@@ -164,6 +170,11 @@ impl Store {
         wait.await.map_err(|_| CommitError::Closed)?
     }
 
+    /// Keeps each trail as long as `retention` says (instead of [`LogConfig::retention`] for all).
+    pub async fn set_retention(&self, retention: Retention) {
+        let _ = self.tx.send(Msg::Retention(retention)).await;
+    }
+
     /// Asks the writer for rotation, retention and the witness heads (the sink does so every second).
     pub async fn tick(&self) {
         let _ = self.tx.send(Msg::Tick).await;
@@ -176,6 +187,7 @@ struct Writer {
     signer: Arc<dyn Signer>,
     logs: HashMap<Trail, TenantLog>,
     metrics: AuditMetrics,
+    retention: Option<Retention>,
 }
 
 fn now_ms() -> i64 {
@@ -240,9 +252,11 @@ impl Writer {
         let mut round: Vec<Pending> = Vec::new();
         while let Some(first) = rx.blocking_recv() {
             let mut tick = false;
+            let mut retention = None;
             let mut take = |m: Msg, round: &mut Vec<Pending>| match m {
                 Msg::Batch(p) => round.push(p),
                 Msg::Tick => tick = true,
+                Msg::Retention(r) => retention = Some(r),
             };
             take(first, &mut round);
             while round.len() < 1024 {
@@ -262,6 +276,9 @@ impl Writer {
                     };
                     let _ = p.done.send(r);
                 }
+            }
+            if let Some(r) = retention {
+                self.retention = Some(r);
             }
             if tick {
                 self.maintain();
@@ -364,6 +381,9 @@ impl Writer {
         let witness_dir = self.root.join("witness");
         let _ = std::fs::create_dir_all(&witness_dir);
         for (trail, log) in &mut self.logs {
+            if let Some(r) = &self.retention {
+                log.set_retention(r(trail));
+            }
             if let Err(e) = log.rotate_if_due(now) {
                 tracing::error!(trail = trail.name(), error = %e, "rotating a segment failed");
             }

@@ -335,7 +335,10 @@ fn scan_at(
             .collect();
         // The leaves on the worker threads; meanwhile the heads' signatures here.
         let signed_ok = hash_all(bytes, &spans, &mut leaves, || {
-            heads.iter().map(|h| h.verify(&signed, key)).collect::<Vec<bool>>()
+            heads
+                .iter()
+                .map(|h| h.verify(&signed, key))
+                .collect::<Vec<bool>>()
         });
         let mut signed_ok = signed_ok.into_iter();
         let mut next_leaf = leaves.iter();

@@ -488,3 +488,33 @@ async fn a_proof_checks_offline_and_a_doctored_one_does_not() {
         Err(kubebid_audit::proof::ProofError::Signature)
     ));
 }
+
+#[tokio::test]
+async fn retention_is_per_trail() {
+    let config = LogConfig {
+        max_segment_bytes: 1,
+        ..LogConfig::default()
+    };
+    let (s, _) = start(config);
+    // The tenant keeps its trail a moment; the platform forever.
+    s.store
+        .set_retention(Arc::new(|t: &Trail| match t {
+            Trail::Tenant(_) => Some(Duration::from_millis(1)),
+            Trail::Platform => None,
+        }))
+        .await;
+    for _ in 0..4 {
+        fill(&s, 1, 3).await;
+        s.store.tick().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    fill(&s, 1, 3).await;
+    let r = verify(&s);
+    assert!(r.ok(), "{:?}", r.trails);
+    let oldest = |name: &str| r.trails.iter().find(|t| t.trail == name).map(|t| t.oldest);
+    assert!(
+        oldest("acme").is_some_and(|o| o > 0),
+        "the tenant's old segments went"
+    );
+    assert_eq!(oldest("platform"), Some(0), "the platform's are kept");
+}

@@ -532,6 +532,10 @@ pub struct TenantSpec {
     /// Audit level for the tenant's requests.
     #[serde(default)]
     pub audit_level: AuditLevel,
+    /// Days the audit sink keeps this tenant's trail; unset: the sink's `--retention-days`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub audit_retention_days: Option<u32>,
     /// Whether deleting the Tenant deletes its namespaces (and everything in them).
     #[serde(default)]
     pub delete_namespaces: bool,
@@ -804,6 +808,7 @@ impl TenantSpec {
             limits: ContainerLimits::default(),
             kms_key: None,
             audit_level: AuditLevel::default(),
+            audit_retention_days: None,
             delete_namespaces: false,
         }
     }

@@ -62,6 +62,8 @@ pub struct TenantScope {
     pub intra_tenant: bool,
     pub from_ingress_controllers: bool,
     pub external_dns: bool,
+    /// Days the audit sink keeps the tenant's trail (`None`: the sink's default).
+    pub audit_retention_days: Option<u32>,
     /// Its position in [`Tenancy::tenants`], for tables kept beside the model.
     pub index: usize,
 }
@@ -226,6 +228,7 @@ impl TenantScope {
             intra_tenant: spec.network.intra_tenant,
             from_ingress_controllers: spec.network.from_ingress_controllers,
             external_dns: spec.network.external_dns,
+            audit_retention_days: spec.audit_retention_days,
             index: 0,
         }
     }

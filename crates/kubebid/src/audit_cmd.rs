@@ -54,7 +54,8 @@ pub struct AuditServeArgs {
     /// Close a segment at this age (seconds).
     #[arg(long, default_value_t = 3600)]
     pub segment_seconds: u64,
-    /// Delete segments whose events are all older than this many days (default: keep forever).
+    /// Delete segments whose events are all older than this many days (default: keep forever). A Tenant's
+    /// `auditRetentionDays` overrides it for its trail.
     #[arg(long, value_name = "DAYS")]
     pub retention_days: Option<u64>,
     /// Largest batch accepted (MiB); a larger one is answered 413.
@@ -738,6 +739,20 @@ pub fn serve(args: &AuditServeArgs) -> ExitCode {
         }
         let standalone = loaded.is_some();
         let tenancy = Arc::new(ArcSwap::from_pointee(loaded.unwrap_or_else(Tenancy::builtin)));
+        // A tenant's own `auditRetentionDays`, else the sink's default.
+        let (model, default) = (tenancy.clone(), args.retention_days);
+        let days = |d: u64| Duration::from_secs(d * 86_400);
+        store
+            .set_retention(Arc::new(move |trail: &kubebid_audit::store::Trail| {
+                let own = match trail {
+                    kubebid_audit::store::Trail::Tenant(t) => {
+                        model.load().tenant(t).and_then(|s| s.audit_retention_days)
+                    }
+                    kubebid_audit::store::Trail::Platform => None,
+                };
+                own.map(|d| days(u64::from(d))).or(default.map(days))
+            }))
+            .await;
         let ready = Arc::new(std::sync::atomic::AtomicBool::new(standalone));
         if !standalone {
             watch_tenancy(tenancy.clone(), ready.clone()).await?;
