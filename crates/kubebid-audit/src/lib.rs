@@ -11,6 +11,7 @@
 pub mod attribute;
 pub mod detect;
 pub mod event;
+pub mod export;
 pub mod head;
 pub mod log;
 pub mod merkle;

@@ -41,6 +41,8 @@ pub struct AuditFamilies {
     pub alerts: Family<AlertLabels, Counter>,
     pub detection_skipped: Counter,
     pub alert_webhook_failures: Counter,
+    pub exported: Counter,
+    pub export_failures: Counter,
 }
 
 impl AuditFamilies {
@@ -92,6 +94,8 @@ impl Component for AuditFamilies {
             alerts: Family::default(),
             detection_skipped: Counter::default(),
             alert_webhook_failures: Counter::default(),
+            exported: Counter::default(),
+            export_failures: Counter::default(),
         };
         r.register(
             "events",
@@ -133,6 +137,16 @@ impl Component for AuditFamilies {
             "detection_skipped_events",
             "Stored events not run through the rules because detection was behind",
             this.detection_skipped.clone(),
+        );
+        r.register(
+            "exported_records",
+            "Log records (events and tree heads) accepted by the OTLP receiver",
+            this.exported.clone(),
+        );
+        r.register(
+            "export_failures",
+            "OTLP export requests that failed",
+            this.export_failures.clone(),
         );
         r.register(
             "alert_webhook_failures",

@@ -77,6 +77,10 @@ pub struct AuditServeArgs {
     /// Also post each alert to this URL (http or https), as Falco's `http_output` does.
     #[arg(long, value_name = "URL")]
     pub alert_webhook: Option<String>,
+    /// Export every trail, in order and with its signed tree heads, to this OTLP/HTTP logs endpoint
+    /// (`http://collector:4318/v1/logs`): for clusters whose trails outgrow one disk.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
     /// Lowest priority that raises an alert (emergency ... debug).
     #[arg(long, default_value = "debug")]
     pub min_priority: String,
@@ -772,6 +776,18 @@ pub fn serve(args: &AuditServeArgs) -> ExitCode {
             Some(engine) => Some(start_detection(args, engine, tenancy.clone(), &metrics)?),
             None => None,
         };
+        if let Some(url) = &args.otlp_endpoint {
+            let url: hyper::Uri = url
+                .parse()
+                .map_err(|e| std::io::Error::other(format!("--otlp-endpoint: {e}")))?;
+            let post = kubebid_audit::export::http_post(url).map_err(std::io::Error::other)?;
+            tokio::spawn(kubebid_audit::export::run(
+                args.data.clone(),
+                post,
+                metrics.clone(),
+                process.shutdown.requested(),
+            ));
+        }
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         tracing::info!(listen = %listener.local_addr()?, data = %args.data.display(), mutual_tls = args.client_ca.is_some(), "audit sink serving");
         let state = Arc::new(SinkState {
