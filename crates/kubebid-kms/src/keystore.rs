@@ -312,6 +312,122 @@ impl Pkcs11Store {
     }
 }
 
+/// DER of the Ed25519 curve's object identifier (1.3.101.112), the `CKA_EC_PARAMS` of its keys.
+const ED25519_OID: [u8; 5] = [0x06, 0x03, 0x2b, 0x65, 0x70];
+
+/// Ed25519 signing keys in the token: the audit sink's tree-head key lives here, and never leaves it.
+impl Pkcs11Store {
+    fn find_class(
+        session: &Session,
+        class: ObjectClass,
+        label: &str,
+    ) -> Result<Option<ObjectHandle>, KeyError> {
+        Ok(session
+            .find_objects(&[
+                Attribute::Class(class),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ])
+            .map_err(hsm)?
+            .into_iter()
+            .next())
+    }
+
+    /// Creates an Ed25519 key pair labelled `label`: the private half sensitive and not extractable.
+    /// Returns the public key.
+    ///
+    /// # Errors
+    /// A key of that label exists, or the token refuses.
+    pub fn create_ed25519(&self, label: &str) -> Result<[u8; 32], KeyError> {
+        let session = self.session();
+        if Self::find_class(&session, ObjectClass::PRIVATE_KEY, label)?.is_some() {
+            return Err(KeyError::Hsm(format!(
+                "a key labelled {label:?} exists already"
+            )));
+        }
+        let public = [
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Verify(true),
+            Attribute::EcParams(ED25519_OID.to_vec()),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ];
+        let private = [
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ];
+        let (pub_handle, _) = session
+            .generate_key_pair(&Mechanism::EccEdwardsKeyPairGen, &public, &private)
+            .map_err(hsm)?;
+        Self::point(&session, pub_handle)
+    }
+
+    /// The public key of the Ed25519 pair labelled `label`, if there is one.
+    ///
+    /// # Errors
+    /// The token refuses, or the key is not an Ed25519 key.
+    pub fn ed25519_public(&self, label: &str) -> Result<Option<[u8; 32]>, KeyError> {
+        let session = self.session();
+        match Self::find_class(&session, ObjectClass::PUBLIC_KEY, label)? {
+            Some(h) => Self::point(&session, h).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn point(session: &Session, handle: ObjectHandle) -> Result<[u8; 32], KeyError> {
+        let attrs = session
+            .get_attributes(handle, &[AttributeType::EcPoint])
+            .map_err(hsm)?;
+        let Some(Attribute::EcPoint(p)) = attrs.into_iter().next() else {
+            return Err(KeyError::Hsm("the public key has no EC point".into()));
+        };
+        // Tokens give the point raw or as a DER OCTET STRING (04 20 ...).
+        let raw = match p.as_slice() {
+            [0x04, 0x20, rest @ ..] if rest.len() == 32 => rest,
+            raw if raw.len() == 32 => raw,
+            _ => {
+                return Err(KeyError::Hsm(
+                    "the public key is not an Ed25519 point".into(),
+                ));
+            }
+        };
+        let mut out = [0u8; 32];
+        out.copy_from_slice(raw);
+        Ok(out)
+    }
+
+    /// Signs `message` with the Ed25519 private key labelled `label` (pure `EdDSA`).
+    ///
+    /// # Errors
+    /// No such key, or the token refuses.
+    pub fn sign_ed25519(&self, label: &str, message: &[u8]) -> Result<[u8; 64], KeyError> {
+        let session = self.session();
+        // The handle is cached like the root keys' (a token search per signature would cost more than
+        // the signature); a stale one is looked up again once.
+        let cache_key = format!("ed25519-private:{label}");
+        let mechanism = Mechanism::Eddsa(cryptoki::mechanism::eddsa::EddsaParams::new(
+            cryptoki::mechanism::eddsa::EddsaSignatureScheme::Pure,
+        ));
+        let cached = self.handles().get(&cache_key).copied();
+        let sig = if let Some(Ok(sig)) = cached.map(|h| session.sign(&mechanism, h, message)) {
+            sig
+        } else {
+            let key =
+                Self::find_class(&session, ObjectClass::PRIVATE_KEY, label)?.ok_or_else(|| {
+                    KeyError::Hsm(format!("no signing key labelled {label:?} in the token"))
+                })?;
+            self.handles().insert(cache_key, key);
+            session.sign(&mechanism, key, message).map_err(hsm)?
+        };
+        sig.as_slice()
+            .try_into()
+            .map_err(|_| KeyError::Hsm(format!("the token gave a {}-byte signature", sig.len())))
+    }
+}
+
 impl KeyStore for Pkcs11Store {
     fn labels(&self) -> Result<Vec<String>, KeyError> {
         let session = self.session();

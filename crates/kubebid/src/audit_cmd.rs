@@ -28,8 +28,19 @@ pub struct AuditServeArgs {
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
     /// Ed25519 signing key of the tree heads (PKCS#8 PEM; `kubebid audit keygen` writes one).
-    #[arg(long, value_name = "FILE")]
-    pub signing_key: PathBuf,
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "hsm_key",
+        conflicts_with = "hsm_key"
+    )]
+    pub signing_key: Option<PathBuf>,
+    /// Sign tree heads with this Ed25519 key held in the HSM (`kubebid audit keygen --hsm-key` makes
+    /// one): the private key never leaves the token.
+    #[arg(long, value_name = "LABEL")]
+    pub hsm_key: Option<String>,
+    #[command(flatten)]
+    pub hsm: HsmArgs,
     /// Serving certificate (PEM); reloaded when the file changes. Without it the sink speaks plain HTTP,
     /// for development on loopback only.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -122,12 +133,95 @@ fn hostname() -> String {
         .unwrap_or_else(|| "kubebid-audit".into())
 }
 
+/// The HSM that holds a tree-head signing key.
+#[derive(clap::Args, Clone, Debug)]
+pub struct HsmArgs {
+    /// PKCS#11 module of the HSM (with `--hsm-key`).
+    #[arg(
+        long,
+        default_value = "/usr/lib/softhsm/libsofthsm2.so",
+        value_name = "FILE"
+    )]
+    pub pkcs11_module: PathBuf,
+    /// Label of the HSM token (with `--hsm-key`).
+    #[arg(long, default_value = "kubebid", value_name = "LABEL")]
+    pub token: String,
+    /// File holding the token's user PIN (else the `KUBEBID_KMS_PIN` environment variable).
+    #[arg(long, value_name = "FILE")]
+    pub pin_file: Option<PathBuf>,
+}
+
+/// Tree heads signed inside the HSM.
+struct HsmSigner {
+    store: kubebid_kms::keystore::Pkcs11Store,
+    label: String,
+    public: PublicKey,
+}
+
+impl kubebid_audit::head::Signer for HsmSigner {
+    fn sign(&self, message: &[u8]) -> Result<[u8; 64], kubebid_audit::head::KeyError> {
+        self.store
+            .sign_ed25519(&self.label, message)
+            .map_err(|e| kubebid_audit::head::KeyError::Sign(e.to_string()))
+    }
+
+    fn public_key(&self) -> PublicKey {
+        self.public
+    }
+}
+
+fn open_hsm(hsm: &HsmArgs) -> Result<kubebid_kms::keystore::Pkcs11Store, String> {
+    let args = crate::kms_cmd::KeyStoreArgs {
+        pkcs11_module: hsm.pkcs11_module.clone(),
+        token: hsm.token.clone(),
+        pin_file: hsm.pin_file.clone(),
+        software_keys: None,
+    };
+    let pin = crate::kms_cmd::pin(&args)?;
+    kubebid_kms::keystore::Pkcs11Store::open(&hsm.pkcs11_module, &hsm.token, &pin)
+        .map_err(|e| e.to_string())
+}
+
+/// The signer the arguments name: a key file, or a key in the HSM.
+fn signer(args: &AuditServeArgs) -> Result<Arc<dyn kubebid_audit::head::Signer>, String> {
+    if let Some(label) = &args.hsm_key {
+        let store = open_hsm(&args.hsm)?;
+        let public = store
+            .ed25519_public(label)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                format!(
+                    "--hsm-key: no Ed25519 key labelled {label:?} in token {:?}",
+                    args.hsm.token
+                )
+            })?;
+        return Ok(Arc::new(HsmSigner {
+            store,
+            label: label.clone(),
+            public: PublicKey(public),
+        }));
+    }
+    let path = args
+        .signing_key
+        .as_deref()
+        .ok_or("give --signing-key or --hsm-key")?;
+    KeyFile::load(path)
+        .map(|k| Arc::new(k) as Arc<dyn kubebid_audit::head::Signer>)
+        .map_err(|e| e.to_string())
+}
+
 #[derive(clap::Subcommand)]
 pub enum AuditCommand {
-    /// Write a new Ed25519 signing key (PKCS#8 PEM, mode 0600) and its public key beside it (`.pub`).
+    /// Write a new Ed25519 signing key (PKCS#8 PEM, mode 0600) and its public key beside it (`.pub`); with
+    /// `--hsm-key`, create the key in the HSM instead and write only the public key to `--out`.
     Keygen {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Create the key in the HSM under this label.
+        #[arg(long, value_name = "LABEL")]
+        hsm_key: Option<String>,
+        #[command(flatten)]
+        hsm: HsmArgs,
     },
     /// Check every event of every trail (or one) against the signed tree heads.
     ///
@@ -230,7 +324,12 @@ fn public_key(dir: &Path, key: Option<&Path>) -> Result<PublicKey, String> {
 
 pub fn run(cmd: &AuditCommand) -> ExitCode {
     match cmd {
-        AuditCommand::Keygen { out } => keygen(out),
+        AuditCommand::Keygen {
+            out,
+            hsm_key: Some(label),
+            hsm,
+        } => keygen_hsm(out, label, hsm),
+        AuditCommand::Keygen { out, .. } => keygen(out),
         AuditCommand::Verify {
             dir,
             tenant,
@@ -299,6 +398,26 @@ fn keygen(out: &Path) -> ExitCode {
                 "wrote {} (private, 0600) and {}",
                 out.display(),
                 public.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail("keygen", e),
+    }
+}
+
+fn keygen_hsm(out: &Path, label: &str, hsm: &HsmArgs) -> ExitCode {
+    let make = || -> Result<(), String> {
+        let store = open_hsm(hsm)?;
+        let public = store.create_ed25519(label).map_err(|e| e.to_string())?;
+        std::fs::write(out, PublicKey(public).to_pem())
+            .map_err(|e| format!("{}: {e}", out.display()))
+    };
+    match make() {
+        Ok(()) => {
+            println!(
+                "created Ed25519 key {label:?} in token {:?} (not extractable); wrote its public key to {}",
+                hsm.token,
+                out.display()
             );
             ExitCode::SUCCESS
         }
@@ -710,8 +829,8 @@ fn transport(args: &AuditServeArgs, process: &Process) -> std::io::Result<Transp
 
 /// `kubebid serve audit`.
 pub fn serve(args: &AuditServeArgs) -> ExitCode {
-    let signer = match KeyFile::load(&args.signing_key) {
-        Ok(k) => Arc::new(k),
+    let signer = match signer(args) {
+        Ok(s) => s,
         Err(e) => return serve_fail(e),
     };
     let loaded = match load_tenancy(args) {

@@ -35,7 +35,7 @@ pub struct KeyStoreArgs {
     pub software_keys: Option<PathBuf>,
 }
 
-fn pin(args: &KeyStoreArgs) -> Result<Zeroizing<String>, String> {
+pub(crate) fn pin(args: &KeyStoreArgs) -> Result<Zeroizing<String>, String> {
     if let Some(f) = &args.pin_file {
         let text = Zeroizing::new(
             std::fs::read_to_string(f).map_err(|e| format!("--pin-file {}: {e}", f.display()))?,

@@ -25,7 +25,7 @@ pub enum ServeCommand {
     Dns(crate::dns_cmd::DnsArgs),
     /// The audit sink: the API server's audit webhook backend, one signed Merkle-tree log per tenant (HTTPS;
     /// POST /events, GET /trails/<tenant>/events, /healthz, /readyz, /metrics).
-    Audit(crate::audit_cmd::AuditServeArgs),
+    Audit(Box<crate::audit_cmd::AuditServeArgs>),
     /// The tenant operator: keeps every object KubeBid renders for each Tenant in place (needs a cluster).
     Operator(OperatorArgs),
 }

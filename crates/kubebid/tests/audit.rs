@@ -299,3 +299,120 @@ fn kill_9_during_ingest_loses_nothing_acknowledged_and_the_log_verifies() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A SoftHSM2 token in `dir` (scripts/test installs softhsm2).
+fn token(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir.join("tokens")).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            dir.join("tokens").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "kubebid",
+            "--pin",
+            "1234",
+            "--so-pin",
+            "5678",
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .expect("softhsm2-util is installed (scripts/test installs softhsm2)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    conf
+}
+
+#[test]
+fn tree_heads_are_signed_inside_the_hsm() {
+    let dir = tempdir();
+    let conf = token(&dir);
+    std::fs::write(dir.join("tenants.yaml"), TENANTS).unwrap();
+    let with_token = |c: &mut Command| {
+        c.env("SOFTHSM2_CONF", &conf).env("KUBEBID_KMS_PIN", "1234");
+    };
+    let mut keygen = kubebid();
+    keygen
+        .args(["audit", "keygen", "--hsm-key", "audit-heads", "--out"])
+        .arg(dir.join("hsm.pub"));
+    with_token(&mut keygen);
+    let out = keygen.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The label is taken now: a second key under it is refused.
+    assert_eq!(keygen.output().unwrap().status.code(), Some(2));
+
+    let mut serve = kubebid();
+    serve
+        .args([
+            "serve",
+            "audit",
+            "--listen",
+            "127.0.0.1:0",
+            "--hsm-key",
+            "audit-heads",
+            "--no-detection",
+            "--data",
+        ])
+        .arg(dir.join("data"))
+        .arg("-c")
+        .arg(dir.join("tenants.yaml"))
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
+    with_token(&mut serve);
+    let mut child = serve.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr: SocketAddr = loop {
+        let line = lines.next().expect("the sink starts").unwrap();
+        if line.contains("audit sink serving") {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            break v["fields"]["listen"].as_str().unwrap().parse().unwrap();
+        }
+    };
+    let body = format!(
+        r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{}]}}"#,
+        event("h1", "acme-prod", "acme-admins")
+    );
+    assert_eq!(post(addr, &body).unwrap(), 200);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let verify = |key: &Path| {
+        kubebid()
+            .args(["audit", "verify"])
+            .arg(dir.join("data"))
+            .arg("--key")
+            .arg(key)
+            .output()
+            .unwrap()
+    };
+    let ok = verify(&dir.join("hsm.pub"));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    // Another key does not verify the HSM's heads.
+    let other = kubebid()
+        .args(["audit", "keygen", "--out"])
+        .arg(dir.join("other.pem"))
+        .output()
+        .unwrap();
+    assert!(other.status.success());
+    assert_eq!(verify(&dir.join("other.pub")).status.code(), Some(1));
+    let _ = std::fs::remove_dir_all(&dir);
+}
