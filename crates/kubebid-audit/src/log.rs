@@ -238,43 +238,30 @@ impl TenantLog {
         }
         let frontier = frontier.unwrap_or_default();
         let oldest = segments.first().map_or(0, |s| s.first_index);
-        let mut log = if let Some(cur) = segments.last().cloned() {
-            let file = OpenOptions::new()
+        let file = if let Some(cur) = segments.last() {
+            OpenOptions::new()
                 .append(true)
                 .open(&cur.path)
-                .map_err(io(&cur.path))?;
-            let file_len = file.metadata().map_err(io(&cur.path))?.len();
-            Self {
-                tenant: tenant.to_owned(),
-                dir: dir.to_owned(),
-                config,
-                frontier,
-                oldest,
-                last_head,
-                segments,
-                file,
-                file_len,
-                durable_len: file_len,
-                pending: Vec::new(),
-                before: None,
-            }
+                .map_err(io(&cur.path))?
         } else {
             let (file, info) = create_segment(dir, tenant, &frontier, now_ms)?;
-            let file_len = file.metadata().map_err(io(&info.path))?.len();
-            Self {
-                tenant: tenant.to_owned(),
-                dir: dir.to_owned(),
-                config,
-                frontier,
-                oldest,
-                last_head,
-                segments: vec![info],
-                file,
-                file_len,
-                durable_len: file_len,
-                pending: Vec::new(),
-                before: None,
-            }
+            segments.push(info);
+            file
+        };
+        let file_len = file.metadata().map_err(io(dir))?.len();
+        let mut log = Self {
+            tenant: tenant.to_owned(),
+            dir: dir.to_owned(),
+            config,
+            frontier,
+            oldest,
+            last_head,
+            segments,
+            file,
+            file_len,
+            durable_len: file_len,
+            pending: Vec::new(),
+            before: None,
         };
         log.rotate_if_due(now_ms)?;
         Ok((log, recovery))

@@ -101,15 +101,18 @@ fn collecting(requests: Arc<Mutex<Vec<Value>>>, fail_first: Arc<Mutex<usize>>) -
     })
 }
 
+/// A temporary directory with a new signing key in it.
+fn keyed_dir() -> (tempfile::TempDir, Arc<KeyFile>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.pem");
+    std::fs::write(&path, KeyFile::generate_pem().unwrap().as_bytes()).unwrap();
+    let signer = Arc::new(KeyFile::load(&path).unwrap());
+    (dir, signer)
+}
+
 #[tokio::test]
 async fn the_export_is_in_order_durable_resumable_and_proves_itself() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("k.pem"),
-        KeyFile::generate_pem().unwrap().as_bytes(),
-    )
-    .unwrap();
-    let signer = Arc::new(KeyFile::load(&dir.path().join("k.pem")).unwrap());
+    let (dir, signer) = keyed_dir();
     let public = signer.public_key();
     let root = dir.path().join("data");
     let config = LogConfig {
@@ -244,13 +247,7 @@ async fn the_http_exporter_posts_otlp_json_to_a_receiver() {
             });
         }
     });
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("k.pem"),
-        KeyFile::generate_pem().unwrap().as_bytes(),
-    )
-    .unwrap();
-    let signer = Arc::new(KeyFile::load(&dir.path().join("k.pem")).unwrap());
+    let (dir, signer) = keyed_dir();
     let root = dir.path().join("data");
     let (store, _, _) =
         Store::start(&root, LogConfig::default(), signer, AuditMetrics::default()).unwrap();

@@ -67,6 +67,24 @@ fn start(config: LogConfig) -> (Sink, Arc<KeyFile>) {
     )
 }
 
+/// The store on `root` with default settings, as a restarted sink opens it.
+fn open_store(
+    root: &Path,
+    signer: &Arc<KeyFile>,
+) -> (
+    Store,
+    kubebid_audit::store::StartReport,
+    std::thread::JoinHandle<()>,
+) {
+    Store::start(
+        root,
+        LogConfig::default(),
+        signer.clone(),
+        AuditMetrics::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn acme() -> Trail {
     Trail::Tenant("acme".into())
 }
@@ -313,13 +331,7 @@ async fn a_crash_leaves_nothing_acknowledged_behind_and_the_torn_tail_is_cut() {
     let root = dir.path().join("data");
     let public = signer.public_key();
     {
-        let (store, _, writer) = Store::start(
-            &root,
-            LogConfig::default(),
-            signer.clone(),
-            AuditMetrics::default(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let (store, _, writer) = open_store(&root, &signer);
         let events: Vec<String> = (0..5).map(|i| event(i, "acme-prod")).collect();
         store
             .commit(batch(&acme(), &events))
@@ -342,9 +354,7 @@ async fn a_crash_leaves_nothing_acknowledged_behind_and_the_torn_tail_is_cut() {
     let before = verify_dir(&root, &public, Some("acme"), &[]).unwrap_or_else(|e| panic!("{e}"));
     assert!(!before.ok(), "an unrecovered crash shows");
 
-    let (store, report, _) =
-        Store::start(&root, LogConfig::default(), signer, AuditMetrics::default())
-            .unwrap_or_else(|e| panic!("{e}"));
+    let (store, report, _) = open_store(&root, &signer);
     let acme_recovery = report
         .recovered
         .iter()
@@ -375,13 +385,7 @@ async fn a_damaged_log_is_kept_aside_and_the_other_tenants_go_on() {
     let signer = key(dir.path());
     let root = dir.path().join("data");
     {
-        let (store, _, writer) = Store::start(
-            &root,
-            LogConfig::default(),
-            signer.clone(),
-            AuditMetrics::default(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let (store, _, writer) = open_store(&root, &signer);
         store
             .commit(batch(&acme(), &[event(1, "acme-prod")]))
             .await
@@ -400,13 +404,7 @@ async fn a_damaged_log_is_kept_aside_and_the_other_tenants_go_on() {
         .1
         .clone();
     rewrite(&seg, |r| r[0].1 = event(3, "acme-prod").into_bytes());
-    let (store, report, _) = Store::start(
-        &root,
-        LogConfig::default(),
-        signer.clone(),
-        AuditMetrics::default(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let (store, report, _) = open_store(&root, &signer);
     assert_eq!(report.damaged.len(), 1);
     assert_eq!(report.damaged[0].0, "acme");
     store

@@ -19,6 +19,8 @@ use kubebid_model::tenancy::Tenancy;
 use kubebid_server::Shutdown;
 use kubebid_server::http::{Process, Transport};
 
+use crate::kms_cmd::HsmArgs;
+
 #[derive(clap::Args)]
 pub struct AuditServeArgs {
     /// Address to listen on.
@@ -133,24 +135,6 @@ fn hostname() -> String {
         .unwrap_or_else(|| "kubebid-audit".into())
 }
 
-/// The HSM that holds a tree-head signing key.
-#[derive(clap::Args, Clone, Debug)]
-pub struct HsmArgs {
-    /// PKCS#11 module of the HSM (with `--hsm-key`).
-    #[arg(
-        long,
-        default_value = "/usr/lib/softhsm/libsofthsm2.so",
-        value_name = "FILE"
-    )]
-    pub pkcs11_module: PathBuf,
-    /// Label of the HSM token (with `--hsm-key`).
-    #[arg(long, default_value = "kubebid", value_name = "LABEL")]
-    pub token: String,
-    /// File holding the token's user PIN (else the `KUBEBID_KMS_PIN` environment variable).
-    #[arg(long, value_name = "FILE")]
-    pub pin_file: Option<PathBuf>,
-}
-
 /// Tree heads signed inside the HSM.
 struct HsmSigner {
     store: kubebid_kms::keystore::Pkcs11Store,
@@ -170,22 +154,10 @@ impl kubebid_audit::head::Signer for HsmSigner {
     }
 }
 
-fn open_hsm(hsm: &HsmArgs) -> Result<kubebid_kms::keystore::Pkcs11Store, String> {
-    let args = crate::kms_cmd::KeyStoreArgs {
-        pkcs11_module: hsm.pkcs11_module.clone(),
-        token: hsm.token.clone(),
-        pin_file: hsm.pin_file.clone(),
-        software_keys: None,
-    };
-    let pin = crate::kms_cmd::pin(&args)?;
-    kubebid_kms::keystore::Pkcs11Store::open(&hsm.pkcs11_module, &hsm.token, &pin)
-        .map_err(|e| e.to_string())
-}
-
 /// The signer the arguments name: a key file, or a key in the HSM.
 fn signer(args: &AuditServeArgs) -> Result<Arc<dyn kubebid_audit::head::Signer>, String> {
     if let Some(label) = &args.hsm_key {
-        let store = open_hsm(&args.hsm)?;
+        let store = args.hsm.open()?;
         let public = store
             .ed25519_public(label)
             .map_err(|e| e.to_string())?
@@ -407,7 +379,7 @@ fn keygen(out: &Path) -> ExitCode {
 
 fn keygen_hsm(out: &Path, label: &str, hsm: &HsmArgs) -> ExitCode {
     let make = || -> Result<(), String> {
-        let store = open_hsm(hsm)?;
+        let store = hsm.open()?;
         let public = store.create_ed25519(label).map_err(|e| e.to_string())?;
         std::fs::write(out, PublicKey(public).to_pem())
             .map_err(|e| format!("{}: {e}", out.display()))

@@ -13,9 +13,9 @@ use kubebid_server::Shutdown;
 use kubebid_server::http::Process;
 use zeroize::Zeroizing;
 
-/// Where the root keys are.
+/// The HSM: its PKCS#11 module, token and PIN.
 #[derive(clap::Args, Clone, Debug)]
-pub struct KeyStoreArgs {
+pub struct HsmArgs {
     /// PKCS#11 module of the HSM.
     #[arg(
         long,
@@ -30,12 +30,30 @@ pub struct KeyStoreArgs {
     /// command line, where other users can read it.
     #[arg(long, value_name = "FILE")]
     pub pin_file: Option<PathBuf>,
+}
+
+impl HsmArgs {
+    /// Opens the token and logs in.
+    ///
+    /// # Errors
+    /// A message naming what is wrong.
+    pub fn open(&self) -> Result<Pkcs11Store, String> {
+        let pin = pin(self)?;
+        Pkcs11Store::open(&self.pkcs11_module, &self.token, &pin).map_err(|e| e.to_string())
+    }
+}
+
+/// Where the root keys are.
+#[derive(clap::Args, Clone, Debug)]
+pub struct KeyStoreArgs {
+    #[command(flatten)]
+    pub hsm: HsmArgs,
     /// Development only: keep root keys in DIR/root-keys.json instead of an HSM. NOT HSM-backed.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["pin_file"])]
     pub software_keys: Option<PathBuf>,
 }
 
-pub(crate) fn pin(args: &KeyStoreArgs) -> Result<Zeroizing<String>, String> {
+fn pin(args: &HsmArgs) -> Result<Zeroizing<String>, String> {
     if let Some(f) = &args.pin_file {
         let text = Zeroizing::new(
             std::fs::read_to_string(f).map_err(|e| format!("--pin-file {}: {e}", f.display()))?,
@@ -65,10 +83,7 @@ pub fn open_store(args: &KeyStoreArgs) -> Result<Arc<dyn KeyStore>, String> {
             .map(|s| Arc::new(s) as Arc<dyn KeyStore>)
             .map_err(|e| e.to_string());
     }
-    let pin = pin(args)?;
-    Pkcs11Store::open(&args.pkcs11_module, &args.token, &pin)
-        .map(|s| Arc::new(s) as Arc<dyn KeyStore>)
-        .map_err(|e| e.to_string())
+    args.hsm.open().map(|s| Arc::new(s) as Arc<dyn KeyStore>)
 }
 
 #[derive(clap::Args, Clone, Debug)]

@@ -273,9 +273,11 @@ fn start_kms(dir: &Path, socket: &Path, process: &Process) -> Result<(), String>
         tenant_socket: Some(dir.join("kms/tenant-keys.sock")),
         metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         keys: crate::kms_cmd::KeyStoreArgs {
-            pkcs11_module: PathBuf::new(),
-            token: String::new(),
-            pin_file: None,
+            hsm: crate::kms_cmd::HsmArgs {
+                pkcs11_module: PathBuf::new(),
+                token: String::new(),
+                pin_file: None,
+            },
             software_keys: Some(dir.join("kms")),
         },
     };

@@ -5,7 +5,10 @@
 // Test fixtures fail the test loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -48,15 +51,29 @@ spec: {namespaces: [globex], owners: [{kind: Group, name: globex-admins}]}
 
 /// Starts the sink and returns it with the address it serves on.
 fn start(dir: &Path) -> (Child, SocketAddr) {
+    let key = dir.join("key.pem");
+    let alerts = dir.join("alerts.jsonl");
+    spawn_sink(
+        dir,
+        &[
+            OsStr::new("--signing-key"),
+            key.as_os_str(),
+            OsStr::new("--alerts"),
+            alerts.as_os_str(),
+        ],
+        &[],
+    )
+}
+
+/// Runs the sink on `dir` with `extra` arguments and `env`, until it says where it listens.
+fn spawn_sink(dir: &Path, extra: &[&OsStr], env: &[(&str, &OsStr)]) -> (Child, SocketAddr) {
     let mut child = kubebid()
-        .args(["serve", "audit", "--listen", "127.0.0.1:0", "--signing-key"])
-        .arg(dir.join("key.pem"))
-        .arg("--data")
+        .args(["serve", "audit", "--listen", "127.0.0.1:0", "--data"])
         .arg(dir.join("data"))
         .arg("-c")
         .arg(dir.join("tenants.yaml"))
-        .arg("--alerts")
-        .arg(dir.join("alerts.jsonl"))
+        .args(extra)
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -300,44 +317,10 @@ fn kill_9_during_ingest_loses_nothing_acknowledged_and_the_log_verifies() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A SoftHSM2 token in `dir` (scripts/test installs softhsm2).
-fn token(dir: &Path) -> PathBuf {
-    std::fs::create_dir_all(dir.join("tokens")).unwrap();
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            dir.join("tokens").display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "kubebid",
-            "--pin",
-            "1234",
-            "--so-pin",
-            "5678",
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .expect("softhsm2-util is installed (scripts/test installs softhsm2)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    conf
-}
-
 #[test]
 fn tree_heads_are_signed_inside_the_hsm() {
     let dir = tempdir();
-    let conf = token(&dir);
+    let conf = common::softhsm_token(&dir);
     std::fs::write(dir.join("tenants.yaml"), TENANTS).unwrap();
     let with_token = |c: &mut Command| {
         c.env("SOFTHSM2_CONF", &conf).env("KUBEBID_KMS_PIN", "1234");
@@ -356,33 +339,18 @@ fn tree_heads_are_signed_inside_the_hsm() {
     // The label is taken now: a second key under it is refused.
     assert_eq!(keygen.output().unwrap().status.code(), Some(2));
 
-    let mut serve = kubebid();
-    serve
-        .args([
-            "serve",
-            "audit",
-            "--listen",
-            "127.0.0.1:0",
-            "--hsm-key",
-            "audit-heads",
-            "--no-detection",
-            "--data",
-        ])
-        .arg(dir.join("data"))
-        .arg("-c")
-        .arg(dir.join("tenants.yaml"))
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null());
-    with_token(&mut serve);
-    let mut child = serve.spawn().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr: SocketAddr = loop {
-        let line = lines.next().expect("the sink starts").unwrap();
-        if line.contains("audit sink serving") {
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            break v["fields"]["listen"].as_str().unwrap().parse().unwrap();
-        }
-    };
+    let (mut child, addr) = spawn_sink(
+        &dir,
+        &[
+            OsStr::new("--no-detection"),
+            OsStr::new("--hsm-key"),
+            OsStr::new("audit-heads"),
+        ],
+        &[
+            ("SOFTHSM2_CONF", conf.as_os_str()),
+            ("KUBEBID_KMS_PIN", OsStr::new("1234")),
+        ],
+    );
     let body = format!(
         r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{}]}}"#,
         event("h1", "acme-prod", "acme-admins")
