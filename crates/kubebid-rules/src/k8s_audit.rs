@@ -471,17 +471,6 @@ fn container<'e>(json: &'e Value, l: CList, what: CWhat, index: Option<usize>) -
     }
 }
 
-fn clock(t: jiff::Timestamp) -> String {
-    let d = t.to_zoned(jiff::tz::TimeZone::UTC).datetime();
-    format!(
-        "{:02}:{:02}:{:02}.{:09}",
-        d.hour(),
-        d.minute(),
-        d.second(),
-        d.subsec_nanosecond()
-    )
-}
-
 fn extract<'e>(f: &F, ev: &AuditEvent<'e>) -> Values<'e> {
     let json = ev.json;
     let one = |v: Option<&'e Value>| v.map_or(Values::NotAvailable, |v| Values::One(render(v)));
@@ -504,7 +493,7 @@ fn extract<'e>(f: &F, ev: &AuditEvent<'e>) -> Values<'e> {
         }
         F::Time => {
             return stage_time(json).map_or(Values::NotAvailable, |t| {
-                Values::One(Val::Owned(clock(t).into()))
+                Values::One(Val::Owned(crate::output::clock(t).into()))
             });
         }
         _ => {}

@@ -89,6 +89,18 @@ pub struct Alert {
     pub output_fields: Vec<(String, Option<String>)>,
 }
 
+/// `HH:MM:SS.nnnnnnnnn` of `t` in UTC.
+pub(crate) fn clock(t: Timestamp) -> String {
+    let d = utc_parts(t);
+    format!(
+        "{:02}:{:02}:{:02}.{:09}",
+        d.hour(),
+        d.minute(),
+        d.second(),
+        d.subsec_nanosecond()
+    )
+}
+
 fn utc_parts(t: Timestamp) -> jiff::civil::DateTime {
     t.to_zoned(TimeZone::UTC).datetime()
 }
@@ -97,14 +109,7 @@ impl Alert {
     /// `HH:MM:SS.nnnnnnnnn` in UTC, the prefix Falco puts before its output lines.
     #[must_use]
     pub fn clock_time(&self) -> String {
-        let d = utc_parts(self.time);
-        format!(
-            "{:02}:{:02}:{:02}.{:09}",
-            d.hour(),
-            d.minute(),
-            d.second(),
-            d.subsec_nanosecond()
-        )
+        clock(self.time)
     }
 
     /// ISO 8601 in UTC with nanoseconds, as in Falco's JSON `time` (`2024-05-01T12:00:00.123456789Z`).
