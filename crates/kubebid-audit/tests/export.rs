@@ -4,6 +4,8 @@
 // Test fixtures fail the test loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -209,44 +211,7 @@ async fn the_export_is_in_order_durable_resumable_and_proves_itself() {
 
 #[tokio::test]
 async fn the_http_exporter_posts_otlp_json_to_a_receiver() {
-    let seen = Arc::new(Mutex::new(Vec::<(String, String, Value)>::new()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let s = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let s = s.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let s = s.clone();
-                        async move {
-                            let path = req.uri().path().to_owned();
-                            let ct = req
-                                .headers()
-                                .get("content-type")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("")
-                                .to_owned();
-                            let body = req.into_body().collect().await.unwrap().to_bytes();
-                            s.lock().unwrap().push((
-                                path,
-                                ct,
-                                serde_json::from_slice(&body).unwrap(),
-                            ));
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                                Bytes::from_static(b"{}"),
-                            )))
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+    let (addr, seen) = common::receiver().await;
     let (dir, signer) = keyed_dir();
     let root = dir.path().join("data");
     let (store, _, _) =

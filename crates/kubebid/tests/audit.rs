@@ -384,3 +384,84 @@ fn tree_heads_are_signed_inside_the_hsm() {
     assert_eq!(verify(&dir.join("other.pub")).status.code(), Some(1));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Over TLS with a client CA: the API server's certificate is required to post events (curl is the
+/// client; scripts/test installs it).
+#[test]
+fn events_need_the_api_servers_client_certificate() {
+    let dir = tempdir();
+    std::fs::write(dir.join("tenants.yaml"), TENANTS).unwrap();
+    assert!(
+        kubebid()
+            .args(["audit", "keygen", "--out"])
+            .arg(dir.join("key.pem"))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let certs = dir.join("certs");
+    let out = kubebid()
+        .args(["cert", "generate", "--host", "127.0.0.1", "--out"])
+        .arg(&certs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = dir.join("key.pem");
+    let (cert, tls_key, ca) = (
+        certs.join("tls.crt"),
+        certs.join("tls.key"),
+        certs.join("ca.crt"),
+    );
+    let (mut child, addr) = spawn_sink(
+        &dir,
+        &[
+            OsStr::new("--signing-key"),
+            key.as_os_str(),
+            OsStr::new("--tls-cert"),
+            cert.as_os_str(),
+            OsStr::new("--tls-key"),
+            tls_key.as_os_str(),
+            OsStr::new("--client-ca"),
+            ca.as_os_str(),
+            OsStr::new("--no-detection"),
+        ],
+        &[],
+    );
+    let body = format!(
+        r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{}]}}"#,
+        event("t1", "acme-prod", "acme-admins")
+    );
+    let curl = |client: bool| {
+        let mut c = Command::new("curl");
+        c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(&ca);
+        if client {
+            c.arg("--cert")
+                .arg(certs.join("client.crt"))
+                .arg("--key")
+                .arg(certs.join("client.key"));
+        }
+        let out = c
+            .args([
+                "-X",
+                "POST",
+                "--data",
+                &body,
+                &format!("https://{addr}/events"),
+            ])
+            .output()
+            .expect("curl is installed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(curl(false), "401");
+    assert_eq!(curl(true), "200");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(ids_in(&dir, "acme"), BTreeSet::from(["t1".to_owned()]));
+    let _ = std::fs::remove_dir_all(&dir);
+}
