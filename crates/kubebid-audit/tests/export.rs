@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
 use kubebid_audit::export::{Post, export_once, http_post};
 use kubebid_audit::head::{KeyFile, SignedHead, Signer as _};
 use kubebid_audit::log::LogConfig;
