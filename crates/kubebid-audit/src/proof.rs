@@ -53,6 +53,10 @@ pub enum ProofError {
     Signature,
     #[error("the event is not at index {index} of the signed tree: the proof does not hold")]
     NotIncluded { index: u64 },
+    #[error(
+        "the tree of {size} events this head signed is not a prefix of the log: history was rewritten"
+    )]
+    Diverged { size: u64 },
 }
 
 /// The leaves of a log from its oldest kept event, and the perfect subtrees before it.
@@ -280,6 +284,98 @@ pub fn check(bytes: &[u8], key: &PublicKey) -> Result<InclusionProof, ProofError
         return Err(ProofError::NotIncluded { index: proof.index });
     }
     Ok(proof)
+}
+
+/// The file that shows an auditor's earlier head is a prefix of the log's current one: nothing signed
+/// then was changed or removed since.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConsistencyProof {
+    pub api_version: String,
+    pub kind: String,
+    pub trail: String,
+    /// The earlier head (the auditor's).
+    pub first: SignedHead,
+    /// The log's last head.
+    pub second: SignedHead,
+    /// RFC 9162's consistency proof between them.
+    pub path: Vec<String>,
+}
+
+const CONSISTENCY_KIND: &str = "AuditConsistencyProof";
+
+/// Makes the consistency proof from `first` (a head of `trail` kept earlier) to the log's last head.
+pub fn prove_consistency(
+    root: &Path,
+    trail: &Trail,
+    key: &PublicKey,
+    first: &SignedHead,
+) -> Result<ConsistencyProof, ProofError> {
+    let signed = trail.signed_name();
+    if !first.verify(&signed, key) {
+        return Err(ProofError::Signature);
+    }
+    let (tree, _, report) = load_tree(root, trail, key, None)?;
+    let second = report.last_head.clone().ok_or(ProofError::NoHead)?;
+    let path =
+        tree.consistency(first.tree_size, second.tree_size)
+            .ok_or(ProofError::OutOfRange {
+                index: first.tree_size,
+                oldest: report.oldest,
+                size: second.tree_size,
+            })?;
+    if first.tree_size > 0 && tree.mth(0, first.tree_size) != Some(first.root) {
+        return Err(ProofError::Diverged {
+            size: first.tree_size,
+        });
+    }
+    Ok(ConsistencyProof {
+        api_version: API_VERSION.into(),
+        kind: CONSISTENCY_KIND.into(),
+        trail: trail.name().to_owned(),
+        first: first.clone(),
+        second,
+        path: path.iter().map(|h| hex32::to_hex(h)).collect(),
+    })
+}
+
+/// Checks a consistency proof's bytes with the sink's public key, offline.
+pub fn check_consistency(bytes: &[u8], key: &PublicKey) -> Result<ConsistencyProof, ProofError> {
+    let proof: ConsistencyProof =
+        serde_json::from_slice(bytes).map_err(|e| ProofError::Malformed(e.to_string()))?;
+    if proof.api_version != API_VERSION || proof.kind != CONSISTENCY_KIND {
+        return Err(ProofError::Malformed(format!(
+            "expected apiVersion {API_VERSION} kind {CONSISTENCY_KIND}"
+        )));
+    }
+    let path = proof
+        .path
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            hex32::from_hex(h)
+                .ok_or_else(|| ProofError::Malformed(format!("path[{i}] is not 64 hex digits")))
+        })
+        .collect::<Result<Vec<Hash>, _>>()?;
+    let signed = crate::verify::trail_named(&proof.trail).signed_name();
+    if !proof.first.verify(&signed, key) || !proof.second.verify(&signed, key) {
+        return Err(ProofError::Signature);
+    }
+    let (a, b) = (&proof.first, &proof.second);
+    if !crate::merkle::verify_consistency(a.tree_size, b.tree_size, &a.root, &b.root, &path) {
+        return Err(ProofError::Diverged { size: a.tree_size });
+    }
+    Ok(proof)
+}
+
+/// The kind a proof file says it is.
+#[must_use]
+pub fn kind_of(bytes: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Kind {
+        kind: String,
+    }
+    serde_json::from_slice::<Kind>(bytes).ok().map(|k| k.kind)
 }
 
 #[cfg(test)]

@@ -516,3 +516,51 @@ async fn retention_is_per_trail() {
     );
     assert_eq!(oldest("platform"), Some(0), "the platform's are kept");
 }
+
+#[tokio::test]
+async fn an_auditors_earlier_head_is_proven_a_prefix_and_another_history_is_not() {
+    let (s, signer) = start(LogConfig::default());
+    fill(&s, 3, 4).await;
+    let kept = verify(&s)
+        .trails
+        .into_iter()
+        .find(|t| t.trail == "acme")
+        .and_then(|t| t.last_head);
+    let kept = kept.unwrap_or_else(|| panic!("a head"));
+    fill(&s, 5, 3).await;
+    let proof = kubebid_audit::proof::prove_consistency(&s.root, &acme(), &s.public, &kept)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((proof.first.tree_size, proof.second.tree_size), (12, 27));
+    let text = serde_json::to_vec(&proof).unwrap_or_default();
+    assert_eq!(
+        kubebid_audit::proof::kind_of(&text).as_deref(),
+        Some("AuditConsistencyProof")
+    );
+    assert!(kubebid_audit::proof::check_consistency(&text, &s.public).is_ok());
+    // A doctored path does not hold.
+    let mut doctored = proof.clone();
+    doctored.path[0] = "00".repeat(32);
+    let text = serde_json::to_vec(&doctored).unwrap_or_default();
+    assert!(kubebid_audit::proof::check_consistency(&text, &s.public).is_err());
+
+    // A head of another history, signed with the same key, is not a prefix of this log.
+    let other_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let other_root = other_dir.path().join("data");
+    let (other, _, _) = open_store(&other_root, &signer);
+    other
+        .commit(batch(
+            &acme(),
+            &[event(500, "acme-prod"), event(501, "acme-prod")],
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let foreign = verify_dir(&other_root, &s.public, Some("acme"), &[])
+        .ok()
+        .and_then(|r| r.trails.into_iter().next())
+        .and_then(|t| t.last_head)
+        .unwrap_or_else(|| panic!("a head"));
+    assert!(matches!(
+        kubebid_audit::proof::prove_consistency(&s.root, &acme(), &s.public, &foreign),
+        Err(kubebid_audit::proof::ProofError::Diverged { size: 2 })
+    ));
+}

@@ -244,20 +244,28 @@ pub enum AuditCommand {
         #[arg(short, long, value_enum, default_value_t = QueryFormat::Table)]
         output: QueryFormat,
     },
-    /// Write the inclusion proof of one event against its trail's last signed head.
+    /// Write the inclusion proof of one event against its trail's last signed head (`--index`), or the
+    /// consistency proof from a head kept earlier to the last one (`--since-head`).
     Proof {
         dir: PathBuf,
         #[arg(long)]
         tenant: String,
-        #[arg(long)]
-        index: u64,
+        #[arg(
+            long,
+            required_unless_present = "since_head",
+            conflicts_with = "since_head"
+        )]
+        index: Option<u64>,
+        /// A head kept earlier: a line of `kubebid audit heads`, or a head as JSON.
+        #[arg(long, value_name = "FILE")]
+        since_head: Option<PathBuf>,
         #[arg(long, value_name = "FILE")]
         key: Option<PathBuf>,
         /// Where to write the proof [default: standard output].
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
-    /// Check an inclusion proof offline, with the sink's public key only.
+    /// Check an inclusion or consistency proof offline, with the sink's public key only.
     ///
     /// Exit status: 0 when the proof holds, 1 when it does not, 2 on a usage error.
     CheckProof {
@@ -346,10 +354,20 @@ pub fn run(cmd: &AuditCommand) -> ExitCode {
         AuditCommand::Proof {
             dir,
             tenant,
-            index,
+            index: Some(index),
             key,
             out,
+            ..
         } => proof(dir, tenant, *index, key.as_deref(), out.as_deref()),
+        AuditCommand::Proof {
+            dir,
+            tenant,
+            since_head: Some(head),
+            key,
+            out,
+            ..
+        } => consistency(dir, tenant, head, key.as_deref(), out.as_deref()),
+        AuditCommand::Proof { .. } => fail("proof", "give --index or --since-head"),
         AuditCommand::CheckProof { proof, key } => check_proof(proof, key),
     }
 }
@@ -639,6 +657,59 @@ fn proof(dir: &Path, tenant: &str, index: u64, key: Option<&Path>, out: Option<&
     }
 }
 
+fn consistency(
+    dir: &Path,
+    tenant: &str,
+    head: &Path,
+    key: Option<&Path>,
+    out: Option<&Path>,
+) -> ExitCode {
+    let key = match public_key(dir, key) {
+        Ok(k) => k,
+        Err(e) => return fail("proof", e),
+    };
+    let text = match std::fs::read(head) {
+        Ok(t) => t,
+        Err(e) => return fail("proof", format!("{}: {e}", head.display())),
+    };
+    let first = match serde_json::from_slice::<KeptHead>(&text)
+        .map(|k| k.head)
+        .or_else(|_| serde_json::from_slice::<SignedHead>(&text))
+    {
+        Ok(h) => h,
+        Err(e) => {
+            return fail(
+                "proof",
+                format!("{}: not a signed head: {e}", head.display()),
+            );
+        }
+    };
+    match kubebid_audit::proof::prove_consistency(dir, &trail_named(tenant), &key, &first) {
+        Ok(p) => {
+            let text = serde_json::to_string_pretty(&p).unwrap_or_default();
+            match out {
+                Some(path) => {
+                    if let Err(e) = std::fs::write(path, text + "\n") {
+                        return fail("proof", format!("{}: {e}", path.display()));
+                    }
+                    eprintln!(
+                        "wrote the consistency proof of {tenant} from {} to {} events to {}",
+                        p.first.tree_size,
+                        p.second.tree_size,
+                        path.display()
+                    );
+                }
+                None => println!("{text}"),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kubebid audit proof: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn check_proof(path: &Path, key: &Path) -> ExitCode {
     let key = match PublicKey::load(key) {
         Ok(k) => k,
@@ -648,6 +719,25 @@ fn check_proof(path: &Path, key: &Path) -> ExitCode {
         Ok(b) => b,
         Err(e) => return fail("check-proof", format!("{}: {e}", path.display())),
     };
+    if kubebid_audit::proof::kind_of(&bytes).as_deref() == Some("AuditConsistencyProof") {
+        return match kubebid_audit::proof::check_consistency(&bytes, &key) {
+            Ok(p) => {
+                println!(
+                    "proof holds: the tree of {} events of {} signed at {} is a prefix of the tree of {} signed at {}",
+                    p.first.tree_size,
+                    p.trail,
+                    p.first.timestamp_ms,
+                    p.second.tree_size,
+                    p.second.timestamp_ms
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("proof does NOT hold: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     match kubebid_audit::proof::check(&bytes, &key) {
         Ok(p) => {
             println!(

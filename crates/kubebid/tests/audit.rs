@@ -292,6 +292,38 @@ fn kill_9_during_ingest_loses_nothing_acknowledged_and_the_log_verifies() {
         "not a proof at all"
     );
 
+    // An auditor keeps today's heads; later a consistency proof shows the log still extends them.
+    let heads = kubebid()
+        .args(["audit", "heads"])
+        .arg(dir.join("data"))
+        .output()
+        .unwrap();
+    assert!(heads.status.success());
+    let line = String::from_utf8_lossy(&heads.stdout)
+        .lines()
+        .find(|l| l.contains(r#""trail":"acme""#))
+        .unwrap()
+        .to_owned();
+    std::fs::write(dir.join("kept-head.json"), line).unwrap();
+    let consistency = dir.join("consistency.json");
+    let out = kubebid()
+        .args(["audit", "proof"])
+        .arg(dir.join("data"))
+        .args(["--tenant", "acme", "--since-head"])
+        .arg(dir.join("kept-head.json"))
+        .arg("--out")
+        .arg(&consistency)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let held = check(&consistency);
+    assert!(held.status.success());
+    assert!(String::from_utf8_lossy(&held.stdout).contains("is a prefix of the tree"));
+
     // Tampering with a stored event makes verify fail, naming the trail.
     let seg = std::fs::read_dir(dir.join("data/tenants/acme"))
         .unwrap()

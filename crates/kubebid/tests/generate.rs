@@ -292,6 +292,28 @@ fn tenant_render_prints_every_managed_object_and_the_api_server_files() {
         enc[0].as_ref().unwrap().value["kind"],
         "EncryptionConfiguration"
     );
+    // The audit webhook backend's kubeconfig points at the sink, with the files the flags name.
+    let kubeconfig =
+        parse_documents(&std::fs::read_to_string(dir.join("audit-webhook.kubeconfig")).unwrap());
+    let kc = &kubeconfig[0].as_ref().unwrap().value;
+    assert_eq!(kc["kind"], "Config");
+    assert_eq!(
+        kc["clusters"][0]["cluster"]["server"],
+        "https://kubebid-audit.kubebid-system.svc:8444/events"
+    );
+    assert_eq!(
+        kc["users"][0]["user"]["client-certificate"],
+        "/etc/kubernetes/kubebid/audit-client.crt"
+    );
+    let flags = std::fs::read_to_string(dir.join("kube-apiserver-flags.txt")).unwrap();
+    for flag in [
+        "--audit-policy-file=/etc/kubernetes/kubebid/audit-policy.yaml",
+        "--audit-webhook-config-file=/etc/kubernetes/kubebid/audit-webhook.kubeconfig",
+        "--audit-webhook-mode=batch",
+        "--encryption-provider-config=/etc/kubernetes/kubebid/encryption-config.yaml",
+    ] {
+        assert!(flags.lines().any(|l| l == flag), "{flag} in {flags}");
+    }
     // Two tenants claiming one namespace are refused, as the webhook would.
     let clash = dir.join("clash.yaml");
     std::fs::write(&clash, "apiVersion: kubebid.io/v1alpha1\nkind: Tenant\nmetadata: {name: a}\nspec: {namespaces: [x]}\n---\napiVersion: kubebid.io/v1alpha1\nkind: Tenant\nmetadata: {name: b}\nspec: {namespaces: [x]}\n").unwrap();
