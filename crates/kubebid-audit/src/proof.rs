@@ -22,7 +22,7 @@ use crate::verify::{TrailReport, scan};
 pub struct InclusionProof {
     pub api_version: String,
     pub kind: String,
-    /// The trail (tenant name, or `platform`).
+    /// The trail (tenant name, or `_platform`).
     pub trail: String,
     pub index: u64,
     /// The event's JSON, exactly as stored.

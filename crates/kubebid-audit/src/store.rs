@@ -30,13 +30,13 @@ pub enum Trail {
 }
 
 impl Trail {
-    /// The name used in paths, metrics and output (`platform` cannot be a tenant's: tenants are named
-    /// with DNS labels and the platform's directory is apart).
+    /// The name used in file names, metrics and output: the tenant's, or [`PLATFORM`], which no tenant
+    /// can be named (tenants are DNS labels; `platform` is one, so it cannot stand for the platform).
     #[must_use]
     pub fn name(&self) -> &str {
         match self {
             Self::Tenant(t) => t,
-            Self::Platform => "platform",
+            Self::Platform => PLATFORM,
         }
     }
 
@@ -49,6 +49,9 @@ impl Trail {
         }
     }
 }
+
+/// The platform trail's name: not a DNS label, so not a tenant's.
+pub const PLATFORM: &str = "_platform";
 
 /// The platform trail's name inside signatures: not a valid tenant name.
 pub const PLATFORM_SIGNED: &str = "@platform";

@@ -93,10 +93,10 @@ pub fn trails(root: &Path) -> std::io::Result<Vec<Trail>> {
     Ok(out)
 }
 
-/// The trail named `name` (`platform` or a tenant).
+/// The trail named `name` ([`crate::store::PLATFORM`] or a tenant).
 #[must_use]
 pub fn trail_named(name: &str) -> Trail {
-    if name == "platform" {
+    if name == crate::store::PLATFORM {
         Trail::Platform
     } else {
         Trail::Tenant(name.into())

@@ -151,7 +151,7 @@ async fn the_export_is_in_order_durable_resumable_and_proves_itself() {
         settle(&store, &root, "acme", (k * 5 + 5) as u64).await;
     }
     commit(&store, &Trail::Platform, 100, 2).await;
-    settle(&store, &root, "platform", 2).await;
+    settle(&store, &root, "_platform", 2).await;
     export_once(&root, &post, &metrics).await.unwrap();
 
     let got = records(&requests.lock().unwrap(), "acme");
@@ -169,7 +169,7 @@ async fn the_export_is_in_order_durable_resumable_and_proves_itself() {
         "the log rotated"
     );
     assert_eq!(
-        records(&requests.lock().unwrap(), "platform")
+        records(&requests.lock().unwrap(), "_platform")
             .iter()
             .filter(|r| r.0 == "event")
             .count(),

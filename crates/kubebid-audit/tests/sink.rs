@@ -176,7 +176,7 @@ async fn batches_are_attributed_stored_and_refused_whole_when_bad() {
     assert_eq!(
         stored,
         vec![
-            ("platform".into(), 1),
+            ("_platform".into(), 1),
             ("acme".into(), 1),
             ("globex".into(), 2)
         ]

@@ -188,7 +188,7 @@ async fn a_modified_event_is_found_even_with_its_checksum_fixed() {
         "{p:?}"
     );
     assert!(
-        problems(&r, "platform").is_empty(),
+        problems(&r, "_platform").is_empty(),
         "other trails are not affected"
     );
 }
@@ -514,7 +514,7 @@ async fn retention_is_per_trail() {
         oldest("acme").is_some_and(|o| o > 0),
         "the tenant's old segments went"
     );
-    assert_eq!(oldest("platform"), Some(0), "the platform's are kept");
+    assert_eq!(oldest("_platform"), Some(0), "the platform's are kept");
 }
 
 #[tokio::test]
@@ -563,4 +563,34 @@ async fn an_auditors_earlier_head_is_proven_a_prefix_and_another_history_is_not(
         kubebid_audit::proof::prove_consistency(&s.root, &acme(), &s.public, &foreign),
         Err(kubebid_audit::proof::ProofError::Diverged { size: 2 })
     ));
+}
+
+#[tokio::test]
+async fn a_tenant_named_platform_has_a_trail_of_its_own() {
+    let (s, _) = start(LogConfig::default());
+    let tenant = Trail::Tenant("platform".into());
+    s.store
+        .commit(batch(
+            &tenant,
+            &[event(1, "platform"), event(2, "platform")],
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.store
+        .commit(batch(&Trail::Platform, &[event(3, "kube-system")]))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.store.tick().await;
+    for _ in 0..200 {
+        if s.root.join("witness/_platform.json").exists()
+            && s.root.join("witness/platform.json").exists()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let r = verify(&s);
+    assert!(r.ok(), "{:?}", r.trails);
+    let count = |name: &str| r.trails.iter().find(|t| t.trail == name).map(|t| t.events);
+    assert_eq!((count("platform"), count("_platform")), (Some(2), Some(1)));
 }

@@ -201,7 +201,7 @@ pub enum AuditCommand {
     Verify {
         /// The sink's data directory.
         dir: PathBuf,
-        /// Only this tenant's trail (`platform` for the platform's).
+        /// Only this tenant's trail (`_platform` for the platform's).
         #[arg(long)]
         tenant: Option<String>,
         /// The sink's public key [default: DIR/signing-key.pub; give one from elsewhere to trust less].
