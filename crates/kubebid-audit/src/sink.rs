@@ -29,6 +29,12 @@ use crate::query::{Filter, query};
 use crate::store::{Batch, Store, Trail};
 use crate::verify::trail_named;
 
+/// Most events one trail query answers.
+pub const MAX_QUERY_EVENTS: usize = 10_000;
+
+/// Trail queries served at once, by default.
+pub const CONCURRENT_QUERIES: usize = 2;
+
 /// The sink's routes, as metric labels.
 pub const ROUTES: &[&str] = &["/events", "/trails"];
 
@@ -57,6 +63,9 @@ pub struct SinkState {
     pub access: Option<Arc<dyn Access>>,
     /// Runs stored batches through the rules; `None`: no detection.
     pub detection: Option<crate::detect::Detection>,
+    /// Trail queries running at once: a query reads a whole trail, so a tenant sending many could starve
+    /// ingest; past this they are answered 429.
+    pub queries: Arc<tokio::sync::Semaphore>,
     /// Whether the tenancy is loaded (in a cluster: once Tenants have synced). Until then batches are
     /// answered 503, so that no event is attributed on a guess; the API server sends them again.
     pub ready: Arc<std::sync::atomic::AtomicBool>,
@@ -222,9 +231,23 @@ impl SinkState {
                 return problem(StatusCode::SERVICE_UNAVAILABLE, "the access review failed");
             }
         }
-        let filter = match parse_filter(req.uri().query().unwrap_or("")) {
+        let mut filter = match parse_filter(req.uri().query().unwrap_or("")) {
             Ok(f) => f,
             Err(e) => return problem(StatusCode::BAD_REQUEST, &e),
+        };
+        // An answer holds at most this many events (the newest that match).
+        filter.limit = Some(
+            filter
+                .limit
+                .unwrap_or(MAX_QUERY_EVENTS)
+                .min(MAX_QUERY_EVENTS),
+        );
+        let Ok(_permit) = self.queries.clone().try_acquire_owned() else {
+            outcome("busy");
+            return problem(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many trail queries at once; try again shortly",
+            );
         };
         let (root, key) = (self.root.clone(), self.key);
         let result = tokio::task::spawn_blocking(move || query(&root, &trail, &key, &filter)).await;

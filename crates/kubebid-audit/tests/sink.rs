@@ -64,6 +64,10 @@ struct Running {
 }
 
 async fn start(client_auth: bool) -> Running {
+    start_with(client_auth, kubebid_audit::sink::CONCURRENT_QUERIES).await
+}
+
+async fn start_with(client_auth: bool, query_permits: usize) -> Running {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let key_path = dir.path().join("key.pem");
     std::fs::write(
@@ -91,6 +95,7 @@ async fn start(client_auth: bool) -> Running {
         access: Some(Arc::new(FakeAccess)),
         detection: None,
         ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        queries: Arc::new(tokio::sync::Semaphore::new(query_permits)),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -426,4 +431,16 @@ async fn an_unauthenticated_token_is_refused_without_asking_for_access() {
         1,
         "only the TokenReview was asked"
     );
+}
+
+#[tokio::test]
+async fn queries_beyond_the_concurrency_limit_are_turned_away() {
+    // No permit left: as when other queries are reading trails.
+    let r = start_with(false, 0).await;
+    let req = Request::get("/trails/acme/events")
+        .header("authorization", "Bearer good")
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(call(r.addr, req).await.0, StatusCode::TOO_MANY_REQUESTS);
+    r.process.shutdown.trigger();
 }

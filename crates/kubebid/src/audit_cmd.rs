@@ -870,8 +870,31 @@ fn start_detection(
     kubebid_audit::detect::start(engine, tenancy, outputs, hostname(), metrics.clone())
 }
 
+/// A tenant's own `auditRetentionDays`, else the sink's default, asked at every retention pass.
+fn retention(
+    tenancy: Arc<ArcSwap<Tenancy>>,
+    default: Option<u64>,
+) -> kubebid_audit::store::Retention {
+    let days = |d: u64| Duration::from_secs(d * 86_400);
+    Arc::new(move |trail: &kubebid_audit::store::Trail| {
+        let own = match trail {
+            kubebid_audit::store::Trail::Tenant(t) => tenancy
+                .load()
+                .tenant(t)
+                .and_then(|s| s.audit_retention_days),
+            kubebid_audit::store::Trail::Platform => None,
+        };
+        own.map(|d| days(u64::from(d))).or(default.map(days))
+    })
+}
+
 /// TLS (with the certificate reloaded on change and, with a client CA, mutual TLS), else plain HTTP.
 fn transport(args: &AuditServeArgs, process: &Process) -> std::io::Result<Transport> {
+    if args.client_ca.is_none() {
+        tracing::warn!(
+            "no --client-ca: anyone who reaches the sink can post events into any tenant's trail; give the API server's client CA in production"
+        );
+    }
     let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
         return Ok(Transport::Plain);
     };
@@ -924,20 +947,7 @@ pub fn serve(args: &AuditServeArgs) -> ExitCode {
         }
         let standalone = loaded.is_some();
         let tenancy = Arc::new(ArcSwap::from_pointee(loaded.unwrap_or_else(Tenancy::builtin)));
-        // A tenant's own `auditRetentionDays`, else the sink's default.
-        let (model, default) = (tenancy.clone(), args.retention_days);
-        let days = |d: u64| Duration::from_secs(d * 86_400);
-        store
-            .set_retention(Arc::new(move |trail: &kubebid_audit::store::Trail| {
-                let own = match trail {
-                    kubebid_audit::store::Trail::Tenant(t) => {
-                        model.load().tenant(t).and_then(|s| s.audit_retention_days)
-                    }
-                    kubebid_audit::store::Trail::Platform => None,
-                };
-                own.map(|d| days(u64::from(d))).or(default.map(days))
-            }))
-            .await;
+        store.set_retention(retention(tenancy.clone(), args.retention_days)).await;
         let ready = Arc::new(std::sync::atomic::AtomicBool::new(standalone));
         if !standalone {
             watch_tenancy(tenancy.clone(), ready.clone()).await?;
@@ -981,6 +991,7 @@ pub fn serve(args: &AuditServeArgs) -> ExitCode {
             access,
             detection,
             ready,
+            queries: Arc::new(tokio::sync::Semaphore::new(kubebid_audit::sink::CONCURRENT_QUERIES)),
         });
         kubebid_audit::sink::serve_in(&process, listener, transport, args.max_batch_mib << 20, state).await;
         drop(writer);

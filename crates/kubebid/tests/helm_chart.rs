@@ -925,6 +925,9 @@ fn the_dns_server_is_optional_read_only_and_valid() {
 fn the_audit_sink_is_optional_keeps_its_log_on_a_volume_and_asks_only_what_it_needs() {
     let off = render("kubebid-system", &json!({}));
     assert!(!off.iter().any(|o| o["metadata"]["name"] == "kubebid-audit"));
+    // Without the API server's client CA the chart refuses: anyone could write into any trail.
+    let open = render_text("kubebid-system", &json!({"audit": {"enabled": true}}));
+    assert!(open.is_err_and(|e| e.contains("audit.clientCA")));
     let on = render(
         "kubebid-system",
         &json!({"audit": {"enabled": true, "clusterIP": "10.96.0.44", "clientCA": "-----BEGIN CERTIFICATE-----\n",
