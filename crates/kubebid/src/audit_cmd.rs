@@ -415,7 +415,8 @@ fn keygen_hsm(out: &Path, label: &str, hsm: &HsmArgs) -> ExitCode {
     }
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes a new file readable by its owner only.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -914,91 +915,116 @@ fn transport(args: &AuditServeArgs, process: &Process) -> std::io::Result<Transp
 
 /// `kubebid serve audit`.
 pub fn serve(args: &AuditServeArgs) -> ExitCode {
-    let signer = match signer(args) {
-        Ok(s) => s,
-        Err(e) => return serve_fail(e),
-    };
-    let loaded = match load_tenancy(args) {
-        Ok(t) => t,
-        Err(code) => return code,
-    };
-    let engine = match load_rules(args) {
-        Ok(e) => e,
-        Err(code) => return code,
-    };
-    let config = LogConfig {
-        max_segment_bytes: args.segment_mib.max(1) << 20,
-        max_segment_age: Duration::from_secs(args.segment_seconds.max(1)),
-        retention: args.retention_days.map(|d| Duration::from_secs(d * 86400)),
-    };
     let runtime = match crate::serve::runtime("audit", crate::serve::Threads::Workers) {
         Ok(r) => r,
         Err(code) => return code,
     };
     let process = Process::new(Shutdown::new());
-    let result: std::io::Result<()> = runtime.block_on(async {
+    runtime.block_on(async {
         process.shutdown.watch_signals();
-        let metrics: AuditMetrics = Arc::new(kubebid_server::metrics::Registered::new(&process.registry));
-        let public = signer.public_key();
-        let (store, report, writer) = Store::start(&args.data, config, signer, metrics.clone())
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        for (trail, aside, why) in &report.damaged {
-            tracing::error!(trail, kept_at = %aside.display(), problem = why, "a log failed its checks");
+        match start(args, &process).await {
+            Ok((_, serving)) => {
+                serving.await;
+                ExitCode::SUCCESS
+            }
+            Err(Failure::Said(code)) => code,
+            Err(Failure::Io(e)) => serve_fail(e),
         }
-        let standalone = loaded.is_some();
-        let tenancy = Arc::new(ArcSwap::from_pointee(loaded.unwrap_or_else(Tenancy::builtin)));
-        store.set_retention(retention(tenancy.clone(), args.retention_days)).await;
-        let ready = Arc::new(std::sync::atomic::AtomicBool::new(standalone));
-        if !standalone {
-            watch_tenancy(tenancy.clone(), ready.clone()).await?;
-        }
-        let access: Option<Arc<dyn kubebid_audit::sink::Access>> = if args.queries {
-            let client = kube::Client::try_default().await.map_err(|e| {
-                std::io::Error::other(format!(
-                    "--queries needs a cluster for TokenReview and SubjectAccessReview: {e}"
-                ))
-            })?;
-            Some(Arc::new(KubeAccess { client }))
-        } else {
-            None
-        };
-        let transport = transport(args, &process)?;
-        let detection = match engine {
-            Some(engine) => Some(start_detection(args, engine, tenancy.clone(), &metrics)?),
-            None => None,
-        };
-        if let Some(url) = &args.otlp_endpoint {
-            let url: hyper::Uri = url
-                .parse()
-                .map_err(|e| std::io::Error::other(format!("--otlp-endpoint: {e}")))?;
-            let post = kubebid_audit::export::http_post(url).map_err(std::io::Error::other)?;
-            tokio::spawn(kubebid_audit::export::run(
-                args.data.clone(),
-                post,
-                metrics.clone(),
-                process.shutdown.requested(),
-            ));
-        }
-        let listener = tokio::net::TcpListener::bind(args.listen).await?;
-        tracing::info!(listen = %listener.local_addr()?, data = %args.data.display(), mutual_tls = args.client_ca.is_some(), "audit sink serving");
-        let state = Arc::new(SinkState {
-            store,
-            tenancy,
-            metrics,
-            client_auth: args.client_ca.is_some(),
-            root: args.data.clone(),
-            key: public,
-            access,
-            detection,
-            ready,
-            queries: Arc::new(tokio::sync::Semaphore::new(kubebid_audit::sink::CONCURRENT_QUERIES)),
-        });
-        kubebid_audit::sink::serve_in(&process, listener, transport, args.max_batch_mib << 20, state).await;
-        drop(writer);
-        Ok(())
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => serve_fail(e),
+    })
+}
+
+/// Why the sink did not start: said already (with its exit status), or an error to say.
+pub enum Failure {
+    Said(ExitCode),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
     }
+}
+
+/// Starts the sink as one server of `process`: returns its address once bound, and the future that
+/// serves it until the process shuts down.
+pub async fn start(
+    args: &AuditServeArgs,
+    process: &Process,
+) -> Result<(SocketAddr, impl Future<Output = ()> + use<>), Failure> {
+    let signer = signer(args).map_err(|e| Failure::Said(serve_fail(e)))?;
+    let loaded = load_tenancy(args).map_err(Failure::Said)?;
+    let engine = load_rules(args).map_err(Failure::Said)?;
+    let config = LogConfig {
+        max_segment_bytes: args.segment_mib.max(1) << 20,
+        max_segment_age: Duration::from_secs(args.segment_seconds.max(1)),
+        retention: args.retention_days.map(|d| Duration::from_secs(d * 86400)),
+    };
+    let metrics: AuditMetrics =
+        Arc::new(kubebid_server::metrics::Registered::new(&process.registry));
+    let public = signer.public_key();
+    let (store, report, writer) = Store::start(&args.data, config, signer, metrics.clone())
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    for (trail, aside, why) in &report.damaged {
+        tracing::error!(trail, kept_at = %aside.display(), problem = why, "a log failed its checks");
+    }
+    let standalone = loaded.is_some();
+    let tenancy = Arc::new(ArcSwap::from_pointee(
+        loaded.unwrap_or_else(Tenancy::builtin),
+    ));
+    store
+        .set_retention(retention(tenancy.clone(), args.retention_days))
+        .await;
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(standalone));
+    if !standalone {
+        watch_tenancy(tenancy.clone(), ready.clone()).await?;
+    }
+    let access: Option<Arc<dyn kubebid_audit::sink::Access>> = if args.queries {
+        let client = kube::Client::try_default().await.map_err(|e| {
+            std::io::Error::other(format!(
+                "--queries needs a cluster for TokenReview and SubjectAccessReview: {e}"
+            ))
+        })?;
+        Some(Arc::new(KubeAccess { client }))
+    } else {
+        None
+    };
+    let transport = transport(args, process)?;
+    let detection = match engine {
+        Some(engine) => Some(start_detection(args, engine, tenancy.clone(), &metrics)?),
+        None => None,
+    };
+    if let Some(url) = &args.otlp_endpoint {
+        let url: hyper::Uri = url
+            .parse()
+            .map_err(|e| std::io::Error::other(format!("--otlp-endpoint: {e}")))?;
+        let post = kubebid_audit::export::http_post(url).map_err(std::io::Error::other)?;
+        tokio::spawn(kubebid_audit::export::run(
+            args.data.clone(),
+            post,
+            metrics.clone(),
+            process.shutdown.requested(),
+        ));
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(listen = %addr, data = %args.data.display(), mutual_tls = args.client_ca.is_some(), "audit sink serving");
+    let state = Arc::new(SinkState {
+        store,
+        tenancy,
+        metrics,
+        client_auth: args.client_ca.is_some(),
+        root: args.data.clone(),
+        key: public,
+        access,
+        detection,
+        ready,
+        queries: Arc::new(tokio::sync::Semaphore::new(
+            kubebid_audit::sink::CONCURRENT_QUERIES,
+        )),
+    });
+    let (process, max_body) = (process.clone(), args.max_batch_mib << 20);
+    Ok((addr, async move {
+        kubebid_audit::sink::serve_in(&process, listener, transport, max_body, state).await;
+        drop(writer);
+    }))
 }

@@ -24,6 +24,9 @@ pub struct UpArgs {
     /// Address of the DNS server's /metrics.
     #[arg(long, default_value = "127.0.0.1:9153")]
     pub dns_metrics_listen: SocketAddr,
+    /// Address of the audit sink.
+    #[arg(long, default_value = "127.0.0.1:8444")]
+    pub audit_listen: SocketAddr,
 }
 
 const CONFIG: &str = include_str!("../../../examples/config/kubebid.yaml");
@@ -87,7 +90,7 @@ fn write_once(path: &Path, contents: &str) -> std::io::Result<bool> {
 
 fn prepare(dir: &Path) -> Result<(), String> {
     let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
-    for sub in ["", "certs", "config", "requests", "dns", "kms"] {
+    for sub in ["", "certs", "config", "requests", "dns", "kms", "audit"] {
         let d = dir.join(sub);
         std::fs::create_dir_all(&d).map_err(|e| io(&d, e))?;
     }
@@ -128,8 +131,23 @@ fn prepare(dir: &Path) -> Result<(), String> {
         let p = dir.join("requests").join(name);
         write_once(&p, &text).map_err(|e| io(&p, e))?;
     }
+    let key = dir.join("audit/signing-key.pem");
+    if !key.exists() {
+        let pem = kubebid_audit::head::KeyFile::generate_pem().map_err(|e| e.to_string())?;
+        crate::audit_cmd::write_private(&key, pem.as_bytes()).map_err(|e| io(&key, e))?;
+    }
+    let events = dir.join("requests/audit-events.json");
+    write_once(&events, AUDIT_EVENTS).map_err(|e| io(&events, e))?;
     Ok(())
 }
+
+/// Audit events as the API server's webhook backend posts them: alice of acme reads a Secret of globex
+/// (an alert: a read across tenants), then opens a shell in one of acme's pods (an alert: exec).
+const AUDIT_EVENTS: &str = r#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":[
+{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"5b1f0c2e-0001","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/tenant-globex/secrets/db","verb":"get","user":{"username":"alice@acme.example","groups":["acme-admins","system:authenticated"]},"sourceIPs":["10.0.0.7"],"userAgent":"kubectl/v1.35.0","objectRef":{"resource":"secrets","namespace":"tenant-globex","name":"db","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":200},"requestReceivedTimestamp":"2026-11-29T10:00:00.000000Z","stageTimestamp":"2026-11-29T10:00:00.002000Z"},
+{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Request","auditID":"5b1f0c2e-0002","stage":"ResponseStarted","requestURI":"/api/v1/namespaces/tenant-acme/pods/web/exec?command=sh&container=web&stdin=true&tty=true","verb":"create","user":{"username":"alice@acme.example","groups":["acme-admins","system:authenticated"]},"sourceIPs":["10.0.0.7"],"userAgent":"kubectl/v1.35.0","objectRef":{"resource":"pods","namespace":"tenant-acme","name":"web","apiVersion":"v1","subresource":"exec"},"responseStatus":{"metadata":{},"code":101},"requestReceivedTimestamp":"2026-11-29T10:00:05.000000Z","stageTimestamp":"2026-11-29T10:00:05.001000Z"}
+]}
+"#;
 
 pub fn run(args: &UpArgs) -> ExitCode {
     let dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
@@ -162,6 +180,13 @@ pub fn run(args: &UpArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let audit = match start_audit(args, &dir, &process) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("kubebid up: audit: {e}");
+            return ExitCode::from(2);
+        }
+    };
     run_webhook_in(&webhook, &process, |addr| {
         let ca = certs.join("ca.crt");
         println!();
@@ -185,6 +210,11 @@ pub fn run(args: &UpArgs) -> ExitCode {
             "  tenant keys        unix://{}  (volume keys wrapped per tenant)",
             dir.join("kms/tenant-keys.sock").display()
         );
+        println!(
+            "  audit sink         https://{audit}/events  (mutual TLS; trails in {}, alerts in {})",
+            dir.join("audit/data").display(),
+            dir.join("audit/alerts.jsonl").display()
+        );
         println!();
         println!("Try an allowed and a denied review:");
         for name in ["allowed.json", "denied.json"] {
@@ -205,6 +235,23 @@ pub fn run(args: &UpArgs) -> ExitCode {
                 dns.0.port()
             );
         }
+        println!();
+        println!("Post audit events as the API server would, then check and read the trails:");
+        println!(
+            "  curl -s --cacert {} --cert {} --key {} https://{audit}/events -d @{}",
+            ca.display(),
+            certs.join("client.crt").display(),
+            certs.join("client.key").display(),
+            requests.join("audit-events.json").display()
+        );
+        println!(
+            "  kubebid audit verify {}",
+            dir.join("audit/data").display()
+        );
+        println!(
+            "  kubebid audit query {} --tenant globex",
+            dir.join("audit/data").display()
+        );
         println!();
         // Scripts wait for this line.
         println!("ready: https://{addr}");
@@ -245,6 +292,48 @@ fn start_dns(
             let _running = running;
             std::future::pending::<()>().await;
         }))
+    })
+}
+
+/// Starts the audit sink on its own thread and runtime, with the example tenants, the development
+/// certificates (the client certificate stands in for the API server's) and a signing key in the state
+/// directory; returns its address once bound.
+fn start_audit(args: &UpArgs, dir: &Path, process: &Process) -> Result<SocketAddr, String> {
+    let certs = dir.join("certs");
+    let audit_args = crate::audit_cmd::AuditServeArgs {
+        listen: args.audit_listen,
+        data: dir.join("audit/data"),
+        signing_key: Some(dir.join("audit/signing-key.pem")),
+        hsm_key: None,
+        hsm: crate::kms_cmd::HsmArgs {
+            pkcs11_module: PathBuf::new(),
+            token: String::new(),
+            pin_file: None,
+        },
+        tls_cert: Some(certs.join("tls.crt")),
+        tls_key: Some(certs.join("tls.key")),
+        client_ca: Some(certs.join("ca.crt")),
+        config: vec![dir.join("config").display().to_string()],
+        queries: false,
+        segment_mib: 64,
+        segment_seconds: 3600,
+        retention_days: None,
+        max_batch_mib: 16,
+        rules: Vec::new(),
+        no_builtin_rules: false,
+        no_detection: false,
+        alerts: dir.join("audit/alerts.jsonl").display().to_string(),
+        alert_webhook: None,
+        otlp_endpoint: None,
+        min_priority: "debug".into(),
+    };
+    let process = process.clone();
+    on_own_runtime("kubebid-up-audit", async move {
+        match crate::audit_cmd::start(&audit_args, &process).await {
+            Ok(started) => Ok(started),
+            Err(crate::audit_cmd::Failure::Io(e)) => Err(e.to_string()),
+            Err(crate::audit_cmd::Failure::Said(_)) => Err("see above".into()),
+        }
     })
 }
 

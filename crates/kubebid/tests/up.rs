@@ -35,6 +35,8 @@ fn start(state: &Path) -> (Running, String) {
             "127.0.0.1:0",
             "--dns-metrics-listen",
             "127.0.0.1:0",
+            "--audit-listen",
+            "127.0.0.1:0",
         ])
         .env("KUBEBID_LOG", "warn")
         .stdout(Stdio::piped())
@@ -139,6 +141,7 @@ fn up_serves_an_allowed_and_a_denied_review_and_stops_on_ctrl_c() {
         "kubebid_webhook_reviews_total",
         "kubebid_dns_queries_total",
         "kubebid_kms_kek_unwraps_total",
+        "kubebid_audit_commit_duration_seconds_count",
         "kubebid_server_http_requests_total",
     ] {
         assert!(
@@ -146,6 +149,57 @@ fn up_serves_an_allowed_and_a_denied_review_and_stops_on_ctrl_c() {
             "{family} missing from:\n{metrics}"
         );
     }
+    // The audit sink: the sample events, posted with the client certificate as the API server would,
+    // land in the two tenants' trails, verify, and raise the two alerts.
+    let audit = printed
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("audit sink"))
+        .and_then(|l| l.trim_start().strip_prefix("https://"))
+        .and_then(|l| l.split('/').next())
+        .expect("the audit sink's address is printed")
+        .to_owned();
+    let posted = Command::new("curl")
+        .args(["-s", "--fail-with-body", "--cacert"])
+        .arg(&ca)
+        .arg("--cert")
+        .arg(state.join("certs/client.crt"))
+        .arg("--key")
+        .arg(state.join("certs/client.key"))
+        .arg("--data-binary")
+        .arg(format!(
+            "@{}",
+            state.join("requests/audit-events.json").display()
+        ))
+        .arg(format!("https://{audit}/events"))
+        .output()
+        .unwrap();
+    assert!(
+        posted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&posted.stdout)
+    );
+    let verify = Command::new(env!("CARGO_BIN_EXE_kubebid"))
+        .args(["audit", "verify"])
+        .arg(state.join("audit/data"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verify.status.success() && report.contains("2 events"),
+        "{report}"
+    );
+    let alerts = (0..100)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::fs::read_to_string(state.join("audit/alerts.jsonl")).unwrap_or_default()
+        })
+        .find(|a| a.lines().count() >= 2)
+        .unwrap_or_default();
+    assert!(
+        alerts.contains("KubeBid Cross-Tenant Secret Read")
+            && alerts.contains("KubeBid Exec or Attach Into Pod"),
+        "{alerts}"
+    );
     // The DNS server: acme's pod resolves its service, globex's does not.
     let dns: std::net::SocketAddr = printed
         .lines()
