@@ -165,9 +165,8 @@ pub fn run(args: &UpArgs) -> ExitCode {
         reload_interval: 1.0,
         max_connections: 4096,
     };
-    let requests = dir.join("requests");
     let kms_socket = dir.join("kms/kms.sock");
-    // One process: one registry, one set of checks, one shutdown for the three services.
+    // One process: one registry, one set of checks, one shutdown for the four services.
     let process = Process::new(Shutdown::new());
     if let Err(e) = start_kms(&dir, &kms_socket, &process) {
         eprintln!("kubebid up: kms: {e}");
@@ -188,75 +187,79 @@ pub fn run(args: &UpArgs) -> ExitCode {
         }
     };
     run_webhook_in(&webhook, &process, |addr| {
-        let ca = certs.join("ca.crt");
-        println!();
-        println!(
-            "KubeBid is up (state in {}). Ctrl-C stops it.",
-            dir.display()
-        );
-        println!(
-            "  admission webhook  https://{addr}/validate  /mutate  /healthz  /readyz  /metrics"
-        );
-        println!(
-            "  DNS                udp+tcp {}  metrics http://{}/metrics",
-            dns.0, dns.1
-        );
-        println!(
-            "  KMS v2 plugin      unix://{}  (software key store in {}: NOT HSM-backed, development only)",
-            kms_socket.display(),
-            dir.join("kms").display()
-        );
-        println!(
-            "  tenant keys        unix://{}  (volume keys wrapped per tenant)",
-            dir.join("kms/tenant-keys.sock").display()
-        );
-        println!(
-            "  audit sink         https://{audit}/events  (mutual TLS; trails in {}, alerts in {})",
-            dir.join("audit/data").display(),
-            dir.join("audit/alerts.jsonl").display()
-        );
-        println!();
-        println!("Try an allowed and a denied review:");
-        for name in ["allowed.json", "denied.json"] {
-            println!(
-                "  curl -s --cacert {} https://{addr}/validate -d @{}",
-                ca.display(),
-                requests.join(name).display()
-            );
-        }
-        println!();
-        println!(
-            "Resolve as a pod of tenant acme (127.0.0.11), then as one of globex (127.0.0.21):"
-        );
-        for from in ["127.0.0.11", "127.0.0.21"] {
-            println!(
-                "  dig -b {from} @{} -p {} web.tenant-acme.svc.cluster.local",
-                dns.0.ip(),
-                dns.0.port()
-            );
-        }
-        println!();
-        println!("Post audit events as the API server would, then check and read the trails:");
-        println!(
-            "  curl -s --cacert {} --cert {} --key {} https://{audit}/events -d @{}",
-            ca.display(),
-            certs.join("client.crt").display(),
-            certs.join("client.key").display(),
-            requests.join("audit-events.json").display()
-        );
-        println!(
-            "  kubebid audit verify {}",
-            dir.join("audit/data").display()
-        );
-        println!(
-            "  kubebid audit query {} --tenant globex",
-            dir.join("audit/data").display()
-        );
-        println!();
-        // Scripts wait for this line.
-        println!("ready: https://{addr}");
-        let _ = std::io::Write::flush(&mut std::io::stdout());
+        announce(addr, &dir, dns, audit);
     })
+}
+
+/// Prints every endpoint and requests to try, then the line scripts wait for.
+fn announce(addr: SocketAddr, dir: &Path, dns: (SocketAddr, SocketAddr), audit: SocketAddr) {
+    let certs = dir.join("certs");
+    let requests = dir.join("requests");
+    let kms_socket = dir.join("kms/kms.sock");
+    let ca = certs.join("ca.crt");
+    println!();
+    println!(
+        "KubeBid is up (state in {}). Ctrl-C stops it.",
+        dir.display()
+    );
+    println!("  admission webhook  https://{addr}/validate  /mutate  /healthz  /readyz  /metrics");
+    println!(
+        "  DNS                udp+tcp {}  metrics http://{}/metrics",
+        dns.0, dns.1
+    );
+    println!(
+        "  KMS v2 plugin      unix://{}  (software key store in {}: NOT HSM-backed, development only)",
+        kms_socket.display(),
+        dir.join("kms").display()
+    );
+    println!(
+        "  tenant keys        unix://{}  (volume keys wrapped per tenant)",
+        dir.join("kms/tenant-keys.sock").display()
+    );
+    println!(
+        "  audit sink         https://{audit}/events  (mutual TLS; trails in {}, alerts in {})",
+        dir.join("audit/data").display(),
+        dir.join("audit/alerts.jsonl").display()
+    );
+    println!();
+    println!("Try an allowed and a denied review:");
+    for name in ["allowed.json", "denied.json"] {
+        println!(
+            "  curl -s --cacert {} https://{addr}/validate -d @{}",
+            ca.display(),
+            requests.join(name).display()
+        );
+    }
+    println!();
+    println!("Resolve as a pod of tenant acme (127.0.0.11), then as one of globex (127.0.0.21):");
+    for from in ["127.0.0.11", "127.0.0.21"] {
+        println!(
+            "  dig -b {from} @{} -p {} web.tenant-acme.svc.cluster.local",
+            dns.0.ip(),
+            dns.0.port()
+        );
+    }
+    println!();
+    println!("Post audit events as the API server would, then check and read the trails:");
+    println!(
+        "  curl -s --cacert {} --cert {} --key {} https://{audit}/events -d @{}",
+        ca.display(),
+        certs.join("client.crt").display(),
+        certs.join("client.key").display(),
+        requests.join("audit-events.json").display()
+    );
+    println!(
+        "  kubebid audit verify {}",
+        dir.join("audit/data").display()
+    );
+    println!(
+        "  kubebid audit query {} --tenant globex",
+        dir.join("audit/data").display()
+    );
+    println!();
+    // Scripts wait for this line.
+    println!("ready: https://{addr}");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
 }
 
 /// Starts the DNS server on its own thread and runtime; returns its addresses once bound.
