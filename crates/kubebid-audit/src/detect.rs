@@ -51,6 +51,7 @@ impl AlertOutput for Forward {
 pub struct Detection {
     tx: mpsc::Sender<Batch>,
     metrics: AuditMetrics,
+    warned: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Detection {
@@ -59,17 +60,37 @@ impl Detection {
         let n = batch.events.len() as u64;
         if self.tx.try_send(batch).is_err() {
             self.metrics.detection_skipped.inc_by(n);
+            // Said at most once a second: detection that falls behind must be seen, not flood the log.
+            let now = jiff::Timestamp::now().as_second();
+            if self.warned.swap(now, std::sync::atomic::Ordering::Relaxed) != now {
+                tracing::warn!(
+                    skipped_total = self.metrics.detection_skipped.get(),
+                    "detection is behind: stored events were not run through the rules"
+                );
+            }
         }
     }
 }
 
 /// Whether KubeBid's admission (its webhooks or its ValidatingAdmissionPolicies) refused the request.
+/// Only the start of the message is read: what follows can echo the request, which the requester wrote.
 #[must_use]
 pub fn denied_by_kubebid(e: &EventHead<'_>) -> bool {
     e.response_status.as_ref().is_some_and(|s| {
-        s.code >= 400
-            && (s.message.contains(".kubebid.io\" denied the request")
-                || s.message.contains("ValidatingAdmissionPolicy 'kubebid-"))
+        let m = s.message.as_str();
+        let webhook = m
+            .strip_prefix("admission webhook \"")
+            .and_then(|rest| rest.split_once('"'))
+            .is_some_and(|(name, after)| {
+                name.ends_with(".kubebid.io") && after.starts_with(" denied the request")
+            });
+        let policy = m
+            .strip_prefix("ValidatingAdmissionPolicy 'kubebid-")
+            .is_some_and(|rest| {
+                rest.split_once('\'')
+                    .is_some_and(|(name, _)| !name.contains(' '))
+            });
+        s.code >= 400 && (webhook || policy)
     })
 }
 
@@ -143,7 +164,11 @@ pub fn start(
                 }
             }
         })?;
-    Ok(Detection { tx, metrics })
+    Ok(Detection {
+        tx,
+        metrics,
+        warned: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+    })
 }
 
 /// Posts each alert, as Falco's JSON, to `url` (http or https), like Falco's `http_output`. Alerts wait

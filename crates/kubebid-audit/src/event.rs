@@ -3,6 +3,7 @@
 //! The webhook backend posts an `EventList`. The sink keeps each event's JSON exactly as it arrived (the
 //! bytes are what the log hashes) and reads only what attribution and queries need, borrowed.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use serde::Deserialize;
@@ -35,13 +36,13 @@ struct List<'a> {
 #[serde(rename_all = "camelCase")]
 pub struct EventHead<'a> {
     #[serde(default, borrow, rename = "auditID")]
-    pub audit_id: &'a str,
+    pub audit_id: Cow<'a, str>,
     #[serde(default, borrow)]
-    pub stage: &'a str,
+    pub stage: Cow<'a, str>,
     #[serde(default, borrow)]
-    pub verb: &'a str,
+    pub verb: Cow<'a, str>,
     #[serde(default, borrow, rename = "requestURI")]
-    pub request_uri: std::borrow::Cow<'a, str>,
+    pub request_uri: Cow<'a, str>,
     #[serde(default)]
     pub user: User,
     #[serde(default)]
@@ -49,9 +50,9 @@ pub struct EventHead<'a> {
     #[serde(default)]
     pub object_ref: Option<ObjectRef>,
     #[serde(default, borrow)]
-    pub request_received_timestamp: Option<&'a str>,
+    pub request_received_timestamp: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    pub stage_timestamp: Option<&'a str>,
+    pub stage_timestamp: Option<Cow<'a, str>>,
     #[serde(default)]
     pub response_status: Option<ResponseStatus>,
     #[serde(default)]
@@ -110,7 +111,8 @@ impl EventHead<'_> {
     #[must_use]
     pub fn time(&self) -> Option<jiff::Timestamp> {
         self.request_received_timestamp
-            .or(self.stage_timestamp)
+            .as_deref()
+            .or(self.stage_timestamp.as_deref())
             .and_then(|t| t.parse().ok())
     }
 }
@@ -125,8 +127,10 @@ pub struct ParsedBatch<'a> {
     pub events: Vec<(Range<usize>, EventHead<'a>)>,
 }
 
-/// Reads and checks a webhook backend batch. Every event must be a JSON object with `auditID`, `stage`,
-/// `verb` and `user.username`; if any is not, the whole batch is refused and nothing of it stored.
+/// Reads and checks a webhook backend batch. Every event must be a JSON object with `auditID`, `stage`
+/// and `verb`, which the API server always sets; if one is not, the whole batch is refused and nothing of
+/// it stored. `user` may be empty: a request that failed authentication has no user, and its event is
+/// kept (in the platform's trail unless its namespace says otherwise).
 pub fn parse_batch(body: &str) -> Result<ParsedBatch<'_>, BatchError> {
     let list: List<'_> = serde_json::from_str(body).map_err(|e| BatchError::Json(e.to_string()))?;
     let (api_version, kind) = (list.api_version.unwrap_or(""), list.kind.unwrap_or(""));
@@ -146,10 +150,9 @@ pub fn parse_batch(body: &str) -> Result<ParsedBatch<'_>, BatchError> {
         }
         let h = head(text).map_err(|e| bad(e.to_string()))?;
         for (field, value) in [
-            ("auditID", h.audit_id),
-            ("stage", h.stage),
-            ("verb", h.verb),
-            ("user.username", h.user.username.as_str()),
+            ("auditID", &*h.audit_id),
+            ("stage", &*h.stage),
+            ("verb", &*h.verb),
         ] {
             if value.is_empty() {
                 return Err(bad(format!("{field} is missing or empty")));
@@ -194,11 +197,16 @@ mod tests {
             parse_batch(r#"{"kind":"PodList","apiVersion":"v1","items":[]}"#),
             Err(BatchError::Type { .. })
         ));
-        let missing = r#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"auditID":"x","stage":"ResponseComplete","verb":"get","user":{}}]}"#;
+        let missing = r#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"auditID":"x","stage":"ResponseComplete","user":{}}]}"#;
         assert_eq!(
             parse_batch(missing).err().map(|e| e.to_string()),
-            Some("items[0]: user.username is missing or empty".into())
+            Some("items[0]: verb is missing or empty".into())
         );
+        // A request that failed authentication has no user, and an audit ID the client chose may need
+        // escapes: both are events to keep.
+        let anonymous = r#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"auditID":"a\"b","stage":"ResponseComplete","verb":"get","user":{},"responseStatus":{"code":401}}]}"#;
+        let b = parse_batch(anonymous).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(b.events[0].1.audit_id, "a\"b");
         let not_object = r#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[[1]]}"#;
         assert!(matches!(
             parse_batch(not_object),

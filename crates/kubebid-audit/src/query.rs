@@ -33,7 +33,7 @@ impl Filter {
             return false;
         }
         if let Some(v) = &self.verb
-            && e.verb != v
+            && *e.verb != **v
         {
             return false;
         }

@@ -88,7 +88,15 @@ fn answer(code: StatusCode, body: impl Into<Bytes>, content_type: &str) -> Answe
 
 fn problem(code: StatusCode, message: &str) -> Answer {
     let body = serde_json::json!({"error": message}).to_string();
-    answer(code, body, "application/json")
+    let mut r = answer(code, body, "application/json");
+    // The API server's webhook backend sends a batch again only on 429, 500, 504 or a Retry-After.
+    if code == StatusCode::SERVICE_UNAVAILABLE || code == StatusCode::TOO_MANY_REQUESTS {
+        r.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            hyper::header::HeaderValue::from_static("1"),
+        );
+    }
+    r
 }
 
 impl tower::Service<Request<Bytes>> for Sink {
@@ -260,7 +268,21 @@ impl SinkState {
                     body.push('\n');
                 }
                 let mut r = answer(StatusCode::OK, body, "application/jsonl");
-                let verified = if report.ok() { "true" } else { "false" };
+                // A trail whose earlier log was moved aside as damaged is not verified, however clean the
+                // new one is.
+                let damaged = std::fs::read_dir(self.root.join("damaged")).is_ok_and(|d| {
+                    d.flatten().any(|e| {
+                        e.file_name()
+                            .to_str()
+                            .and_then(|n| n.rsplit_once('-'))
+                            .is_some_and(|(trail, _)| trail == name)
+                    })
+                });
+                let verified = if report.ok() && !damaged {
+                    "true"
+                } else {
+                    "false"
+                };
                 r.headers_mut().insert(
                     "x-kubebid-verified",
                     hyper::header::HeaderValue::from_static(verified),

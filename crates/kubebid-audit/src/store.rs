@@ -202,7 +202,27 @@ impl Writer {
     fn open(&mut self, trail: &Trail, report: &mut StartReport) -> Result<(), LogError> {
         let dir = trail_dir(&self.root, trail);
         let name = trail.signed_name();
-        match TenantLog::open(&dir, &name, self.config.clone(), &*self.signer, now_ms()) {
+        let opened = TenantLog::open(&dir, &name, self.config.clone(), &*self.signer, now_ms())
+            .and_then(|(log, recovery)| {
+                // What the witness saw signed must still be there: a log cut behind it (a truncation
+                // dressed as a torn tail, or a rewritten length) is damage, not a crash to repair.
+                match witness_of(&self.root, trail) {
+                    Some(w) if w.tree_size > log.size() || (w.tree_size == log.size() && log.last_head().is_some_and(|h| h.root != w.root)) => {
+                        Err(LogError::Integrity {
+                            tenant: name.clone(),
+                            segment: String::new(),
+                            index: log.size(),
+                            what: format!(
+                                "the log ends at {} events but its witness head signed {}: it was cut behind a signed head",
+                                log.size(),
+                                w.tree_size
+                            ),
+                        })
+                    }
+                    _ => Ok((log, recovery)),
+                }
+            });
+        match opened {
             Ok((log, recovery)) => {
                 if recovery != Recovery::default() {
                     tracing::warn!(
@@ -294,12 +314,17 @@ impl Writer {
     fn commit_round(&mut self, round: &[Pending]) -> Result<(), String> {
         let now = now_ms();
         let mut touched: Vec<Trail> = Vec::new();
+        // Every log the round needs is open before anything is staged, so a failure leaves none staged.
         for p in round {
-            for (trail, range) in &p.batch.events {
+            for (trail, _) in &p.batch.events {
                 if !self.logs.contains_key(trail) {
                     let mut report = StartReport::default();
                     self.open(trail, &mut report).map_err(|e| e.to_string())?;
                 }
+            }
+        }
+        for p in round {
+            for (trail, range) in &p.batch.events {
                 let Some(log) = self.logs.get_mut(trail) else {
                     return Err(format!("no log for {}", trail.name()));
                 };
@@ -419,6 +444,12 @@ impl Writer {
             }
         }
     }
+}
+
+/// The witness head of `trail`, if the sink wrote one.
+fn witness_of(root: &Path, trail: &Trail) -> Option<crate::head::SignedHead> {
+    let bytes = std::fs::read(crate::verify::witness_path(root, trail)).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// Replaces the witness file with `head` (write to a temporary name, then rename).

@@ -594,3 +594,42 @@ async fn a_tenant_named_platform_has_a_trail_of_its_own() {
     let count = |name: &str| r.trails.iter().find(|t| t.trail == name).map(|t| t.events);
     assert_eq!((count("platform"), count("_platform")), (Some(2), Some(1)));
 }
+
+#[tokio::test]
+async fn a_log_cut_behind_its_witness_is_not_repaired_on_restart_but_kept_as_damage() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let signer = key(dir.path());
+    let root = dir.path().join("data");
+    {
+        let (store, _, writer) = open_store(&root, &signer);
+        for r in 0..3 {
+            let events: Vec<String> = (0..2).map(|i| event(r * 2 + i, "acme-prod")).collect();
+            store
+                .commit(batch(&acme(), &events))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        drop(store);
+        writer.join().unwrap_or_else(|_| panic!("the writer ended"));
+    }
+    // The witness saw 6 events signed. Cut the last commit and make its start look torn.
+    let seg = list_segments(&root.join("tenants/acme")).unwrap_or_default()[0]
+        .1
+        .clone();
+    rewrite(&seg, |r| {
+        let n = r.len();
+        r.truncate(n - 3);
+    });
+    let mut bytes = std::fs::read(&seg).unwrap_or_default();
+    bytes.extend_from_slice(&[1, 0xff, 0xff]);
+    std::fs::write(&seg, bytes).unwrap_or_default();
+    let (_store, report, _) = open_store(&root, &signer);
+    assert_eq!(report.damaged.len(), 1, "{:?}", report.recovered);
+    assert!(
+        report.damaged[0].2.contains("cut behind a signed head"),
+        "{}",
+        report.damaged[0].2
+    );
+    let r = verify_dir(&root, &signer.public_key(), None, &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!r.ok(), "the damage is reported");
+}

@@ -131,6 +131,27 @@ pub fn server_config(
     cert: Arc<ReloadingCert>,
     client_ca: Option<&Path>,
 ) -> Result<rustls::ServerConfig, TlsError> {
+    build(cert, client_ca, false)
+}
+
+/// As [`server_config`], but with a client CA every client must present a certificate it signed: the
+/// handshake fails without one, before any request is read. For a service no probe or scraper without a
+/// certificate needs (the audit sink: anyone else could make it read their bodies).
+///
+/// # Errors
+/// An unreadable or empty client CA file, or a rustls configuration error.
+pub fn server_config_requiring_client(
+    cert: Arc<ReloadingCert>,
+    client_ca: &Path,
+) -> Result<rustls::ServerConfig, TlsError> {
+    build(cert, Some(client_ca), true)
+}
+
+fn build(
+    cert: Arc<ReloadingCert>,
+    client_ca: Option<&Path>,
+    required: bool,
+) -> Result<rustls::ServerConfig, TlsError> {
     let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
     let builder = match client_ca {
@@ -150,10 +171,14 @@ pub fn server_config(
             // A client that presents a certificate must present one the CA signed; one that presents none
             // gets only the health, readiness and metrics endpoints (the kubelet's probes carry none), which
             // the server enforces per request.
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| file_err(ca, format!("client verifier: {e}")))?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+            let verifier = if required {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            }
+            .build()
+            .map_err(|e| file_err(ca, format!("client verifier: {e}")))?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),

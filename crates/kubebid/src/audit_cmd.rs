@@ -298,6 +298,12 @@ fn serve_fail(e: impl std::fmt::Display) -> ExitCode {
 }
 
 fn public_key(dir: &Path, key: Option<&Path>) -> Result<PublicKey, String> {
+    if key.is_none() {
+        eprintln!(
+            "note: using the public key in {}; whoever can rewrite the logs can rewrite it too: give --key from a place you trust",
+            dir.join("signing-key.pub").display()
+        );
+    }
     let path = key.map_or_else(|| dir.join("signing-key.pub"), Path::to_path_buf);
     PublicKey::load(&path).map_err(|e| e.to_string())
 }
@@ -592,7 +598,8 @@ fn query(
                 };
                 let time = h
                     .request_received_timestamp
-                    .or(h.stage_timestamp)
+                    .as_deref()
+                    .or(h.stage_timestamp.as_deref())
                     .unwrap_or("");
                 let (res, target) =
                     h.object_ref
@@ -901,8 +908,13 @@ fn transport(args: &AuditServeArgs, process: &Process) -> std::io::Result<Transp
     };
     let err = |e: kubebid_server::tls::TlsError| std::io::Error::other(e.to_string());
     let cert = Arc::new(kubebid_server::tls::ReloadingCert::new(cert, key).map_err(err)?);
-    let tls =
-        kubebid_server::tls::server_config(cert.clone(), args.client_ca.as_deref()).map_err(err)?;
+    // With a client CA, the handshake itself requires the API server's certificate: a client without
+    // one never gets to send a body (health and metrics too need it then).
+    let tls = match &args.client_ca {
+        Some(ca) => kubebid_server::tls::server_config_requiring_client(cert.clone(), ca),
+        None => kubebid_server::tls::server_config(cert.clone(), None),
+    }
+    .map_err(err)?;
     kubebid_server::tls::spawn_reloader(
         cert,
         Duration::from_secs(1),
