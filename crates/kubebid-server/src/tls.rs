@@ -131,7 +131,7 @@ pub fn server_config(
     cert: Arc<ReloadingCert>,
     client_ca: Option<&Path>,
 ) -> Result<rustls::ServerConfig, TlsError> {
-    build(cert, client_ca, false)
+    build(cert, client_ca, None)
 }
 
 /// As [`server_config`], but with a client CA every client must present a certificate it signed: the
@@ -143,14 +143,90 @@ pub fn server_config(
 pub fn server_config_requiring_client(
     cert: Arc<ReloadingCert>,
     client_ca: &Path,
+    names: &[String],
 ) -> Result<rustls::ServerConfig, TlsError> {
-    build(cert, Some(client_ca), true)
+    build(cert, Some(client_ca), Some(names))
 }
 
+/// Checks a client certificate with the CA's verifier, then, when `names` is not empty, that the
+/// certificate is issued to one of them (a DNS name in its subject alternative names): a CA that signs
+/// other clients' certificates too does not let them in.
+#[derive(Debug)]
+struct NamedClients {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    names: Vec<rustls_pki_types::ServerName<'static>>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for NamedClients {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if self.names.is_empty() {
+            return Ok(verified);
+        }
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|_| {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+        })?;
+        if self
+            .names
+            .iter()
+            .any(|n| cert.verify_is_valid_for_subject_name(n).is_ok())
+        {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// `required`: `None` lets a client without a certificate through to the service (which decides per
+/// request); `Some(names)` requires one in the handshake, issued to one of `names` if any are given.
 fn build(
     cert: Arc<ReloadingCert>,
     client_ca: Option<&Path>,
-    required: bool,
+    required: Option<&[String]>,
 ) -> Result<rustls::ServerConfig, TlsError> {
     let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
@@ -172,14 +248,29 @@ fn build(
             // gets only the health, readiness and metrics endpoints (the kubelet's probes carry none), which
             // the server enforces per request.
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
-            let verifier = if required {
+            let verifier = if required.is_some() {
                 verifier
             } else {
                 verifier.allow_unauthenticated()
             }
             .build()
             .map_err(|e| file_err(ca, format!("client verifier: {e}")))?;
-            builder.with_client_cert_verifier(verifier)
+            let names = required
+                .unwrap_or_default()
+                .iter()
+                .map(|n| {
+                    rustls_pki_types::ServerName::try_from(n.clone())
+                        .map_err(|e| file_err(ca, format!("client name {n:?}: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if names.is_empty() {
+                builder.with_client_cert_verifier(verifier)
+            } else {
+                builder.with_client_cert_verifier(Arc::new(NamedClients {
+                    inner: verifier,
+                    names,
+                }))
+            }
         }
         None => builder.with_no_client_auth(),
     };

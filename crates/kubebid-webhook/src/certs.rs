@@ -114,6 +114,8 @@ pub fn generate(dir: &Path, hosts: &[String]) -> Result<Written, CertError> {
 
     let client_key = KeyPair::generate()?;
     let mut client = params("kube-apiserver", 90)?;
+    // Named in a subject alternative name too, which is what a server pinning its client's name checks.
+    client.subject_alt_names = vec![SanType::DnsName("kube-apiserver".try_into()?)];
     client.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let client_cert = client.signed_by(&client_key, &issuer)?;

@@ -53,6 +53,11 @@ pub struct AuditServeArgs {
     /// Accept events only from clients presenting a certificate this CA signed (the API server's).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub client_ca: Option<PathBuf>,
+    /// And only if the certificate is issued to this name (a DNS name in its subject alternative names);
+    /// repeatable. Without it, any certificate the CA signed is accepted: give one when the CA also signs
+    /// other clients' certificates.
+    #[arg(long, value_name = "NAME", requires = "client_ca")]
+    pub client_name: Vec<String>,
     /// KubeBidConfig and Tenant objects (file or directory, repeatable), for attribution. Without it the
     /// sink has no tenants and every event goes to the platform's log.
     #[arg(short, long, value_name = "FILE|DIR")]
@@ -911,7 +916,9 @@ fn transport(args: &AuditServeArgs, process: &Process) -> std::io::Result<Transp
     // With a client CA, the handshake itself requires the API server's certificate: a client without
     // one never gets to send a body (health and metrics too need it then).
     let tls = match &args.client_ca {
-        Some(ca) => kubebid_server::tls::server_config_requiring_client(cert.clone(), ca),
+        Some(ca) => {
+            kubebid_server::tls::server_config_requiring_client(cert.clone(), ca, &args.client_name)
+        }
         None => kubebid_server::tls::server_config(cert.clone(), None),
     }
     .map_err(err)?;

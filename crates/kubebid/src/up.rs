@@ -316,6 +316,7 @@ fn start_audit(args: &UpArgs, dir: &Path, process: &Process) -> Result<SocketAdd
         tls_cert: Some(certs.join("tls.crt")),
         tls_key: Some(certs.join("tls.key")),
         client_ca: Some(certs.join("ca.crt")),
+        client_name: Vec::new(),
         config: vec![dir.join("config").display().to_string()],
         queries: false,
         segment_mib: 64,

@@ -468,7 +468,7 @@ fn events_need_the_api_servers_client_certificate() {
         r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{}]}}"#,
         event("t1", "acme-prod", "acme-admins")
     );
-    let curl = |client: bool| {
+    let curl = |addr: SocketAddr, client: bool| {
         let mut c = Command::new("curl");
         c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
             .arg(&ca);
@@ -491,10 +491,34 @@ fn events_need_the_api_servers_client_certificate() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     // Without the certificate the handshake itself fails (curl reports no HTTP status): no body is read.
-    assert_eq!(curl(false), "000");
-    assert_eq!(curl(true), "200");
+    assert_eq!(curl(addr, false), "000");
+    assert_eq!(curl(addr, true), "200");
     child.kill().unwrap();
     child.wait().unwrap();
+    // Pinned to the API server's name, the same CA's certificate for another name is refused.
+    for (name, code) in [("kube-apiserver", "200"), ("someone-else", "000")] {
+        let (mut child, pinned) = spawn_sink(
+            &dir,
+            &[
+                OsStr::new("--signing-key"),
+                key.as_os_str(),
+                OsStr::new("--tls-cert"),
+                cert.as_os_str(),
+                OsStr::new("--tls-key"),
+                tls_key.as_os_str(),
+                OsStr::new("--client-ca"),
+                ca.as_os_str(),
+                OsStr::new("--client-name"),
+                OsStr::new(name),
+                OsStr::new("--no-detection"),
+            ],
+            &[],
+        );
+        assert_eq!(curl(pinned, true), code, "--client-name {name}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    // Posted twice (to the first sink and the pinned one): one audit ID.
     assert_eq!(ids_in(&dir, "acme"), BTreeSet::from(["t1".to_owned()]));
     let _ = std::fs::remove_dir_all(&dir);
 }

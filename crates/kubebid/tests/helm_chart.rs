@@ -931,7 +931,7 @@ fn the_audit_sink_is_optional_keeps_its_log_on_a_volume_and_asks_only_what_it_ne
     let on = render(
         "kubebid-system",
         &json!({"audit": {"enabled": true, "clusterIP": "10.96.0.44", "clientCA": "-----BEGIN CERTIFICATE-----\n",
-            "alertWebhook": "http://falcosidekick:2801/", "otlpEndpoint": "http://otel-collector:4318/v1/logs"}}),
+            "alertWebhook": "http://falcosidekick:2801/", "otlpEndpoint": "http://otel-collector:4318/v1/logs", "clientNames": ["kube-apiserver"]}}),
     );
     for o in &on {
         check_schema(o).unwrap_or_else(|e| panic!("{} {}: {e}", o["kind"], o["metadata"]["name"]));
