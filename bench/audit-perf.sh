@@ -43,7 +43,7 @@ spec: {namespaces: [umbrella], owners: [{kind: Group, name: umbrella-admins}]}
 YAML
 "$bin" audit keygen --out "$work/key.pem" >/dev/null
 port=$(( 20000 + RANDOM % 20000 ))
-KUBEBID_LOG=warn "$bin" serve audit --listen "127.0.0.1:$port" --data "$work/data" --signing-key "$work/key.pem" \
+KUBEBID_LOG=error "$bin" serve audit --listen "127.0.0.1:$port" --data "$work/data" --signing-key "$work/key.pem" \
   -c "$work/tenants.yaml" --rules crates/kubebid-rules/tests/data/k8s_audit_rules.yaml --alerts "$work/alerts.jsonl" &
 pid=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -59,4 +59,4 @@ awk -v a="$ours" -v b="$limit" 'BEGIN { printf "sink / limit: %.2f\n", a / b }'
 curl -fs "http://127.0.0.1:$port/metrics" | grep -E '^kubebid_audit_(batches_per_commit_(sum|count)|detection_skipped_events_total|sync_failures_total)' || true
 kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 echo "== 4. verify everything stored"
-"$bin" audit verify "$work/data" | tail -1
+"$bin" audit verify "$work/data" --key "$work/key.pub" | tail -1
