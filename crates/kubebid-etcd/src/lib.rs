@@ -1,7 +1,14 @@
-//! The tenant layer KubeBid puts around Secrets in etcd, below the API server (issue 13's proxy builds on
-//! it). No I/O: which etcd keys belong to a tenant namespace's Secrets ([`path`]), and sealing and opening
-//! their values under the tenant's data keys ([`seal`]), whose wrapping by the tenant's HSM key is behind
-//! the [`seal::KeyWrapper`] trait.
+//! The tenant layer KubeBid puts around Secrets in etcd, below the API server. No I/O: which etcd keys
+//! belong to a tenant namespace's Secrets ([`path`]), sealing and opening their values under the
+//! tenant's data keys ([`seal`], whose wrapping by the tenant's HSM key is behind [`seal::KeyWrapper`]),
+//! and doing so on etcd's own messages ([`layer`], over the types in [`proto`]).
 
+pub mod layer;
 pub mod path;
 pub mod seal;
+
+/// The etcd v3 messages that carry stored values, generated from `proto/etcd-kv.proto`.
+#[allow(clippy::pedantic, clippy::default_trait_access, missing_docs)]
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/kubebid.etcd.v3.rs"));
+}

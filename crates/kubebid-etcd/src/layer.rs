@@ -1,0 +1,211 @@
+//! The tenant layer on etcd's messages: seal what is written under a tenant namespace's Secret keys,
+//! open what comes back (Range results, Txn results at any depth, Watch events and every `prev_kv`).
+//!
+//! Each function reports whether it changed the message, so that a message with nothing of a tenant in it
+//! is forwarded as the very bytes that came in.
+
+use std::sync::Arc;
+
+use crate::path::SecretKeys;
+use crate::proto::{
+    DeleteRangeResponse, KeyValue, PutRequest, PutResponse, RangeResponse, RequestOp, TxnRequest,
+    TxnResponse, WatchResponse, compare, request_op, response_op,
+};
+use crate::seal::{SealError, Sealer, sealed_for};
+
+/// The tenant that owns a namespace, as the tenancy model answers it.
+pub type TenantOf = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Why a message could not pass.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LayerError {
+    #[error("{key}: {error}")]
+    Seal { key: String, error: SealError },
+    #[error("{key}: a transaction may not compare the value of a tenant's Secret (it is sealed)")]
+    ValueCompare { key: String },
+}
+
+/// Compare target `VALUE` in etcd's `Compare.CompareTarget`.
+const COMPARE_VALUE: i32 = 3;
+
+/// Seals and opens values of the keys that belong to tenants.
+#[derive(Clone)]
+pub struct Layer {
+    keys: SecretKeys,
+    tenant_of: TenantOf,
+    sealer: Arc<Sealer>,
+}
+
+fn shown(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).into_owned()
+}
+
+impl Layer {
+    #[must_use]
+    pub fn new(keys: SecretKeys, tenant_of: TenantOf, sealer: Arc<Sealer>) -> Self {
+        Self {
+            keys,
+            tenant_of,
+            sealer,
+        }
+    }
+
+    /// The tenant whose Secret `key` is, if any.
+    #[must_use]
+    pub fn tenant(&self, key: &[u8]) -> Option<String> {
+        self.keys.namespace(key).and_then(|ns| (self.tenant_of)(ns))
+    }
+
+    /// Seals a written value. A write that cannot be sealed fails: nothing is written in the clear.
+    ///
+    /// # Errors
+    /// The tenant's key cannot be used.
+    pub fn put_request(&self, put: &mut PutRequest) -> Result<bool, LayerError> {
+        if put.ignore_value {
+            return Ok(false);
+        }
+        let Some(tenant) = self.tenant(&put.key) else {
+            return Ok(false);
+        };
+        put.value = self
+            .sealer
+            .seal(&tenant, &put.key, &put.value)
+            .map_err(|error| LayerError::Seal {
+                key: shown(&put.key),
+                error,
+            })?;
+        Ok(true)
+    }
+
+    /// Seals the writes of a transaction, at every depth, and refuses comparisons of sealed values.
+    ///
+    /// # Errors
+    /// A write that cannot be sealed, or a value comparison on a tenant's Secret.
+    pub fn txn_request(&self, txn: &mut TxnRequest) -> Result<bool, LayerError> {
+        for c in &txn.compare {
+            if c.target == COMPARE_VALUE
+                && matches!(c.target_union, Some(compare::TargetUnion::Value(_)))
+                && (self.tenant(&c.key).is_some() || self.covers_secrets(&c.key, &c.range_end))
+            {
+                return Err(LayerError::ValueCompare { key: shown(&c.key) });
+            }
+        }
+        let mut changed = false;
+        for op in txn.success.iter_mut().chain(txn.failure.iter_mut()) {
+            changed |= self.request_op(op)?;
+        }
+        Ok(changed)
+    }
+
+    /// Whether the range `key..range_end` can reach Secret keys.
+    fn covers_secrets(&self, key: &[u8], range_end: &[u8]) -> bool {
+        if range_end.is_empty() {
+            return false;
+        }
+        let all = self.keys.all();
+        // [key, range_end) meets [all, all+) unless it ends before `all` or starts past every Secret.
+        let ends_before = range_end != b"\0" && range_end <= all;
+        let starts_after = key > all && !key.starts_with(all);
+        !(ends_before || starts_after)
+    }
+
+    fn request_op(&self, op: &mut RequestOp) -> Result<bool, LayerError> {
+        match &mut op.request {
+            Some(request_op::Request::RequestPut(p)) => self.put_request(p),
+            Some(request_op::Request::RequestTxn(t)) => self.txn_request(t),
+            _ => Ok(false),
+        }
+    }
+
+    /// Opens one key-value. A value that is not sealed (written before the layer) passes as it is; one
+    /// sealed for another tenant, moved, tampered with, or whose tenant key is gone, fails.
+    ///
+    /// # Errors
+    /// The value does not open for the tenant that owns its key.
+    pub fn open(&self, kv: &mut KeyValue) -> Result<bool, LayerError> {
+        if kv.value.is_empty() {
+            return Ok(false);
+        }
+        let fail = |error| LayerError::Seal {
+            key: shown(&kv.key),
+            error,
+        };
+        match self.tenant(&kv.key) {
+            Some(tenant) => {
+                if sealed_for(&kv.value).is_none() {
+                    return Ok(false);
+                }
+                let plain = self
+                    .sealer
+                    .open(&tenant, &kv.key, &kv.value)
+                    .map_err(fail)?;
+                kv.value = plain.to_vec();
+                Ok(true)
+            }
+            // A sealed value under a key no tenant owns (a namespace handed back): never given out sealed
+            // as if it were the value.
+            None if sealed_for(&kv.value).is_some() && self.keys.namespace(&kv.key).is_some() => {
+                Err(fail(SealError::WrongTenant {
+                    expected: String::new(),
+                    found: sealed_for(&kv.value).unwrap_or_default().to_owned(),
+                }))
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn open_all<'a>(
+        &self,
+        kvs: impl Iterator<Item = &'a mut KeyValue>,
+    ) -> Result<bool, LayerError> {
+        let mut changed = false;
+        for kv in kvs {
+            changed |= self.open(kv)?;
+        }
+        Ok(changed)
+    }
+
+    /// # Errors
+    /// A value does not open.
+    pub fn range_response(&self, r: &mut RangeResponse) -> Result<bool, LayerError> {
+        self.open_all(r.kvs.iter_mut())
+    }
+
+    /// # Errors
+    /// The previous value does not open.
+    pub fn put_response(&self, r: &mut PutResponse) -> Result<bool, LayerError> {
+        self.open_all(r.prev_kv.iter_mut())
+    }
+
+    /// # Errors
+    /// A previous value does not open.
+    pub fn delete_response(&self, r: &mut DeleteRangeResponse) -> Result<bool, LayerError> {
+        self.open_all(r.prev_kvs.iter_mut())
+    }
+
+    /// # Errors
+    /// A value at any depth does not open.
+    pub fn txn_response(&self, r: &mut TxnResponse) -> Result<bool, LayerError> {
+        let mut changed = false;
+        for op in &mut r.responses {
+            changed |= match &mut op.response {
+                Some(response_op::Response::ResponseRange(x)) => self.range_response(x)?,
+                Some(response_op::Response::ResponsePut(x)) => self.put_response(x)?,
+                Some(response_op::Response::ResponseDeleteRange(x)) => self.delete_response(x)?,
+                Some(response_op::Response::ResponseTxn(x)) => self.txn_response(x)?,
+                None => false,
+            };
+        }
+        Ok(changed)
+    }
+
+    /// # Errors
+    /// A value of an event does not open.
+    pub fn watch_response(&self, r: &mut WatchResponse) -> Result<bool, LayerError> {
+        let mut changed = false;
+        for e in &mut r.events {
+            changed |= self.open_all(e.kv.iter_mut().chain(e.prev_kv.iter_mut()))?;
+        }
+        Ok(changed)
+    }
+}
