@@ -5,6 +5,7 @@
 
 pub mod layer;
 pub mod path;
+pub mod proxy;
 pub mod seal;
 
 /// The etcd v3 messages that carry stored values, generated from `proto/etcd-kv.proto`.

@@ -1,0 +1,416 @@
+//! The etcd proxy: HTTP/2 gRPC between the API server and etcd, with the tenant [`Layer`] applied to the
+//! messages that carry values and every other byte forwarded as it came.
+//!
+//! The proxy does not terminate etcd's API: each call is forwarded on its own path, with its headers, to
+//! etcd, and its messages are rewritten in flight where values travel (`KV/Put`, `KV/Txn` on the way in;
+//! `KV/Range`, `KV/Put`, `KV/DeleteRange`, `KV/Txn` and the `Watch` stream on the way out). Leases,
+//! maintenance, cluster and auth calls, and unary calls that carry no tenant value, pass through
+//! unchanged, streaming included. A message that cannot be sealed ends the call with a gRPC error before
+//! anything reaches etcd; one that cannot be opened ends it with an error in place of the value.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
+use http_body_util::combinators::BoxBody;
+use hyper::{Request, Response};
+use prost::Message;
+
+use crate::layer::{Layer, LayerError};
+use crate::proto::{
+    DeleteRangeResponse, PutRequest, PutResponse, RangeResponse, TxnRequest, TxnResponse,
+    WatchResponse,
+};
+
+/// A response or request body of the proxy.
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// How one message of a call is rewritten.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rewrite {
+    PutRequest,
+    TxnRequest,
+    RangeResponse,
+    PutResponse,
+    DeleteResponse,
+    TxnResponse,
+    WatchResponse,
+}
+
+/// The rewrites of a call's request and response, by its path.
+fn rewrites(path: &str) -> (Option<Rewrite>, Option<Rewrite>) {
+    match path {
+        "/etcdserverpb.KV/Range" => (None, Some(Rewrite::RangeResponse)),
+        "/etcdserverpb.KV/Put" => (Some(Rewrite::PutRequest), Some(Rewrite::PutResponse)),
+        "/etcdserverpb.KV/DeleteRange" => (None, Some(Rewrite::DeleteResponse)),
+        "/etcdserverpb.KV/Txn" => (Some(Rewrite::TxnRequest), Some(Rewrite::TxnResponse)),
+        "/etcdserverpb.Watch/Watch" => (None, Some(Rewrite::WatchResponse)),
+        _ => (None, None),
+    }
+}
+
+fn apply<M: Message + Default>(
+    message: &[u8],
+    f: impl FnOnce(&mut M) -> Result<bool, LayerError>,
+) -> Result<Option<Vec<u8>>, Fault> {
+    let mut m = M::decode(message).map_err(|e| Fault::Decode(e.to_string()))?;
+    Ok(f(&mut m).map_err(Fault::Layer)?.then(|| m.encode_to_vec()))
+}
+
+impl Rewrite {
+    /// The message rewritten, or `None` when it is to pass as it came.
+    fn run(self, layer: &Layer, message: &[u8]) -> Result<Option<Vec<u8>>, Fault> {
+        match self {
+            Self::PutRequest => apply::<PutRequest>(message, |m| layer.put_request(m)),
+            Self::TxnRequest => apply::<TxnRequest>(message, |m| layer.txn_request(m)),
+            Self::RangeResponse => apply::<RangeResponse>(message, |m| layer.range_response(m)),
+            Self::PutResponse => apply::<PutResponse>(message, |m| layer.put_response(m)),
+            Self::DeleteResponse => {
+                apply::<DeleteRangeResponse>(message, |m| layer.delete_response(m))
+            }
+            Self::TxnResponse => apply::<TxnResponse>(message, |m| layer.txn_response(m)),
+            Self::WatchResponse => apply::<WatchResponse>(message, |m| layer.watch_response(m)),
+        }
+    }
+}
+
+/// Why a message could not pass.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Fault {
+    #[error("{0}")]
+    Layer(LayerError),
+    #[error("not an etcd message: {0}")]
+    Decode(String),
+    #[error("compressed gRPC messages are not accepted on calls that carry tenants' values")]
+    Compressed,
+}
+
+impl Fault {
+    /// The gRPC status code for it: a key that cannot be used is `FAILED_PRECONDITION`, a message that is
+    /// not what it should be `INVALID_ARGUMENT` (on the way in) or `DATA_LOSS` (on the way out).
+    fn code(&self, inbound: bool) -> u32 {
+        match self {
+            Self::Layer(LayerError::Seal { .. }) => 9,
+            Self::Layer(LayerError::ValueCompare { .. }) | Self::Compressed => 3,
+            Self::Decode(_) if inbound => 3,
+            Self::Decode(_) => 15,
+        }
+    }
+}
+
+/// A body whose gRPC messages are rewritten on the way through; trailers pass as they came. A fault
+/// ends the body with `grpc-status` trailers in place of the rest.
+struct Rewritten {
+    inner: ProxyBody,
+    rewrite: Rewrite,
+    layer: Layer,
+    inbound: bool,
+    buf: BytesMut,
+    out: VecDeque<Frame<Bytes>>,
+    failed: bool,
+    ended: bool,
+}
+
+impl Rewritten {
+    fn fault(&mut self, f: &Fault) {
+        tracing::warn!(error = %f, "an etcd message did not pass the tenant layer");
+        let mut trailers = hyper::HeaderMap::new();
+        if let Ok(v) = f.code(self.inbound).to_string().parse() {
+            trailers.insert("grpc-status", v);
+        }
+        // grpc-message is percent-encoded; the text is ASCII here, spaces included.
+        let msg: String = f
+            .to_string()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        if let Ok(v) = msg.replace('%', "%25").parse() {
+            trailers.insert("grpc-message", v);
+        }
+        self.out.push_back(Frame::trailers(trailers));
+        self.failed = true;
+    }
+
+    /// Takes every whole message out of the buffer, rewritten.
+    fn drain(&mut self) {
+        while self.buf.len() >= 5 && !self.failed {
+            let compressed = self.buf[0] != 0;
+            let len =
+                u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
+            if self.buf.len() < 5 + len {
+                return;
+            }
+            let frame = self.buf.split_to(5 + len);
+            if compressed {
+                self.fault(&Fault::Compressed);
+                return;
+            }
+            match self.rewrite.run(&self.layer, &frame[5..]) {
+                Ok(None) => self.out.push_back(Frame::data(frame.freeze())),
+                Ok(Some(message)) => {
+                    let mut f = BytesMut::with_capacity(5 + message.len());
+                    f.put_u8(0);
+                    f.put_u32(u32::try_from(message.len()).unwrap_or(u32::MAX));
+                    f.put_slice(&message);
+                    self.out.push_back(Frame::data(f.freeze()));
+                }
+                Err(e) => self.fault(&e),
+            }
+        }
+    }
+}
+
+impl Body for Rewritten {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        loop {
+            if let Some(f) = self.out.pop_front() {
+                return Poll::Ready(Some(Ok(f)));
+            }
+            if self.failed || self.ended {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    self.ended = true;
+                    if !self.buf.is_empty() {
+                        self.fault(&Fault::Decode("a message is cut short".into()));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(mut data) => {
+                        while data.has_remaining() {
+                            let chunk = data.chunk().len();
+                            self.buf.extend_from_slice(&data.chunk()[..chunk]);
+                            data.advance(chunk);
+                        }
+                        self.drain();
+                    }
+                    Err(other) => self.out.push_back(other),
+                },
+            }
+        }
+    }
+}
+
+fn rewritten(inner: ProxyBody, rewrite: Rewrite, layer: &Layer, inbound: bool) -> ProxyBody {
+    Rewritten {
+        inner,
+        rewrite,
+        layer: layer.clone(),
+        inbound,
+        buf: BytesMut::new(),
+        out: VecDeque::new(),
+        failed: false,
+        ended: false,
+    }
+    .boxed()
+}
+
+/// Something that sends a request to etcd.
+pub trait Upstream: Send + Sync {
+    /// Sends `req` (its URI is the path only) to etcd.
+    fn send(
+        &self,
+        req: Request<ProxyBody>,
+    ) -> Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, String>> + Send>>;
+}
+
+/// The whole gRPC messages in `body` (a unary call's request), or why not.
+fn messages(mut body: &[u8]) -> Result<Vec<&[u8]>, Fault> {
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        if body.len() < 5 {
+            return Err(Fault::Decode("a message is cut short".into()));
+        }
+        if body[0] != 0 {
+            return Err(Fault::Compressed);
+        }
+        let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+        let end = 5usize
+            .checked_add(len)
+            .filter(|e| *e <= body.len())
+            .ok_or_else(|| Fault::Decode("a message is cut short".into()))?;
+        out.push(&body[5..end]);
+        body = &body[end..];
+    }
+    Ok(out)
+}
+
+fn framed(message: &[u8], out: &mut BytesMut) {
+    out.put_u8(0);
+    out.put_u32(u32::try_from(message.len()).unwrap_or(u32::MAX));
+    out.put_slice(message);
+}
+
+/// A gRPC answer with only a status: the call fails before anything reaches etcd.
+fn status_only(code: u32, message: &str) -> Response<ProxyBody> {
+    let mut r = Response::new(http_body_util::Empty::new().map_err(|n| match n {}).boxed());
+    let h = r.headers_mut();
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/grpc"),
+    );
+    if let Ok(v) = code.to_string().parse() {
+        h.insert("grpc-status", v);
+    }
+    let msg: String = message
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if let Ok(v) = msg.replace('%', "%25").parse() {
+        h.insert("grpc-message", v);
+    }
+    r
+}
+
+/// One call through the proxy.
+pub async fn call(
+    layer: &Layer,
+    upstream: &Arc<dyn Upstream>,
+    req: Request<ProxyBody>,
+) -> Response<ProxyBody> {
+    let (inbound, outbound) = rewrites(req.uri().path());
+    let (parts, body) = req.into_parts();
+    let body = match inbound {
+        // Put and Txn are unary: the request is read whole, sealed, and only then sent, so that a value
+        // that cannot be sealed never reaches etcd.
+        Some(r) => {
+            let Ok(collected) = body.collect().await else {
+                return status_only(1, "the request was cut off");
+            };
+            let bytes = collected.to_bytes();
+            let rewritten = messages(&bytes).and_then(|ms| {
+                let mut out = BytesMut::with_capacity(bytes.len() + 256);
+                for m in ms {
+                    match r.run(layer, m)? {
+                        Some(new) => framed(&new, &mut out),
+                        None => framed(m, &mut out),
+                    }
+                }
+                Ok(out.freeze())
+            });
+            match rewritten {
+                Ok(b) => http_body_util::Full::new(b).map_err(|n| match n {}).boxed(),
+                Err(f) => {
+                    tracing::warn!(error = %f, path = %parts.uri.path(), "a write did not pass the tenant layer");
+                    return status_only(f.code(true), &f.to_string());
+                }
+            }
+        }
+        None => body,
+    };
+    match upstream.send(Request::from_parts(parts, body)).await {
+        Ok(res) => {
+            let (parts, body) = res.into_parts();
+
+            let body = match outbound {
+                Some(r) => rewritten(body, r, layer, false),
+                None => body,
+            };
+            Response::from_parts(parts, body)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "etcd did not answer");
+            status_only(14, "etcd is unavailable through the proxy")
+        }
+    }
+}
+
+/// [`Upstream`] over HTTP/2 without TLS (h2c), to etcd's client URL.
+pub struct H2c {
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        ProxyBody,
+    >,
+    base: hyper::Uri,
+}
+
+impl H2c {
+    /// To etcd at `base` (`http://127.0.0.1:2379`).
+    #[must_use]
+    pub fn new(base: hyper::Uri) -> Self {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                .build_http();
+        Self { client, base }
+    }
+}
+
+impl Upstream for H2c {
+    fn send(
+        &self,
+        mut req: Request<ProxyBody>,
+    ) -> Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, String>> + Send>> {
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let uri = format!("{}{}", self.base.to_string().trim_end_matches('/'), path);
+        let client = self.client.clone();
+        Box::pin(async move {
+            *req.uri_mut() = uri
+                .parse()
+                .map_err(|e: hyper::http::uri::InvalidUri| e.to_string())?;
+            let res = client.request(req).await.map_err(|e| e.to_string())?;
+            Ok(res.map(|b| b.boxed()))
+        })
+    }
+}
+
+/// Serves the proxy on `listener` (HTTP/2 without TLS) until `stop`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    layer: Layer,
+    upstream: Arc<dyn Upstream>,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        let (tcp, _) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(_) => continue,
+            },
+            () = &mut stop => return,
+        };
+        let (layer, upstream) = (layer.clone(), upstream.clone());
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let (layer, upstream) = (layer.clone(), upstream.clone());
+                async move {
+                    let req = req.map(BodyExt::boxed);
+                    Ok::<_, std::convert::Infallible>(call(&layer, &upstream, req).await)
+                }
+            });
+            let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}
