@@ -251,24 +251,38 @@ pub fn prove(
     })
 }
 
-/// Checks a proof file's bytes with the sink's public key, offline. Returns the proof when it holds.
-pub fn check(bytes: &[u8], key: &PublicKey) -> Result<InclusionProof, ProofError> {
-    let proof: InclusionProof =
+/// Reads a proof file of `kind`.
+fn read<P: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    kind: &str,
+    type_of: impl Fn(&P) -> (&String, &String),
+) -> Result<P, ProofError> {
+    let proof: P =
         serde_json::from_slice(bytes).map_err(|e| ProofError::Malformed(e.to_string()))?;
-    if proof.api_version != API_VERSION || proof.kind != KIND {
+    let (api_version, k) = type_of(&proof);
+    if api_version != API_VERSION || k != kind {
         return Err(ProofError::Malformed(format!(
-            "expected apiVersion {API_VERSION} kind {KIND}"
+            "expected apiVersion {API_VERSION} kind {kind}"
         )));
     }
-    let path = proof
-        .path
-        .iter()
+    Ok(proof)
+}
+
+/// An audit path from its hex form.
+fn hashes(path: &[String]) -> Result<Vec<Hash>, ProofError> {
+    path.iter()
         .enumerate()
         .map(|(i, h)| {
             hex32::from_hex(h)
                 .ok_or_else(|| ProofError::Malformed(format!("path[{i}] is not 64 hex digits")))
         })
-        .collect::<Result<Vec<Hash>, _>>()?;
+        .collect()
+}
+
+/// Checks a proof file's bytes with the sink's public key, offline. Returns the proof when it holds.
+pub fn check(bytes: &[u8], key: &PublicKey) -> Result<InclusionProof, ProofError> {
+    let proof: InclusionProof = read(bytes, KIND, |p: &InclusionProof| (&p.api_version, &p.kind))?;
+    let path = hashes(&proof.path)?;
     let signed = crate::verify::trail_named(&proof.trail).signed_name();
     if !proof.head.verify(&signed, key) {
         return Err(ProofError::Signature);
@@ -341,22 +355,10 @@ pub fn prove_consistency(
 
 /// Checks a consistency proof's bytes with the sink's public key, offline.
 pub fn check_consistency(bytes: &[u8], key: &PublicKey) -> Result<ConsistencyProof, ProofError> {
-    let proof: ConsistencyProof =
-        serde_json::from_slice(bytes).map_err(|e| ProofError::Malformed(e.to_string()))?;
-    if proof.api_version != API_VERSION || proof.kind != CONSISTENCY_KIND {
-        return Err(ProofError::Malformed(format!(
-            "expected apiVersion {API_VERSION} kind {CONSISTENCY_KIND}"
-        )));
-    }
-    let path = proof
-        .path
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            hex32::from_hex(h)
-                .ok_or_else(|| ProofError::Malformed(format!("path[{i}] is not 64 hex digits")))
-        })
-        .collect::<Result<Vec<Hash>, _>>()?;
+    let proof: ConsistencyProof = read(bytes, CONSISTENCY_KIND, |p: &ConsistencyProof| {
+        (&p.api_version, &p.kind)
+    })?;
+    let path = hashes(&proof.path)?;
     let signed = crate::verify::trail_named(&proof.trail).signed_name();
     if !proof.first.verify(&signed, key) || !proof.second.verify(&signed, key) {
         return Err(ProofError::Signature);

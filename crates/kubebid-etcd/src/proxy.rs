@@ -119,24 +119,7 @@ impl Rewritten {
     fn fault(&mut self, f: &Fault) {
         tracing::warn!(error = %f, "an etcd message did not pass the tenant layer");
         let mut trailers = hyper::HeaderMap::new();
-        if let Ok(v) = f.code(self.inbound).to_string().parse() {
-            trailers.insert("grpc-status", v);
-        }
-        // grpc-message is percent-encoded; the text is ASCII here, spaces included.
-        let msg: String = f
-            .to_string()
-            .chars()
-            .map(|c| {
-                if c.is_ascii_graphic() || c == ' ' {
-                    c
-                } else {
-                    '?'
-                }
-            })
-            .collect();
-        if let Ok(v) = msg.replace('%', "%25").parse() {
-            trailers.insert("grpc-message", v);
-        }
+        grpc_status(&mut trailers, f.code(self.inbound), &f.to_string());
         self.out.push_back(Frame::trailers(trailers));
         self.failed = true;
     }
@@ -263,11 +246,16 @@ fn framed(message: &[u8], out: &mut BytesMut) {
 /// A gRPC answer with only a status: the call fails before anything reaches etcd.
 fn status_only(code: u32, message: &str) -> Response<ProxyBody> {
     let mut r = Response::new(http_body_util::Empty::new().map_err(|n| match n {}).boxed());
-    let h = r.headers_mut();
-    h.insert(
+    r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/grpc"),
     );
+    grpc_status(r.headers_mut(), code, message);
+    r
+}
+
+/// Sets `grpc-status` and `grpc-message` (percent-encoded; anything but printable ASCII shown as `?`).
+fn grpc_status(h: &mut hyper::HeaderMap, code: u32, message: &str) {
     if let Ok(v) = code.to_string().parse() {
         h.insert("grpc-status", v);
     }
@@ -284,7 +272,6 @@ fn status_only(code: u32, message: &str) -> Response<ProxyBody> {
     if let Ok(v) = msg.replace('%', "%25").parse() {
         h.insert("grpc-message", v);
     }
-    r
 }
 
 /// One call through the proxy.

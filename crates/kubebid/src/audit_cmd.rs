@@ -645,7 +645,22 @@ fn proof(dir: &Path, tenant: &str, index: u64, key: Option<&Path>, out: Option<&
         Ok(k) => k,
         Err(e) => return fail("proof", e),
     };
-    match kubebid_audit::proof::prove(dir, &trail_named(tenant), &key, index) {
+    let made = kubebid_audit::proof::prove(dir, &trail_named(tenant), &key, index);
+    emit_proof(made, out, |p| {
+        format!(
+            "the proof of event {index} of {tenant} (tree size {})",
+            p.head.tree_size
+        )
+    })
+}
+
+/// Writes a proof to `out` (saying so) or prints it; a proof that cannot be made exits 1.
+fn emit_proof<P: serde::Serialize>(
+    made: Result<P, kubebid_audit::proof::ProofError>,
+    out: Option<&Path>,
+    what: impl FnOnce(&P) -> String,
+) -> ExitCode {
+    match made {
         Ok(p) => {
             let text = serde_json::to_string_pretty(&p).unwrap_or_default();
             match out {
@@ -653,11 +668,7 @@ fn proof(dir: &Path, tenant: &str, index: u64, key: Option<&Path>, out: Option<&
                     if let Err(e) = std::fs::write(path, text + "\n") {
                         return fail("proof", format!("{}: {e}", path.display()));
                     }
-                    eprintln!(
-                        "wrote the proof of event {index} of {tenant} (tree size {}) to {}",
-                        p.head.tree_size,
-                        path.display()
-                    );
+                    eprintln!("wrote {} to {}", what(&p), path.display());
                 }
                 None => println!("{text}"),
             }
@@ -697,30 +708,13 @@ fn consistency(
             );
         }
     };
-    match kubebid_audit::proof::prove_consistency(dir, &trail_named(tenant), &key, &first) {
-        Ok(p) => {
-            let text = serde_json::to_string_pretty(&p).unwrap_or_default();
-            match out {
-                Some(path) => {
-                    if let Err(e) = std::fs::write(path, text + "\n") {
-                        return fail("proof", format!("{}: {e}", path.display()));
-                    }
-                    eprintln!(
-                        "wrote the consistency proof of {tenant} from {} to {} events to {}",
-                        p.first.tree_size,
-                        p.second.tree_size,
-                        path.display()
-                    );
-                }
-                None => println!("{text}"),
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("kubebid audit proof: {e}");
-            ExitCode::from(1)
-        }
-    }
+    let made = kubebid_audit::proof::prove_consistency(dir, &trail_named(tenant), &key, &first);
+    emit_proof(made, out, |p| {
+        format!(
+            "the consistency proof of {tenant} from {} to {} events",
+            p.first.tree_size, p.second.tree_size
+        )
+    })
 }
 
 fn check_proof(path: &Path, key: &Path) -> ExitCode {
