@@ -92,6 +92,14 @@ pub fn next_chunk(
     else {
         return Ok(None);
     };
+    // Nothing new since the cursor (the common case, every second): say so without reading the segment.
+    if let (Some((_, off, idx)), Some((last_first, last_path))) = (at, segments.last())
+        && seg == *last_first
+        && idx >= durable
+        && std::fs::metadata(last_path).is_ok_and(|m| m.len() == off as u64)
+    {
+        return Ok(None);
+    }
     let mut records: Vec<Value> = Vec::new();
     let now = jiff::Timestamp::now().as_nanosecond().to_string();
     let from = seg;
