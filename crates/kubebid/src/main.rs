@@ -8,6 +8,7 @@
 mod audit_cmd;
 mod check;
 mod dns_cmd;
+mod etcd_cmd;
 mod generate_cmd;
 mod kms_cmd;
 mod output;

@@ -26,6 +26,9 @@ pub enum ServeCommand {
     /// The audit sink: the API server's audit webhook backend, one signed Merkle-tree log per tenant (HTTPS;
     /// POST /events, GET /trails/<tenant>/events, /healthz, /readyz, /metrics).
     Audit(Box<crate::audit_cmd::AuditServeArgs>),
+    /// The tenant layer for Secrets between the API server and etcd: a tenant namespace's Secrets are
+    /// sealed under the tenant's key on the way in and opened on the way out (HTTP/2 gRPC).
+    EtcdProxy(crate::etcd_cmd::EtcdProxyArgs),
     /// The tenant operator: keeps every object KubeBid renders for each Tenant in place (needs a cluster).
     Operator(OperatorArgs),
 }
@@ -112,6 +115,7 @@ pub fn run(cmd: ServeCommand) -> ExitCode {
         ServeCommand::Dns(args) => crate::dns_cmd::run(&args),
         ServeCommand::Kms(args) => crate::kms_cmd::serve(&args),
         ServeCommand::Audit(args) => crate::audit_cmd::serve(&args),
+        ServeCommand::EtcdProxy(args) => crate::etcd_cmd::serve(&args),
     }
 }
 
