@@ -271,6 +271,15 @@ impl Sealer {
         lock(&self.current).remove(tenant);
     }
 
+    /// The tenants whose keys are cached (to check for rotation or destruction).
+    #[must_use]
+    pub fn tenants(&self) -> Vec<String> {
+        let mut t: Vec<String> = lock(&self.opened).keys().map(|(t, _)| t.clone()).collect();
+        t.sort();
+        t.dedup();
+        t
+    }
+
     /// Drops every cached key of `tenant`: after its HSM key is destroyed, nothing of it opens again.
     pub fn forget(&self, tenant: &str) {
         lock(&self.current).remove(tenant);

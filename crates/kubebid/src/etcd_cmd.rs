@@ -94,6 +94,56 @@ impl KeyWrapper for TenantKeyService {
     }
 }
 
+/// Every second, asks the tenant key service about each tenant whose keys are cached: a tenant whose key
+/// was destroyed is forgotten (its cached data keys dropped: its Secrets stop opening), and one whose key
+/// was rotated gets a new data key under the newest version for what it writes next.
+async fn follow_keys(
+    client: TenantKeyServiceClient<tonic::transport::Channel>,
+    sealer: Arc<Sealer>,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut current: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = &mut stop => return,
+        }
+        for tenant in sealer.tenants() {
+            let mut c = client.clone();
+            let req = kubebid_kms::tenant_proto::KeyStatusRequest {
+                tenant: tenant.clone(),
+            };
+            match c.key_status(req).await {
+                Ok(s) => {
+                    let now = s.into_inner().current_key_id;
+                    if current
+                        .insert(tenant.clone(), now.clone())
+                        .is_some_and(|before| before != now)
+                    {
+                        tracing::info!(%tenant, key = %now, "tenant key rotated: new writes use it");
+                        sealer.rotate(&tenant);
+                    }
+                }
+                Err(s)
+                    if matches!(
+                        s.code(),
+                        tonic::Code::NotFound | tonic::Code::FailedPrecondition
+                    ) =>
+                {
+                    tracing::warn!(%tenant, reason = %s.message(), "tenant key gone: its Secrets no longer open");
+                    sealer.forget(&tenant);
+                    current.remove(&tenant);
+                }
+                Err(s) => {
+                    tracing::warn!(%tenant, error = %s.message(), "tenant key status unavailable")
+                }
+            }
+        }
+    }
+}
+
 fn fail(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("kubebid serve etcd-proxy: {e}");
     ExitCode::from(2)
@@ -144,11 +194,13 @@ pub fn serve(args: &EtcdProxyArgs) -> ExitCode {
             runtime: tokio::runtime::Handle::current(),
         });
         let tenant_of = Arc::new(move |ns: &str| tenancy.tenant_of(ns).map(|t| t.name.clone()));
-        let layer = Layer::new(
-            SecretKeys::new(&args.etcd_prefix),
-            tenant_of,
-            Arc::new(Sealer::new(wrapper)),
-        );
+        let sealer = Arc::new(Sealer::new(wrapper.clone()));
+        tokio::spawn(follow_keys(
+            wrapper.client.clone(),
+            sealer.clone(),
+            shutdown.requested(),
+        ));
+        let layer = Layer::new(SecretKeys::new(&args.etcd_prefix), tenant_of, sealer);
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| format!("--listen {}: {e}", args.listen))?;

@@ -183,6 +183,20 @@ fn a_tenants_secret_is_sealed_under_its_hsm_key_in_etcd_and_plain_through_the_pr
     );
     let through = etcdctl(addr, &["get", secret, "--print-value-only"]).1;
     assert_eq!(through.trim_end(), "k8s:enc:kms:v2:kubebid-kms:s3cret");
+    // Crypto-shredding while the proxy runs: once acme's key is destroyed, its Secret stops opening.
+    let out = kubebid(&["kms", "tenant-key", "destroy", "acme", "--yes"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("the proxy to drop acme's keys", || {
+        !etcdctl(addr, &["get", secret, "--print-value-only"]).0
+    });
+    let (_, _, err) = etcdctl(addr, &["get", secret]);
+    assert!(err.contains("acme"), "{err}");
     // A tenant without a key: the write is refused and nothing reaches etcd.
     let (ok, _, err) = etcdctl(addr, &["put", "/registry/secrets/globex/db", "x"]);
     assert!(!ok && err.contains("globex"), "{err}");
