@@ -137,7 +137,7 @@ async fn follow_keys(
                     current.remove(&tenant);
                 }
                 Err(s) => {
-                    tracing::warn!(%tenant, error = %s.message(), "tenant key status unavailable")
+                    tracing::warn!(%tenant, error = %s.message(), "tenant key status unavailable");
                 }
             }
         }
