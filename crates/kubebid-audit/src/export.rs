@@ -109,14 +109,17 @@ pub fn next_chunk(
             offset = 0;
             index = *f;
         }
-        let bytes = std::fs::read(path)?;
-        let Ok((_, start)) = segment::decode_header(&bytes) else {
+        let Ok((_, start)) = segment::read_header(path)? else {
             break;
         };
-        let mut reader = Records::new(&bytes, offset.max(start));
+        // Only what follows the cursor is read: catching up on a large segment chunk by chunk does not
+        // read it again for every chunk. Offsets in `bytes` count from `base`.
+        let base = offset.max(start);
+        let bytes = read_from(path, base)?;
+        let mut reader = Records::new(&bytes, 0);
         let mut done = false;
         loop {
-            let before = reader.offset();
+            let before = base + reader.offset();
             let Some(Ok((_, record))) = reader.next() else {
                 break;
             };
@@ -173,7 +176,7 @@ pub fn next_chunk(
             }
         }
         if !done {
-            offset = reader.offset();
+            offset = base + reader.offset();
         }
         if done || records.len() >= max {
             break;
@@ -196,6 +199,16 @@ pub fn next_chunk(
         records: n,
         next: (seg, offset, index),
     }))
+}
+
+/// The bytes of the file at `path` from `offset` on.
+fn read_from(path: &Path, offset: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read as _, Seek as _};
+    let mut f = std::fs::File::open(path)?;
+    f.seek(std::io::SeekFrom::Start(offset as u64))?;
+    let mut out = Vec::new();
+    f.read_to_end(&mut out)?;
+    Ok(out)
 }
 
 /// Posts one OTLP request; `Ok` when the receiver accepted it (2xx).

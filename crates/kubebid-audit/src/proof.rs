@@ -201,19 +201,17 @@ pub fn load_tree(
             .unwrap_or_default();
         return Err(ProofError::Unverified(first));
     }
-    let start = crate::segment::decode_header(
-        &std::fs::read(
-            crate::log::list_segments(&crate::store::trail_dir(root, trail))
-                .map_err(|e| ProofError::Io(e.to_string()))?
-                .first()
-                .map(|(_, p)| p.clone())
-                .ok_or(ProofError::NoHead)?,
-        )
-        .map_err(|e| ProofError::Io(e.to_string()))?,
-    )
-    .map_err(|e| ProofError::Io(e.to_string()))?
-    .0
-    .frontier;
+    let first = crate::log::list_segments(&crate::store::trail_dir(root, trail))
+        .map_err(|e| ProofError::Io(e.to_string()))?
+        .into_iter()
+        .next()
+        .ok_or(ProofError::NoHead)?
+        .1;
+    let start = crate::segment::read_header(&first)
+        .map_err(|e| ProofError::Io(e.to_string()))?
+        .map_err(|e| ProofError::Io(e.to_string()))?
+        .0
+        .frontier;
     Ok((Tree::new(start, leaves), event, report))
 }
 

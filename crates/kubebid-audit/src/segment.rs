@@ -161,6 +161,40 @@ pub fn decode_header(bytes: &[u8]) -> Result<(Header, usize), FormatError> {
     ))
 }
 
+/// Reads only the header of the segment at `path` (not its records): the header and where records start.
+///
+/// # Errors
+/// The file cannot be read (outer), or its header is damaged (inner).
+pub fn read_header(
+    path: &std::path::Path,
+) -> std::io::Result<Result<(Header, usize), FormatError>> {
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path)?;
+    let mut head = [0u8; 16];
+    if let Err(e) = f.read_exact(&mut head) {
+        return if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            Ok(Err(FormatError::ShortHeader))
+        } else {
+            Err(e)
+        };
+    }
+    let len = read_u32(&head, 8) as usize;
+    // A header holds a tenant name and at most 64 hashes: anything far larger is damage, not a header.
+    if len > 64 * 1024 {
+        return Ok(Err(FormatError::Header("header length is out of range")));
+    }
+    let mut bytes = head.to_vec();
+    bytes.resize(16 + len, 0);
+    if let Err(e) = f.read_exact(&mut bytes[16..]) {
+        return if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            Ok(Err(FormatError::ShortHeader))
+        } else {
+            Err(e)
+        };
+    }
+    Ok(decode_header(&bytes))
+}
+
 struct Cursor<'a> {
     b: &'a [u8],
     at: usize,
@@ -323,6 +357,35 @@ mod tests {
         let mut r = Records::new(&flipped, start);
         assert!(matches!(r.next(), Some(Ok(_))));
         assert!(matches!(r.next(), Some(Err(FormatError::Checksum { .. }))));
+    }
+
+    #[test]
+    fn the_header_alone_is_read_back_and_a_damaged_one_is_named() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join(file_name(0));
+        let h = Header {
+            tenant: "acme".into(),
+            first_index: 0,
+            created_ms: 1,
+            frontier: Frontier::new(),
+        };
+        let mut bytes = encode_header(&h);
+        encode_record(Kind::Event, b"event", &mut bytes);
+        std::fs::write(&path, &bytes).unwrap_or_else(|e| panic!("{e}"));
+        let read = read_header(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read, decode_header(&bytes));
+        std::fs::write(&path, &bytes[..20]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            read_header(&path),
+            Ok(Err(FormatError::ShortHeader))
+        ));
+        let mut huge = bytes.clone();
+        huge[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        std::fs::write(&path, &huge).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            read_header(&path),
+            Ok(Err(FormatError::Header(_)))
+        ));
     }
 
     #[test]
