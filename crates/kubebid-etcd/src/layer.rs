@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use crate::metrics::ProxyFamilies;
 use crate::path::SecretKeys;
 use crate::proto::{
     DeleteRangeResponse, KeyValue, PutRequest, PutResponse, RangeResponse, RequestOp, TxnRequest,
@@ -25,6 +26,20 @@ pub enum LayerError {
     ValueCompare { key: String },
 }
 
+impl LayerError {
+    /// Whether the value's tenant key is destroyed (its Secrets are crypto-shredded).
+    #[must_use]
+    pub fn is_key_gone(&self) -> bool {
+        matches!(
+            self,
+            Self::Seal {
+                error: SealError::KeyGone { .. },
+                ..
+            }
+        )
+    }
+}
+
 /// Compare target `VALUE` in etcd's `Compare.CompareTarget`.
 const COMPARE_VALUE: i32 = 3;
 
@@ -34,6 +49,7 @@ pub struct Layer {
     keys: SecretKeys,
     tenant_of: TenantOf,
     sealer: Arc<Sealer>,
+    metrics: Option<Arc<ProxyFamilies>>,
 }
 
 fn shown(key: &[u8]) -> String {
@@ -47,7 +63,27 @@ impl Layer {
             keys,
             tenant_of,
             sealer,
+            metrics: None,
         }
+    }
+
+    /// Counts seals and opens per tenant in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<ProxyFamilies>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Where seals, opens and calls are counted, if anywhere.
+    #[must_use]
+    pub fn metrics(&self) -> Option<&ProxyFamilies> {
+        self.metrics.as_deref()
+    }
+
+    /// The sealer (its cached keys).
+    #[must_use]
+    pub fn sealer(&self) -> &Arc<Sealer> {
+        &self.sealer
     }
 
     /// The tenant whose Secret `key` is, if any.
@@ -67,13 +103,14 @@ impl Layer {
         let Some(tenant) = self.tenant(&put.key) else {
             return Ok(false);
         };
-        put.value = self
-            .sealer
-            .seal(&tenant, &put.key, &put.value)
-            .map_err(|error| LayerError::Seal {
-                key: shown(&put.key),
-                error,
-            })?;
+        let sealed = self.sealer.seal(&tenant, &put.key, &put.value);
+        if let Some(m) = &self.metrics {
+            m.sealed(&tenant, sealed.is_ok());
+        }
+        put.value = sealed.map_err(|error| LayerError::Seal {
+            key: shown(&put.key),
+            error,
+        })?;
         Ok(true)
     }
 
@@ -135,10 +172,11 @@ impl Layer {
                 if sealed_for(&kv.value).is_none() {
                     return Ok(false);
                 }
-                let plain = self
-                    .sealer
-                    .open(&tenant, &kv.key, &kv.value)
-                    .map_err(fail)?;
+                let plain = self.sealer.open(&tenant, &kv.key, &kv.value);
+                if let Some(m) = &self.metrics {
+                    m.opened(&tenant, plain.is_ok());
+                }
+                let plain = plain.map_err(fail)?;
                 kv.value = plain.to_vec();
                 Ok(true)
             }
@@ -171,6 +209,46 @@ impl Layer {
         self.open_all(r.kvs.iter_mut())
     }
 
+    /// The answer to a Range over many keys (a list): as [`Layer::range_response`], except that a value
+    /// whose tenant key is destroyed is left out (and out of the count). A crypto-shredded tenant's
+    /// Secrets read as gone, so that lists of every Secret (the API server's, its controllers') go on
+    /// working for everyone else. Any other failure still fails the whole answer.
+    ///
+    /// # Errors
+    /// A value does not open for another reason than a destroyed key.
+    pub fn range_listing_response(&self, r: &mut RangeResponse) -> Result<bool, LayerError> {
+        let before = r.kvs.len();
+        let mut changed = false;
+        let mut failed = None;
+        r.kvs.retain_mut(|kv| {
+            if failed.is_some() {
+                return true;
+            }
+            match self.open(kv) {
+                Ok(c) => {
+                    changed |= c;
+                    true
+                }
+                Err(e) if e.is_key_gone() => false,
+                Err(e) => {
+                    failed = Some(e);
+                    true
+                }
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let dropped = before - r.kvs.len();
+        if dropped > 0 {
+            r.count = r
+                .count
+                .saturating_sub(i64::try_from(dropped).unwrap_or(i64::MAX))
+                .max(0);
+        }
+        Ok(changed || dropped > 0)
+    }
+
     /// # Errors
     /// The previous value does not open.
     pub fn put_response(&self, r: &mut PutResponse) -> Result<bool, LayerError> {
@@ -201,11 +279,32 @@ impl Layer {
 
     /// # Errors
     /// A value of an event does not open.
+    ///
+    /// An event whose value or previous value belongs to a crypto-shredded tenant is left out, as in
+    /// [`Layer::range_listing_response`]: the API server watches every Secret.
     pub fn watch_response(&self, r: &mut WatchResponse) -> Result<bool, LayerError> {
+        let before = r.events.len();
         let mut changed = false;
-        for e in &mut r.events {
-            changed |= self.open_all(e.kv.iter_mut().chain(e.prev_kv.iter_mut()))?;
+        let mut failed = None;
+        r.events.retain_mut(|e| {
+            if failed.is_some() {
+                return true;
+            }
+            match self.open_all(e.kv.iter_mut().chain(e.prev_kv.iter_mut())) {
+                Ok(c) => {
+                    changed |= c;
+                    true
+                }
+                Err(err) if err.is_key_gone() => false,
+                Err(err) => {
+                    failed = Some(err);
+                    true
+                }
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
         }
-        Ok(changed)
+        Ok(changed || r.events.len() != before)
     }
 }

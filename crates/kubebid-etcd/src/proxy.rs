@@ -21,6 +21,7 @@ use hyper::{Request, Response};
 use prost::Message;
 
 use crate::layer::{Layer, LayerError};
+use crate::metrics::{CallLabels, FaultLabels};
 use crate::proto::{
     DeleteRangeResponse, PutRequest, PutResponse, RangeResponse, TxnRequest, TxnResponse,
     WatchResponse,
@@ -32,9 +33,12 @@ pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 /// How one message of a call is rewritten.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Rewrite {
+    RangeRequest,
     PutRequest,
     TxnRequest,
     RangeResponse,
+    /// The answer to a Range over many keys: a crypto-shredded tenant's values are left out.
+    RangeListingResponse,
     PutResponse,
     DeleteResponse,
     TxnResponse,
@@ -44,7 +48,8 @@ enum Rewrite {
 /// The rewrites of a call's request and response, by its path.
 fn rewrites(path: &str) -> (Option<Rewrite>, Option<Rewrite>) {
     match path {
-        "/etcdserverpb.KV/Range" => (None, Some(Rewrite::RangeResponse)),
+        // The request is read (not changed) to learn whether it lists many keys.
+        "/etcdserverpb.KV/Range" => (Some(Rewrite::RangeRequest), Some(Rewrite::RangeResponse)),
         "/etcdserverpb.KV/Put" => (Some(Rewrite::PutRequest), Some(Rewrite::PutResponse)),
         "/etcdserverpb.KV/DeleteRange" => (None, Some(Rewrite::DeleteResponse)),
         "/etcdserverpb.KV/Txn" => (Some(Rewrite::TxnRequest), Some(Rewrite::TxnResponse)),
@@ -65,9 +70,13 @@ impl Rewrite {
     /// The message rewritten, or `None` when it is to pass as it came.
     fn run(self, layer: &Layer, message: &[u8]) -> Result<Option<Vec<u8>>, Fault> {
         match self {
+            Self::RangeRequest => Ok(None),
             Self::PutRequest => apply::<PutRequest>(message, |m| layer.put_request(m)),
             Self::TxnRequest => apply::<TxnRequest>(message, |m| layer.txn_request(m)),
             Self::RangeResponse => apply::<RangeResponse>(message, |m| layer.range_response(m)),
+            Self::RangeListingResponse => {
+                apply::<RangeResponse>(message, |m| layer.range_listing_response(m))
+            }
             Self::PutResponse => apply::<PutResponse>(message, |m| layer.put_response(m)),
             Self::DeleteResponse => {
                 apply::<DeleteRangeResponse>(message, |m| layer.delete_response(m))
@@ -109,6 +118,7 @@ struct Rewritten {
     rewrite: Rewrite,
     layer: Layer,
     inbound: bool,
+    method: &'static str,
     buf: BytesMut,
     out: VecDeque<Frame<Bytes>>,
     failed: bool,
@@ -117,9 +127,18 @@ struct Rewritten {
 
 impl Rewritten {
     fn fault(&mut self, f: &Fault) {
-        tracing::warn!(error = %f, "an etcd message did not pass the tenant layer");
+        tracing::warn!(error = %f, method = self.method, "an etcd message did not pass the tenant layer");
+        let code = f.code(self.inbound);
+        if let Some(m) = self.layer.metrics() {
+            m.faults
+                .get_or_create(&FaultLabels {
+                    method: self.method,
+                    code,
+                })
+                .inc();
+        }
         let mut trailers = hyper::HeaderMap::new();
-        grpc_status(&mut trailers, f.code(self.inbound), &f.to_string());
+        grpc_status(&mut trailers, code, &f.to_string());
         self.out.push_back(Frame::trailers(trailers));
         self.failed = true;
     }
@@ -193,12 +212,19 @@ impl Body for Rewritten {
     }
 }
 
-fn rewritten(inner: ProxyBody, rewrite: Rewrite, layer: &Layer, inbound: bool) -> ProxyBody {
+fn rewritten(
+    inner: ProxyBody,
+    rewrite: Rewrite,
+    layer: &Layer,
+    inbound: bool,
+    method: &'static str,
+) -> ProxyBody {
     Rewritten {
         inner,
         rewrite,
         layer: layer.clone(),
         inbound,
+        method,
         buf: BytesMut::new(),
         out: VecDeque::new(),
         failed: false,
@@ -217,7 +243,7 @@ pub trait Upstream: Send + Sync {
 }
 
 /// The whole gRPC messages in `body` (a unary call's request), or why not.
-fn messages(mut body: &[u8]) -> Result<Vec<&[u8]>, Fault> {
+pub(crate) fn messages(mut body: &[u8]) -> Result<Vec<&[u8]>, Fault> {
     let mut out = Vec::new();
     while !body.is_empty() {
         if body.len() < 5 {
@@ -237,7 +263,7 @@ fn messages(mut body: &[u8]) -> Result<Vec<&[u8]>, Fault> {
     Ok(out)
 }
 
-fn framed(message: &[u8], out: &mut BytesMut) {
+pub(crate) fn framed(message: &[u8], out: &mut BytesMut) {
     out.put_u8(0);
     out.put_u32(u32::try_from(message.len()).unwrap_or(u32::MAX));
     out.put_slice(message);
@@ -280,17 +306,39 @@ pub async fn call(
     upstream: &Arc<dyn Upstream>,
     req: Request<ProxyBody>,
 ) -> Response<ProxyBody> {
-    let (inbound, outbound) = rewrites(req.uri().path());
+    let started = std::time::Instant::now();
+    let (inbound, mut outbound) = rewrites(req.uri().path());
+    let method = crate::metrics::method(req.uri().path());
+    let metrics = layer.metrics();
+    if let Some(m) = metrics {
+        m.calls.get_or_create(&CallLabels { method }).inc();
+    }
+    let fault = |code: u32| {
+        if let Some(m) = metrics {
+            m.faults.get_or_create(&FaultLabels { method, code }).inc();
+        }
+    };
     let (parts, body) = req.into_parts();
     let body = match inbound {
         // Put and Txn are unary: the request is read whole, sealed, and only then sent, so that a value
         // that cannot be sealed never reaches etcd.
         Some(r) => {
             let Ok(collected) = body.collect().await else {
+                fault(1);
                 return status_only(1, "the request was cut off");
             };
             let bytes = collected.to_bytes();
             let rewritten = messages(&bytes).and_then(|ms| {
+                if r == Rewrite::RangeRequest {
+                    let lists = ms.iter().any(|m| {
+                        crate::proto::RangeRequest::decode(*m)
+                            .is_ok_and(|q| !q.range_end.is_empty())
+                    });
+                    if lists {
+                        outbound = Some(Rewrite::RangeListingResponse);
+                    }
+                    return Ok(bytes.clone());
+                }
                 let mut out = BytesMut::with_capacity(bytes.len() + 256);
                 for m in ms {
                     match r.run(layer, m)? {
@@ -303,7 +351,8 @@ pub async fn call(
             match rewritten {
                 Ok(b) => http_body_util::Full::new(b).map_err(|n| match n {}).boxed(),
                 Err(f) => {
-                    tracing::warn!(error = %f, path = %parts.uri.path(), "a write did not pass the tenant layer");
+                    tracing::warn!(error = %f, method, "a write did not pass the tenant layer");
+                    fault(f.code(true));
                     return status_only(f.code(true), &f.to_string());
                 }
             }
@@ -312,43 +361,77 @@ pub async fn call(
     };
     match upstream.send(Request::from_parts(parts, body)).await {
         Ok(res) => {
+            if let Some(m) = metrics {
+                m.duration
+                    .get_or_create(&CallLabels { method })
+                    .observe(started.elapsed().as_secs_f64());
+            }
             let (parts, body) = res.into_parts();
-
             let body = match outbound {
-                Some(r) => rewritten(body, r, layer, false),
+                Some(r) => rewritten(body, r, layer, false, method),
                 None => body,
             };
             Response::from_parts(parts, body)
         }
         Err(e) => {
-            tracing::warn!(error = %e, "etcd did not answer");
+            tracing::warn!(error = %e, method, "etcd did not answer");
+            fault(14);
             status_only(14, "etcd is unavailable through the proxy")
         }
     }
 }
 
-/// [`Upstream`] over HTTP/2 without TLS (h2c), to etcd's client URL.
-pub struct H2c {
-    client: hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        ProxyBody,
-    >,
+type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
+/// [`Upstream`] over HTTP/2 to etcd's client URL: with TLS for `https://` (the proxy's client certificate
+/// presented, etcd's checked against a CA of its own), without (h2c) for `http://` on loopback.
+pub struct Etcd {
+    client: hyper_util::client::legacy::Client<Connector, ProxyBody>,
     base: hyper::Uri,
 }
 
-impl H2c {
-    /// To etcd at `base` (`http://127.0.0.1:2379`).
-    #[must_use]
-    pub fn new(base: hyper::Uri) -> Self {
+impl Etcd {
+    /// To etcd at `base` (`https://10.0.0.1:2379`, or `http://127.0.0.1:2379` when `tls` is `None`).
+    ///
+    /// # Errors
+    /// `https://` without a TLS configuration, or `http://` with one, or another scheme.
+    pub fn new(base: hyper::Uri, tls: Option<rustls::ClientConfig>) -> Result<Self, String> {
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        let builder = match (base.scheme_str(), tls) {
+            (Some("https"), Some(tls)) => hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_only(),
+            (Some("http"), None) => hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(
+                    rustls::ClientConfig::builder_with_provider(Arc::new(
+                        rustls::crypto::ring::default_provider(),
+                    ))
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| e.to_string())?
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
+                )
+                .https_or_http(),
+            (Some("https"), None) => {
+                return Err(format!("{base}: https needs the CA of etcd's certificate"));
+            }
+            (Some("http"), Some(_)) => {
+                return Err(format!("{base}: TLS settings given for a plain http URL"));
+            }
+            _ => return Err(format!("{base}: not an http:// or https:// URL")),
+        };
+        let connector = builder.enable_http2().wrap_connector(http);
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .http2_only(true)
-                .build_http();
-        Self { client, base }
+                .build(connector);
+        Ok(Self { client, base })
     }
 }
 
-impl Upstream for H2c {
+impl Upstream for Etcd {
     fn send(
         &self,
         mut req: Request<ProxyBody>,
@@ -370,34 +453,85 @@ impl Upstream for H2c {
     }
 }
 
-/// Serves the proxy on `listener` (HTTP/2 without TLS) until `stop`.
+/// How long open calls (watches included) get to finish after a stop before their connections close.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Serves the proxy on `listener` until `stop`: HTTP/2 over TLS with `tls` (whose configuration decides
+/// which client certificates are accepted), else without TLS (loopback only). After `stop`, connections
+/// get [`DRAIN`] to finish their calls.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     layer: Layer,
     upstream: Arc<dyn Upstream>,
     stop: impl Future<Output = ()>,
 ) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(stop);
     loop {
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             a = listener.accept() => match a {
                 Ok(a) => a,
-                Err(_) => continue,
-            },
-            () = &mut stop => return,
-        };
-        let (layer, upstream) = (layer.clone(), upstream.clone());
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let (layer, upstream) = (layer.clone(), upstream.clone());
-                async move {
-                    let req = req.map(BodyExt::boxed);
-                    Ok::<_, std::convert::Infallible>(call(&layer, &upstream, req).await)
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
                 }
-            });
-            let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
-                .await;
+            },
+            () = &mut stop => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let (layer, upstream) = (layer.clone(), upstream.clone());
+        let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+            let (layer, upstream) = (layer.clone(), upstream.clone());
+            async move {
+                let req = req.map(BodyExt::boxed);
+                Ok::<_, std::convert::Infallible>(call(&layer, &upstream, req).await)
+            }
         });
+        let watcher = graceful.watcher();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let builder =
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let result = match acceptor {
+                Some(acceptor) => {
+                    let tls = tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        acceptor.accept(tcp),
+                    )
+                    .await;
+                    match tls {
+                        Ok(Ok(tls)) => {
+                            let conn =
+                                builder.serve_connection(hyper_util::rt::TokioIo::new(tls), svc);
+                            watcher.watch(conn).await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::info!(%peer, error = %e, "TLS handshake refused");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+                None => {
+                    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(tcp), svc);
+                    watcher.watch(conn).await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::info!("calls still open after the drain period were cut");
     }
 }

@@ -48,6 +48,10 @@ pub trait KeyWrapper: Send + Sync {
 pub enum SealError {
     #[error("tenant {tenant}: its key cannot be used: {reason}")]
     Key { tenant: String, reason: String },
+    #[error(
+        "tenant {tenant}: the key that wrapped this value's data key is destroyed (crypto-shredded)"
+    )]
+    KeyGone { tenant: String },
     #[error("the value is not sealed by KubeBid")]
     NotSealed,
     #[error("malformed sealed value: {0}")]
@@ -92,6 +96,8 @@ pub struct Sealer {
     current: Mutex<HashMap<String, Arc<DataKey>>>,
     /// Every data key unwrapped so far, by tenant and wrapped bytes.
     opened: Mutex<Opened>,
+    /// Wrapped data keys whose tenant key the key service says is destroyed: not asked about again.
+    gone: Mutex<std::collections::HashSet<(String, Vec<u8>)>>,
     rng: SystemRandom,
 }
 
@@ -163,6 +169,7 @@ impl Sealer {
             wrapper,
             current: Mutex::new(HashMap::new()),
             opened: Mutex::new(HashMap::new()),
+            gone: Mutex::new(std::collections::HashSet::new()),
             rng: SystemRandom::new(),
         }
     }
@@ -245,7 +252,18 @@ impl Sealer {
         let key = if let Some(k) = cached {
             k
         } else {
-            let raw = self.wrapper.unwrap(tenant, p.wrapped)?;
+            if lock(&self.gone).contains(&cache_key) {
+                return Err(SealError::KeyGone {
+                    tenant: tenant.to_owned(),
+                });
+            }
+            let raw = match self.wrapper.unwrap(tenant, p.wrapped) {
+                Err(e @ SealError::KeyGone { .. }) => {
+                    lock(&self.gone).insert(cache_key);
+                    return Err(e);
+                }
+                r => r?,
+            };
             let k = Arc::new(DataKey::new(&raw, p.wrapped.to_vec())?);
             lock(&self.opened).insert(cache_key, k.clone());
             k
@@ -295,4 +313,10 @@ impl Sealer {
             .get(tenant)
             .is_some_and(|k| p.tenant == tenant && k.wrapped == p.wrapped)
     }
+}
+
+/// The wrapped data key a sealed value carries (to tell which tenant key version wrapped it).
+#[must_use]
+pub fn wrapped_key(value: &[u8]) -> Option<&[u8]> {
+    parse(value).ok().map(|p| p.wrapped)
 }

@@ -1,6 +1,9 @@
 //! The tenant layer on etcd's messages: what a tenant's Secret key writes is sealed, what comes back opens,
 //! at any depth of a transaction and in watch events; everything else is left as it came.
 
+// Test fixtures fail the test loudly.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;
@@ -258,4 +261,70 @@ fn a_sealed_value_cannot_be_compared_moved_or_read_once_its_key_is_gone() {
     };
     assert!(fresh.range_response(&mut gone).is_err());
     assert!(fresh.put_request(&mut put(ACME, PLAIN)).is_err());
+}
+
+#[test]
+fn a_shredded_tenant_reads_as_gone_in_lists_and_watches_and_fails_a_single_read() {
+    let (hsm, l) = layer();
+    let acme = sealed(&l, ACME);
+    let gk: &[u8] = b"/registry/secrets/globex/db";
+    let globex = sealed(&l, gk);
+    let cm: &[u8] = b"/registry/secrets/kube-system/t";
+    hsm.destroy("acme");
+    l.sealer().forget("acme");
+    // A list of every Secret: acme's is left out (and out of the count), the rest opens.
+    let mut list = RangeResponse {
+        kvs: vec![
+            kv(ACME, acme.clone()),
+            kv(gk, globex.clone()),
+            kv(cm, b"plain".to_vec()),
+        ],
+        count: 3,
+        ..RangeResponse::default()
+    };
+    assert_eq!(l.range_listing_response(&mut list), Ok(true));
+    assert_eq!(list.count, 2);
+    assert_eq!(
+        list.kvs
+            .iter()
+            .map(|k| k.key.as_slice())
+            .collect::<Vec<_>>(),
+        vec![gk, cm]
+    );
+    assert_eq!(list.kvs[0].value, PLAIN);
+    // A read of that one key says why.
+    let mut one = RangeResponse {
+        kvs: vec![kv(ACME, acme.clone())],
+        count: 1,
+        ..RangeResponse::default()
+    };
+    let err = l.range_response(&mut one).unwrap_err();
+    assert!(err.is_key_gone(), "{err}");
+    assert!(err.to_string().contains("acme"), "{err}");
+    // A watch: the event of acme's Secret is left out, globex's opens.
+    let mut w = WatchResponse {
+        events: vec![
+            Event {
+                kv: Some(kv(ACME, acme.clone())),
+                ..Event::default()
+            },
+            Event {
+                kv: Some(kv(gk, globex.clone())),
+                prev_kv: Some(kv(gk, globex)),
+                ..Event::default()
+            },
+        ],
+        ..WatchResponse::default()
+    };
+    assert_eq!(l.watch_response(&mut w), Ok(true));
+    assert_eq!(w.events.len(), 1);
+    assert_eq!(w.events[0].kv.as_ref().unwrap().value, PLAIN);
+    // Anything else wrong still fails the whole list: a value moved under another tenant's key.
+    let mut moved = RangeResponse {
+        kvs: vec![kv(gk, acme)],
+        count: 1,
+        ..RangeResponse::default()
+    };
+    let err = l.range_listing_response(&mut moved).unwrap_err();
+    assert!(!err.is_key_gone());
 }

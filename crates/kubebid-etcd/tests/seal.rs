@@ -89,8 +89,15 @@ fn a_destroyed_tenant_key_shreds_that_tenant_only_and_sealing_fails_closed() {
     s.forget("acme");
     assert!(matches!(
         s.open("acme", KEY, &acme),
-        Err(SealError::Key { .. })
+        Err(SealError::KeyGone { .. })
     ));
+    // Asked once: the answer is remembered for that wrapped key.
+    let asked = hsm.unwraps.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(s.open("acme", KEY, &acme).is_err());
+    assert_eq!(
+        hsm.unwraps.load(std::sync::atomic::Ordering::Relaxed),
+        asked
+    );
     assert!(
         matches!(s.seal("acme", KEY, b"again"), Err(SealError::Key { .. })),
         "nothing is written unsealed"

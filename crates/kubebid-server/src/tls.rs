@@ -316,3 +316,56 @@ pub fn spawn_reloader(
         }
     });
 }
+
+/// The same reloading certificate, presented as a client certificate (the etcd proxy's to etcd): each new
+/// connection presents the certificate loaded last.
+impl rustls::client::ResolvesClientCert for ReloadingCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        )
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// A client's TLS configuration: TLS 1.2 and 1.3 only, servers checked against `ca` alone (not the
+/// system's roots), `cert` presented when the server asks, and ALPN `h2` (gRPC).
+///
+/// # Errors
+/// An unreadable or empty CA file, or a rustls configuration error.
+pub fn client_config(
+    ca: &Path,
+    cert: Option<Arc<ReloadingCert>>,
+) -> Result<rustls::ClientConfig, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca)
+        .map_err(|e| file_err(ca, format!("cannot read the CA: {e}")))?;
+    for c in certs {
+        let c = c.map_err(|e| file_err(ca, format!("not a PEM certificate: {e}")))?;
+        roots
+            .add(c)
+            .map_err(|e| file_err(ca, format!("unusable CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(file_err(ca, "no CA certificate in the file"));
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots);
+    let mut config = match cert {
+        Some(c) => builder.with_client_cert_resolver(c),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}

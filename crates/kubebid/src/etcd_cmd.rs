@@ -6,21 +6,32 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use kubebid_etcd::layer::Layer;
+use kubebid_etcd::metrics::ProxyFamilies;
 use kubebid_etcd::path::SecretKeys;
 use kubebid_etcd::seal::{KeyWrapper, SealError, Sealer};
 use kubebid_kms::tenant_proto::tenant_key_service_client::TenantKeyServiceClient;
 use kubebid_kms::tenant_proto::{UnwrapKeyRequest, WrapKeyRequest};
 use kubebid_server::Shutdown;
+use kubebid_server::http::Process;
+use kubebid_server::tls::ReloadingCert;
 use zeroize::Zeroizing;
 
+/// How to reach etcd (shared by the proxy and `kubebid secrets rewrap`).
 #[derive(clap::Args)]
-pub struct EtcdProxyArgs {
-    /// Address the API server's `--etcd-servers` points at (HTTP/2 without TLS for now: loopback only).
-    #[arg(long, default_value = "127.0.0.1:2378")]
-    pub listen: SocketAddr,
-    /// etcd's client URL (HTTP/2 without TLS for now).
+pub struct EtcdConnArgs {
+    /// etcd's client URL: `https://…` with --etcd-ca (and --etcd-cert/--etcd-key when etcd asks for
+    /// client certificates), or `http://` on loopback.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:2379")]
     pub etcd: String,
+    /// CA that signed etcd's serving certificate (the system's roots are not used).
+    #[arg(long, value_name = "FILE")]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate presented to etcd (re-read when it changes).
+    #[arg(long, value_name = "FILE", requires = "etcd_key")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Its private key.
+    #[arg(long, value_name = "FILE", requires = "etcd_cert")]
+    pub etcd_key: Option<PathBuf>,
     /// The API server's `--etcd-prefix`.
     #[arg(long, default_value = kubebid_etcd::path::DEFAULT_PREFIX)]
     pub etcd_prefix: String,
@@ -31,6 +42,52 @@ pub struct EtcdProxyArgs {
     /// KubeBidConfig and Tenant objects (file or directory, repeatable): which namespaces are whose.
     #[arg(short, long, value_name = "FILE|DIR", required = true)]
     pub config: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct EtcdProxyArgs {
+    /// Address the API server's `--etcd-servers` points at. Without --tls-cert only a loopback address
+    /// is accepted.
+    #[arg(long, default_value = "127.0.0.1:2378")]
+    pub listen: SocketAddr,
+    /// Serving certificate (PEM), re-read when it changes.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_key", "client_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA of the API server's etcd client certificate (`--etcd-certfile`): every client must present a
+    /// certificate it signed.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+    /// Accept only client certificates issued to this DNS name (repeatable; any the CA signed if none).
+    #[arg(long, value_name = "NAME", requires = "client_ca")]
+    pub client_name: Vec<String>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (plain HTTP).
+    #[arg(long, default_value = "127.0.0.1:9155")]
+    pub metrics_listen: SocketAddr,
+    #[command(flatten)]
+    pub conn: EtcdConnArgs,
+}
+
+#[derive(clap::Subcommand)]
+pub enum SecretsCommand {
+    /// Re-seal tenants' Secrets in etcd online: values sealed under an older tenant key version, and
+    /// values still in the clear. Each rewrite is a transaction guarded by the key's mod_revision, so a
+    /// concurrent write is never overwritten.
+    ///
+    /// Exit status: 0 when every selected value is current, 1 when some could not be rewritten, 2 on a
+    /// usage or connection error.
+    Rewrap(RewrapArgs),
+}
+
+#[derive(clap::Args)]
+pub struct RewrapArgs {
+    /// Only this tenant's Secrets.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    #[command(flatten)]
+    pub conn: EtcdConnArgs,
 }
 
 /// What every wrapped data key is bound to in the tenant key service (its "volume").
@@ -44,6 +101,15 @@ struct TenantKeyService {
 }
 
 fn key_error(tenant: &str, status: &tonic::Status) -> SealError {
+    // NOT_FOUND (a key ID that no longer exists) and FAILED_PRECONDITION (no key at all): destroyed.
+    if matches!(
+        status.code(),
+        tonic::Code::NotFound | tonic::Code::FailedPrecondition
+    ) {
+        return SealError::KeyGone {
+            tenant: tenant.to_owned(),
+        };
+    }
     SealError::Key {
         tenant: tenant.to_owned(),
         reason: status.message().to_owned(),
@@ -58,8 +124,12 @@ impl KeyWrapper for TenantKeyService {
             volume_id: PURPOSE.to_owned(),
             plaintext: key.to_vec(),
         };
+        // A tenant with no key cannot write: that is not a shredded value, so no `KeyGone` here.
         let res = tokio::task::block_in_place(|| self.runtime.block_on(client.wrap_key(req)))
-            .map_err(|s| key_error(tenant, &s))?
+            .map_err(|s| SealError::Key {
+                tenant: tenant.to_owned(),
+                reason: s.message().to_owned(),
+            })?
             .into_inner();
         // key ID length, key ID, wrapped key: the value carries all the service needs to unwrap.
         let id = res.key_id.as_bytes();
@@ -145,50 +215,117 @@ async fn follow_keys(
 }
 
 fn fail(e: impl std::fmt::Display) -> ExitCode {
-    eprintln!("kubebid serve etcd-proxy: {e}");
+    eprintln!("kubebid: {e}");
     ExitCode::from(2)
 }
 
-/// `kubebid serve etcd-proxy`.
-pub fn serve(args: &EtcdProxyArgs) -> ExitCode {
-    let tenancy = match crate::check::load_config_set(&args.config) {
+/// The tenancy from the config; a tenant that cannot be modelled fails the start (its Secrets would be
+/// written unsealed).
+fn tenancy(config: &[String]) -> Result<Arc<kubebid_model::tenancy::Tenancy>, String> {
+    match crate::check::load_config_set(config) {
         Ok(set) => {
             let t = set.tenancy();
             if let Some(r) = t.rejected().first() {
-                // Fail closed: a tenant that cannot be modelled would have its Secrets written unsealed.
-                return fail(format!(
+                return Err(format!(
                     "tenant {} cannot be loaded: {:?}",
                     r.tenant, r.problems
                 ));
             }
-            Arc::new(t)
+            Ok(Arc::new(t))
         }
-        Err(errors) => {
-            for e in errors {
-                eprintln!("config error: {e}");
-            }
-            return ExitCode::from(2);
+        Err(errors) => Err(errors
+            .iter()
+            .map(|e| format!("config error: {e}"))
+            .collect::<Vec<_>>()
+            .join("\n")),
+    }
+}
+
+/// The connection to etcd, and the client certificate to reload when it changes.
+fn upstream(
+    conn: &EtcdConnArgs,
+) -> Result<(kubebid_etcd::proxy::Etcd, Option<Arc<ReloadingCert>>), String> {
+    let base: hyper::Uri = conn.etcd.parse().map_err(|e| format!("--etcd: {e}"))?;
+    let cert = match (&conn.etcd_cert, &conn.etcd_key) {
+        (Some(c), Some(k)) => Some(Arc::new(
+            ReloadingCert::new(c, k).map_err(|e| e.to_string())?,
+        )),
+        _ => None,
+    };
+    let tls = match &conn.etcd_ca {
+        Some(ca) => {
+            Some(kubebid_server::tls::client_config(ca, cert.clone()).map_err(|e| e.to_string())?)
         }
+        None if cert.is_some() => return Err("--etcd-cert needs --etcd-ca".into()),
+        None => None,
     };
-    let upstream: hyper::Uri = match args.etcd.parse() {
-        Ok(u) => u,
-        Err(e) => return fail(format!("--etcd: {e}")),
+    let etcd = kubebid_etcd::proxy::Etcd::new(base, tls).map_err(|e| format!("--etcd {e}"))?;
+    Ok((etcd, cert))
+}
+
+async fn tenant_keys(
+    conn: &EtcdConnArgs,
+) -> Result<TenantKeyServiceClient<tonic::transport::Channel>, String> {
+    kubebid_kms::server::connect_tenant_keys(&conn.tenant_key_socket)
+        .await
+        .map_err(|e| {
+            format!(
+                "--tenant-key-socket {}: {e}",
+                conn.tenant_key_socket.display()
+            )
+        })
+}
+
+/// `kubebid serve etcd-proxy`.
+pub fn serve(args: &EtcdProxyArgs) -> ExitCode {
+    let tenancy = match tenancy(&args.conn.config) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
     };
+    if args.tls_cert.is_none() && !args.listen.ip().is_loopback() {
+        return fail(format!(
+            "--listen {}: without --tls-cert the proxy listens on loopback only",
+            args.listen
+        ));
+    }
     let runtime = match crate::serve::runtime("etcd-proxy", crate::serve::Threads::Workers) {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let shutdown = Shutdown::new();
     let result: Result<(), String> = runtime.block_on(async {
-        shutdown.watch_signals();
-        let client = kubebid_kms::server::connect_tenant_keys(&args.tenant_key_socket)
-            .await
-            .map_err(|e| {
-                format!(
-                    "--tenant-key-socket {}: {e}",
-                    args.tenant_key_socket.display()
+        let process = Process::new(Shutdown::on_signals());
+        let (etcd, client_cert) = upstream(&args.conn)?;
+        let tls = match (&args.tls_cert, &args.tls_key, &args.client_ca) {
+            (Some(cert), Some(key), Some(ca)) => {
+                let serving = Arc::new(ReloadingCert::new(cert, key).map_err(|e| e.to_string())?);
+                let mut config = kubebid_server::tls::server_config_requiring_client(
+                    serving.clone(),
+                    ca,
+                    &args.client_name,
                 )
-            })?;
+                .map_err(|e| e.to_string())?;
+                config.alpn_protocols = vec![b"h2".to_vec()];
+                kubebid_server::tls::spawn_reloader(
+                    serving,
+                    RELOAD,
+                    "etcd-proxy",
+                    process.metrics.clone(),
+                    &process.shutdown,
+                );
+                Some(Arc::new(config))
+            }
+            _ => None,
+        };
+        if let Some(cert) = client_cert {
+            kubebid_server::tls::spawn_reloader(
+                cert,
+                RELOAD,
+                "etcd-proxy-client",
+                process.metrics.clone(),
+                &process.shutdown,
+            );
+        }
+        let client = tenant_keys(&args.conn).await?;
         let wrapper = Arc::new(TenantKeyService {
             client,
             runtime: tokio::runtime::Handle::current(),
@@ -198,20 +335,145 @@ pub fn serve(args: &EtcdProxyArgs) -> ExitCode {
         tokio::spawn(follow_keys(
             wrapper.client.clone(),
             sealer.clone(),
-            shutdown.requested(),
+            process.shutdown.requested(),
         ));
-        let layer = Layer::new(SecretKeys::new(&args.etcd_prefix), tenant_of, sealer);
+        let families = Arc::new(process.registry.register(
+            <ProxyFamilies as kubebid_server::metrics::Component>::PREFIX,
+            <ProxyFamilies as kubebid_server::metrics::Component>::register,
+        ));
+        let layer = Layer::new(SecretKeys::new(&args.conn.etcd_prefix), tenant_of, sealer)
+            .with_metrics(families);
+        let metrics_listener = tokio::net::TcpListener::bind(args.metrics_listen)
+            .await
+            .map_err(|e| format!("--metrics-listen {}: {e}", args.metrics_listen))?;
+        let metrics_addr = metrics_listener.local_addr().map_err(|e| e.to_string())?;
+        let endpoint = process.clone();
+        tokio::spawn(async move {
+            kubebid_server::http::serve_endpoint(&endpoint, "etcd-proxy-metrics", metrics_listener)
+                .await;
+        });
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| format!("--listen {}: {e}", args.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        tracing::info!(listen = %addr, etcd = %upstream, "etcd proxy serving");
-        let upstream = Arc::new(kubebid_etcd::proxy::H2c::new(upstream));
-        kubebid_etcd::proxy::serve(listener, layer, upstream, shutdown.requested()).await;
+        tracing::info!(
+            listen = %addr,
+            tls = tls.is_some(),
+            etcd = %args.conn.etcd,
+            metrics = %metrics_addr,
+            "etcd proxy serving"
+        );
+        kubebid_etcd::proxy::serve(
+            listener,
+            tls,
+            layer,
+            Arc::new(etcd),
+            process.shutdown.requested(),
+        )
+        .await;
+        tracing::info!("etcd proxy stopped");
         Ok(())
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(e),
+        Err(e) => fail(format!("serve etcd-proxy: {e}")),
+    }
+}
+
+/// How often certificate files are looked at.
+const RELOAD: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The key ID in a wrapped data key as [`TenantKeyService`] writes it.
+fn key_id_of(wrapped: &[u8]) -> Option<&str> {
+    let (len, rest) = wrapped.split_at_checked(2)?;
+    let (id, _) = rest.split_at_checked(usize::from(u16::from_be_bytes([len[0], len[1]])))?;
+    std::str::from_utf8(id).ok()
+}
+
+/// `kubebid secrets …`.
+pub fn secrets(cmd: &SecretsCommand) -> ExitCode {
+    match cmd {
+        SecretsCommand::Rewrap(args) => rewrap(args),
+    }
+}
+
+fn rewrap(args: &RewrapArgs) -> ExitCode {
+    let tenancy = match tenancy(&args.conn.config) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    if let Some(t) = &args.tenant
+        && !tenancy.tenants().iter().any(|x| &x.name == t)
+    {
+        return fail(format!("--tenant {t}: no such tenant in the config"));
+    }
+    let runtime = match crate::serve::runtime("secrets-rewrap", crate::serve::Threads::Workers) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let result: Result<kubebid_etcd::rewrap::Report, String> = runtime.block_on(async {
+        let (etcd, _) = upstream(&args.conn)?;
+        let client = kubebid_etcd::client::Client::new(Arc::new(etcd));
+        let keys = tenant_keys(&args.conn).await?;
+        // Each tenant's current key version, asked once: a value whose data key it wrapped is left.
+        let mut current = std::collections::HashMap::new();
+        for t in tenancy.tenants() {
+            if args.tenant.as_ref().is_some_and(|only| only != &t.name) {
+                continue;
+            }
+            let mut c = keys.clone();
+            let req = kubebid_kms::tenant_proto::KeyStatusRequest {
+                tenant: t.name.clone(),
+            };
+            match c.key_status(req).await {
+                Ok(s) => {
+                    current.insert(t.name.clone(), s.into_inner().current_key_id);
+                }
+                Err(s) => {
+                    tracing::warn!(tenant = %t.name, reason = %s.message(), "tenant has no usable key: its Secrets cannot be rewrapped");
+                }
+            }
+        }
+        let wrapper = Arc::new(TenantKeyService {
+            client: keys,
+            runtime: tokio::runtime::Handle::current(),
+        });
+        let sealer = Sealer::new(wrapper);
+        let tenancy2 = tenancy.clone();
+        let tenant_of: kubebid_etcd::layer::TenantOf =
+            Arc::new(move |ns: &str| tenancy2.tenant_of(ns).map(|t| t.name.clone()));
+        let secret_keys = SecretKeys::new(&args.conn.etcd_prefix);
+        let is_current = |tenant: &str, wrapped: &[u8]| {
+            key_id_of(wrapped).is_some_and(|id| current.get(tenant).is_some_and(|c| c == id))
+        };
+        let bar = crate::progress_bar(0);
+        let run = kubebid_etcd::rewrap::Rewrap {
+            client: &client,
+            keys: &secret_keys,
+            tenant_of: &tenant_of,
+            sealer: &sealer,
+            only: args.tenant.as_deref(),
+            is_current: &is_current,
+        };
+        let report = run
+            .run(|r, total| {
+                bar.set_length(total);
+                bar.set_position(r.scanned);
+            })
+            .await
+            .map_err(|e| format!("etcd: {e}"))?;
+        bar.finish_and_clear();
+        Ok(report)
+    });
+    match result {
+        Ok(report) => {
+            println!("{}", report.summary());
+            if report.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => fail(format!("secrets rewrap: {e}")),
     }
 }

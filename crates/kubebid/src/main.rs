@@ -78,6 +78,9 @@ enum Command {
     /// KMS keys: rotate the root key, manage per-tenant keys.
     #[command(subcommand)]
     Kms(kms_cmd::KmsCommand),
+    /// Tenants' Secrets in etcd: re-seal them under their tenants' current keys.
+    #[command(subcommand)]
+    Secrets(etcd_cmd::SecretsCommand),
     /// Print objects for a cluster: webhook configurations, CRDs.
     #[command(subcommand)]
     Generate(generate_cmd::GenerateCommand),
@@ -183,6 +186,7 @@ fn main() -> ExitCode {
         Command::Up(args) => Ok(up::run(&args)),
         Command::Tenant(cmd) => Ok(generate_cmd::tenant(&cmd)),
         Command::Kms(cmd) => Ok(kms_cmd::run(&cmd)),
+        Command::Secrets(cmd) => Ok(etcd_cmd::secrets(&cmd)),
         Command::Audit(cmd) => Ok(audit_cmd::run(&cmd)),
         Command::Rules {
             detection: Some(RulesDetection::Audit { files, no_builtin }),

@@ -1,5 +1,7 @@
 //! The HSM's stand-in for these tests: a per-tenant, versioned, destroyable AES-GCM key that wraps data keys.
 
+pub mod etcd;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,6 +73,12 @@ impl KeyWrapper for FakeHsm {
     }
     fn unwrap(&self, tenant: &str, wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
         self.unwraps.fetch_add(1, Ordering::Relaxed);
+        // As the tenant key service answers for a destroyed key (NOT_FOUND).
+        if !lock(&self.keys).contains_key(tenant) {
+            return Err(SealError::KeyGone {
+                tenant: tenant.into(),
+            });
+        }
         let (&v, rest) = wrapped.split_first().ok_or(SealError::Malformed("empty"))?;
         let mut body = rest.to_vec();
         let n = self
