@@ -400,9 +400,13 @@ impl Etcd {
         http.enforce_http(false);
         http.set_nodelay(true);
         let builder = match (base.scheme_str(), tls) {
-            (Some("https"), Some(tls)) => hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(tls)
-                .https_only(),
+            (Some("https"), Some(mut tls)) => {
+                // The connector offers `h2` itself, and refuses a configuration that already does.
+                tls.alpn_protocols.clear();
+                hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(tls)
+                    .https_only()
+            }
             (Some("http"), None) => hyper_rustls::HttpsConnectorBuilder::new()
                 .with_tls_config(
                     rustls::ClientConfig::builder_with_provider(Arc::new(

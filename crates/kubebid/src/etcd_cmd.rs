@@ -381,7 +381,7 @@ pub fn serve(args: &EtcdProxyArgs) -> ExitCode {
 }
 
 /// How often certificate files are looked at.
-const RELOAD: std::time::Duration = std::time::Duration::from_secs(5);
+const RELOAD: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The key ID in a wrapped data key as [`TenantKeyService`] writes it.
 fn key_id_of(wrapped: &[u8]) -> Option<&str> {
