@@ -646,6 +646,79 @@ pub fn kms_static_pod(image: &str) -> Value {
     })
 }
 
+/// Where the etcd proxy listens on a control-plane node: the API server's `--etcd-servers`.
+pub const ETCD_PROXY_LISTEN: &str = "127.0.0.1:2378";
+
+/// The API server flag that sends its etcd traffic through the proxy on the same node. Its other etcd
+/// flags stay: `--etcd-cafile` (etcd's CA, which signed the proxy's serving certificate too) and the
+/// client certificate it presents with `--etcd-certfile` and `--etcd-keyfile`, which the proxy checks.
+#[must_use]
+pub fn etcd_proxy_flags() -> String {
+    format!("--etcd-servers=https://{ETCD_PROXY_LISTEN}\n")
+}
+
+/// The etcd proxy as a static pod for each control-plane node, beside the KMS plugin whose tenant key
+/// socket it uses. It serves the API server on loopback with mutual TLS (a serving certificate for
+/// 127.0.0.1 issued by etcd's CA, the API server's etcd client certificate required) and reaches the
+/// local etcd with the API server's own etcd client certificate (kubeadm's paths). Tenants come from
+/// `tenants.yaml` under [`API_SERVER_DIR`], re-read when it changes; `tenants_sha256` is recorded as an
+/// annotation so the manifest changes with them. Stateless, no capabilities, read-only root.
+#[must_use]
+pub fn etcd_proxy_static_pod(image: &str, tenants_sha256: &str) -> Value {
+    let host = |name: &str, path: &str, kind: &str| json!({"name": name, "hostPath": {"path": path, "type": kind}});
+    let port = ETCD_PROXY_LISTEN.rsplit(':').next().unwrap_or("2378");
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "kubebid-etcd-proxy", "namespace": "kube-system",
+            "labels": {"app.kubernetes.io/name": "kubebid", "app.kubernetes.io/component": "etcd-proxy",
+                       "kubebid.io/managed": "true"},
+            "annotations": {"kubebid.io/tenants-sha256": tenants_sha256}},
+        "spec": {
+            "hostNetwork": true,
+            "priorityClassName": "system-node-critical",
+            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "etcd-proxy",
+                "image": image,
+                "args": [
+                    "serve", "etcd-proxy",
+                    "--listen", ETCD_PROXY_LISTEN,
+                    "--tls-cert", format!("{API_SERVER_DIR}/etcd-proxy/tls.crt"),
+                    "--tls-key", format!("{API_SERVER_DIR}/etcd-proxy/tls.key"),
+                    "--client-ca", "/etc/kubernetes/pki/etcd/ca.crt",
+                    "--etcd", "https://127.0.0.1:2379",
+                    "--etcd-ca", "/etc/kubernetes/pki/etcd/ca.crt",
+                    "--etcd-cert", "/etc/kubernetes/pki/apiserver-etcd-client.crt",
+                    "--etcd-key", "/etc/kubernetes/pki/apiserver-etcd-client.key",
+                    "--etcd-prefix", "/registry",
+                    "--tenant-key-socket", format!("{KMS_SOCKET_DIR}/tenant-keys.sock"),
+                    "-c", format!("{API_SERVER_DIR}/tenants.yaml"),
+                    "--metrics-listen", "127.0.0.1:9155",
+                ],
+                "ports": [{"name": "etcd", "containerPort": port.parse::<u16>().unwrap_or(2378), "hostIP": "127.0.0.1"}],
+                "securityContext": {
+                    "allowPrivilegeEscalation": false,
+                    "readOnlyRootFilesystem": true,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "livenessProbe": {"httpGet": {"host": "127.0.0.1", "port": 9155, "path": "/healthz"},
+                                  "periodSeconds": 10, "failureThreshold": 3},
+                "resources": {"requests": {"cpu": "100m", "memory": "32Mi"}, "limits": {"memory": "256Mi"}},
+                "volumeMounts": [
+                    {"name": "kms-sockets", "mountPath": KMS_SOCKET_DIR},
+                    {"name": "kubebid", "mountPath": API_SERVER_DIR, "readOnly": true},
+                    {"name": "pki", "mountPath": "/etc/kubernetes/pki", "readOnly": true},
+                ],
+            }],
+            "volumes": [
+                host("kms-sockets", KMS_SOCKET_DIR, "DirectoryOrCreate"),
+                host("kubebid", API_SERVER_DIR, "Directory"),
+                host("pki", "/etc/kubernetes/pki", "Directory"),
+            ],
+        },
+    })
+}
+
 /// Makes the Tenant the owner of `objects`, so that deleting the Tenant lets the garbage collector remove
 /// them. Namespaces are owned only when the Tenant sets `deleteNamespaces`: otherwise they, and the tenant's
 /// data in them, outlive the Tenant. The [`FLOOR`] objects are never owned: a namespace that outlives its

@@ -330,7 +330,19 @@ pub fn serve(args: &EtcdProxyArgs) -> ExitCode {
             client,
             runtime: tokio::runtime::Handle::current(),
         });
-        let tenant_of = Arc::new(move |ns: &str| tenancy.tenant_of(ns).map(|t| t.name.clone()));
+        let tenancy = Arc::new(std::sync::RwLock::new(tenancy));
+        tokio::spawn(follow_config(
+            args.conn.config.clone(),
+            tenancy.clone(),
+            process.shutdown.requested(),
+        ));
+        let tenant_of = Arc::new(move |ns: &str| {
+            tenancy
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .tenant_of(ns)
+                .map(|t| t.name.clone())
+        });
         let sealer = Arc::new(Sealer::new(wrapper.clone()));
         tokio::spawn(follow_keys(
             wrapper.client.clone(),
@@ -377,6 +389,69 @@ pub fn serve(args: &EtcdProxyArgs) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(format!("serve etcd-proxy: {e}")),
+    }
+}
+
+/// What identifies the config's current contents cheaply: each file's (and each directory entry's)
+/// path, size and modification time.
+fn fingerprint(paths: &[String]) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    let mut out = Vec::new();
+    for p in paths {
+        let p = PathBuf::from(p);
+        let mut add = |p: PathBuf| {
+            let m = std::fs::metadata(&p).ok();
+            out.push((
+                p,
+                m.as_ref().map_or(0, std::fs::Metadata::len),
+                m.and_then(|m| m.modified().ok()),
+            ));
+        };
+        match std::fs::read_dir(&p) {
+            Ok(entries) => {
+                let mut names: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+                names.sort();
+                names.into_iter().for_each(&mut add);
+            }
+            Err(_) => add(p),
+        }
+    }
+    out
+}
+
+/// Re-reads the tenancy when the config changes (a tenant added, a namespace moved), every 2 seconds. A
+/// config that does not load, or has a tenant that cannot be modelled, leaves the previous one in use.
+async fn follow_config(
+    paths: Vec<String>,
+    tenancy: Arc<std::sync::RwLock<Arc<kubebid_model::tenancy::Tenancy>>>,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut seen = fingerprint(&paths);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = &mut stop => return,
+        }
+        let now = fingerprint(&paths);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match self::tenancy(&paths) {
+            Ok(t) => {
+                tracing::info!(
+                    tenants = t.tenants().len(),
+                    "config changed: tenancy reloaded"
+                );
+                *tenancy
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = t;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "config changed but does not load: the previous tenancy stays");
+            }
+        }
     }
 }
 

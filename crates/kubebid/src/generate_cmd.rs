@@ -171,8 +171,9 @@ pub enum TenantCommand {
         #[arg(required = true, value_name = "FILE|DIR")]
         paths: Vec<String>,
         /// Also write the API server's audit policy, encryption configuration, audit webhook kubeconfig
-        /// and the flags that use them (`kube-apiserver-flags.txt`) into this directory, and the KMS
-        /// plugin's static pod for the control-plane nodes (`kubebid-kms.yaml`).
+        /// and the flags that use them (`kube-apiserver-flags.txt`) into this directory, the KMS plugin's
+        /// and the etcd proxy's static pods for the control-plane nodes (`kubebid-kms.yaml`,
+        /// `kubebid-etcd-proxy.yaml`), and the tenants the proxy seals Secrets for (`tenants.yaml`).
         #[arg(long, value_name = "DIR")]
         api_server_dir: Option<PathBuf>,
         /// The audit sink's events URL as the API server reaches it (it resolves names with the node's
@@ -276,6 +277,27 @@ pub fn tenant(cmd: &TenantCommand) -> ExitCode {
     }
     if let Some(dir) = api_server_dir {
         let tenants: Vec<_> = set.tenants.iter().map(|t| t.object.clone()).collect();
+        // What the etcd proxy needs of the configuration: the Tenants, and the KubeBidConfig if any.
+        let mut tenancy_objects: Vec<serde_json::Value> = Vec::new();
+        if let Some(c) = &set.config
+            && let Ok(v) = serde_json::to_value(&c.object)
+        {
+            tenancy_objects.push(v);
+        }
+        for t in &tenants {
+            if let Ok(v) = serde_json::to_value(t) {
+                tenancy_objects.push(v);
+            }
+        }
+        let tenants_text = match to_yaml_stream(&tenancy_objects) {
+            Ok(t) => t,
+            Err(e) => return fail(&e.to_string()),
+        };
+        let tenants_sha = ring::digest::digest(&ring::digest::SHA256, tenants_text.as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>();
         let files = [
             (
                 "audit-policy.yaml",
@@ -296,6 +318,13 @@ pub fn tenant(cmd: &TenantCommand) -> ExitCode {
                     env!("CARGO_PKG_VERSION")
                 )),
             ),
+            (
+                "kubebid-etcd-proxy.yaml",
+                kubebid_tenancy::render::etcd_proxy_static_pod(
+                    &format!("ghcr.io/kubebid/kubebid:{}", env!("CARGO_PKG_VERSION")),
+                    &tenants_sha,
+                ),
+            ),
         ];
         if let Err(e) = std::fs::create_dir_all(dir) {
             return fail(&format!("{}: {e}", dir.display()));
@@ -311,8 +340,15 @@ pub fn tenant(cmd: &TenantCommand) -> ExitCode {
             }
             eprintln!("wrote {}", path.display());
         }
+        let tenants_path = dir.join("tenants.yaml");
+        if let Err(e) = std::fs::write(&tenants_path, &tenants_text) {
+            return fail(&format!("{}: {e}", tenants_path.display()));
+        }
+        eprintln!("wrote {}", tenants_path.display());
         let flags = dir.join("kube-apiserver-flags.txt");
-        if let Err(e) = std::fs::write(&flags, kubebid_tenancy::render::audit_flags()) {
+        let flag_text =
+            kubebid_tenancy::render::audit_flags() + &kubebid_tenancy::render::etcd_proxy_flags();
+        if let Err(e) = std::fs::write(&flags, flag_text) {
             return fail(&format!("{}: {e}", flags.display()));
         }
         eprintln!(

@@ -12,7 +12,7 @@ mod common;
 
 use std::io::{BufRead as _, BufReader};
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -255,7 +255,7 @@ impl Rig {
         f
     }
 
-    /// Starts a proxy on `listen`: the child, its address and its metrics address.
+    /// Starts a proxy on `listen`: its address and its metrics address.
     fn proxy(&mut self, listen: &str, extra: &[String]) -> (SocketAddr, SocketAddr) {
         let mut args: Vec<String> = vec![
             "serve".into(),
@@ -267,6 +267,11 @@ impl Rig {
         ];
         args.extend(self.etcd_flags());
         args.extend_from_slice(extra);
+        self.spawn_proxy(&args)
+    }
+
+    /// Starts `kubebid` with exactly `args` (a proxy): its address and its metrics address.
+    fn spawn_proxy(&mut self, args: &[String]) -> (SocketAddr, SocketAddr) {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut proxy = self
             .kubebid(&args)
@@ -633,4 +638,146 @@ fn kill_9_during_writes_loses_no_acknowledged_write_and_rewrap_moves_to_the_new_
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// The static pod `kubebid tenant render --api-server-dir` writes: a valid Pod beside the KMS plugin's,
+/// using its tenant key socket, with the API server's `--etcd-servers` pointing at it; and its command line,
+/// with the node's paths moved here (kubeadm's etcd CA and the API server's etcd client certificate
+/// standing in), serves the API server over mutual TLS and seals a tenant added to the config later.
+#[test]
+fn the_rendered_static_pod_serves_with_mutual_tls_and_follows_tenant_changes() {
+    if skip() {
+        return;
+    }
+    let mut rig = Rig::new("etcd-proxy-pod", &["acme", "globex"], true);
+    let api = rig.dir.join("api-server");
+    let input = rig.dir.join("render-input.yaml");
+    let only_acme = TENANTS.split("---").next().unwrap();
+    std::fs::write(&input, only_acme).unwrap();
+    let render = |rig: &Rig| {
+        rig.ok(&[
+            "tenant",
+            "render",
+            "--api-server-dir",
+            api.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ]);
+        let text = std::fs::read_to_string(api.join("kubebid-etcd-proxy.yaml")).unwrap();
+        let mut docs = kubebid_model::yaml::parse_documents(&text);
+        docs.remove(0).unwrap().value
+    };
+    let pod_value = render(&rig);
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(pod_value.clone()).unwrap();
+    assert_eq!(serde_json::to_value(&pod).unwrap(), pod_value);
+    let container = &pod.spec.as_ref().unwrap().containers[0];
+    let args = container.args.clone().unwrap();
+    let arg = |flag: &str| {
+        let i = args.iter().position(|a| a == flag).unwrap();
+        args[i + 1].clone()
+    };
+    // The KMS plugin's tenant socket, and the API server's flag pointing at the proxy.
+    let kms = std::fs::read_to_string(api.join("kubebid-kms.yaml")).unwrap();
+    assert!(
+        kms.contains(&format!("- {}", arg("--tenant-key-socket"))),
+        "{kms}"
+    );
+    let flags = std::fs::read_to_string(api.join("kube-apiserver-flags.txt")).unwrap();
+    assert!(
+        flags.contains(&format!("--etcd-servers=https://{}\n", arg("--listen"))),
+        "{flags}"
+    );
+    let sc = container.security_context.as_ref().unwrap();
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(
+        sc.capabilities.as_ref().unwrap().drop.as_deref(),
+        Some(&["ALL".to_owned()][..])
+    );
+
+    // The same command line on this machine.
+    let certs = rig.etcd_tls.clone().unwrap();
+    let here = |p: &str| certs.join(p).display().to_string();
+    let kms_dir = Path::new(&arg("--tenant-key-socket"))
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let moved: Vec<String> = args
+        .iter()
+        .map(|a| {
+            a.replace("/etc/kubernetes/pki/etcd/ca.crt", &here("ca.crt"))
+                .replace(
+                    "/etc/kubernetes/pki/apiserver-etcd-client.crt",
+                    &here("client.crt"),
+                )
+                .replace(
+                    "/etc/kubernetes/pki/apiserver-etcd-client.key",
+                    &here("client.key"),
+                )
+                .replace(
+                    "/etc/kubernetes/kubebid/etcd-proxy/tls.crt",
+                    &here("tls.crt"),
+                )
+                .replace(
+                    "/etc/kubernetes/kubebid/etcd-proxy/tls.key",
+                    &here("tls.key"),
+                )
+                .replace("/etc/kubernetes/kubebid", api.to_str().unwrap())
+                .replace(&kms_dir, rig.dir.to_str().unwrap())
+                .replace("https://127.0.0.1:2379", &format!("https://{}", rig.etcd))
+                .replace("127.0.0.1:2378", "127.0.0.1:0")
+                .replace("127.0.0.1:9155", "127.0.0.1:0")
+        })
+        .collect();
+    let (addr, _) = rig.spawn_proxy(&moved);
+    // The API server: etcd's CA, its etcd client certificate.
+    let apiserver = Tls {
+        ca: certs.join("ca.crt"),
+        cert: Some((certs.join("client.crt"), certs.join("client.key"))),
+    };
+    assert!(
+        etcdctl_tls(
+            addr,
+            &apiserver,
+            &["put", "/registry/secrets/acme-prod/a", "x"]
+        )
+        .0
+    );
+    assert!(
+        rig.raw("/registry/secrets/acme-prod/a")
+            .starts_with("k8s:enc:kubebid-tenant:v1:")
+    );
+    // globex is not a tenant yet: its namespace's Secrets pass as they are.
+    assert!(
+        etcdctl_tls(
+            addr,
+            &apiserver,
+            &["put", "/registry/secrets/globex/a", "y"]
+        )
+        .0
+    );
+    assert_eq!(rig.raw("/registry/secrets/globex/a").trim_end(), "y");
+    // It becomes one: re-rendered, the pod's manifest changes, and the running proxy follows.
+    std::fs::write(&input, TENANTS).unwrap();
+    let again = render(&rig);
+    assert_ne!(
+        again["metadata"]["annotations"]["kubebid.io/tenants-sha256"],
+        pod_value["metadata"]["annotations"]["kubebid.io/tenants-sha256"]
+    );
+    wait_for("the proxy to seal globex's Secrets", || {
+        etcdctl_tls(
+            addr,
+            &apiserver,
+            &["put", "/registry/secrets/globex/b", "z"],
+        )
+        .0 && rig
+            .raw("/registry/secrets/globex/b")
+            .starts_with("k8s:enc:kubebid-tenant:v1:")
+    });
+    let (ok, got, _) = etcdctl_tls(
+        addr,
+        &apiserver,
+        &["get", "/registry/secrets/globex/b", "--print-value-only"],
+    );
+    assert!(ok);
+    assert_eq!(got.trim_end(), "z");
 }
