@@ -9,8 +9,8 @@ use std::sync::Arc;
 use crate::metrics::ProxyFamilies;
 use crate::path::SecretKeys;
 use crate::proto::{
-    DeleteRangeResponse, KeyValue, PutRequest, PutResponse, RangeResponse, RequestOp, TxnRequest,
-    TxnResponse, WatchResponse, compare, request_op, response_op,
+    DeleteRangeResponse, KeyValue, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
+    TxnRequest, TxnResponse, WatchResponse, compare, request_op, response_op,
 };
 use crate::seal::{SealError, Sealer, sealed_for};
 
@@ -24,6 +24,10 @@ pub enum LayerError {
     Seal { key: String, error: SealError },
     #[error("{key}: a transaction may not compare the value of a tenant's Secret (it is sealed)")]
     ValueCompare { key: String },
+    #[error(
+        "{key}: a range may not sort by value where it reaches tenants' Secrets (their stored values are sealed, so etcd's order would not be the values' order)"
+    )]
+    ValueSort { key: String },
 }
 
 impl LayerError {
@@ -42,6 +46,8 @@ impl LayerError {
 
 /// Compare target `VALUE` in etcd's `Compare.CompareTarget`.
 const COMPARE_VALUE: i32 = 3;
+/// Sort target `VALUE` in etcd's `RangeRequest.SortTarget`.
+const SORT_VALUE: i32 = 4;
 
 /// Seals and opens values of the keys that belong to tenants.
 #[derive(Clone)]
@@ -50,6 +56,7 @@ pub struct Layer {
     tenant_of: TenantOf,
     sealer: Arc<Sealer>,
     metrics: Option<Arc<ProxyFamilies>>,
+    finder: Arc<memchr::memmem::Finder<'static>>,
 }
 
 fn shown(key: &[u8]) -> String {
@@ -59,7 +66,9 @@ fn shown(key: &[u8]) -> String {
 impl Layer {
     #[must_use]
     pub fn new(keys: SecretKeys, tenant_of: TenantOf, sealer: Arc<Sealer>) -> Self {
+        let finder = Arc::new(memchr::memmem::Finder::new(keys.all()).into_owned());
         Self {
+            finder,
             keys,
             tenant_of,
             sealer,
@@ -84,6 +93,13 @@ impl Layer {
     #[must_use]
     pub fn sealer(&self) -> &Arc<Sealer> {
         &self.sealer
+    }
+
+    /// Whether `message` (the bytes of an etcd message) may hold a key under the Secret prefix: false only
+    /// when the prefix does not occur in it at all.
+    #[must_use]
+    pub fn may_concern(&self, message: &[u8]) -> bool {
+        self.finder.find(message).is_some()
     }
 
     /// The tenant whose Secret `key` is, if any.
@@ -146,8 +162,27 @@ impl Layer {
         !(ends_before || starts_after)
     }
 
+    /// Refuses a Range that sorts by value over keys that can be tenants' Secrets: etcd sorts what it
+    /// stores, sealed bytes, so the order (and, with a limit, which keys come back) would differ from a
+    /// sort of the values. Nothing else of a Range needs the layer before it is sent.
+    ///
+    /// # Errors
+    /// Such a sort.
+    pub fn range_request(&self, r: &RangeRequest) -> Result<(), LayerError> {
+        if r.sort_target == SORT_VALUE
+            && (self.tenant(&r.key).is_some() || self.covers_secrets(&r.key, &r.range_end))
+        {
+            return Err(LayerError::ValueSort { key: shown(&r.key) });
+        }
+        Ok(())
+    }
+
     fn request_op(&self, op: &mut RequestOp) -> Result<bool, LayerError> {
         match &mut op.request {
+            Some(request_op::Request::RequestRange(r)) => {
+                self.range_request(r)?;
+                Ok(false)
+            }
             Some(request_op::Request::RequestPut(p)) => self.put_request(p),
             Some(request_op::Request::RequestTxn(t)) => self.txn_request(t),
             _ => Ok(false),

@@ -2,7 +2,8 @@
 //! prefixes with limits, revisions, counts and sorting, deletes, transactions with nested operations,
 //! compactions) go to one fresh etcd directly and to another through the proxy, and every answer must be
 //! the same: revisions, counts, `more`, values, previous values, errors, and finally every watch event
-//! with its previous value. A tenant's Secrets are sealed in the second etcd, and that must not show.
+//! with its previous value. A tenant's Secrets are sealed in the second etcd, and that must not show. The
+//! one call the proxy refuses on purpose, a sort by value over tenants' Secrets, must be refused.
 
 // Test fixtures fail the test loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -288,11 +289,41 @@ struct Pair {
     sealed_etcd: SocketAddr,
 }
 
+/// Whether the proxy refuses `op` on purpose: a Range sorted by value that can reach a tenant's Secrets
+/// (etcd would sort the sealed bytes), at any depth of a transaction. etcd is then not asked at all.
+fn refused(op: &Op) -> bool {
+    match op {
+        Op::Get {
+            key, prefix, sort, ..
+        } => {
+            sort.1 == 4
+                && if *prefix {
+                    KEYS[*key].starts_with("/registry/secrets/")
+                } else {
+                    KEYS[*key].starts_with("/registry/secrets/acme-")
+                }
+        }
+        Op::Txn {
+            success, failure, ..
+        } => success.iter().chain(failure).any(refused),
+        _ => false,
+    }
+}
+
 async fn case(p: &Pair, ops: &[Op]) -> Result<(), TestCaseError> {
     let start = revision(&p.direct).await;
     let mut compacted = 0;
     for (i, op) in ops.iter().enumerate() {
         let rev = revision(&p.direct).await;
+        if refused(op) {
+            prop_assert_eq!(
+                call(&p.proxied, op, rev).await,
+                Err(3),
+                "{:?} was not refused",
+                op
+            );
+            continue;
+        }
         let (a, b) = (
             call(&p.direct, op, rev).await,
             call(&p.proxied, op, rev).await,

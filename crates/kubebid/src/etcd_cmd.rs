@@ -94,10 +94,42 @@ pub struct RewrapArgs {
 const PURPOSE: &str = "kubebid.io/etcd-secrets";
 
 /// Wraps data keys through the tenant key service. Called from the proxy's message path, which is
-/// synchronous: each call leaves the worker thread for the round trip.
+/// synchronous: each call runs on the key service's own runtime (a thread of its own) and the caller
+/// waits for it. Rare: once per data key the proxy has not seen (a cache holds them), and once per tenant
+/// for each new data key.
 struct TenantKeyService {
     client: TenantKeyServiceClient<tonic::transport::Channel>,
-    runtime: tokio::runtime::Handle,
+    keys: tokio::runtime::Handle,
+}
+
+impl TenantKeyService {
+    fn call<T: Send + 'static>(
+        &self,
+        call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>> + Send + 'static,
+    ) -> Result<T, tonic::Status> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.keys.spawn(async move {
+            let _ = tx.send(call.await);
+        });
+        rx.recv()
+            .unwrap_or_else(|_| {
+                Err(tonic::Status::unavailable(
+                    "the key service call was dropped",
+                ))
+            })
+            .map(tonic::Response::into_inner)
+    }
+}
+
+/// The runtime the tenant key service's client lives on: one thread of its own, so that the proxy's
+/// (single-threaded) runtime can wait for a key without stopping the client's I/O.
+fn key_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("kubebid-keys")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the key service runtime: {e}"))
 }
 
 fn key_error(tenant: &str, status: &tonic::Status) -> SealError {
@@ -125,12 +157,12 @@ impl KeyWrapper for TenantKeyService {
             plaintext: key.to_vec(),
         };
         // A tenant with no key cannot write: that is not a shredded value, so no `KeyGone` here.
-        let res = tokio::task::block_in_place(|| self.runtime.block_on(client.wrap_key(req)))
+        let res = self
+            .call(async move { client.wrap_key(req).await })
             .map_err(|s| SealError::Key {
                 tenant: tenant.to_owned(),
                 reason: s.message().to_owned(),
-            })?
-            .into_inner();
+            })?;
         // key ID length, key ID, wrapped key: the value carries all the service needs to unwrap.
         let id = res.key_id.as_bytes();
         let len = u16::try_from(id.len()).map_err(|_| SealError::Malformed("key ID too long"))?;
@@ -157,9 +189,9 @@ impl KeyWrapper for TenantKeyService {
             key_id: key_id.to_owned(),
             wrapped: key.to_vec(),
         };
-        let res = tokio::task::block_in_place(|| self.runtime.block_on(client.unwrap_key(req)))
-            .map_err(|s| key_error(tenant, &s))?
-            .into_inner();
+        let res = self
+            .call(async move { client.unwrap_key(req).await })
+            .map_err(|s| key_error(tenant, &s))?;
         Ok(Zeroizing::new(res.plaintext))
     }
 }
@@ -288,9 +320,19 @@ pub fn serve(args: &EtcdProxyArgs) -> ExitCode {
             args.listen
         ));
     }
-    let runtime = match crate::serve::runtime("etcd-proxy", crate::serve::Threads::Workers) {
+    // One thread: a call is microseconds of HTTP/2 and AES; a second worker only adds wake-ups between
+    // threads, and takes CPU etcd (on the same node) needs.
+    let runtime = match crate::serve::runtime("etcd-proxy", crate::serve::Threads::One) {
         Ok(r) => r,
         Err(code) => return code,
+    };
+    let keys_rt = match key_runtime() {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let client = match keys_rt.block_on(tenant_keys(&args.conn)) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("serve etcd-proxy: {e}")),
     };
     let result: Result<(), String> = runtime.block_on(async {
         let process = Process::new(Shutdown::on_signals());
@@ -325,10 +367,9 @@ pub fn serve(args: &EtcdProxyArgs) -> ExitCode {
                 &process.shutdown,
             );
         }
-        let client = tenant_keys(&args.conn).await?;
         let wrapper = Arc::new(TenantKeyService {
             client,
-            runtime: tokio::runtime::Handle::current(),
+            keys: keys_rt.handle().clone(),
         });
         let tenancy = Arc::new(std::sync::RwLock::new(tenancy));
         tokio::spawn(follow_config(
@@ -486,10 +527,17 @@ fn rewrap(args: &RewrapArgs) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
+    let keys_rt = match key_runtime() {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let keys = match keys_rt.block_on(tenant_keys(&args.conn)) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("secrets rewrap: {e}")),
+    };
     let result: Result<kubebid_etcd::rewrap::Report, String> = runtime.block_on(async {
         let (etcd, _) = upstream(&args.conn)?;
         let client = kubebid_etcd::client::Client::new(Arc::new(etcd));
-        let keys = tenant_keys(&args.conn).await?;
         // Each tenant's current key version, asked once: a value whose data key it wrapped is left.
         let mut current = std::collections::HashMap::new();
         for t in tenancy.tenants() {
@@ -511,7 +559,7 @@ fn rewrap(args: &RewrapArgs) -> ExitCode {
         }
         let wrapper = Arc::new(TenantKeyService {
             client: keys,
-            runtime: tokio::runtime::Handle::current(),
+            keys: keys_rt.handle().clone(),
         });
         let sealer = Sealer::new(wrapper);
         let tenancy2 = tenancy.clone();
