@@ -76,7 +76,10 @@ for r in $(seq "$rounds"); do
         echo "round $r $side $name: $line"
         ops["$name|$side|$conc"]+="$(awk '{print $3}' <<<"$line") "
         p99["$name|$side|$conc"]+="$(awk '{print $8}' <<<"$line") "
-        grep -q 'errors 0$' <<<"$line" || { echo "errors in that run" >&2; exit 1; }
+        # The relay is only a reference; errors through it are reported, not fatal.
+        if ! grep -q 'errors 0$' <<<"$line"; then
+          [ "$side" = relay ] && echo "  (errors through the relay in that run)" || { echo "errors in that run" >&2; exit 1; }
+        fi
       done
     done
   done

@@ -95,6 +95,10 @@ async fn etcdctl_through_the_proxy_sees_plain_values_and_etcd_holds_them_sealed(
     let stored = raw(etcd, SECRET);
     assert!(stored.as_bytes().starts_with(MAGIC), "{stored}");
     assert!(!stored.contains("s3cret"));
+    assert!(
+        !stored.contains("k8s:enc:kms:v2"),
+        "the KMS v2 envelope is not bare in etcd"
+    );
     let (ok, through, err) = run(vec!["get", SECRET, "--print-value-only"])
         .await
         .unwrap();
@@ -155,6 +159,24 @@ async fn etcdctl_through_the_proxy_sees_plain_values_and_etcd_holds_them_sealed(
             .trim_end(),
         "updated"
     );
+    // A read at an older revision: the value the Secret had then, opened.
+    let (_, json, _) = run(vec!["get", SECRET, "-w", "json"]).await.unwrap();
+    let created: String = json
+        .split("\"create_revision\":")
+        .nth(1)
+        .unwrap_or_default()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    assert!(!created.is_empty(), "{json}");
+    let rev = format!("--rev={created}");
+    let (ok, old, err) =
+        tokio::task::spawn_blocking(move || ctl(p, &["get", SECRET, "--print-value-only", &rev]))
+            .await
+            .unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(old.trim_end(), "k8s:enc:kms:v2:kubebid-kms:s3cret");
+
     // Comparing the value of a sealed Secret is refused.
     let by_value = format!("value(\"{SECRET}\") = \"updated\"\n\nput {SECRET} x\n\n\n");
     let (ok, _, err) = tokio::task::spawn_blocking(move || ctl_stdin(p, &["txn"], &by_value))

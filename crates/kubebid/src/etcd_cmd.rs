@@ -73,7 +73,7 @@ pub struct EtcdProxyArgs {
 #[derive(clap::Subcommand)]
 pub enum SecretsCommand {
     /// Re-seal tenants' Secrets in etcd online: values sealed under an older tenant key version, and
-    /// values still in the clear. Each rewrite is a transaction guarded by the key's mod_revision, so a
+    /// values still in the clear. Each rewrite is a transaction guarded by the key's `mod_revision`, so a
     /// concurrent write is never overwritten.
     ///
     /// Exit status: 0 when every selected value is current, 1 when some could not be rewritten, 2 on a
@@ -308,6 +308,30 @@ async fn tenant_keys(
         })
 }
 
+/// The proxy's TLS configuration (HTTP/2 only, the API server's client certificate required), with its
+/// serving certificate reloaded when its files change; `None` without `--tls-cert`.
+fn serving_tls(
+    args: &EtcdProxyArgs,
+    process: &Process,
+) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+    let (Some(cert), Some(key), Some(ca)) = (&args.tls_cert, &args.tls_key, &args.client_ca) else {
+        return Ok(None);
+    };
+    let serving = Arc::new(ReloadingCert::new(cert, key).map_err(|e| e.to_string())?);
+    let mut config =
+        kubebid_server::tls::server_config_requiring_client(serving.clone(), ca, &args.client_name)
+            .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    kubebid_server::tls::spawn_reloader(
+        serving,
+        RELOAD,
+        "etcd-proxy",
+        process.metrics.clone(),
+        &process.shutdown,
+    );
+    Ok(Some(Arc::new(config)))
+}
+
 /// `kubebid serve etcd-proxy`.
 pub fn serve(args: &EtcdProxyArgs) -> ExitCode {
     let tenancy = match tenancy(&args.conn.config) {
@@ -337,27 +361,7 @@ pub fn serve(args: &EtcdProxyArgs) -> ExitCode {
     let result: Result<(), String> = runtime.block_on(async {
         let process = Process::new(Shutdown::on_signals());
         let (etcd, client_cert) = upstream(&args.conn)?;
-        let tls = match (&args.tls_cert, &args.tls_key, &args.client_ca) {
-            (Some(cert), Some(key), Some(ca)) => {
-                let serving = Arc::new(ReloadingCert::new(cert, key).map_err(|e| e.to_string())?);
-                let mut config = kubebid_server::tls::server_config_requiring_client(
-                    serving.clone(),
-                    ca,
-                    &args.client_name,
-                )
-                .map_err(|e| e.to_string())?;
-                config.alpn_protocols = vec![b"h2".to_vec()];
-                kubebid_server::tls::spawn_reloader(
-                    serving,
-                    RELOAD,
-                    "etcd-proxy",
-                    process.metrics.clone(),
-                    &process.shutdown,
-                );
-                Some(Arc::new(config))
-            }
-            _ => None,
-        };
+        let tls = serving_tls(args, &process)?;
         if let Some(cert) = client_cert {
             kubebid_server::tls::spawn_reloader(
                 cert,

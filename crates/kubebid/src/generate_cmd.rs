@@ -275,87 +275,10 @@ pub fn tenant(cmd: &TenantCommand) -> ExitCode {
             }
         }
     }
-    if let Some(dir) = api_server_dir {
-        let tenants: Vec<_> = set.tenants.iter().map(|t| t.object.clone()).collect();
-        // What the etcd proxy needs of the configuration: the Tenants, and the KubeBidConfig if any.
-        let mut tenancy_objects: Vec<serde_json::Value> = Vec::new();
-        if let Some(c) = &set.config
-            && let Ok(v) = serde_json::to_value(&c.object)
-        {
-            tenancy_objects.push(v);
-        }
-        for t in &tenants {
-            if let Ok(v) = serde_json::to_value(t) {
-                tenancy_objects.push(v);
-            }
-        }
-        let tenants_text = match to_yaml_stream(&tenancy_objects) {
-            Ok(t) => t,
-            Err(e) => return fail(&e.to_string()),
-        };
-        let tenants_sha = ring::digest::digest(&ring::digest::SHA256, tenants_text.as_bytes())
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>();
-        let files = [
-            (
-                "audit-policy.yaml",
-                kubebid_tenancy::render::audit_policy(&tenants),
-            ),
-            (
-                "encryption-config.yaml",
-                kubebid_tenancy::render::encryption_config(),
-            ),
-            (
-                "audit-webhook.kubeconfig",
-                kubebid_tenancy::render::audit_webhook_kubeconfig(audit_sink),
-            ),
-            (
-                "kubebid-kms.yaml",
-                kubebid_tenancy::render::kms_static_pod(&format!(
-                    "ghcr.io/kubebid/kubebid-kms:{}",
-                    env!("CARGO_PKG_VERSION")
-                )),
-            ),
-            (
-                "kubebid-etcd-proxy.yaml",
-                kubebid_tenancy::render::etcd_proxy_static_pod(
-                    &format!("ghcr.io/kubebid/kubebid:{}", env!("CARGO_PKG_VERSION")),
-                    &tenants_sha,
-                ),
-            ),
-        ];
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            return fail(&format!("{}: {e}", dir.display()));
-        }
-        for (name, value) in files {
-            let path = dir.join(name);
-            let text = match to_yaml_stream(&[value]) {
-                Ok(t) => t,
-                Err(e) => return fail(&e.to_string()),
-            };
-            if let Err(e) = std::fs::write(&path, text) {
-                return fail(&format!("{}: {e}", path.display()));
-            }
-            eprintln!("wrote {}", path.display());
-        }
-        let tenants_path = dir.join("tenants.yaml");
-        if let Err(e) = std::fs::write(&tenants_path, &tenants_text) {
-            return fail(&format!("{}: {e}", tenants_path.display()));
-        }
-        eprintln!("wrote {}", tenants_path.display());
-        let flags = dir.join("kube-apiserver-flags.txt");
-        let flag_text =
-            kubebid_tenancy::render::audit_flags() + &kubebid_tenancy::render::etcd_proxy_flags();
-        if let Err(e) = std::fs::write(&flags, flag_text) {
-            return fail(&format!("{}: {e}", flags.display()));
-        }
-        eprintln!(
-            "wrote {} (copy the files to {} on every control-plane node and add these flags)",
-            flags.display(),
-            kubebid_tenancy::render::API_SERVER_DIR
-        );
+    if let Some(dir) = api_server_dir
+        && let Err(e) = write_api_server_dir(dir, &set, audit_sink)
+    {
+        return fail(&e);
     }
     match to_yaml_stream(&objects) {
         Ok(text) => {
@@ -364,4 +287,97 @@ pub fn tenant(cmd: &TenantCommand) -> ExitCode {
         }
         Err(e) => fail(&e.to_string()),
     }
+}
+
+/// Writes the API server's files for KubeBid into `dir`: audit policy, encryption configuration, audit
+/// webhook kubeconfig, the KMS plugin's and the etcd proxy's static pods, the proxy's tenants and the flags.
+fn write_api_server_dir(
+    dir: &std::path::Path,
+    set: &kubebid_model::load::ConfigSet,
+    audit_sink: &str,
+) -> Result<(), String> {
+    let tenants: Vec<_> = set.tenants.iter().map(|t| t.object.clone()).collect();
+    // What the etcd proxy needs of the configuration: the Tenants, and the KubeBidConfig if any.
+    let mut tenancy_objects: Vec<serde_json::Value> = Vec::new();
+    if let Some(c) = &set.config
+        && let Ok(v) = serde_json::to_value(&c.object)
+    {
+        tenancy_objects.push(v);
+    }
+    for t in &tenants {
+        if let Ok(v) = serde_json::to_value(t) {
+            tenancy_objects.push(v);
+        }
+    }
+    let tenants_text = match to_yaml_stream(&tenancy_objects) {
+        Ok(t) => t,
+        Err(e) => return Err(e.to_string()),
+    };
+    let tenants_sha = ring::digest::digest(&ring::digest::SHA256, tenants_text.as_bytes())
+        .as_ref()
+        .iter()
+        .fold(String::new(), |mut hex, b| {
+            use std::fmt::Write as _;
+            let _ = write!(hex, "{b:02x}");
+            hex
+        });
+    let files = [
+        (
+            "audit-policy.yaml",
+            kubebid_tenancy::render::audit_policy(&tenants),
+        ),
+        (
+            "encryption-config.yaml",
+            kubebid_tenancy::render::encryption_config(),
+        ),
+        (
+            "audit-webhook.kubeconfig",
+            kubebid_tenancy::render::audit_webhook_kubeconfig(audit_sink),
+        ),
+        (
+            "kubebid-kms.yaml",
+            kubebid_tenancy::render::kms_static_pod(&format!(
+                "ghcr.io/kubebid/kubebid-kms:{}",
+                env!("CARGO_PKG_VERSION")
+            )),
+        ),
+        (
+            "kubebid-etcd-proxy.yaml",
+            kubebid_tenancy::render::etcd_proxy_static_pod(
+                &format!("ghcr.io/kubebid/kubebid:{}", env!("CARGO_PKG_VERSION")),
+                &tenants_sha,
+            ),
+        ),
+    ];
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        return Err(format!("{}: {e}", dir.display()));
+    }
+    for (name, value) in files {
+        let path = dir.join(name);
+        let text = match to_yaml_stream(&[value]) {
+            Ok(t) => t,
+            Err(e) => return Err(e.to_string()),
+        };
+        if let Err(e) = std::fs::write(&path, text) {
+            return Err(format!("{}: {e}", path.display()));
+        }
+        eprintln!("wrote {}", path.display());
+    }
+    let tenants_path = dir.join("tenants.yaml");
+    if let Err(e) = std::fs::write(&tenants_path, &tenants_text) {
+        return Err(format!("{}: {e}", tenants_path.display()));
+    }
+    eprintln!("wrote {}", tenants_path.display());
+    let flags = dir.join("kube-apiserver-flags.txt");
+    let flag_text =
+        kubebid_tenancy::render::audit_flags() + &kubebid_tenancy::render::etcd_proxy_flags();
+    if let Err(e) = std::fs::write(&flags, flag_text) {
+        return Err(format!("{}: {e}", flags.display()));
+    }
+    eprintln!(
+        "wrote {} (copy the files to {} on every control-plane node and add these flags)",
+        flags.display(),
+        kubebid_tenancy::render::API_SERVER_DIR
+    );
+    Ok(())
 }

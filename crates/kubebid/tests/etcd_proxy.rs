@@ -445,8 +445,8 @@ fn mutual_tls_on_both_sides_and_a_new_serving_certificate_is_picked_up() {
         ca: front.join("ca.crt"),
         cert: None,
     };
-    assert!(!etcdctl_tls(addr, &anonymous, &["get", secret]).0);
-    assert!(!etcdctl(addr, &["get", secret]).0);
+    assert!(!etcdctl_tls(addr, &anonymous, &["get", secret, "--command-timeout=2s"]).0);
+    assert!(!etcdctl(addr, &["get", secret, "--command-timeout=2s"]).0);
     // A client certificate the proxy's CA did not sign: refused.
     let other = rig.dir.join("other");
     rig.ok(&[
@@ -461,7 +461,7 @@ fn mutual_tls_on_both_sides_and_a_new_serving_certificate_is_picked_up() {
         ca: front.join("ca.crt"),
         cert: Some((other.join("client.crt"), other.join("client.key"))),
     };
-    assert!(!etcdctl_tls(addr, &stranger, &["get", secret]).0);
+    assert!(!etcdctl_tls(addr, &stranger, &["get", secret, "--command-timeout=2s"]).0);
     // The serving certificate is replaced on disk (by a new CA's): new connections get it.
     for f in ["tls.crt", "tls.key"] {
         std::fs::copy(other.join(f), front.join(f)).unwrap();
@@ -473,7 +473,7 @@ fn mutual_tls_on_both_sides_and_a_new_serving_certificate_is_picked_up() {
     wait_for("the proxy to serve the new certificate", || {
         etcdctl_tls(addr, &renewed, &["get", secret, "--print-value-only"]).0
     });
-    assert!(!etcdctl_tls(addr, &apiserver, &["get", secret]).0);
+    assert!(!etcdctl_tls(addr, &apiserver, &["get", secret, "--command-timeout=2s"]).0);
 }
 
 #[test]

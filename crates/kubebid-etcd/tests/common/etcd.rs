@@ -1,5 +1,6 @@
 //! A real etcd for the tests (Debian's etcd-server; scripts/test installs it), and etcdctl against it.
-#![allow(dead_code)] // not every test file uses every helper
+// Not every test file uses every helper; fixtures fail the test loudly.
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
