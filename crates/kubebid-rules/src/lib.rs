@@ -9,8 +9,8 @@
 //! ```
 //!
 //! Sources plug in through the [`Source`] trait: [`K8sAudit`] (the `k8s_audit` source, with KubeBid's
-//! `kubebid.*` fields from a [`KubeBidContext`]) now, a node `syscall` source later. No I/O: text in,
-//! alerts out.
+//! `kubebid.*` fields from a [`KubeBidContext`]) and [`Syscall`] (the `syscall` source of a node sensor,
+//! with the process tree, container, pod and tenant). No I/O: text in, alerts out.
 
 mod condition;
 mod engine;
@@ -21,6 +21,7 @@ mod matching;
 mod output;
 mod priority;
 mod source;
+mod syscall;
 
 pub use condition::{Ast, FieldRef, Op, Operand, Rhs, SyntaxError, parse as parse_condition};
 pub use engine::{CompiledRule, Engine, Report, RuleId, RuleReport, RuleStatus, Scratch};
@@ -32,6 +33,9 @@ pub use load::{
 pub use output::Alert;
 pub use priority::{Priority, UnknownPriority};
 pub use source::{FieldError, Inline, Source, Val, Values};
+pub use syscall::{
+    ContainerInfo, FdInfo, PodInfo, ProcessInfo, Syscall, SyscallEvent, SyscallField,
+};
 
 /// KubeBid's own tenant-aware `k8s_audit` rules, to load after Falco's upstream rules (they reuse none
 /// of its macros, so they also load alone).
@@ -39,6 +43,16 @@ pub use source::{FieldError, Inline, Source, Val, Values};
 pub fn kubebid_audit_rules() -> &'static str {
     include_str!("../rules/kubebid_audit_rules.yaml")
 }
+
+/// KubeBid's own tenant-aware `syscall` rules (privilege escalation, container escape), to load after
+/// Falco's upstream `falco_rules.yaml` or alone.
+#[must_use]
+pub fn kubebid_runtime_rules() -> &'static str {
+    include_str!("../rules/kubebid_runtime_rules.yaml")
+}
+
+/// The file name [`kubebid_runtime_rules`] is reported under in errors.
+pub const KUBEBID_RUNTIME_RULES_FILE: &str = "kubebid_runtime_rules.yaml";
 
 /// The file name [`kubebid_audit_rules`] is reported under in errors.
 pub const KUBEBID_AUDIT_RULES_FILE: &str = "kubebid_audit_rules.yaml";

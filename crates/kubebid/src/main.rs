@@ -13,6 +13,7 @@ mod generate_cmd;
 mod kms_cmd;
 mod output;
 mod rules_cmd;
+mod runtime_cmd;
 mod serve;
 mod up;
 
@@ -93,6 +94,17 @@ enum RulesDetection {
     ///
     /// Exit status: 0 when the files load, 2 when one does not.
     Audit {
+        /// Falco rules files, loaded after KubeBid's own rules.
+        files: Vec<std::path::PathBuf>,
+        /// Do not load KubeBid's own rules.
+        #[arg(long)]
+        no_builtin: bool,
+    },
+    /// The `syscall` rules the node sensor runs: KubeBid's and the files given (Falco's
+    /// `falco_rules.yaml`), each evaluable with the sensor's fields or why not.
+    ///
+    /// Exit status: 0 when the files load, 2 when one does not.
+    Runtime {
         /// Falco rules files, loaded after KubeBid's own rules.
         files: Vec<std::path::PathBuf>,
         /// Do not load KubeBid's own rules.
@@ -195,6 +207,16 @@ fn main() -> ExitCode {
             Ok(engine) => write!(stdout, "{}", engine.report()).map(|()| ExitCode::SUCCESS),
             Err(e) => {
                 let _ = writeln!(anstream::stderr(), "kubebid rules audit: {e}");
+                Ok(ExitCode::from(2))
+            }
+        },
+        Command::Rules {
+            detection: Some(RulesDetection::Runtime { files, no_builtin }),
+            ..
+        } => match runtime_cmd::runtime_engine(&files, !no_builtin) {
+            Ok(engine) => write!(stdout, "{}", engine.report()).map(|()| ExitCode::SUCCESS),
+            Err(e) => {
+                let _ = writeln!(anstream::stderr(), "kubebid rules runtime: {e}");
                 Ok(ExitCode::from(2))
             }
         },
