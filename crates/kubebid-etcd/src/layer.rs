@@ -28,6 +28,10 @@ pub enum LayerError {
         "{key}: a range may not sort by value where it reaches tenants' Secrets (their stored values are sealed, so etcd's order would not be the values' order)"
     )]
     ValueSort { key: String },
+    #[error(
+        "{key}: the value is already sealed by KubeBid (a value read through an etcd proxy, written back through one)"
+    )]
+    AlreadySealed { key: String },
 }
 
 impl LayerError {
@@ -38,6 +42,24 @@ impl LayerError {
             self,
             Self::Seal {
                 error: SealError::KeyGone { .. },
+                ..
+            }
+        )
+    }
+
+    /// Whether the value can never open here, whatever is retried: shredded, another tenant's, tampered
+    /// with, moved, malformed, or sealed under a namespace no tenant owns. Not so for a key service that
+    /// did not answer ([`SealError::Key`]), which may answer next time.
+    #[must_use]
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Self::Seal {
+                error: SealError::KeyGone { .. }
+                    | SealError::WrongTenant { .. }
+                    | SealError::Authentication { .. }
+                    | SealError::Malformed(_)
+                    | SealError::NotSealed,
                 ..
             }
         )
@@ -113,12 +135,25 @@ impl Layer {
     /// # Errors
     /// The tenant's key cannot be used.
     pub fn put_request(&self, put: &mut PutRequest) -> Result<bool, LayerError> {
-        if put.ignore_value {
-            return Ok(false);
-        }
         let Some(tenant) = self.tenant(&put.key) else {
             return Ok(false);
         };
+        if put.ignore_value {
+            // The stored (sealed) value stays; a value sent beside the flag is refused, never stored.
+            return if put.value.is_empty() {
+                Ok(false)
+            } else {
+                Err(LayerError::AlreadySealed {
+                    key: shown(&put.key),
+                })
+            };
+        }
+        // Sealed twice, a value would reach the API server still sealed once: refused, not stored.
+        if put.value.starts_with(crate::seal::MAGIC) {
+            return Err(LayerError::AlreadySealed {
+                key: shown(&put.key),
+            });
+        }
         let sealed = self.sealer.seal(&tenant, &put.key, &put.value);
         if let Some(m) = &self.metrics {
             m.sealed(&tenant, sealed.is_ok());
@@ -264,7 +299,10 @@ impl Layer {
                     changed |= c;
                     true
                 }
-                Err(e) if e.is_key_gone() => false,
+                Err(e) if e.is_permanent() => {
+                    tracing::warn!(error = %e, "a value that can never open here is left out of a list");
+                    false
+                }
                 Err(e) => {
                     failed = Some(e);
                     true
@@ -330,7 +368,10 @@ impl Layer {
                     changed |= c;
                     true
                 }
-                Err(err) if err.is_key_gone() => false,
+                Err(err) if err.is_permanent() => {
+                    tracing::warn!(error = %err, "an event whose value can never open here is left out");
+                    false
+                }
                 Err(err) => {
                     failed = Some(err);
                     true

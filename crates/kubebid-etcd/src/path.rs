@@ -15,12 +15,28 @@ pub struct SecretKeys {
 }
 
 impl SecretKeys {
-    /// For the API server's `--etcd-prefix` (a trailing `/` is ignored, as the API server ignores it).
+    /// For the API server's `--etcd-prefix`, normalised as the API server does (`path.Join("/", prefix)`):
+    /// rooted, with empty, `.` and `..` segments resolved, no trailing `/`.
     #[must_use]
     pub fn new(prefix: &str) -> Self {
-        let p = prefix.trim_end_matches('/');
+        let mut segs: Vec<&str> = Vec::new();
+        for seg in prefix.split('/') {
+            match seg {
+                "" | "." => {}
+                ".." => {
+                    segs.pop();
+                }
+                s => segs.push(s),
+            }
+        }
+        let mut secrets = String::from("/");
+        for s in segs {
+            secrets.push_str(s);
+            secrets.push('/');
+        }
+        secrets.push_str("secrets/");
         Self {
-            secrets: format!("{p}/secrets/").into_bytes(),
+            secrets: secrets.into_bytes(),
         }
     }
 
@@ -46,6 +62,22 @@ impl SecretKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prefix_is_normalised_as_the_api_server_joins_it() {
+        for (flag, all) in [
+            ("/registry", "/registry/secrets/"),
+            ("registry", "/registry/secrets/"),
+            ("/registry/", "/registry/secrets/"),
+            ("//registry//./", "/registry/secrets/"),
+            ("/a/../registry", "/registry/secrets/"),
+            ("", "/secrets/"),
+            ("/", "/secrets/"),
+            ("/k8s/cluster-a", "/k8s/cluster-a/secrets/"),
+        ] {
+            assert_eq!(SecretKeys::new(flag).all(), all.as_bytes(), "{flag:?}");
+        }
+    }
 
     #[test]
     fn only_a_secrets_own_key_names_its_namespace() {

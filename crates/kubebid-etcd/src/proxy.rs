@@ -45,6 +45,39 @@ enum Rewrite {
     WatchResponse,
 }
 
+/// The calls the proxy forwards: what the API server's etcd client uses (KV, Watch, Lease, the status
+/// its health check and endpoint sync read, the member list, authentication), matched exactly. Anything
+/// else, including another spelling of these (percent-encoded, etcd's JSON gateway under `/v3/`), is
+/// refused: etcd might route it to a call whose values the proxy did not see.
+const ALLOWED: &[&str] = &[
+    "/etcdserverpb.KV/Range",
+    "/etcdserverpb.KV/Put",
+    "/etcdserverpb.KV/DeleteRange",
+    "/etcdserverpb.KV/Txn",
+    "/etcdserverpb.KV/Compact",
+    "/etcdserverpb.Watch/Watch",
+    "/etcdserverpb.Lease/LeaseGrant",
+    "/etcdserverpb.Lease/LeaseRevoke",
+    "/etcdserverpb.Lease/LeaseKeepAlive",
+    "/etcdserverpb.Lease/LeaseTimeToLive",
+    "/etcdserverpb.Lease/LeaseLeases",
+    "/etcdserverpb.Maintenance/Status",
+    "/etcdserverpb.Maintenance/Alarm",
+    "/etcdserverpb.Cluster/MemberList",
+    "/etcdserverpb.Auth/Authenticate",
+    "/grpc.health.v1.Health/Check",
+];
+
+/// Whether a request may be forwarded at all: an allowed path, as gRPC.
+fn allowed(req: &Request<ProxyBody>) -> bool {
+    let grpc = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == "application/grpc" || v.starts_with("application/grpc+proto"));
+    grpc && req.uri().query().is_none() && ALLOWED.contains(&req.uri().path())
+}
+
 /// The rewrites of a call's request and response, by its path.
 fn rewrites(path: &str) -> (Option<Rewrite>, Option<Rewrite>) {
     match path {
@@ -66,7 +99,30 @@ fn apply<M: Message + Default>(
     Ok(f(&mut m).map_err(Fault::Layer)?.then(|| m.encode_to_vec()))
 }
 
+fn canonical<M: Message + Default>(
+    message: &[u8],
+    f: impl FnOnce(&mut M) -> Result<bool, LayerError>,
+) -> Result<Option<Vec<u8>>, Fault> {
+    let mut m = M::decode(message).map_err(|e| Fault::Decode(e.to_string()))?;
+    f(&mut m).map_err(Fault::Layer)?;
+    Ok(Some(m.encode_to_vec()))
+}
+
 impl Rewrite {
+    /// A request message as etcd is to get it. Whenever it is decoded, it goes on re-encoded even when
+    /// nothing changed: a field repeated in the bytes is merged by the decoder, and etcd must see the
+    /// merged message the layer checked, not bytes it could read differently.
+    fn run_inbound(self, layer: &Layer, message: &[u8]) -> Result<Option<Vec<u8>>, Fault> {
+        if !layer.may_concern(message) && self == Self::PutRequest {
+            return Ok(None);
+        }
+        match self {
+            Self::PutRequest => canonical::<PutRequest>(message, |m| layer.put_request(m)),
+            Self::TxnRequest => canonical::<TxnRequest>(message, |m| layer.txn_request(m)),
+            other => other.run(layer, message),
+        }
+    }
+
     /// The message rewritten, or `None` when it is to pass as it came.
     fn run(self, layer: &Layer, message: &[u8]) -> Result<Option<Vec<u8>>, Fault> {
         // A message that carries keys (a Put, or an answer) names every key in full: one that does not
@@ -111,7 +167,11 @@ impl Fault {
     fn code(&self, inbound: bool) -> u32 {
         match self {
             Self::Layer(LayerError::Seal { .. }) => 9,
-            Self::Layer(LayerError::ValueCompare { .. } | LayerError::ValueSort { .. })
+            Self::Layer(
+                LayerError::ValueCompare { .. }
+                | LayerError::ValueSort { .. }
+                | LayerError::AlreadySealed { .. },
+            )
             | Self::Compressed => 3,
             Self::Decode(_) if inbound => 3,
             Self::Decode(_) => 15,
@@ -334,6 +394,18 @@ pub async fn call(
     req: Request<ProxyBody>,
 ) -> Response<ProxyBody> {
     let started = std::time::Instant::now();
+    if !allowed(&req) {
+        tracing::warn!(path = %req.uri().path(), "a call the proxy does not forward was refused");
+        if let Some(m) = layer.metrics() {
+            m.faults
+                .get_or_create(&FaultLabels {
+                    method: "other",
+                    code: 12,
+                })
+                .inc();
+        }
+        return status_only(12, "the etcd proxy does not forward this call");
+    }
     let (inbound, mut outbound) = rewrites(req.uri().path());
     let method = crate::metrics::method(req.uri().path());
     let metrics = layer.metrics();
@@ -371,7 +443,7 @@ pub async fn call(
                 }
                 let mut out = BytesMut::with_capacity(bytes.len() + 256);
                 for m in ms {
-                    match r.run(layer, m)? {
+                    match r.run_inbound(layer, m)? {
                         Some(new) => framed(&new, &mut out),
                         None => framed(m, &mut out),
                     }

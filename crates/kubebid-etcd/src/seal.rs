@@ -96,8 +96,8 @@ pub struct Sealer {
     current: Mutex<HashMap<String, Arc<DataKey>>>,
     /// Every data key unwrapped so far, by tenant and wrapped bytes.
     opened: Mutex<Opened>,
-    /// Wrapped data keys whose tenant key the key service says is destroyed: not asked about again.
-    gone: Mutex<std::collections::HashSet<(String, Vec<u8>)>>,
+    /// Tenants whose key the key service's status says is destroyed: their values are shredded.
+    destroyed: Mutex<std::collections::HashSet<String>>,
     rng: SystemRandom,
 }
 
@@ -169,7 +169,7 @@ impl Sealer {
             wrapper,
             current: Mutex::new(HashMap::new()),
             opened: Mutex::new(HashMap::new()),
-            gone: Mutex::new(std::collections::HashSet::new()),
+            destroyed: Mutex::new(std::collections::HashSet::new()),
             rng: SystemRandom::new(),
         }
     }
@@ -252,18 +252,12 @@ impl Sealer {
         let key = if let Some(k) = cached {
             k
         } else {
-            if lock(&self.gone).contains(&cache_key) {
+            if lock(&self.destroyed).contains(tenant) {
                 return Err(SealError::KeyGone {
                     tenant: tenant.to_owned(),
                 });
             }
-            let raw = match self.wrapper.unwrap(tenant, p.wrapped) {
-                Err(e @ SealError::KeyGone { .. }) => {
-                    lock(&self.gone).insert(cache_key);
-                    return Err(e);
-                }
-                r => r?,
-            };
+            let raw = self.wrapper.unwrap(tenant, p.wrapped)?;
             let k = Arc::new(DataKey::new(&raw, p.wrapped.to_vec())?);
             lock(&self.opened).insert(cache_key, k.clone());
             k
@@ -298,10 +292,24 @@ impl Sealer {
         t
     }
 
-    /// Drops every cached key of `tenant`: after its HSM key is destroyed, nothing of it opens again.
+    /// Drops every cached key of `tenant` and marks it destroyed: after its HSM key is destroyed (as the key
+    /// service's status confirms), nothing of it opens again, and its values read as shredded
+    /// ([`SealError::KeyGone`]) without asking the service.
     pub fn forget(&self, tenant: &str) {
+        lock(&self.destroyed).insert(tenant.to_owned());
         lock(&self.current).remove(tenant);
         lock(&self.opened).retain(|(t, _), _| t != tenant);
+    }
+
+    /// The tenant has a key again (its status answers): its values are asked about as usual.
+    pub fn revive(&self, tenant: &str) {
+        lock(&self.destroyed).remove(tenant);
+    }
+
+    /// The wrapped bytes of the data key new values of `tenant` are sealed with, if one is made yet.
+    #[must_use]
+    pub fn current_wrapped(&self, tenant: &str) -> Option<Vec<u8>> {
+        lock(&self.current).get(tenant).map(|k| k.wrapped.clone())
     }
 
     /// Whether `value`, stored at `etcd_key` for `tenant`, is sealed with the data key new values get (so a

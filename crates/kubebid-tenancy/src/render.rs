@@ -703,17 +703,25 @@ pub fn etcd_proxy_static_pod(image: &str, tenants_sha256: &str) -> Value {
                 },
                 "livenessProbe": {"httpGet": {"host": "127.0.0.1", "port": 9155, "path": "/healthz"},
                                   "periodSeconds": 10, "failureThreshold": 3},
-                "resources": {"requests": {"cpu": "100m", "memory": "32Mi"}, "limits": {"memory": "256Mi"}},
+                // No memory limit: a list of every Secret is held whole while it is opened, and a proxy
+                // killed for it would take the API server's only path to etcd with it. Like etcd's and
+                // the API server's own static pods, it is sized by the node.
+                "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
                 "volumeMounts": [
                     {"name": "kms-sockets", "mountPath": KMS_SOCKET_DIR},
                     {"name": "kubebid", "mountPath": API_SERVER_DIR, "readOnly": true},
-                    {"name": "pki", "mountPath": "/etc/kubernetes/pki", "readOnly": true},
+                    {"name": "etcd-ca", "mountPath": "/etc/kubernetes/pki/etcd/ca.crt", "readOnly": true},
+                    {"name": "etcd-client-cert", "mountPath": "/etc/kubernetes/pki/apiserver-etcd-client.crt", "readOnly": true},
+                    {"name": "etcd-client-key", "mountPath": "/etc/kubernetes/pki/apiserver-etcd-client.key", "readOnly": true},
                 ],
             }],
             "volumes": [
                 host("kms-sockets", KMS_SOCKET_DIR, "DirectoryOrCreate"),
                 host("kubebid", API_SERVER_DIR, "Directory"),
-                host("pki", "/etc/kubernetes/pki", "Directory"),
+                // Only the three files it needs: not the cluster's CA keys beside them.
+                host("etcd-ca", "/etc/kubernetes/pki/etcd/ca.crt", "File"),
+                host("etcd-client-cert", "/etc/kubernetes/pki/apiserver-etcd-client.crt", "File"),
+                host("etcd-client-key", "/etc/kubernetes/pki/apiserver-etcd-client.key", "File"),
             ],
         },
     })

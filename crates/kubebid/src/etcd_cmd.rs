@@ -108,18 +108,25 @@ impl TenantKeyService {
         call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>> + Send + 'static,
     ) -> Result<T, tonic::Status> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.keys.spawn(async move {
+        let task = self.keys.spawn(async move {
             let _ = tx.send(call.await);
         });
-        rx.recv()
-            .unwrap_or_else(|_| {
-                Err(tonic::Status::unavailable(
-                    "the key service call was dropped",
-                ))
-            })
-            .map(tonic::Response::into_inner)
+        // The proxy's one thread waits: bounded, so that a stalled HSM costs a failed tenant call, not every
+        // call of every tenant.
+        if let Ok(r) = rx.recv_timeout(KEY_CALL_TIMEOUT) {
+            r.map(tonic::Response::into_inner)
+        } else {
+            task.abort();
+            Err(tonic::Status::deadline_exceeded(format!(
+                "the tenant key service did not answer within {} s",
+                KEY_CALL_TIMEOUT.as_secs()
+            )))
+        }
     }
 }
+
+/// How long the proxy waits for the tenant key service.
+const KEY_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The runtime the tenant key service's client lives on: one thread of its own, so that the proxy's
 /// (single-threaded) runtime can wait for a key without stopping the client's I/O.
@@ -132,16 +139,9 @@ fn key_runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the key service runtime: {e}"))
 }
 
+/// An unwrap that failed. Never taken for shredding on its own (a lagging replica, a forged key ID):
+/// only the key's status, followed by [`follow_keys`], marks a tenant destroyed.
 fn key_error(tenant: &str, status: &tonic::Status) -> SealError {
-    // NOT_FOUND (a key ID that no longer exists) and FAILED_PRECONDITION (no key at all): destroyed.
-    if matches!(
-        status.code(),
-        tonic::Code::NotFound | tonic::Code::FailedPrecondition
-    ) {
-        return SealError::KeyGone {
-            tenant: tenant.to_owned(),
-        };
-    }
     SealError::Key {
         tenant: tenant.to_owned(),
         reason: status.message().to_owned(),
@@ -196,23 +196,36 @@ impl KeyWrapper for TenantKeyService {
     }
 }
 
-/// Every second, asks the tenant key service about each tenant whose keys are cached: a tenant whose key
-/// was destroyed is forgotten (its cached data keys dropped: its Secrets stop opening), and one whose key
-/// was rotated gets a new data key under the newest version for what it writes next.
+/// Every second, asks the tenant key service about every tenant of the config and every tenant whose keys
+/// are cached: a tenant with no key (destroyed) is forgotten and marked so (its Secrets read as shredded),
+/// one that has a key again is revived, and when the current key version is not the one that wrapped the
+/// tenant's current data key (a rotation, even one that happened before the first look), new writes get a
+/// new data key under the newest version.
 async fn follow_keys(
     client: TenantKeyServiceClient<tonic::transport::Channel>,
     sealer: Arc<Sealer>,
+    tenancy: Arc<std::sync::RwLock<Arc<kubebid_model::tenancy::Tenancy>>>,
     stop: impl Future<Output = ()>,
 ) {
     tokio::pin!(stop);
-    let mut current: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut destroyed = std::collections::HashSet::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = &mut stop => return,
         }
-        for tenant in sealer.tenants() {
+        let mut tenants: Vec<String> = tenancy
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .tenants()
+            .iter()
+            .map(|t| t.name.clone())
+            .collect();
+        tenants.extend(sealer.tenants());
+        tenants.sort();
+        tenants.dedup();
+        for tenant in tenants {
             let mut c = client.clone();
             let req = kubebid_kms::tenant_proto::KeyStatusRequest {
                 tenant: tenant.clone(),
@@ -220,23 +233,23 @@ async fn follow_keys(
             match c.key_status(req).await {
                 Ok(s) => {
                     let now = s.into_inner().current_key_id;
-                    if current
-                        .insert(tenant.clone(), now.clone())
-                        .is_some_and(|before| before != now)
-                    {
+                    if destroyed.remove(&tenant) {
+                        tracing::info!(%tenant, key = %now, "tenant has a key again");
+                        sealer.revive(&tenant);
+                    }
+                    let sealing_with = sealer
+                        .current_wrapped(&tenant)
+                        .and_then(|w| key_id_of(&w).map(str::to_owned));
+                    if sealing_with.as_ref().is_some_and(|k| *k != now) {
                         tracing::info!(%tenant, key = %now, "tenant key rotated: new writes use it");
                         sealer.rotate(&tenant);
                     }
                 }
-                Err(s)
-                    if matches!(
-                        s.code(),
-                        tonic::Code::NotFound | tonic::Code::FailedPrecondition
-                    ) =>
-                {
-                    tracing::warn!(%tenant, reason = %s.message(), "tenant key gone: its Secrets no longer open");
+                Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                    if destroyed.insert(tenant.clone()) {
+                        tracing::warn!(%tenant, reason = %s.message(), "tenant has no key (destroyed): its Secrets are shredded");
+                    }
                     sealer.forget(&tenant);
-                    current.remove(&tenant);
                 }
                 Err(s) => {
                     tracing::warn!(%tenant, error = %s.message(), "tenant key status unavailable");
@@ -332,6 +345,19 @@ fn serving_tls(
     Ok(Some(Arc::new(config)))
 }
 
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr`; the address bound.
+async fn metrics_endpoint(addr: SocketAddr, process: &Process) -> Result<SocketAddr, String> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("--metrics-listen {addr}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let endpoint = process.clone();
+    tokio::spawn(async move {
+        kubebid_server::http::serve_endpoint(&endpoint, "etcd-proxy-metrics", listener).await;
+    });
+    Ok(bound)
+}
+
 /// `kubebid serve etcd-proxy`.
 pub fn serve(args: &EtcdProxyArgs) -> ExitCode {
     let tenancy = match tenancy(&args.conn.config) {
@@ -376,6 +402,7 @@ pub fn serve(args: &EtcdProxyArgs) -> ExitCode {
             keys: keys_rt.handle().clone(),
         });
         let tenancy = Arc::new(std::sync::RwLock::new(tenancy));
+        let follow_tenancy = tenancy.clone();
         tokio::spawn(follow_config(
             args.conn.config.clone(),
             tenancy.clone(),
@@ -392,6 +419,7 @@ pub fn serve(args: &EtcdProxyArgs) -> ExitCode {
         tokio::spawn(follow_keys(
             wrapper.client.clone(),
             sealer.clone(),
+            follow_tenancy,
             process.shutdown.requested(),
         ));
         let families = Arc::new(process.registry.register(
@@ -400,15 +428,7 @@ pub fn serve(args: &EtcdProxyArgs) -> ExitCode {
         ));
         let layer = Layer::new(SecretKeys::new(&args.conn.etcd_prefix), tenant_of, sealer)
             .with_metrics(families);
-        let metrics_listener = tokio::net::TcpListener::bind(args.metrics_listen)
-            .await
-            .map_err(|e| format!("--metrics-listen {}: {e}", args.metrics_listen))?;
-        let metrics_addr = metrics_listener.local_addr().map_err(|e| e.to_string())?;
-        let endpoint = process.clone();
-        tokio::spawn(async move {
-            kubebid_server::http::serve_endpoint(&endpoint, "etcd-proxy-metrics", metrics_listener)
-                .await;
-        });
+        let metrics_addr = metrics_endpoint(args.metrics_listen, &process).await?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| format!("--listen {}: {e}", args.listen))?;
