@@ -34,6 +34,39 @@ pub enum LayerError {
     AlreadySealed { key: String },
 }
 
+/// Opens each item with `open`, leaving out the ones that can never open ([`LayerError::is_permanent`],
+/// logged); any other failure fails them all. Whether anything was opened.
+fn keep_openable<T>(
+    items: &mut Vec<T>,
+    mut open: impl FnMut(&mut T) -> Result<bool, LayerError>,
+) -> Result<bool, LayerError> {
+    let mut changed = false;
+    let mut failed = None;
+    items.retain_mut(|item| {
+        if failed.is_some() {
+            return true;
+        }
+        match open(item) {
+            Ok(c) => {
+                changed |= c;
+                true
+            }
+            Err(e) if e.is_permanent() => {
+                tracing::warn!(error = %e, "a value that can never open here is left out of a list or watch");
+                false
+            }
+            Err(e) => {
+                failed = Some(e);
+                true
+            }
+        }
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(changed),
+    }
+}
+
 impl LayerError {
     /// Whether the value's tenant key is destroyed (its Secrets are crypto-shredded).
     #[must_use]
@@ -288,30 +321,7 @@ impl Layer {
     /// A value does not open for another reason than a destroyed key.
     pub fn range_listing_response(&self, r: &mut RangeResponse) -> Result<bool, LayerError> {
         let before = r.kvs.len();
-        let mut changed = false;
-        let mut failed = None;
-        r.kvs.retain_mut(|kv| {
-            if failed.is_some() {
-                return true;
-            }
-            match self.open(kv) {
-                Ok(c) => {
-                    changed |= c;
-                    true
-                }
-                Err(e) if e.is_permanent() => {
-                    tracing::warn!(error = %e, "a value that can never open here is left out of a list");
-                    false
-                }
-                Err(e) => {
-                    failed = Some(e);
-                    true
-                }
-            }
-        });
-        if let Some(e) = failed {
-            return Err(e);
-        }
+        let changed = keep_openable(&mut r.kvs, |kv| self.open(kv))?;
         let dropped = before - r.kvs.len();
         if dropped > 0 {
             r.count = r
@@ -357,30 +367,9 @@ impl Layer {
     /// [`Layer::range_listing_response`]: the API server watches every Secret.
     pub fn watch_response(&self, r: &mut WatchResponse) -> Result<bool, LayerError> {
         let before = r.events.len();
-        let mut changed = false;
-        let mut failed = None;
-        r.events.retain_mut(|e| {
-            if failed.is_some() {
-                return true;
-            }
-            match self.open_all(e.kv.iter_mut().chain(e.prev_kv.iter_mut())) {
-                Ok(c) => {
-                    changed |= c;
-                    true
-                }
-                Err(err) if err.is_permanent() => {
-                    tracing::warn!(error = %err, "an event whose value can never open here is left out");
-                    false
-                }
-                Err(err) => {
-                    failed = Some(err);
-                    true
-                }
-            }
-        });
-        if let Some(e) = failed {
-            return Err(e);
-        }
+        let changed = keep_openable(&mut r.events, |e| {
+            self.open_all(e.kv.iter_mut().chain(e.prev_kv.iter_mut()))
+        })?;
         Ok(changed || r.events.len() != before)
     }
 }

@@ -7,27 +7,11 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 
-/// The etcd methods named in labels; any other path is `other`, so a client cannot grow the label set.
-const METHODS: &[&str] = &[
-    "/etcdserverpb.KV/Range",
-    "/etcdserverpb.KV/Put",
-    "/etcdserverpb.KV/DeleteRange",
-    "/etcdserverpb.KV/Txn",
-    "/etcdserverpb.KV/Compact",
-    "/etcdserverpb.Watch/Watch",
-    "/etcdserverpb.Lease/LeaseGrant",
-    "/etcdserverpb.Lease/LeaseRevoke",
-    "/etcdserverpb.Lease/LeaseKeepAlive",
-    "/etcdserverpb.Lease/LeaseTimeToLive",
-    "/etcdserverpb.Lease/LeaseLeases",
-    "/etcdserverpb.Maintenance/Status",
-    "/etcdserverpb.Cluster/MemberList",
-];
-
-/// The label of a call's path.
+/// The label of a call's path: the method's name for a call the proxy forwards, else `other`, so a client
+/// cannot grow the label set.
 #[must_use]
 pub fn method(path: &str) -> &'static str {
-    METHODS
+    crate::proxy::ALLOWED
         .iter()
         .find(|m| **m == path)
         .map_or("other", |m| m.rsplit('/').next().unwrap_or("other"))

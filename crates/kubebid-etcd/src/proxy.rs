@@ -49,7 +49,7 @@ enum Rewrite {
 /// its health check and endpoint sync read, the member list, authentication), matched exactly. Anything
 /// else, including another spelling of these (percent-encoded, etcd's JSON gateway under `/v3/`), is
 /// refused: etcd might route it to a call whose values the proxy did not see.
-const ALLOWED: &[&str] = &[
+pub(crate) const ALLOWED: &[&str] = &[
     "/etcdserverpb.KV/Range",
     "/etcdserverpb.KV/Put",
     "/etcdserverpb.KV/DeleteRange",

@@ -221,6 +221,23 @@ impl rustls::server::danger::ClientCertVerifier for NamedClients {
     }
 }
 
+/// The CA certificates in `ca` (PEM), as trust roots; `what` names the file's role in errors.
+fn roots(ca: &Path, what: &str) -> Result<rustls::RootCertStore, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca)
+        .map_err(|e| file_err(ca, format!("cannot read the {what}: {e}")))?;
+    for c in certs {
+        let c = c.map_err(|e| file_err(ca, format!("not a PEM certificate: {e}")))?;
+        roots
+            .add(c)
+            .map_err(|e| file_err(ca, format!("unusable CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(file_err(ca, "no CA certificate in the file"));
+    }
+    Ok(roots)
+}
+
 /// `required`: `None` lets a client without a certificate through to the service (which decides per
 /// request); `Some(names)` requires one in the handshake, issued to one of `names` if any are given.
 fn build(
@@ -232,18 +249,7 @@ fn build(
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
     let builder = match client_ca {
         Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            let certs = CertificateDer::pem_file_iter(ca)
-                .map_err(|e| file_err(ca, format!("cannot read the client CA: {e}")))?;
-            for c in certs {
-                let c = c.map_err(|e| file_err(ca, format!("not a PEM certificate: {e}")))?;
-                roots
-                    .add(c)
-                    .map_err(|e| file_err(ca, format!("unusable CA certificate: {e}")))?;
-            }
-            if roots.is_empty() {
-                return Err(file_err(ca, "no CA certificate in the file"));
-            }
+            let roots = roots(ca, "client CA")?;
             // A client that presents a certificate must present one the CA signed; one that presents none
             // gets only the health, readiness and metrics endpoints (the kubelet's probes carry none), which
             // the server enforces per request.
@@ -347,18 +353,7 @@ pub fn client_config(
     ca: &Path,
     cert: Option<Arc<ReloadingCert>>,
 ) -> Result<rustls::ClientConfig, TlsError> {
-    let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca)
-        .map_err(|e| file_err(ca, format!("cannot read the CA: {e}")))?;
-    for c in certs {
-        let c = c.map_err(|e| file_err(ca, format!("not a PEM certificate: {e}")))?;
-        roots
-            .add(c)
-            .map_err(|e| file_err(ca, format!("unusable CA certificate: {e}")))?;
-    }
-    if roots.is_empty() {
-        return Err(file_err(ca, "no CA certificate in the file"));
-    }
+    let roots = roots(ca, "CA")?;
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_root_certificates(roots);

@@ -109,23 +109,11 @@ pub fn audit_engine(
     files: &[PathBuf],
     builtin: bool,
 ) -> Result<kubebid_rules::Engine<kubebid_rules::K8sAudit>, String> {
-    let mut loader = kubebid_rules::Loader::new();
-    if builtin {
-        loader
-            .add(
-                kubebid_rules::KUBEBID_AUDIT_RULES_FILE,
-                kubebid_rules::kubebid_audit_rules(),
-            )
-            .map_err(|e| e.to_string())?;
-    }
-    for f in files {
-        let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
-        loader
-            .add(&f.display().to_string(), &text)
-            .map_err(|e| e.to_string())?;
-    }
-    let set = loader.finish().map_err(|e| e.to_string())?;
-    kubebid_rules::Engine::compile(&set, kubebid_rules::K8sAudit::new()).map_err(|e| e.to_string())
+    let own = builtin.then_some((
+        kubebid_rules::KUBEBID_AUDIT_RULES_FILE,
+        kubebid_rules::kubebid_audit_rules(),
+    ));
+    crate::runtime_cmd::engine(own, files, kubebid_rules::K8sAudit::new())
 }
 
 fn hostname() -> String {
