@@ -1,4 +1,8 @@
-//! KubeBid's node sensor, the parts that need no kernel: which container, pod and runtime a process
-//! belongs to, read from its cgroup path ([`cgroup`]).
+//! KubeBid's node sensor: BPF programs on the kernel's tracepoints ([`probe`]), their records decoded
+//! ([`event`]), cgroup IDs to paths ([`cgroups`]), and a process's cgroup path to its pod, container and
+//! runtime ([`cgroup`]).
 
 pub mod cgroup;
+pub mod cgroups;
+pub mod event;
+pub mod probe;

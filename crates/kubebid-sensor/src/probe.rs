@@ -1,0 +1,113 @@
+//! The BPF side, loaded with aya: the programs built from `bpf/sensor.bpf.c` at build time, attached to
+//! `sched_process_exec` and to the system call entry and exit tracepoints (BTF-typed, so no tracefs is
+//! needed), the calls some rule needs marked in the kernel, and the ring buffer read.
+
+use std::os::fd::AsFd as _;
+use std::time::Duration;
+
+use aya::maps::{Array, MapData, RingBuf};
+use aya::programs::BtfTracePoint;
+
+/// The BPF object compiled by the build (empty when the build had no clang).
+static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sensor.bpf.o"));
+
+/// Why the probe could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(
+        "this build has no BPF programs (clang and libbpf-dev were missing when it was built)"
+    )]
+    NotBuilt,
+    #[error("{0}")]
+    Load(String),
+}
+
+fn load_err(what: &str, e: impl std::fmt::Display) -> ProbeError {
+    ProbeError::Load(format!("{what}: {e}"))
+}
+
+/// The loaded programs and their ring buffer.
+pub struct Probe {
+    ebpf: aya::Ebpf,
+    ring: RingBuf<MapData>,
+}
+
+impl Probe {
+    /// Loads and attaches the programs, with the system calls named in `wanted` (Falco's `evt.type`
+    /// names; unknown ones are ignored) let out of the kernel. Execs always are.
+    ///
+    /// # Errors
+    /// No programs in this build, or the kernel refused them (no BPF, no BTF, not privileged).
+    pub fn load(wanted: &[&str]) -> Result<Self, ProbeError> {
+        if OBJECT.is_empty() {
+            return Err(ProbeError::NotBuilt);
+        }
+        let mut ebpf = aya::Ebpf::load(OBJECT).map_err(|e| load_err("loading the object", e))?;
+        let btf = aya::Btf::from_sys_fs().map_err(|e| load_err("the kernel's BTF", e))?;
+        for (program, tracepoint) in [
+            ("on_exec", "sched_process_exec"),
+            ("on_enter", "sys_enter"),
+            ("on_exit", "sys_exit"),
+        ] {
+            let p: &mut BtfTracePoint = ebpf
+                .program_mut(program)
+                .ok_or_else(|| load_err(program, "not in the object"))?
+                .try_into()
+                .map_err(|e| load_err(program, e))?;
+            p.load(tracepoint, &btf).map_err(|e| load_err(program, e))?;
+            p.attach().map_err(|e| load_err(program, e))?;
+        }
+        {
+            let map = ebpf
+                .map_mut("wanted")
+                .ok_or_else(|| load_err("wanted", "no such map"))?;
+            let mut wanted_map: Array<&mut MapData, u8> =
+                Array::try_from(map).map_err(|e| load_err("wanted", e))?;
+            for name in wanted {
+                if let Some((_, nr)) = crate::event::SYSCALLS.iter().find(|(n, _)| n == name) {
+                    wanted_map
+                        .set(*nr, 1, 0)
+                        .map_err(|e| load_err("wanted", e))?;
+                }
+            }
+        }
+        let ring = RingBuf::try_from(
+            ebpf.take_map("events")
+                .ok_or_else(|| load_err("events", "no such map"))?,
+        )
+        .map_err(|e| load_err("events", e))?;
+        Ok(Self { ebpf, ring })
+    }
+
+    /// Waits up to `timeout` for records and hands each to `f`; how many there were.
+    pub fn poll(&mut self, timeout: Duration, mut f: impl FnMut(&[u8])) -> usize {
+        let mut n = 0;
+        while let Some(item) = self.ring.next() {
+            f(&item);
+            n += 1;
+        }
+        if n == 0 {
+            let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+            let mut fds = [nix::poll::PollFd::new(
+                self.ring.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+            while let Some(item) = self.ring.next() {
+                f(&item);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Records the kernel could not put in the ring buffer (it was full).
+    #[must_use]
+    pub fn lost(&self) -> u64 {
+        self.ebpf
+            .map("lost")
+            .and_then(|m| Array::<&MapData, u64>::try_from(m).ok())
+            .and_then(|a| a.get(&0, 0).ok())
+            .unwrap_or(0)
+    }
+}
