@@ -158,13 +158,16 @@ pub fn arguments(raw: &Raw) -> Vec<(String, String)> {
     let a = raw.args;
     let kv = |k: &str, v: String| (k.to_owned(), v);
     match syscall_name(raw.nr) {
-        Some("mount") => vec![
-            kv("type", raw.text.clone()),
-            kv("flags", a[2].to_string()),
-        ],
+        Some("mount") => vec![kv("type", raw.text.clone()), kv("flags", a[2].to_string())],
         Some("unshare") => vec![kv("flags", format!("{:#x}", a[0]))],
-        Some("setns") => vec![kv("fd", a[0].to_string()), kv("nstype", format!("{:#x}", a[1]))],
-        Some("ptrace") => vec![kv("request", ptrace_request(a[0])), kv("pid", a[1].to_string())],
+        Some("setns") => vec![
+            kv("fd", a[0].to_string()),
+            kv("nstype", format!("{:#x}", a[1])),
+        ],
+        Some("ptrace") => vec![
+            kv("request", ptrace_request(a[0])),
+            kv("pid", a[1].to_string()),
+        ],
         Some("setuid" | "setgid") => vec![kv("uid", a[0].to_string())],
         Some("bpf") => vec![kv("cmd", a[0].to_string())],
         Some("execve") => vec![kv("filename", raw.text.clone())],

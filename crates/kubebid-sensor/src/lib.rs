@@ -6,3 +6,4 @@ pub mod cgroup;
 pub mod cgroups;
 pub mod event;
 pub mod probe;
+pub mod sensor;

@@ -14,9 +14,7 @@ static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sensor.bpf.o"))
 /// Why the probe could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    #[error(
-        "this build has no BPF programs (clang and libbpf-dev were missing when it was built)"
-    )]
+    #[error("this build has no BPF programs (clang and libbpf-dev were missing when it was built)")]
     NotBuilt,
     #[error("{0}")]
     Load(String),

@@ -76,6 +76,9 @@ fn every_exec_is_seen_and_only_wanted_calls_leave_the_kernel() {
     let u = unshare_call.expect("the unshare call");
     assert_eq!(u.ret, 0);
     // CLONE_NEWUTS
-    assert_eq!(arguments(&u), vec![("flags".to_owned(), "0x4000000".to_owned())]);
+    assert_eq!(
+        arguments(&u),
+        vec![("flags".to_owned(), "0x4000000".to_owned())]
+    );
     assert_eq!(setns, 0, "setns was not asked for");
 }

@@ -1,6 +1,10 @@
 //! Runtime detection: the `syscall` rules the node sensor evaluates (KubeBid's and Falco's files).
 
+use std::collections::HashMap;
+use std::io::Write as _;
 use std::path::PathBuf;
+
+use kubebid_sensor::sensor::{Pod, Sensor};
 
 /// KubeBid's runtime rules (unless `builtin` is false) and then `files`, compiled for the `syscall` source.
 ///
@@ -38,4 +42,234 @@ pub fn engine<S: kubebid_rules::Source>(
     }
     let set = loader.finish().map_err(|e| e.to_string())?;
     kubebid_rules::Engine::compile(&set, source).map_err(|e| e.to_string())
+}
+
+#[derive(clap::Args)]
+pub struct SensorArgs {
+    /// KubeBidConfig and Tenant objects (file or directory, repeatable): which namespaces are whose.
+    #[arg(short, long, value_name = "FILE|DIR", required = true)]
+    pub config: Vec<String>,
+    /// The pods running on this node (`kubectl get pods --field-selector spec.nodeName=NODE -o json`),
+    /// re-read when the file changes.
+    #[arg(long, value_name = "FILE")]
+    pub pods: Option<PathBuf>,
+    /// Falco rules files (`falco_rules.yaml`), loaded after KubeBid's own.
+    #[arg(long = "rules", value_name = "FILE")]
+    pub rules: Vec<PathBuf>,
+    /// Do not load KubeBid's own rules.
+    #[arg(long)]
+    pub no_builtin: bool,
+    /// Append alerts here as JSON lines (Falco's format); standard output without it.
+    #[arg(long, value_name = "FILE")]
+    pub alerts: Option<PathBuf>,
+    /// Stop after this many seconds (for tests and one-off captures).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<u64>,
+}
+
+/// The pods in a `kubectl get pods -o json` (or YAML) text, by UID, with their containers' IDs.
+fn read_pods(path: &std::path::Path) -> Result<HashMap<String, Pod>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut pods = HashMap::new();
+    for doc in kubebid_model::yaml::parse_documents(&text) {
+        let doc = doc.map_err(|e| format!("{}: {e}", path.display()))?;
+        let v = doc.value;
+        let items = match v["kind"].as_str() {
+            Some("List" | "PodList") => v["items"].as_array().cloned().unwrap_or_default(),
+            _ => vec![v],
+        };
+        for p in items {
+            let Some(uid) = p["metadata"]["uid"].as_str() else {
+                continue;
+            };
+            let containers = p["status"]["containerStatuses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| {
+                    let id = c["containerID"].as_str()?;
+                    let id = id.split_once("://").map_or(id, |(_, id)| id);
+                    Some((id.to_owned(), c["name"].as_str()?.to_owned()))
+                })
+                .collect();
+            pods.insert(
+                uid.to_owned(),
+                Pod {
+                    namespace: p["metadata"]["namespace"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    name: p["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    containers,
+                },
+            );
+        }
+    }
+    Ok(pods)
+}
+
+/// The system calls some loaded rule names (by its `evt.type`): only those leave the kernel.
+fn wanted(texts: &[String]) -> Vec<&'static str> {
+    kubebid_sensor::event::SYSCALLS
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| {
+            texts.iter().any(|t| {
+                t.match_indices(name).any(|(i, _)| {
+                    let before = t[..i].chars().next_back();
+                    let after = t[i + name.len()..].chars().next();
+                    let word =
+                        |c: Option<char>| c.is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+                    word(before) && word(after)
+                })
+            })
+        })
+        .collect()
+}
+
+/// Where alerts go: appended to `path`, or standard output.
+fn alerts_out(path: Option<&std::path::Path>) -> Result<Box<dyn std::io::Write>, String> {
+    Ok(match path {
+        Some(p) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| format!("--alerts {}: {e}", p.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    })
+}
+
+/// A flag set on SIGTERM or SIGINT (by a thread of its own: the sensor's loop is blocking).
+fn stop_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+    });
+    stop
+}
+
+/// `kubebid serve sensor`.
+pub fn serve_sensor(args: &SensorArgs) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let fail = |e: String| {
+        eprintln!("kubebid serve sensor: {e}");
+        ExitCode::from(2)
+    };
+    let tenancy = match crate::check::load_config_set(&args.config) {
+        Ok(set) => set.tenancy(),
+        Err(errors) => {
+            return fail(
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            );
+        }
+    };
+    let engine = match runtime_engine(&args.rules, !args.no_builtin) {
+        Ok(e) => e,
+        Err(e) => return fail(e),
+    };
+    let mut texts = Vec::new();
+    if !args.no_builtin {
+        texts.push(kubebid_rules::kubebid_runtime_rules().to_owned());
+    }
+    for f in &args.rules {
+        texts.push(std::fs::read_to_string(f).unwrap_or_default());
+    }
+    let wanted = wanted(&texts);
+    let Some(cgroup_root) = kubebid_sensor::sensor::cgroup2_root() else {
+        return fail("no cgroup v2 hierarchy is mounted".into());
+    };
+    let mut probe = match kubebid_sensor::probe::Probe::load(&wanted) {
+        Ok(p) => p,
+        Err(e) => return fail(e.to_string()),
+    };
+    let hostname = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let tenant_of: kubebid_sensor::sensor::TenantOf =
+        Box::new(move |ns: &str| tenancy.tenant_of(ns).map(|t| t.name.clone()));
+    let mut sensor = Sensor::new(engine, &cgroup_root, tenant_of, hostname.clone());
+    let mut pods_stamp = None;
+    let mut out = match alerts_out(args.alerts.as_deref()) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let stop = stop_on_signals();
+    tracing::info!(
+        cgroup_root = %cgroup_root.display(),
+        syscalls = ?wanted,
+        rules = sensor.engine().rules().len(),
+        "sensor running"
+    );
+    let started = std::time::Instant::now();
+    let (mut events, mut alerts, mut bad) = (0u64, 0u64, 0u64);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed)
+        && args
+            .duration
+            .is_none_or(|d| started.elapsed().as_secs() < d)
+    {
+        if let Some(p) = &args.pods {
+            let stamp = std::fs::metadata(p).and_then(|m| m.modified()).ok();
+            if stamp != pods_stamp {
+                pods_stamp = stamp;
+                match read_pods(p) {
+                    Ok(pods) => sensor.set_pods(pods),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pods file does not load; the previous pods stay");
+                    }
+                }
+            }
+        }
+        probe.poll(std::time::Duration::from_millis(200), |b| {
+            events += 1;
+            match kubebid_sensor::event::decode(b) {
+                Ok(raw) => {
+                    for a in sensor.handle(&raw) {
+                        alerts += 1;
+                        let _ = writeln!(out, "{}", a.to_json(&hostname));
+                    }
+                }
+                Err(e) => {
+                    bad += 1;
+                    tracing::warn!(error = %e, "a kernel record did not decode");
+                }
+            }
+        });
+        let _ = out.flush();
+    }
+    tracing::info!(
+        events,
+        alerts,
+        malformed = bad,
+        lost = probe.lost(),
+        "sensor stopped"
+    );
+    ExitCode::SUCCESS
 }

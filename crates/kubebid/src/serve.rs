@@ -29,6 +29,9 @@ pub enum ServeCommand {
     /// The tenant layer for Secrets between the API server and etcd: a tenant namespace's Secrets are
     /// sealed under the tenant's key on the way in and opened on the way out (HTTP/2 gRPC).
     EtcdProxy(crate::etcd_cmd::EtcdProxyArgs),
+    /// The node sensor: BPF programs on the kernel's tracepoints, every process attributed to its
+    /// container, pod and tenant, and the `syscall` rules (KubeBid's and Falco's) over what they see.
+    Sensor(crate::runtime_cmd::SensorArgs),
     /// The tenant operator: keeps every object KubeBid renders for each Tenant in place (needs a cluster).
     Operator(OperatorArgs),
 }
@@ -116,6 +119,7 @@ pub fn run(cmd: ServeCommand) -> ExitCode {
         ServeCommand::Kms(args) => crate::kms_cmd::serve(&args),
         ServeCommand::Audit(args) => crate::audit_cmd::serve(&args),
         ServeCommand::EtcdProxy(args) => crate::etcd_cmd::serve(&args),
+        ServeCommand::Sensor(args) => crate::runtime_cmd::serve_sensor(&args),
     }
 }
 

@@ -1,0 +1,261 @@
+//! The user-space half: kernel records to rule events. Keeps the process tree (command lines, parents,
+//! users), attributes each process to its container, pod, namespace and tenant through its cgroup, and
+//! evaluates the `syscall` rules.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use kubebid_rules::{
+    Alert, ContainerInfo, Engine, PodInfo, ProcessInfo, Scratch, Syscall, SyscallEvent,
+};
+
+use crate::cgroup::{Attribution, attribute};
+use crate::cgroups::CgroupIndex;
+use crate::event::{Kind, Raw, arguments, syscall_name};
+
+/// At most this many processes are remembered; past it, those no longer running are dropped.
+const MAX_PROCESSES: usize = 65_536;
+/// Ancestors looked up for `proc.aname[n]` and friends.
+const MAX_ANCESTORS: usize = 8;
+
+/// Where the mounted cgroup v2 hierarchy is (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a hybrid
+/// layout), from `/proc/self/mounts`.
+#[must_use]
+pub fn cgroup2_root() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        let (_, at, kind) = (f.next()?, f.next()?, f.next()?);
+        (kind == "cgroup2").then(|| PathBuf::from(at))
+    })
+}
+
+/// A running pod the sensor attributes processes to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    /// Container names by container ID (without the runtime's `containerd://` prefix).
+    pub containers: HashMap<String, String>,
+}
+
+/// The tenant of a namespace.
+pub type TenantOf = Box<dyn Fn(&str) -> Option<String> + Send>;
+
+/// Turns records into alerts.
+pub struct Sensor {
+    engine: Engine<Syscall>,
+    cgroups: CgroupIndex,
+    processes: HashMap<u32, ProcessInfo>,
+    users: HashMap<u32, String>,
+    pods: HashMap<String, Pod>,
+    tenant_of: TenantOf,
+    hostname: String,
+    scratch: Scratch,
+    proc_root: PathBuf,
+}
+
+fn read_users() -> HashMap<u32, String> {
+    std::fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let uid = f.nth(1)?.parse().ok()?;
+            Some((uid, name.to_owned()))
+        })
+        .collect()
+}
+
+impl Sensor {
+    #[must_use]
+    pub fn new(
+        engine: Engine<Syscall>,
+        cgroup_root: &Path,
+        tenant_of: TenantOf,
+        hostname: String,
+    ) -> Self {
+        Self {
+            engine,
+            cgroups: CgroupIndex::new(cgroup_root),
+            processes: HashMap::new(),
+            users: read_users(),
+            pods: HashMap::new(),
+            tenant_of,
+            hostname,
+            scratch: Scratch::new(),
+            proc_root: PathBuf::from("/proc"),
+        }
+    }
+
+    /// The rules' engine.
+    #[must_use]
+    pub fn engine(&self) -> &Engine<Syscall> {
+        &self.engine
+    }
+
+    /// The running pods, by UID.
+    pub fn set_pods(&mut self, pods: HashMap<String, Pod>) {
+        self.pods = pods;
+    }
+
+    fn user(&self, uid: u32) -> String {
+        self.users
+            .get(&uid)
+            .cloned()
+            .unwrap_or_else(|| uid.to_string())
+    }
+
+    /// A process as `/proc` shows it, for one the sensor did not see start.
+    fn read_proc(&self, pid: u32) -> Option<ProcessInfo> {
+        let dir = self.proc_root.join(pid.to_string());
+        let status = std::fs::read_to_string(dir.join("status")).ok()?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        let num = |v: Option<&String>| v.and_then(|s| s.parse::<u32>().ok()).unwrap_or(0);
+        let uid = num(field("Uid:").first());
+        let gid = num(field("Gid:").first());
+        let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+        Some(ProcessInfo {
+            pid: i64::from(pid),
+            ppid: i64::from(num(field("PPid:").first())),
+            name: field("Name:").join(" "),
+            exepath: std::fs::read_link(dir.join("exe"))
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            argv: cmdline
+                .split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect(),
+            cwd: std::fs::read_link(dir.join("cwd"))
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            uid,
+            gid,
+            loginuid: std::fs::read_to_string(dir.join("loginuid"))
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+                .filter(|&l| l != u32::MAX)
+                .map_or(-1, i64::from),
+            user: self.user(uid),
+            ..ProcessInfo::default()
+        })
+    }
+
+    fn remember(&mut self, p: ProcessInfo) {
+        if self.processes.len() >= MAX_PROCESSES {
+            let root = self.proc_root.clone();
+            self.processes
+                .retain(|pid, _| root.join(pid.to_string()).exists());
+        }
+        if let Ok(pid) = u32::try_from(p.pid) {
+            self.processes.insert(pid, p);
+        }
+    }
+
+    fn process(&mut self, pid: u32) -> Option<ProcessInfo> {
+        if let Some(p) = self.processes.get(&pid) {
+            return Some(p.clone());
+        }
+        let p = self.read_proc(pid)?;
+        self.remember(p.clone());
+        Some(p)
+    }
+
+    fn attribute(&mut self, cgroup: u64) -> (Option<ContainerInfo>, Option<PodInfo>) {
+        let Some(path) = self.cgroups.path(cgroup) else {
+            return (None, None);
+        };
+        match attribute(path) {
+            Attribution::Container {
+                pod_uid,
+                container_id,
+                ..
+            } => {
+                let pod = self.pods.get(&pod_uid);
+                let container = ContainerInfo {
+                    name: pod
+                        .and_then(|p| p.containers.get(&container_id).cloned())
+                        .unwrap_or_default(),
+                    id: container_id,
+                    ..ContainerInfo::default()
+                };
+                let pod = pod.map(|p| PodInfo {
+                    namespace: p.namespace.clone(),
+                    name: p.name.clone(),
+                    uid: pod_uid.clone(),
+                    tenant: (self.tenant_of)(&p.namespace).unwrap_or_default(),
+                });
+                (Some(container), pod)
+            }
+            _ => (None, None),
+        }
+    }
+
+    /// The alerts of one kernel record.
+    pub fn handle(&mut self, raw: &Raw) -> Vec<Alert> {
+        let process = match raw.kind {
+            Kind::Exec => {
+                let p = ProcessInfo {
+                    pid: i64::from(raw.tgid),
+                    ppid: i64::from(raw.ppid),
+                    name: raw.comm.clone(),
+                    exepath: raw.text.clone(),
+                    argv: raw.argv.clone(),
+                    uid: raw.uid,
+                    gid: raw.gid,
+                    loginuid: -1,
+                    user: self.user(raw.uid),
+                    ..ProcessInfo::default()
+                };
+                self.remember(p.clone());
+                p
+            }
+            Kind::Syscall => self.process(raw.tgid).unwrap_or_else(|| ProcessInfo {
+                pid: i64::from(raw.tgid),
+                ppid: i64::from(raw.ppid),
+                name: raw.comm.clone(),
+                uid: raw.uid,
+                gid: raw.gid,
+                loginuid: -1,
+                user: self.user(raw.uid),
+                ..ProcessInfo::default()
+            }),
+        };
+        let mut ancestors = Vec::new();
+        let mut next = u32::try_from(process.ppid).unwrap_or(0);
+        while next > 1 && ancestors.len() < MAX_ANCESTORS {
+            let Some(a) = self.process(next) else { break };
+            next = u32::try_from(a.ppid).unwrap_or(0);
+            ancestors.push(a);
+        }
+        let (container, pod) = self.attribute(raw.cgroup);
+        let args = arguments(raw);
+        let refs: Vec<&ProcessInfo> = ancestors.iter().collect();
+        let event = SyscallEvent {
+            time_ns: jiff::Timestamp::now()
+                .as_nanosecond()
+                .try_into()
+                .unwrap_or(0),
+            num: raw.boot_ns,
+            evt_type: syscall_name(raw.nr).unwrap_or("unknown"),
+            res: raw.ret,
+            args: &args,
+            open_flags: None,
+            process: &process,
+            ancestors: &refs,
+            fd: None,
+            container: container.as_ref(),
+            pod: pod.as_ref(),
+            hostname: &self.hostname,
+        };
+        self.engine.alerts(&event, &mut self.scratch)
+    }
+}

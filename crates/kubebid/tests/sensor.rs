@@ -1,0 +1,179 @@
+//! `kubebid serve sensor` on this machine's kernel, as root: a cgroup laid out as the kubelet and
+//! containerd lay it out, a pod in it (from a pods file) in a tenant's namespace, and inside it `unshare`,
+//! `su` run by a non-root user and `mount -t proc`. The alerts name the rule, the tenant, the namespace,
+//! the pod and the container; the same tools on the node outside any pod raise no container alert. Where
+//! the kernel refuses BPF, the test says so and skips (the rules are tested on recorded events in
+//! kubebid-rules).
+
+// Test fixtures fail the test loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const UID: &str = "7a1b2c3d-4e5f-4a6b-8c7d-0123456789ab";
+const ID: &str = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+
+fn cgroup2_root() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+    })
+}
+
+/// The kubelet-shaped cgroup directories, removed on drop (deepest first).
+struct Cgroups(Vec<PathBuf>);
+
+impl Drop for Cgroups {
+    fn drop(&mut self) {
+        for d in self.0.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+#[test]
+fn escapes_and_escalations_in_a_tenant_pod_raise_alerts_naming_it() {
+    let Some(root) = cgroup2_root() else {
+        println!("SKIPPED: no cgroup v2 hierarchy is mounted");
+        return;
+    };
+    let u = UID.replace('-', "_");
+    let mut dirs = Vec::new();
+    let mut at = root.clone();
+    for seg in [
+        "kubepods.slice".to_owned(),
+        "kubepods-besteffort.slice".to_owned(),
+        format!("kubepods-besteffort-pod{u}.slice"),
+        format!("cri-containerd-{ID}.scope"),
+    ] {
+        at = at.join(seg);
+        if !at.exists() {
+            if let Err(e) = std::fs::create_dir(&at) {
+                println!("SKIPPED: cannot create cgroups here ({e})");
+                return;
+            }
+            dirs.push(at.clone());
+        }
+    }
+    let leaf = at.clone();
+    let _cgroups = Cgroups(dirs);
+    let dir = std::env::temp_dir().join(format!("kubebid-sensor-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("tenants.yaml"),
+        "apiVersion: kubebid.io/v1alpha1\nkind: Tenant\nmetadata: {name: acme}\nspec: {namespaces: [acme-prod]}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("pods.json"),
+        serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [{
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-0", "namespace": "acme-prod", "uid": UID},
+            "status": {"containerStatuses": [{"name": "app", "containerID": format!("containerd://{ID}")}]}
+        }]})
+        .to_string(),
+    )
+    .unwrap();
+    let alerts = dir.join("alerts.jsonl");
+    let mut sensor = Command::new(env!("CARGO_BIN_EXE_kubebid"))
+        .args(["serve", "sensor", "-c"])
+        .arg(dir.join("tenants.yaml"))
+        .arg("--pods")
+        .arg(dir.join("pods.json"))
+        .arg("--alerts")
+        .arg(&alerts)
+        .args(["--duration", "60"])
+        .env("KUBEBID_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(sensor.stderr.take().unwrap()).lines();
+    loop {
+        let Some(Ok(line)) = lines.next() else {
+            let _ = sensor.wait();
+            println!("SKIPPED: the sensor did not start here (BPF refused?)");
+            return;
+        };
+        if line.contains("sensor running") {
+            break;
+        }
+        if line.contains("kubebid serve sensor:") {
+            let _ = sensor.wait();
+            println!("SKIPPED: {line}");
+            return;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+
+    // Inside the pod's container cgroup.
+    let mnt = dir.join("proc-here");
+    let script = format!(
+        "echo $$ > {procs} && unshare --uts true; \
+         setpriv --reuid=65534 --regid=65534 --clear-groups su -c true root </dev/null >/dev/null 2>&1; \
+         unshare -m sh -c 'mkdir -p {mnt} && mount -t proc proc {mnt} && umount {mnt}'",
+        procs = leaf.join("cgroup.procs").display(),
+        mnt = mnt.display()
+    );
+    let st = Command::new("sh").args(["-c", &script]).status().unwrap();
+    assert!(st.success(), "the workload ran");
+    // On the node, outside any pod: the same namespace tool.
+    assert!(
+        Command::new("unshare")
+            .args(["--uts", "true"])
+            .status()
+            .unwrap()
+            .success()
+    );
+
+    let want = [
+        "KubeBid Namespace Tool in Container",
+        "KubeBid Privilege Escalation Tool",
+        "KubeBid Proc Mounted in Container",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut found: Vec<serde_json::Value> = Vec::new();
+    while Instant::now() < deadline {
+        found = std::fs::read_to_string(&alerts)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if want.iter().all(|w| found.iter().any(|a| a["rule"] == *w)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = Command::new("kill").arg(sensor.id().to_string()).status();
+    let _ = sensor.wait();
+    for w in want {
+        let a = found
+            .iter()
+            .find(|a| a["rule"] == w)
+            .unwrap_or_else(|| panic!("no {w} alert in {found:#?}"));
+        let f = &a["output_fields"];
+        assert_eq!(f["kubebid.tenant"], "acme", "{a}");
+        assert_eq!(f["k8s.ns.name"], "acme-prod", "{a}");
+        assert_eq!(f["k8s.pod.name"], "web-0", "{a}");
+        assert_eq!(f["container.id"], &ID[..12], "{a}");
+        assert!(a["output"].as_str().unwrap().contains("tenant=acme"), "{a}");
+    }
+    let esc = found
+        .iter()
+        .find(|a| a["rule"] == "KubeBid Privilege Escalation Tool")
+        .unwrap();
+    assert_eq!(esc["output_fields"]["user.uid"], "65534", "{esc}");
+    // Every namespace tool alert is the pod's: the node's own unshare raised none.
+    assert!(
+        found
+            .iter()
+            .filter(|a| a["rule"] == "KubeBid Namespace Tool in Container")
+            .all(|a| a["output_fields"]["k8s.pod.name"] == "web-0")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
