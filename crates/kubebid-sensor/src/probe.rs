@@ -1,6 +1,9 @@
 //! The BPF side, loaded with aya: the programs built from `bpf/sensor.bpf.c` at build time, attached to
-//! `sched_process_exec` and to the system call entry and exit tracepoints (BTF-typed, so no tracefs is
-//! needed), the calls some rule needs marked in the kernel, and the ring buffer read.
+//! `sched_process_exec` and the raw system call entry and exit tracepoints (BTF-typed: no tracefs, no
+//! perf events). The entry program looks the call up in `wanted`, which user space fills with the calls
+//! some loaded rule needs, and returns at once for any other: only those leave the kernel. (Per-call
+//! tracepoints or fexit would spare other calls even that lookup; this machine's kernel refuses both
+//! attachments, perf-event links with EACCES and trampolines with EPERM.)
 
 use std::os::fd::AsFd as _;
 use std::time::Duration;
@@ -16,6 +19,8 @@ static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sensor.bpf.o"))
 pub enum ProbeError {
     #[error("this build has no BPF programs (clang and libbpf-dev were missing when it was built)")]
     NotBuilt,
+    #[error("the kernel cannot run the sensor here: {0}")]
+    Unsupported(String),
     #[error("{0}")]
     Load(String),
 }
@@ -31,8 +36,8 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// Loads and attaches the programs, with the system calls named in `wanted` (Falco's `evt.type`
-    /// names; unknown ones are ignored) let out of the kernel. Execs always are.
+    /// Loads and attaches the programs: execs always, and the system calls named in `wanted` (Falco's
+    /// `evt.type` names; ones the sensor cannot watch are ignored) let out of the kernel.
     ///
     /// # Errors
     /// No programs in this build, or the kernel refused them (no BPF, no BTF, not privileged).
@@ -40,13 +45,27 @@ impl Probe {
         if OBJECT.is_empty() {
             return Err(ProbeError::NotBuilt);
         }
+        if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+            return Err(ProbeError::Unsupported(
+                "no BTF (/sys/kernel/btf/vmlinux)".into(),
+            ));
+        }
+        if !nix::unistd::geteuid().is_root() {
+            return Err(ProbeError::Unsupported(
+                "not root (or CAP_BPF and CAP_PERFMON)".into(),
+            ));
+        }
         let mut ebpf = aya::Ebpf::load(OBJECT).map_err(|e| load_err("loading the object", e))?;
         let btf = aya::Btf::from_sys_fs().map_err(|e| load_err("the kernel's BTF", e))?;
-        for (program, tracepoint) in [
-            ("on_exec", "sched_process_exec"),
-            ("on_enter", "sys_enter"),
-            ("on_exit", "sys_exit"),
-        ] {
+        let exec: &mut BtfTracePoint = ebpf
+            .program_mut("on_exec")
+            .ok_or_else(|| load_err("on_exec", "not in the object"))?
+            .try_into()
+            .map_err(|e| load_err("on_exec", e))?;
+        exec.load("sched_process_exec", &btf)
+            .map_err(|e| load_err("on_exec", e))?;
+        exec.attach().map_err(|e| load_err("on_exec", e))?;
+        for (program, tracepoint) in [("on_enter", "sys_enter"), ("on_exit", "sys_exit")] {
             let p: &mut BtfTracePoint = ebpf
                 .program_mut(program)
                 .ok_or_else(|| load_err(program, "not in the object"))?

@@ -11,15 +11,17 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kubebid_sensor::event::{Kind, arguments, decode, syscall_name};
-use kubebid_sensor::probe::Probe;
+use kubebid_sensor::probe::{Probe, ProbeError};
 
 fn probe(wanted: &[&str]) -> Option<Probe> {
+    // Only a kernel (or a build) that cannot run it skips; anything else that fails is a failure.
     match Probe::load(wanted) {
         Ok(p) => Some(p),
-        Err(e) => {
+        Err(e @ (ProbeError::NotBuilt | ProbeError::Unsupported(_))) => {
             println!("SKIPPED: the BPF probe cannot load here: {e}");
             None
         }
+        Err(e) => panic!("{e}"),
     }
 }
 
