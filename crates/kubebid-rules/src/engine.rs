@@ -721,6 +721,27 @@ impl<S: Source> Engine<S> {
         index
     }
 
+    /// The values a field must take for some active rule to match, from the rules' literal constraints
+    /// (`evt.type in (execve, execveat)` in a rule or a macro it uses): the event types a sensor must let
+    /// through, say. `None` when some active rule matches whatever the field's value, or the source has
+    /// no such field.
+    #[must_use]
+    pub fn required_values(&self, name: &str, arg: Option<&str>) -> Option<Vec<String>> {
+        let field = self.source.field(name, arg).ok()?;
+        let slot = u16::try_from(self.fields.iter().position(|f| *f == field)?).ok()?;
+        let mut out = std::collections::BTreeSet::new();
+        for r in self
+            .rules
+            .iter()
+            .filter(|r| r.priority >= self.min_priority)
+        {
+            let cs = constraints(&r.expr);
+            let (_, vals) = cs.iter().find(|(s, _)| *s == slot)?;
+            out.extend(vals.iter().map(|v| (*v).to_owned()));
+        }
+        Some(out.into_iter().collect())
+    }
+
     /// The report: every loaded rule and whether it is evaluated for this source.
     #[must_use]
     pub fn report(&self) -> &Report {

@@ -54,5 +54,15 @@ pub fn kubebid_runtime_rules() -> &'static str {
 /// The file name [`kubebid_runtime_rules`] is reported under in errors.
 pub const KUBEBID_RUNTIME_RULES_FILE: &str = "kubebid_runtime_rules.yaml";
 
+/// KubeBid's system call tier of runtime rules (mount, setns, unshare, ptrace, module loading, bpf()),
+/// loaded after [`kubebid_runtime_rules`]: they need the sensor on the system call tracepoints.
+#[must_use]
+pub fn kubebid_runtime_syscall_rules() -> &'static str {
+    include_str!("../rules/kubebid_runtime_syscall_rules.yaml")
+}
+
+/// The file name [`kubebid_runtime_syscall_rules`] is reported under in errors.
+pub const KUBEBID_RUNTIME_SYSCALL_RULES_FILE: &str = "kubebid_runtime_syscall_rules.yaml";
+
 /// The file name [`kubebid_audit_rules`] is reported under in errors.
 pub const KUBEBID_AUDIT_RULES_FILE: &str = "kubebid_audit_rules.yaml";

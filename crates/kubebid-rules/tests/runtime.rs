@@ -20,6 +20,11 @@ fn rules() -> Engine<Syscall> {
         kubebid_rules::kubebid_runtime_rules(),
     )
     .expect("KubeBid rules load");
+    l.add(
+        kubebid_rules::KUBEBID_RUNTIME_SYSCALL_RULES_FILE,
+        kubebid_rules::kubebid_runtime_syscall_rules(),
+    )
+    .expect("KubeBid's system call tier loads");
     Engine::compile(&l.finish().expect("conditions parse"), Syscall::new()).expect("compiles")
 }
 
@@ -264,4 +269,44 @@ fn upstream_rules_fire_on_what_they_describe() {
         .find(|(r, _)| r == "Read sensitive file untrusted")
         .unwrap();
     assert!(msg.contains("file=/etc/shadow"), "{msg}");
+}
+
+#[test]
+fn the_event_types_the_rules_need_are_known_so_the_kernel_sends_only_those() {
+    let compile = |files: &[(&str, &str)]| {
+        let mut l = Loader::new();
+        for (n, t) in files {
+            l.add(n, t).unwrap();
+        }
+        Engine::compile(&l.finish().unwrap(), Syscall::new()).unwrap()
+    };
+    let exec = compile(&[(
+        kubebid_rules::KUBEBID_RUNTIME_RULES_FILE,
+        kubebid_rules::kubebid_runtime_rules(),
+    )]);
+    assert_eq!(
+        exec.required_values("evt.type", None),
+        Some(vec!["execve".to_owned(), "execveat".to_owned()])
+    );
+    let both = compile(&[
+        (
+            kubebid_rules::KUBEBID_RUNTIME_RULES_FILE,
+            kubebid_rules::kubebid_runtime_rules(),
+        ),
+        (
+            kubebid_rules::KUBEBID_RUNTIME_SYSCALL_RULES_FILE,
+            kubebid_rules::kubebid_runtime_syscall_rules(),
+        ),
+    ]);
+    let need = both.required_values("evt.type", None).unwrap();
+    for call in ["execve", "mount", "setns", "unshare", "ptrace", "bpf", "init_module"] {
+        assert!(need.iter().any(|n| n == call), "{call}: {need:?}");
+    }
+    assert!(!need.iter().any(|n| n == "openat"), "{need:?}");
+    // A rule that constrains no event type needs them all.
+    let any = compile(&[(
+        "any.yaml",
+        "- rule: any\n  desc: d\n  condition: proc.name = x\n  output: o\n  priority: INFO\n",
+    )]);
+    assert_eq!(any.required_values("evt.type", None), None);
 }

@@ -65,7 +65,17 @@ impl Probe {
         exec.load("sched_process_exec", &btf)
             .map_err(|e| load_err("on_exec", e))?;
         exec.attach().map_err(|e| load_err("on_exec", e))?;
-        for (program, tracepoint) in [("on_enter", "sys_enter"), ("on_exit", "sys_exit")] {
+        let calls = wanted
+            .iter()
+            .any(|w| crate::event::SYSCALLS.iter().any(|(n, _)| n == w));
+        // The system call tracepoints put every call of every process on the kernel's slow path: attached
+        // only when some rule needs a call.
+        let tracepoints: &[(&str, &str)] = if calls {
+            &[("on_enter", "sys_enter"), ("on_exit", "sys_exit")]
+        } else {
+            &[]
+        };
+        for &(program, tracepoint) in tracepoints {
             let p: &mut BtfTracePoint = ebpf
                 .program_mut(program)
                 .ok_or_else(|| load_err(program, "not in the object"))?

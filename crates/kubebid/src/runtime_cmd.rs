@@ -14,11 +14,29 @@ pub fn runtime_engine(
     files: &[PathBuf],
     builtin: bool,
 ) -> Result<kubebid_rules::Engine<kubebid_rules::Syscall>, String> {
-    let own = builtin.then_some((
-        kubebid_rules::KUBEBID_RUNTIME_RULES_FILE,
-        kubebid_rules::kubebid_runtime_rules(),
-    ));
-    engine(own, files, kubebid_rules::Syscall::new())
+    runtime_engine_tiers(files, builtin, builtin)
+}
+
+/// KubeBid's exec tier (`exec`), its system call tier (`syscalls`), then `files`.
+///
+/// # Errors
+/// A file that cannot be read, or does not load (with its file and line).
+pub fn runtime_engine_tiers(
+    files: &[PathBuf],
+    exec: bool,
+    syscalls: bool,
+) -> Result<kubebid_rules::Engine<kubebid_rules::Syscall>, String> {
+    let mut own = String::new();
+    if exec || syscalls {
+        own.push_str(kubebid_rules::kubebid_runtime_rules());
+    }
+    if syscalls {
+        own.push('\n');
+        own.push_str(kubebid_rules::kubebid_runtime_syscall_rules());
+    }
+    let builtin =
+        (exec || syscalls).then_some((kubebid_rules::KUBEBID_RUNTIME_RULES_FILE, own.as_str()));
+    engine(builtin, files, kubebid_rules::Syscall::new())
 }
 
 /// Rules files compiled for `source`: `own` (a built-in file's name and text) first, then `files`.
@@ -59,6 +77,10 @@ pub struct SensorArgs {
     /// Do not load KubeBid's own rules.
     #[arg(long)]
     pub no_builtin: bool,
+    /// Also load KubeBid's system call tier (mount, setns, unshare, ptrace, module loading, bpf()): the
+    /// sensor then attaches to the system call tracepoints, which every system call passes.
+    #[arg(long)]
+    pub syscall_rules: bool,
     /// Append alerts here as JSON lines (Falco's format); standard output without it.
     #[arg(long, value_name = "FILE")]
     pub alerts: Option<PathBuf>,
@@ -111,22 +133,14 @@ fn read_pods(path: &std::path::Path) -> Result<HashMap<String, Pod>, String> {
     Ok(pods)
 }
 
-/// The system calls some loaded rule names (by its `evt.type`): only those leave the kernel.
-fn wanted(texts: &[String]) -> Vec<&'static str> {
+/// The system calls some loaded rule needs (by its `evt.type` constraints): only those leave the kernel.
+/// A rule that matches any event type needs every call the sensor can watch.
+fn wanted(engine: &kubebid_rules::Engine<kubebid_rules::Syscall>) -> Vec<&'static str> {
+    let needed = engine.required_values("evt.type", None);
     kubebid_sensor::event::SYSCALLS
         .iter()
         .map(|(name, _)| *name)
-        .filter(|name| {
-            texts.iter().any(|t| {
-                t.match_indices(name).any(|(i, _)| {
-                    let before = t[..i].chars().next_back();
-                    let after = t[i + name.len()..].chars().next();
-                    let word =
-                        |c: Option<char>| c.is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
-                    word(before) && word(after)
-                })
-            })
-        })
+        .filter(|name| needed.as_ref().is_none_or(|n| n.iter().any(|v| v == name)))
         .collect()
 }
 
@@ -191,18 +205,11 @@ pub fn serve_sensor(args: &SensorArgs) -> std::process::ExitCode {
             );
         }
     };
-    let engine = match runtime_engine(&args.rules, !args.no_builtin) {
+    let engine = match runtime_engine_tiers(&args.rules, !args.no_builtin, args.syscall_rules) {
         Ok(e) => e,
         Err(e) => return fail(e),
     };
-    let mut texts = Vec::new();
-    if !args.no_builtin {
-        texts.push(kubebid_rules::kubebid_runtime_rules().to_owned());
-    }
-    for f in &args.rules {
-        texts.push(std::fs::read_to_string(f).unwrap_or_default());
-    }
-    let wanted = wanted(&texts);
+    let wanted = wanted(&engine);
     let Some(cgroup_root) = kubebid_sensor::sensor::cgroup2_root() else {
         return fail("no cgroup v2 hierarchy is mounted".into());
     };

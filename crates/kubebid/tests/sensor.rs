@@ -87,7 +87,7 @@ fn escapes_and_escalations_in_a_tenant_pod_raise_alerts_naming_it() {
         .arg(dir.join("pods.json"))
         .arg("--alerts")
         .arg(&alerts)
-        .args(["--duration", "60"])
+        .args(["--duration", "60", "--syscall-rules"])
         .env("KUBEBID_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -139,7 +139,9 @@ fn escapes_and_escalations_in_a_tenant_pod_raise_alerts_naming_it() {
     let want = [
         "KubeBid Namespace Tool in Container",
         "KubeBid Privilege Escalation Tool",
+        "KubeBid Proc Mount in Container",
         "KubeBid Proc Mounted in Container",
+        "KubeBid Namespace Change in Container",
     ];
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut found: Vec<serde_json::Value> = Vec::new();
