@@ -21,7 +21,8 @@ const UPSTREAM: &str = include_str!("../tests/data/falco_rules.yaml");
 
 fn engine() -> Engine<Syscall> {
     let mut l = Loader::new();
-    l.add("falco_rules.yaml", UPSTREAM).expect("upstream rules load");
+    l.add("falco_rules.yaml", UPSTREAM)
+        .expect("upstream rules load");
     l.add(
         kubebid_rules::KUBEBID_RUNTIME_RULES_FILE,
         kubebid_rules::kubebid_runtime_rules(),
@@ -45,7 +46,11 @@ fn process(pid: i64, name: &str, argv: &[&str], uid: u32) -> ProcessInfo {
         uid,
         gid: uid,
         loginuid: -1,
-        user: if uid == 0 { "root".into() } else { "app".into() },
+        user: if uid == 0 {
+            "root".into()
+        } else {
+            "app".into()
+        },
         ..ProcessInfo::default()
     }
 }
@@ -90,10 +95,7 @@ fn world() -> World {
             name: "/etc/shadow".into(),
             typechar: 'f',
         },
-        mount_args: vec![
-            ("type".into(), "proc".into()),
-            ("flags".into(), "0".into()),
-        ],
+        mount_args: vec![("type".into(), "proc".into()), ("flags".into(), "0".into())],
         ptrace_args: vec![("request".into(), "PTRACE_ATTACH".into())],
     }
 }

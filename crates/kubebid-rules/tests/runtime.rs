@@ -299,7 +299,15 @@ fn the_event_types_the_rules_need_are_known_so_the_kernel_sends_only_those() {
         ),
     ]);
     let need = both.required_values("evt.type", None).unwrap();
-    for call in ["execve", "mount", "setns", "unshare", "ptrace", "bpf", "init_module"] {
+    for call in [
+        "execve",
+        "mount",
+        "setns",
+        "unshare",
+        "ptrace",
+        "bpf",
+        "init_module",
+    ] {
         assert!(need.iter().any(|n| n == call), "{call}: {need:?}");
     }
     assert!(!need.iter().any(|n| n == "openat"), "{need:?}");

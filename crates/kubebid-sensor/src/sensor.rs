@@ -259,3 +259,50 @@ impl Sensor {
         self.engine.alerts(&event, &mut self.scratch)
     }
 }
+
+/// The sensor's metrics, registered under `kubebid_sensor`.
+#[derive(Clone, Debug, Default)]
+pub struct SensorFamilies {
+    /// Records read from the kernel.
+    pub events: prometheus_client::metrics::counter::Counter,
+    /// Records that did not decode.
+    pub malformed: prometheus_client::metrics::counter::Counter,
+    /// Records the kernel could not queue (the ring buffer was full), as the kernel counts them.
+    pub lost: prometheus_client::metrics::gauge::Gauge,
+    /// Alerts raised, by rule.
+    pub alerts: prometheus_client::metrics::family::Family<
+        RuleLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+}
+
+/// Labels of an alert count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct RuleLabels {
+    pub rule: String,
+}
+
+impl kubebid_server::metrics::Component for SensorFamilies {
+    const PREFIX: &'static str = "kubebid_sensor";
+
+    fn register(r: &mut prometheus_client::registry::Registry) -> Self {
+        let this = Self::default();
+        r.register(
+            "events",
+            "Records read from the kernel",
+            this.events.clone(),
+        );
+        r.register(
+            "malformed",
+            "Records from the kernel that did not decode",
+            this.malformed.clone(),
+        );
+        r.register(
+            "lost_events",
+            "Records the kernel could not queue because the ring buffer was full",
+            this.lost.clone(),
+        );
+        r.register("alerts", "Alerts raised, by rule", this.alerts.clone());
+        this
+    }
+}

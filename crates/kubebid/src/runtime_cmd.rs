@@ -84,6 +84,9 @@ pub struct SensorArgs {
     /// Append alerts here as JSON lines (Falco's format); standard output without it.
     #[arg(long, value_name = "FILE")]
     pub alerts: Option<PathBuf>,
+    /// Where `/metrics` (events, lost events, alerts by rule), `/healthz` and `/readyz` are served.
+    #[arg(long, default_value = "127.0.0.1:9156")]
+    pub metrics_listen: std::net::SocketAddr,
     /// Stop after this many seconds (for tests and one-off captures).
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<u64>,
@@ -144,6 +147,40 @@ fn wanted(engine: &kubebid_rules::Engine<kubebid_rules::Syscall>) -> Vec<&'stati
         .collect()
 }
 
+/// Serves the sensor's metrics (and the health endpoints) on `addr` from a thread of its own; the families
+/// to count in.
+fn metrics_endpoint(
+    addr: std::net::SocketAddr,
+) -> Result<(kubebid_sensor::sensor::SensorFamilies, std::net::SocketAddr), String> {
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|e| format!("--metrics-listen {addr}: {e}"))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("--metrics-listen {addr}: {e}"))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("--metrics-listen {addr}: {e}"))?;
+    let process = kubebid_server::http::Process::new(kubebid_server::Shutdown::new());
+    let families = process.registry.register(
+        <kubebid_sensor::sensor::SensorFamilies as kubebid_server::metrics::Component>::PREFIX,
+        <kubebid_sensor::sensor::SensorFamilies as kubebid_server::metrics::Component>::register,
+    );
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            if let Ok(listener) = tokio::net::TcpListener::from_std(listener) {
+                kubebid_server::http::serve_endpoint(&process, "sensor-metrics", listener).await;
+            }
+        });
+    });
+    Ok((families, bound))
+}
+
 /// Where alerts go: appended to `path`, or standard output.
 fn alerts_out(path: Option<&std::path::Path>) -> Result<Box<dyn std::io::Write>, String> {
     Ok(match path {
@@ -186,6 +223,14 @@ fn stop_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     stop
 }
 
+fn joined(errors: &[impl ToString]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// `kubebid serve sensor`.
 pub fn serve_sensor(args: &SensorArgs) -> std::process::ExitCode {
     use std::process::ExitCode;
@@ -195,15 +240,7 @@ pub fn serve_sensor(args: &SensorArgs) -> std::process::ExitCode {
     };
     let tenancy = match crate::check::load_config_set(&args.config) {
         Ok(set) => set.tenancy(),
-        Err(errors) => {
-            return fail(
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            );
-        }
+        Err(errors) => return fail(joined(&errors)),
     };
     let engine = match runtime_engine_tiers(&args.rules, !args.no_builtin, args.syscall_rules) {
         Ok(e) => e,
@@ -229,9 +266,14 @@ pub fn serve_sensor(args: &SensorArgs) -> std::process::ExitCode {
         Err(e) => return fail(e),
     };
     let stop = stop_on_signals();
+    let (families, metrics_addr) = match metrics_endpoint(args.metrics_listen) {
+        Ok(f) => f,
+        Err(e) => return fail(e),
+    };
     tracing::info!(
         cgroup_root = %cgroup_root.display(),
         syscalls = ?wanted,
+        metrics = %metrics_addr,
         rules = sensor.engine().rules().len(),
         "sensor running"
     );
@@ -256,20 +298,31 @@ pub fn serve_sensor(args: &SensorArgs) -> std::process::ExitCode {
         }
         probe.poll(std::time::Duration::from_millis(200), |b| {
             events += 1;
+            families.events.inc();
             match kubebid_sensor::event::decode(b) {
                 Ok(raw) => {
                     for a in sensor.handle(&raw) {
                         alerts += 1;
+                        families
+                            .alerts
+                            .get_or_create(&kubebid_sensor::sensor::RuleLabels {
+                                rule: a.rule.clone(),
+                            })
+                            .inc();
                         let _ = writeln!(out, "{}", a.to_json(&hostname));
                     }
                 }
                 Err(e) => {
                     bad += 1;
+                    families.malformed.inc();
                     tracing::warn!(error = %e, "a kernel record did not decode");
                 }
             }
         });
         let _ = out.flush();
+        families
+            .lost
+            .set(i64::try_from(probe.lost()).unwrap_or(i64::MAX));
     }
     tracing::info!(
         events,

@@ -87,21 +87,28 @@ fn escapes_and_escalations_in_a_tenant_pod_raise_alerts_naming_it() {
         .arg(dir.join("pods.json"))
         .arg("--alerts")
         .arg(&alerts)
-        .args(["--duration", "60", "--syscall-rules"])
+        .args([
+            "--duration",
+            "60",
+            "--syscall-rules",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
         .env("KUBEBID_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(sensor.stderr.take().unwrap()).lines();
-    loop {
+    let metrics: std::net::SocketAddr = loop {
         let Some(Ok(line)) = lines.next() else {
             let _ = sensor.wait();
             println!("SKIPPED: the sensor did not start here (BPF refused?)");
             return;
         };
         if line.contains("sensor running") {
-            break;
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            break v["fields"]["metrics"].as_str().unwrap().parse().unwrap();
         }
         if line.contains("kubebid serve sensor:") {
             let _ = sensor.wait();
@@ -113,7 +120,7 @@ fn escapes_and_escalations_in_a_tenant_pod_raise_alerts_naming_it() {
             println!("SKIPPED: {line}");
             return;
         }
-    }
+    };
     std::thread::spawn(move || for _ in lines {});
 
     // Inside the pod's container cgroup.
@@ -156,6 +163,24 @@ fn escapes_and_escalations_in_a_tenant_pod_raise_alerts_naming_it() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Counted on /metrics: the alerts by rule, and nothing lost.
+    let page = {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(metrics).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(
+        page.contains(r#"kubebid_sensor_alerts_total{rule="KubeBid Privilege Escalation Tool"}"#),
+        "{page}"
+    );
+    assert!(page.contains("kubebid_sensor_lost_events 0"), "{page}");
     let _ = Command::new("kill").arg(sensor.id().to_string()).status();
     let _ = sensor.wait();
     for w in want {
