@@ -5,5 +5,6 @@
 pub mod cgroup;
 pub mod cgroups;
 pub mod event;
+pub mod pods;
 pub mod probe;
 pub mod sensor;

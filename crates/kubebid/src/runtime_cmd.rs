@@ -68,9 +68,13 @@ pub struct SensorArgs {
     #[arg(short, long, value_name = "FILE|DIR", required = true)]
     pub config: Vec<String>,
     /// The pods running on this node (`kubectl get pods --field-selector spec.nodeName=NODE -o json`),
-    /// re-read when the file changes.
-    #[arg(long, value_name = "FILE")]
+    /// re-read when the file changes. Without it, the pods of `--node` are watched through the API
+    /// server (in-cluster or `KUBECONFIG`).
+    #[arg(long, value_name = "FILE", conflicts_with = "node")]
     pub pods: Option<PathBuf>,
+    /// This node's name, whose pods are watched (the `DaemonSet` passes `spec.nodeName`).
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
     /// Falco rules files (`falco_rules.yaml`), loaded after KubeBid's own.
     #[arg(long = "rules", value_name = "FILE")]
     pub rules: Vec<PathBuf>,
@@ -181,6 +185,61 @@ fn metrics_endpoint(
     Ok((families, bound))
 }
 
+/// Where the sensor's pods come from: a file re-read when it changes, or the node-local watch.
+struct PodSource {
+    file: Option<PathBuf>,
+    stamp: Option<std::time::SystemTime>,
+    node: Option<kubebid_sensor::pods::NodePods>,
+    generation: u64,
+}
+
+impl PodSource {
+    /// Hands the sensor the pods when they changed.
+    fn refresh(&mut self, sensor: &mut Sensor) {
+        if let Some((g, pods)) = self
+            .node
+            .as_ref()
+            .and_then(|n| n.changed_since(self.generation))
+        {
+            self.generation = g;
+            sensor.set_pods(pods);
+        }
+        if let Some(p) = &self.file {
+            let stamp = std::fs::metadata(p).and_then(|m| m.modified()).ok();
+            if stamp != self.stamp {
+                self.stamp = stamp;
+                match read_pods(p) {
+                    Ok(pods) => sensor.set_pods(pods),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pods file does not load; the previous pods stay");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Watches `node`'s pods through the API server (in-cluster or `KUBECONFIG`) on a thread of its own.
+fn watch_node_pods(node: String) -> kubebid_sensor::pods::NodePods {
+    let pods = kubebid_sensor::pods::NodePods::default();
+    let out = pods.clone();
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            match kube::Client::try_default().await {
+                Ok(client) => kubebid_sensor::pods::watch(client, &node, out).await,
+                Err(e) => tracing::error!(error = %e, "no cluster to watch this node's pods in"),
+            }
+        });
+    });
+    pods
+}
+
 /// Where alerts go: appended to `path`, or standard output.
 fn alerts_out(path: Option<&std::path::Path>) -> Result<Box<dyn std::io::Write>, String> {
     Ok(match path {
@@ -260,12 +319,21 @@ pub fn serve_sensor(args: &SensorArgs) -> std::process::ExitCode {
     let tenant_of: kubebid_sensor::sensor::TenantOf =
         Box::new(move |ns: &str| tenancy.tenant_of(ns).map(|t| t.name.clone()));
     let mut sensor = Sensor::new(engine, &cgroup_root, tenant_of, hostname.clone());
-    let mut pods_stamp = None;
     let mut out = match alerts_out(args.alerts.as_deref()) {
         Ok(o) => o,
         Err(e) => return fail(e),
     };
     let stop = stop_on_signals();
+    let mut pods = PodSource {
+        file: args.pods.clone(),
+        stamp: None,
+        node: args
+            .node
+            .as_ref()
+            .filter(|_| args.pods.is_none())
+            .map(|n| watch_node_pods(n.clone())),
+        generation: 0,
+    };
     let (families, metrics_addr) = match metrics_endpoint(args.metrics_listen) {
         Ok(f) => f,
         Err(e) => return fail(e),
@@ -284,18 +352,7 @@ pub fn serve_sensor(args: &SensorArgs) -> std::process::ExitCode {
             .duration
             .is_none_or(|d| started.elapsed().as_secs() < d)
     {
-        if let Some(p) = &args.pods {
-            let stamp = std::fs::metadata(p).and_then(|m| m.modified()).ok();
-            if stamp != pods_stamp {
-                pods_stamp = stamp;
-                match read_pods(p) {
-                    Ok(pods) => sensor.set_pods(pods),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "pods file does not load; the previous pods stay");
-                    }
-                }
-            }
-        }
+        pods.refresh(&mut sensor);
         probe.poll(std::time::Duration::from_millis(200), |b| {
             events += 1;
             families.events.inc();
