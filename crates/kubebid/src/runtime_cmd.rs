@@ -169,18 +169,10 @@ fn metrics_endpoint(
         <kubebid_sensor::sensor::SensorFamilies as kubebid_server::metrics::Component>::PREFIX,
         <kubebid_sensor::sensor::SensorFamilies as kubebid_server::metrics::Component>::register,
     );
-    std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async move {
-            if let Ok(listener) = tokio::net::TcpListener::from_std(listener) {
-                kubebid_server::http::serve_endpoint(&process, "sensor-metrics", listener).await;
-            }
-        });
+    on_own_thread(async move {
+        if let Ok(listener) = tokio::net::TcpListener::from_std(listener) {
+            kubebid_server::http::serve_endpoint(&process, "sensor-metrics", listener).await;
+        }
     });
     Ok((families, bound))
 }
@@ -223,21 +215,26 @@ impl PodSource {
 fn watch_node_pods(node: String) -> kubebid_sensor::pods::NodePods {
     let pods = kubebid_sensor::pods::NodePods::default();
     let out = pods.clone();
-    std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async move {
-            match kube::Client::try_default().await {
-                Ok(client) => kubebid_sensor::pods::watch(client, &node, out).await,
-                Err(e) => tracing::error!(error = %e, "no cluster to watch this node's pods in"),
-            }
-        });
+    on_own_thread(async move {
+        match kube::Client::try_default().await {
+            Ok(client) => kubebid_sensor::pods::watch(client, &node, out).await,
+            Err(e) => tracing::error!(error = %e, "no cluster to watch this node's pods in"),
+        }
     });
     pods
+}
+
+/// Runs `task` to completion on a thread of its own, on a single-threaded runtime: the sensor's own loop
+/// blocks on the ring buffer.
+fn on_own_thread(task: impl Future<Output = ()> + Send + 'static) {
+    std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            rt.block_on(task);
+        }
+    });
 }
 
 /// Where alerts go: appended to `path`, or standard output.
@@ -258,26 +255,18 @@ fn alerts_out(path: Option<&std::path::Path>) -> Result<Box<dyn std::io::Write>,
 fn stop_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = stop.clone();
-    std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async {
-            use tokio::signal::unix::{SignalKind, signal};
-            if let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    on_own_thread(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-        });
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     });
     stop
 }
