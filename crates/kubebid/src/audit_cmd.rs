@@ -807,7 +807,7 @@ fn load_rules(
 
 /// In a cluster: the tenancy from the Tenant and KubeBidConfig objects, as the webhook sees it; `ready`
 /// once they have synced.
-async fn watch_tenancy(
+pub(crate) async fn watch_tenancy(
     tenancy: Arc<ArcSwap<Tenancy>>,
     ready: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::io::Result<()> {

@@ -3,6 +3,9 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use kubebid_sensor::sensor::{Pod, Sensor};
 
@@ -65,8 +68,13 @@ pub fn engine<S: kubebid_rules::Source>(
 #[derive(clap::Args)]
 pub struct SensorArgs {
     /// KubeBidConfig and Tenant objects (file or directory, repeatable): which namespaces are whose.
-    #[arg(short, long, value_name = "FILE|DIR", required = true)]
+    /// Without it, the Tenant and KubeBidConfig objects are watched in the cluster.
+    #[arg(short, long, value_name = "FILE|DIR")]
     pub config: Vec<String>,
+    /// The node's cgroup v2 hierarchy (in a container: the host's, mounted from the node); found in
+    /// `/proc/self/mounts` without it.
+    #[arg(long, value_name = "DIR")]
+    pub cgroup_root: Option<PathBuf>,
     /// The pods running on this node (`kubectl get pods --field-selector spec.nodeName=NODE -o json`),
     /// re-read when the file changes. Without it, the pods of `--node` are watched through the API
     /// server (in-cluster or `KUBECONFIG`).
@@ -279,6 +287,41 @@ fn joined(errors: &[impl ToString]) -> String {
         .join("; ")
 }
 
+/// The tenancy from the config files, or, without any, from the Tenant and KubeBidConfig objects watched
+/// in the cluster (empty until they have synced: alerts carry no tenant meanwhile).
+fn sensor_tenancy(
+    config: &[String],
+) -> Result<Arc<ArcSwap<kubebid_model::tenancy::Tenancy>>, String> {
+    let tenancy = Arc::new(ArcSwap::from_pointee(
+        kubebid_model::tenancy::Tenancy::builtin(),
+    ));
+    if config.is_empty() {
+        let (watched, ready) = (
+            tenancy.clone(),
+            Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        );
+        on_own_thread(async move {
+            if let Err(e) = crate::audit_cmd::watch_tenancy(watched, ready).await {
+                tracing::error!(error = %e, "no tenancy: alerts carry no tenant");
+            }
+            std::future::pending::<()>().await;
+        });
+    } else {
+        let set = crate::check::load_config_set(config).map_err(|e| joined(&e))?;
+        tenancy.store(Arc::new(set.tenancy()));
+    }
+    Ok(tenancy)
+}
+
+/// The name alerts carry as `hostname`: the node's, else this host's.
+fn node_name(args: &SensorArgs) -> String {
+    args.node.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default()
+    })
+}
+
 /// `kubebid serve sensor`.
 pub fn serve_sensor(args: &SensorArgs) -> std::process::ExitCode {
     use std::process::ExitCode;
@@ -286,27 +329,29 @@ pub fn serve_sensor(args: &SensorArgs) -> std::process::ExitCode {
         eprintln!("kubebid serve sensor: {e}");
         ExitCode::from(2)
     };
-    let tenancy = match crate::check::load_config_set(&args.config) {
-        Ok(set) => set.tenancy(),
-        Err(errors) => return fail(joined(&errors)),
+    let tenancy = match sensor_tenancy(&args.config) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
     };
     let engine = match runtime_engine_tiers(&args.rules, !args.no_builtin, args.syscall_rules) {
         Ok(e) => e,
         Err(e) => return fail(e),
     };
     let wanted = wanted(&engine);
-    let Some(cgroup_root) = kubebid_sensor::sensor::cgroup2_root() else {
+    let Some(cgroup_root) = args
+        .cgroup_root
+        .clone()
+        .or_else(kubebid_sensor::sensor::cgroup2_root)
+    else {
         return fail("no cgroup v2 hierarchy is mounted".into());
     };
     let mut probe = match kubebid_sensor::probe::Probe::load(&wanted) {
         Ok(p) => p,
         Err(e) => return fail(e.to_string()),
     };
-    let hostname = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default();
+    let hostname = node_name(args);
     let tenant_of: kubebid_sensor::sensor::TenantOf =
-        Box::new(move |ns: &str| tenancy.tenant_of(ns).map(|t| t.name.clone()));
+        Box::new(move |ns: &str| tenancy.load().tenant_of(ns).map(|t| t.name.clone()));
     let mut sensor = Sensor::new(engine, &cgroup_root, tenant_of, hostname.clone());
     let mut out = match alerts_out(args.alerts.as_deref()) {
         Ok(o) => o,

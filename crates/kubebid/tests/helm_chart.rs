@@ -143,6 +143,7 @@ fn check_schema(object: &Value) -> Result<(), String> {
         ("v1", "ConfigMap") => round_trip::<ConfigMap>(object),
         ("apps/v1", "Deployment") => round_trip::<Deployment>(object),
         ("apps/v1", "StatefulSet") => round_trip::<StatefulSet>(object),
+        ("apps/v1", "DaemonSet") => round_trip::<k8s_openapi::api::apps::v1::DaemonSet>(object),
         ("policy/v1", "PodDisruptionBudget") => round_trip::<PodDisruptionBudget>(object),
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => round_trip::<ClusterRole>(object),
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
@@ -192,6 +193,7 @@ const NAMESPACED: &[&str] = &[
     "Secret",
     "ConfigMap",
     "Deployment",
+    "DaemonSet",
     "PodDisruptionBudget",
     "Role",
     "RoleBinding",
@@ -852,6 +854,7 @@ fn helm_lint_passes_in_every_mode() {
         json!({"webhook": {"certificates": {"mode": "secret", "caBundle": bundle}}}),
         json!({"webhook": {"clientCA": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"}}),
         json!({"dns": {"enabled": true, "clusterIP": "10.96.0.53"}}),
+        json!({"sensor": {"enabled": true, "syscallRules": true}}),
         json!({"config": {"spec": {"ciliumEncryption": true, "excludedNamespaces": ["kube-system", "monitoring"]}}}),
     ] {
         let values = values_file(&overrides);
@@ -997,4 +1000,80 @@ fn the_audit_sink_is_optional_keeps_its_log_on_a_volume_and_asks_only_what_it_ne
         !stderr.contains("Usage:") && stderr.contains("kubebid serve audit:"),
         "{stderr}"
     );
+}
+
+#[test]
+fn the_sensor_is_optional_runs_on_every_node_with_only_the_capabilities_it_needs() {
+    let off = render("kubebid-system", &json!({}));
+    assert!(
+        !off.iter()
+            .any(|o| o["metadata"]["name"] == "kubebid-sensor")
+    );
+    let on = render(
+        "kubebid-system",
+        &json!({"sensor": {"enabled": true, "syscallRules": true}}),
+    );
+    for o in &on {
+        check_schema(o).unwrap_or_else(|e| panic!("{} {}: {e}", o["kind"], o["metadata"]["name"]));
+    }
+    let ds = find(&on, "DaemonSet", "kubebid-sensor");
+    let spec = &ds["spec"]["template"]["spec"];
+    assert_eq!(spec["hostPID"], true);
+    let c = &spec["containers"][0];
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(
+        sc["capabilities"]["add"],
+        json!([
+            "BPF",
+            "PERFMON",
+            "SYS_RESOURCE",
+            "SYS_PTRACE",
+            "DAC_READ_SEARCH"
+        ])
+    );
+    assert!(sc.get("privileged").is_none_or(|p| p == false));
+    assert_eq!(c["volumeMounts"][0]["readOnly"], true);
+    assert_eq!(
+        c["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],
+        "spec.nodeName"
+    );
+    // Reads only: its node's pods and the tenancy.
+    let rules = rules_of(find(&on, "ClusterRole", "kubebid-sensor"));
+    for r in &rules {
+        assert!(
+            r.verbs
+                .iter()
+                .all(|v| ["get", "list", "watch"].contains(&v.as_str())),
+            "{r:?}"
+        );
+    }
+    assert!(grants(&rules, "", "pods", "watch", ""));
+    assert!(grants(&rules, "kubebid.io", "tenants", "watch", ""));
+    // The arguments parse: the command stops on what this machine lacks, not on its usage.
+    let args: Vec<String> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().replace("$(NODE_NAME)", "node-1"))
+        .collect();
+    assert!(args.iter().any(|a| a == "--syscall-rules"));
+    let empty =
+        std::env::temp_dir().join(format!("kubebid-sensor-kubeconfig-{}", std::process::id()));
+    std::fs::write(&empty, "apiVersion: v1\nkind: Config\nclusters: []\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kubebid"))
+        .args(&args)
+        .args(["--duration", "1"])
+        .env("KUBECONFIG", &empty)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("Usage:") && !stderr.contains("unexpected argument"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_file(empty);
 }
