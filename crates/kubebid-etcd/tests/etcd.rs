@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::FakeHsm;
-use common::etcd::{ctl, start_etcd};
+use common::etcd::{ctl, etcd_missing, start_etcd};
 use kubebid_etcd::layer::Layer;
 use kubebid_etcd::path::SecretKeys;
 use kubebid_etcd::proxy::{Etcd, serve};
@@ -75,10 +75,7 @@ fn raw(etcd: SocketAddr, key: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_through_the_proxy_sees_plain_values_and_etcd_holds_them_sealed() {
-    if Command::new("etcd").arg("--version").output().is_err() {
-        println!(
-            "SKIPPED: etcd is not installed (scripts/test installs etcd-server and etcd-client)"
-        );
+    if etcd_missing() {
         return;
     }
     let (_etcd, etcd) = start_etcd();

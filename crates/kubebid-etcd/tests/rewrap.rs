@@ -8,12 +8,11 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::FakeHsm;
-use common::etcd::{ctl, start_etcd};
+use common::etcd::{ctl, etcd_missing, start_etcd};
 use kubebid_etcd::client::Client;
 use kubebid_etcd::layer::{Layer, TenantOf};
 use kubebid_etcd::path::SecretKeys;
@@ -34,10 +33,7 @@ fn version(etcd: std::net::SocketAddr, key: &str) -> Option<u8> {
 
 #[test]
 fn rewrap_reseals_under_the_newest_key_and_never_overwrites_a_concurrent_write() {
-    if Command::new("etcd").arg("--version").output().is_err() {
-        println!(
-            "SKIPPED: etcd is not installed (scripts/test installs etcd-server and etcd-client)"
-        );
+    if etcd_missing() {
         return;
     }
     let (_etcd, etcd) = start_etcd();

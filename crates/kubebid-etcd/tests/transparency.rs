@@ -11,12 +11,11 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::FakeHsm;
-use common::etcd::{ctl, start_etcd};
+use common::etcd::{ctl, etcd_missing, start_etcd};
 use kubebid_etcd::client::{Client, Status};
 use kubebid_etcd::layer::Layer;
 use kubebid_etcd::path::SecretKeys;
@@ -369,10 +368,7 @@ async fn case(p: &Pair, ops: &[Op]) -> Result<(), TestCaseError> {
 
 #[test]
 fn every_answer_through_the_proxy_is_the_answer_of_etcd() {
-    if Command::new("etcd").arg("--version").output().is_err() {
-        println!(
-            "SKIPPED: etcd is not installed (scripts/test installs etcd-server and etcd-client)"
-        );
+    if etcd_missing() {
         return;
     }
     let (_a, a) = start_etcd();

@@ -87,3 +87,12 @@ pub fn ctl(addr: SocketAddr, args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Whether etcd is missing here; says so (the test then skips visibly).
+pub fn etcd_missing() -> bool {
+    if Command::new("etcd").arg("--version").output().is_ok() {
+        return false;
+    }
+    println!("SKIPPED: etcd is not installed (scripts/test installs etcd-server and etcd-client)");
+    true
+}
