@@ -13,6 +13,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use kubebid_model::tenancy::{Actor, Tenancy};
 use kubebid_rules::{ActorKind, AuditEvent, Engine, K8sAudit, KubeBidContext, Scratch};
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 
 use crate::event::{EventHead, head};
@@ -173,7 +174,7 @@ pub fn start(
 
 /// Posts each alert, as Falco's JSON, to `url` (http or https), like Falco's `http_output`. Alerts wait
 /// in a bounded queue; when the receiver is slow or down, the excess is dropped and counted.
-pub fn spawn_webhook(url: hyper::Uri, metrics: AuditMetrics) -> Result<Forward, String> {
+pub fn spawn_webhook(url: hyper::Uri, failures: Counter) -> Result<Forward, String> {
     use http_body_util::Full;
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
@@ -201,7 +202,7 @@ pub fn spawn_webhook(url: hyper::Uri, metrics: AuditMetrics) -> Result<Forward, 
                 tokio::time::timeout(std::time::Duration::from_secs(5), client.request(req)).await;
             let ok = matches!(&sent, Ok(Ok(r)) if r.status().is_success());
             if !ok {
-                metrics.alert_webhook_failures.inc();
+                failures.inc();
                 tracing::warn!(url = %url, "posting an alert to the webhook failed");
             }
         }

@@ -12,6 +12,7 @@ pub mod attribute;
 pub mod detect;
 pub mod event;
 pub mod export;
+pub mod forward;
 pub mod head;
 pub mod log;
 pub mod merkle;

@@ -66,7 +66,7 @@ async fn a_cross_tenant_secret_read_raises_an_alert_naming_both_tenants_in_every
         Box::new(
             spawn_webhook(
                 format!("http://{addr}/falco").parse().unwrap(),
-                metrics.clone(),
+                metrics.alert_webhook_failures.clone(),
             )
             .unwrap(),
         ),

@@ -241,12 +241,25 @@ impl<'a, S: Source> Compiler<'a, S> {
             }
             Err(e) => {
                 let name = f.to_string();
+                self.family_known(&f.name)?;
                 if !self.unsupported.contains(&name) {
                     self.unsupported.push(name);
                 }
                 let _ = e;
                 Ok(None)
             }
+        }
+    }
+
+    /// A field of no family of the source is an error in the rule, not a field to lack.
+    fn family_known(&self, name: &str) -> Result<(), CompileError> {
+        if self.source.known_family(name) {
+            Ok(())
+        } else {
+            Err(CompileError(format!(
+                "unknown field {name:?}: no such field in the {} source",
+                self.source.name()
+            )))
         }
     }
 
@@ -483,6 +496,7 @@ impl<'a, S: Source> Compiler<'a, S> {
                 Part::Field(display, fr) => match self.source.field(&fr.name, fr.arg.as_deref()) {
                     Ok(f) => output.push(Part::Field(display, f)),
                     Err(_) => {
+                        self.family_known(&fr.name)?;
                         if !self.unsupported.contains(&display) {
                             self.unsupported.push(display);
                         }

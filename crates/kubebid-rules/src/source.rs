@@ -173,4 +173,12 @@ pub trait Source {
 
     /// When the event happened, for alerts; `None` when the event does not say.
     fn timestamp(&self, event: &Self::Event<'_>) -> Option<jiff::Timestamp>;
+
+    /// Whether a field the source does not support at least belongs to one of the source's field
+    /// families (`proc.` of `proc.nosuch`). A rule using an unsupported field of a known family is only
+    /// not evaluable (a field the upstream engine has and this one lacks); one using a field of no
+    /// family is a mistake in the rule file, refused with its file and line.
+    fn known_family(&self, _name: &str) -> bool {
+        true
+    }
 }

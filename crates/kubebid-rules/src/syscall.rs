@@ -488,4 +488,28 @@ impl Source for Syscall {
     fn timestamp(&self, event: &SyscallEvent<'_>) -> Option<jiff::Timestamp> {
         jiff::Timestamp::from_nanosecond(i128::from(event.time_ns)).ok()
     }
+
+    fn known_family(&self, name: &str) -> bool {
+        // Falco's field classes for system call events, and KubeBid's own.
+        const FAMILIES: &[&str] = &[
+            "evt",
+            "proc",
+            "thread",
+            "user",
+            "group",
+            "container",
+            "k8s",
+            "k8smeta",
+            "fd",
+            "fdlist",
+            "fs",
+            "syslog",
+            "span",
+            "mesos",
+            "cgroup",
+            "kubebid",
+        ];
+        name.split_once('.')
+            .is_some_and(|(family, rest)| !rest.is_empty() && FAMILIES.contains(&family))
+    }
 }

@@ -310,11 +310,58 @@ fn the_event_types_the_rules_need_are_known_so_the_kernel_sends_only_those() {
     ] {
         assert!(need.iter().any(|n| n == call), "{call}: {need:?}");
     }
-    assert!(!need.iter().any(|n| n == "openat"), "{need:?}");
+    assert!(need.iter().any(|n| n == "openat"), "{need:?}");
+    assert!(!need.iter().any(|n| n == "connect"), "{need:?}");
     // A rule that constrains no event type needs them all.
     let any = compile(&[(
         "any.yaml",
         "- rule: any\n  desc: d\n  condition: proc.name = x\n  output: o\n  priority: INFO\n",
     )]);
     assert_eq!(any.required_values("evt.type", None), None);
+}
+
+#[test]
+fn mistakes_in_runtime_rule_files_are_named_with_file_and_line() {
+    let compile = |text: &str| {
+        let mut l = Loader::new();
+        l.add(
+            kubebid_rules::KUBEBID_RUNTIME_RULES_FILE,
+            kubebid_rules::kubebid_runtime_rules(),
+        )
+        .unwrap();
+        l.add("mine.yaml", text)?;
+        Engine::compile(&l.finish()?, Syscall::new()).map(|_| ())
+    };
+    // A field of no family: a typo, refused where it is.
+    let e = compile(
+        "- rule: Typo\n  desc: d\n  condition: prc.name = sh\n  output: o\n  priority: INFO\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().starts_with("mine.yaml:1: rule \"Typo\":") && e.message.contains("prc.name"),
+        "{e}"
+    );
+    // The same in an output.
+    let e = compile("\n- rule: Out\n  desc: d\n  condition: proc.name = sh\n  output: \"%nosuch\"\n  priority: INFO\n")
+        .unwrap_err();
+    assert_eq!((e.file.as_str(), e.line), ("mine.yaml", Some(2)), "{e}");
+    // A field of a known family that the sensor lacks: loads, and the rule says what it lacks.
+    compile(
+        "- rule: Lacks\n  desc: d\n  condition: fd.sip = 1.2.3.4\n  output: o\n  priority: INFO\n",
+    )
+    .unwrap();
+    // A malformed rule and a syntax error in the file.
+    let e = compile("- rule: Half\n  desc: d\n  condition: proc.name = sh\n").unwrap_err();
+    assert!(e.message.contains("missing output, priority"), "{e}");
+    assert_eq!(e.line, Some(1));
+    let e = compile("- rule: R\n  desc: [unclosed\n").unwrap_err();
+    assert_eq!(e.file, "mine.yaml");
+    assert!(e.line.is_some(), "{e}");
+    let e = compile("\n\n- rule: Cond\n  desc: d\n  condition: proc.name = sh and\n  output: o\n  priority: INFO\n")
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("mine.yaml:3: rule \"Cond\": condition:"),
+        "{e}"
+    );
 }

@@ -35,12 +35,30 @@ pub struct Raw {
     pub uid: u32,
     pub gid: u32,
     pub euid: u32,
+    /// `F_*` bits: how far the kernel could read and judge the call's path.
+    pub flags: u32,
     pub comm: String,
-    /// The executed file (exec) or the call's string argument (mount's file system type).
+    /// The executed file (exec) or the call's string argument (mount's file system type, an open's path
+    /// as the caller spelled it).
     pub text: String,
     /// The command line (exec), split at NULs.
     pub argv: Vec<String>,
+    /// For a relative open (`F_RELATIVE`): the directory it starts from, as the kernel walked it up to the
+    /// process's root (`/` first). Only the deepest components when `F_DEEP` is set.
+    pub start_dir: Option<String>,
 }
+
+/// The open's path filled the kernel's buffer: `text` is its start only.
+pub const F_TRUNCATED: u32 = 1;
+/// The path is not one the kernel's trie could judge (relative, `//`, `/./`, `/../`, a `/proc` magic
+/// link): user space resolves it and decides.
+pub const F_UNRESOLVED: u32 = 2;
+/// The starting directory was deeper than the kernel's slots.
+pub const F_DEEP: u32 = 4;
+/// `start_dir` was read by the kernel.
+pub const F_RELATIVE: u32 = 8;
+/// The kernel's slots for a starting directory's components.
+const SLOT: usize = 32;
 
 /// Why a record could not be decoded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -85,6 +103,19 @@ pub fn decode(b: &[u8]) -> Result<Raw, DecodeError> {
     };
     let str_len = (u32_at(b, 72) as usize).min(256);
     let args_len = (u32_at(b, 76) as usize).min(256);
+    let flags = u32_at(b, 84);
+    let start_dir = (kind == Kind::Syscall && flags & F_RELATIVE != 0).then(|| {
+        let mut dir = String::new();
+        for k in (0..args_len.min(256 / SLOT)).rev() {
+            dir.push('/');
+            dir.push_str(&text(b, ARGV + k * SLOT, SLOT));
+        }
+        if dir.is_empty() {
+            dir.push('/');
+        }
+        dir
+    });
+    let args_len = if start_dir.is_some() { 0 } else { args_len };
     let argv = b
         .get(ARGV..ARGV + args_len)
         .unwrap_or_default()
@@ -104,14 +135,17 @@ pub fn decode(b: &[u8]) -> Result<Raw, DecodeError> {
         gid: u32_at(b, 64),
         euid: u32_at(b, 68),
         nr: u32_at(b, 80),
+        flags,
         comm: text(b, COMM, 16),
         text: text(b, STR, str_len),
         argv,
+        start_dir,
     })
 }
 
 /// The x86_64 system calls the sensor can watch, by Falco's `evt.type` name.
 pub const SYSCALLS: &[(&str, u32)] = &[
+    ("open", 2),
     ("ptrace", 101),
     ("setuid", 105),
     ("setgid", 106),
@@ -123,10 +157,15 @@ pub const SYSCALLS: &[(&str, u32)] = &[
     ("mount", 165),
     ("init_module", 175),
     ("unshare", 272),
+    ("openat", 257),
     ("setns", 308),
     ("finit_module", 313),
     ("bpf", 321),
+    ("openat2", 437),
 ];
+
+/// The opens, whose paths the kernel checks against the watched set.
+pub const OPENS: &[&str] = &["open", "openat", "openat2"];
 
 /// A system call's name by number.
 #[must_use]
@@ -135,6 +174,50 @@ pub fn syscall_name(nr: u32) -> Option<&'static str> {
         return Some("execve");
     }
     SYSCALLS.iter().find(|(_, n)| *n == nr).map(|(s, _)| *s)
+}
+
+/// `openat`'s "the working directory" descriptor.
+pub const AT_FDCWD: i64 = -100;
+
+/// A descriptor argument: the register's low 32 bits, as the kernel reads an `int` (the upper half is
+/// whatever the caller left there).
+#[must_use]
+pub fn dirfd(register: u64) -> i64 {
+    let low = u32::try_from(register & 0xffff_ffff).unwrap_or(0);
+    i64::from(i32::from_ne_bytes(low.to_ne_bytes()))
+}
+
+/// An open's flags by name, `|`-joined as Falco shows them (`O_RDONLY|O_CLOEXEC`).
+fn open_flags(f: u64) -> String {
+    const NAMED: &[(u64, &str)] = &[
+        (0o100, "O_CREAT"),
+        (0o200, "O_EXCL"),
+        (0o400, "O_NOCTTY"),
+        (0o1000, "O_TRUNC"),
+        (0o2000, "O_APPEND"),
+        (0o4000, "O_NONBLOCK"),
+        (0o10000, "O_DSYNC"),
+        (0o200_000, "O_DIRECTORY"),
+        (0o400_000, "O_NOFOLLOW"),
+        (0o1_000_000, "O_NOATIME"),
+        (0o2_000_000, "O_CLOEXEC"),
+        (0o10_000_000, "O_PATH"),
+        (0o20_000_000, "O_TMPFILE"),
+    ];
+    let mut out = match f & 3 {
+        0 => "O_RDONLY",
+        1 => "O_WRONLY",
+        2 => "O_RDWR",
+        _ => "O_ACCMODE",
+    }
+    .to_owned();
+    for (bit, name) in NAMED {
+        if f & bit != 0 {
+            out.push('|');
+            out.push_str(name);
+        }
+    }
+    out
 }
 
 /// `ptrace` requests by number, as Falco names them.
@@ -171,6 +254,25 @@ pub fn arguments(raw: &Raw) -> Vec<(String, String)> {
         Some("setuid" | "setgid") => vec![kv("uid", a[0].to_string())],
         Some("bpf") => vec![kv("cmd", a[0].to_string())],
         Some("execve") => vec![kv("filename", raw.text.clone())],
+        Some("open" | "openat" | "openat2") => {
+            let mut v = vec![
+                kv("name", raw.text.clone()),
+                kv("flags", open_flags(a[1])),
+                kv("mode", format!("{:#o}", a[2])),
+            ];
+            if raw.nr != 2 {
+                let dirfd = dirfd(a[0]);
+                v.push(kv(
+                    "dirfd",
+                    if dirfd == AT_FDCWD {
+                        "AT_FDCWD".into()
+                    } else {
+                        dirfd.to_string()
+                    },
+                ));
+            }
+            v
+        }
         _ => Vec::new(),
     }
 }

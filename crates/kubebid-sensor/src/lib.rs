@@ -5,6 +5,7 @@
 pub mod cgroup;
 pub mod cgroups;
 pub mod event;
+pub mod paths;
 pub mod pods;
 pub mod probe;
 pub mod sensor;

@@ -8,6 +8,7 @@
 use std::os::fd::AsFd as _;
 use std::time::Duration;
 
+use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, MapData, RingBuf};
 use aya::programs::BtfTracePoint;
 
@@ -37,11 +38,12 @@ pub struct Probe {
 
 impl Probe {
     /// Loads and attaches the programs: execs always, and the system calls named in `wanted` (Falco's
-    /// `evt.type` names; ones the sensor cannot watch are ignored) let out of the kernel.
+    /// `evt.type` names; ones the sensor cannot watch are ignored) let out of the kernel. Opens leave it
+    /// only for the paths in `watch` (or spellings the kernel cannot judge; see [`crate::paths`]).
     ///
     /// # Errors
     /// No programs in this build, or the kernel refused them (no BPF, no BTF, not privileged).
-    pub fn load(wanted: &[&str]) -> Result<Self, ProbeError> {
+    pub fn load(wanted: &[&str], watch: &crate::paths::WatchSet) -> Result<Self, ProbeError> {
         if OBJECT.is_empty() {
             return Err(ProbeError::NotBuilt);
         }
@@ -96,6 +98,17 @@ impl Probe {
                         .set(*nr, 1, 0)
                         .map_err(|e| load_err("wanted", e))?;
                 }
+            }
+        }
+        {
+            let map = ebpf
+                .map_mut("paths")
+                .ok_or_else(|| load_err("paths", "no such map"))?;
+            let mut trie: LpmTrie<&mut MapData, [u8; crate::paths::MAX_PATH], u8> =
+                LpmTrie::try_from(map).map_err(|e| load_err("paths", e))?;
+            for (bits, data) in watch.trie_entries() {
+                trie.insert(&Key::new(bits, data), 1, 0)
+                    .map_err(|e| load_err("paths", e))?;
             }
         }
         let ring = RingBuf::try_from(

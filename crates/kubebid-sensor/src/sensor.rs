@@ -6,12 +6,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use kubebid_rules::{
-    Alert, ContainerInfo, Engine, PodInfo, ProcessInfo, Scratch, Syscall, SyscallEvent,
+    Alert, ContainerInfo, Engine, FdInfo, PodInfo, ProcessInfo, Scratch, Syscall, SyscallEvent,
 };
 
 use crate::cgroup::{Attribution, attribute};
 use crate::cgroups::CgroupIndex;
-use crate::event::{Kind, Raw, arguments, syscall_name};
+use crate::event::{AT_FDCWD, F_DEEP, F_TRUNCATED, Kind, OPENS, Raw, arguments, syscall_name};
+use crate::paths::{WatchSet, normalize, through_proc};
 
 /// At most this many processes are remembered; past it, those no longer running are dropped.
 const MAX_PROCESSES: usize = 65_536;
@@ -53,6 +54,9 @@ pub struct Sensor {
     hostname: String,
     scratch: Scratch,
     proc_root: PathBuf,
+    watch: WatchSet,
+    /// Opens the kernel let out that were not of a watched path once resolved (or could not be resolved).
+    pub opens_dropped: u64,
 }
 
 fn read_users() -> HashMap<u32, String> {
@@ -86,7 +90,57 @@ impl Sensor {
             hostname,
             scratch: Scratch::new(),
             proc_root: PathBuf::from("/proc"),
+            watch: WatchSet::defaults(),
+            opens_dropped: 0,
         }
+    }
+
+    /// The paths whose opens are reported (the kernel's trie must hold the same set).
+    pub fn set_watch(&mut self, watch: WatchSet) {
+        self.watch = watch;
+    }
+
+    /// A link of `/proc/<pid>/` (`cwd`, `fd/3`), as the sensor reads it.
+    fn proc_link(&self, pid: u32, what: &str) -> Option<String> {
+        std::fs::read_link(self.proc_root.join(pid.to_string()).join(what))
+            .ok()
+            .map(|p| p.display().to_string())
+    }
+
+    /// The file an open named, in its plain spelling as the opening process sees it; `None` when it
+    /// cannot be told (the process is gone and the kernel could not read the start).
+    fn open_target(&self, raw: &Raw) -> Option<String> {
+        let opener = raw.tgid;
+        let mut path = if raw.flags & F_TRUNCATED != 0 {
+            if raw.ret < 0 {
+                return None;
+            }
+            self.proc_link(opener, &format!("fd/{}", raw.ret))?
+        } else if raw.text.starts_with('/') {
+            normalize(&raw.text)
+        } else {
+            let base = match &raw.start_dir {
+                Some(d) if raw.flags & F_DEEP == 0 => d.clone(),
+                _ => {
+                    let dirfd = crate::event::dirfd(raw.args[0]);
+                    if dirfd == AT_FDCWD {
+                        self.proc_link(opener, "cwd")?
+                    } else {
+                        self.proc_link(opener, &format!("fd/{dirfd}"))?
+                    }
+                }
+            };
+            normalize(&format!("{base}/{}", raw.text))
+        };
+        // A magic link may lead to another (a cwd under /proc): a few hops at most.
+        for _ in 0..4 {
+            match through_proc(&path, opener, &mut |pid, what| self.proc_link(pid, what)) {
+                None => break,
+                Some(Some(p)) => path = p,
+                Some(None) => return None,
+            }
+        }
+        Some(path)
     }
 
     /// The rules' engine.
@@ -199,8 +253,8 @@ impl Sensor {
         }
     }
 
-    /// The alerts of one kernel record.
-    pub fn handle(&mut self, raw: &Raw) -> Vec<Alert> {
+    /// The alerts of one kernel record, and the pod it happened in.
+    pub fn handle(&mut self, raw: &Raw) -> Detected {
         let process = match raw.kind {
             Kind::Exec => {
                 let p = ProcessInfo {
@@ -236,6 +290,26 @@ impl Sensor {
             next = u32::try_from(a.ppid).unwrap_or(0);
             ancestors.push(a);
         }
+        let evt_type = syscall_name(raw.nr).unwrap_or("unknown");
+        let fd = if raw.kind == Kind::Syscall && OPENS.contains(&evt_type) {
+            match self.open_target(raw) {
+                Some(name) if self.watch.matches(&name) => Some(FdInfo {
+                    num: if raw.ret >= 0 { raw.ret } else { -1 },
+                    name,
+                    typechar: if raw.args[1] & 0o200_000 == 0 {
+                        'f'
+                    } else {
+                        'd'
+                    },
+                }),
+                _ => {
+                    self.opens_dropped += 1;
+                    return Detected::default();
+                }
+            }
+        } else {
+            None
+        };
         let (container, pod) = self.attribute(raw.cgroup);
         let args = arguments(raw);
         let refs: Vec<&ProcessInfo> = ancestors.iter().collect();
@@ -245,19 +319,30 @@ impl Sensor {
                 .try_into()
                 .unwrap_or(0),
             num: raw.boot_ns,
-            evt_type: syscall_name(raw.nr).unwrap_or("unknown"),
+            evt_type,
             res: raw.ret,
             args: &args,
-            open_flags: None,
+            open_flags: fd
+                .as_ref()
+                .map(|_| u32::try_from(raw.args[1] & 0xffff_ffff).unwrap_or(0)),
             process: &process,
             ancestors: &refs,
-            fd: None,
+            fd: fd.as_ref(),
             container: container.as_ref(),
             pod: pod.as_ref(),
             hostname: &self.hostname,
         };
-        self.engine.alerts(&event, &mut self.scratch)
+        let alerts = self.engine.alerts(&event, &mut self.scratch);
+        Detected { alerts, pod }
     }
+}
+
+/// What one record raised.
+#[derive(Debug, Default)]
+pub struct Detected {
+    pub alerts: Vec<Alert>,
+    /// The pod the record's process runs in, when it is one of this node's pods.
+    pub pod: Option<PodInfo>,
 }
 
 /// The sensor's metrics, registered under `kubebid_sensor`.
@@ -274,6 +359,26 @@ pub struct SensorFamilies {
         RuleLabels,
         prometheus_client::metrics::counter::Counter,
     >,
+    /// Opens the kernel let out (a spelling it could not judge) that user space found unwatched.
+    pub opens_dropped: prometheus_client::metrics::gauge::Gauge,
+    /// Alerts an output could not queue, by output.
+    pub alerts_dropped: OutputFamily,
+    /// Deliveries an output's receiver did not acknowledge, by output.
+    pub delivery_failures: OutputFamily,
+    /// Alerts an output's receiver acknowledged, by output.
+    pub alerts_delivered: OutputFamily,
+}
+
+/// Counters by alert output (`webhook`, `audit`).
+pub type OutputFamily = prometheus_client::metrics::family::Family<
+    OutputLabels,
+    prometheus_client::metrics::counter::Counter,
+>;
+
+/// Labels of an output's count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct OutputLabels {
+    pub output: String,
 }
 
 /// Labels of an alert count.
@@ -303,6 +408,26 @@ impl kubebid_server::metrics::Component for SensorFamilies {
             this.lost.clone(),
         );
         r.register("alerts", "Alerts raised, by rule", this.alerts.clone());
+        r.register(
+            "opens_dropped",
+            "Opens the kernel passed whose resolved path is not watched",
+            this.opens_dropped.clone(),
+        );
+        r.register(
+            "alerts_dropped",
+            "Alerts an output could not queue, by output",
+            this.alerts_dropped.clone(),
+        );
+        r.register(
+            "delivery_failures",
+            "Deliveries an output's receiver did not acknowledge, by output",
+            this.delivery_failures.clone(),
+        );
+        r.register(
+            "alerts_delivered",
+            "Alerts an output's receiver acknowledged, by output",
+            this.alerts_delivered.clone(),
+        );
         this
     }
 }

@@ -10,12 +10,13 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kubebid_sensor::event::{Kind, arguments, decode, syscall_name};
+use kubebid_sensor::event::{F_RELATIVE, F_UNRESOLVED, Kind, Raw, arguments, decode, syscall_name};
+use kubebid_sensor::paths::WatchSet;
 use kubebid_sensor::probe::{Probe, ProbeError};
 
-fn probe(wanted: &[&str]) -> Option<Probe> {
+fn probe(wanted: &[&str], watch: &WatchSet) -> Option<Probe> {
     // Only a kernel (or a build) that cannot run it skips; anything else that fails is a failure.
-    match Probe::load(wanted) {
+    match Probe::load(wanted, watch) {
         Ok(p) => Some(p),
         Err(e @ (ProbeError::NotBuilt | ProbeError::Unsupported(_))) => {
             println!("SKIPPED: the BPF probe cannot load here: {e}");
@@ -27,7 +28,7 @@ fn probe(wanted: &[&str]) -> Option<Probe> {
 
 #[test]
 fn every_exec_is_seen_and_only_wanted_calls_leave_the_kernel() {
-    let Some(mut p) = probe(&["unshare"]) else {
+    let Some(mut p) = probe(&["unshare"], &WatchSet::default()) else {
         return;
     };
     // 300 execs of /bin/true, as fast as they go.
@@ -83,4 +84,89 @@ fn every_exec_is_seen_and_only_wanted_calls_leave_the_kernel() {
         vec![("flags".to_owned(), "0x4000000".to_owned())]
     );
     assert_eq!(setns, 0, "setns was not asked for");
+}
+
+/// Every record from this process's `openat` calls until `done` says enough.
+fn opens_of(p: &mut Probe, pid: u32, mut done: impl FnMut(&[Raw]) -> bool) -> Vec<Raw> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && !done(&got) {
+        p.poll(Duration::from_millis(100), |b| {
+            let r = decode(b).expect("a record decodes");
+            if r.kind == Kind::Syscall && syscall_name(r.nr) == Some("openat") && r.tgid == pid {
+                got.push(r);
+            }
+        });
+    }
+    got
+}
+
+#[test]
+fn only_opens_of_watched_paths_leave_the_kernel() {
+    let dir = std::env::temp_dir().join(format!("kubebid-probe-opens-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("vault/deep")).unwrap();
+    for f in ["key", "keyed", "plain", "vault/a", "vault/deep/b"] {
+        std::fs::write(dir.join(f), "x").unwrap();
+    }
+    let d = dir.display().to_string();
+    let watch = WatchSet::parse(&[format!("{d}/key"), format!("{d}/vault/")]).unwrap();
+    let Some(mut p) = probe(&["openat"], &watch) else {
+        return;
+    };
+    let me = std::process::id();
+    let open = |path: String| drop(std::fs::File::open(path).unwrap());
+    // Plain absolute spellings: judged in the kernel.
+    for _ in 0..100 {
+        open(format!("{d}/plain"));
+        open(format!("{d}/keyed"));
+    }
+    for _ in 0..10 {
+        open(format!("{d}/key"));
+    }
+    open(format!("{d}/vault/a"));
+    open(format!("{d}/vault/deep/b"));
+    // Other spellings leave the kernel for user space to judge.
+    open(format!("{d}//plain"));
+    open(format!("{d}/vault/../key"));
+    // Relative to a directory descriptor: the kernel walks the directory up to the root.
+    let dirfd = std::fs::File::open(&dir).unwrap();
+    drop(
+        nix::fcntl::openat(
+            &dirfd,
+            "key",
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap(),
+    );
+    let got = opens_of(&mut p, me, |g| g.iter().any(|r| r.text == "key"));
+    let texts: Vec<&str> = got.iter().map(|r| r.text.as_str()).collect();
+    let count = |t: String| texts.iter().filter(|x| **x == t).count();
+    assert_eq!(count(format!("{d}/plain")), 0, "unwatched: {texts:?}");
+    assert_eq!(
+        count(format!("{d}/keyed")),
+        0,
+        "a longer name is another file"
+    );
+    assert_eq!(count(format!("{d}/key")), 10, "{texts:?}");
+    assert_eq!(count(format!("{d}/vault/a")), 1);
+    assert_eq!(count(format!("{d}/vault/deep/b")), 1);
+    for odd in [format!("{d}//plain"), format!("{d}/vault/../key")] {
+        let r = got.iter().find(|r| r.text == odd).expect("odd spelling");
+        assert_eq!(r.flags & F_UNRESOLVED, F_UNRESOLVED);
+    }
+    let rel = got.iter().find(|r| r.text == "key").unwrap();
+    assert_eq!(rel.flags & F_RELATIVE, F_RELATIVE);
+    assert_eq!(rel.start_dir.as_deref(), Some(d.as_str()), "walked up to /");
+    assert!(rel.ret >= 0);
+    assert_eq!(
+        arguments(rel)
+            .into_iter()
+            .find(|(k, _)| k == "flags")
+            .map(|(_, v)| v),
+        Some("O_RDONLY|O_CLOEXEC".to_owned())
+    );
+    assert_eq!(p.lost(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
 }

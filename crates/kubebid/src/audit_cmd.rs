@@ -858,8 +858,9 @@ fn start_detection(
         let url: hyper::Uri = url
             .parse()
             .map_err(|e| std::io::Error::other(format!("--alert-webhook: {e}")))?;
-        let forward = kubebid_audit::detect::spawn_webhook(url, metrics.clone())
-            .map_err(std::io::Error::other)?;
+        let forward =
+            kubebid_audit::detect::spawn_webhook(url, metrics.alert_webhook_failures.clone())
+                .map_err(std::io::Error::other)?;
         outputs.push(Box::new(forward));
     }
     kubebid_audit::detect::start(engine, tenancy, outputs, hostname(), metrics.clone())

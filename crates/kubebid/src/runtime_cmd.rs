@@ -93,9 +93,30 @@ pub struct SensorArgs {
     /// sensor then attaches to the system call tracepoints, which every system call passes.
     #[arg(long)]
     pub syscall_rules: bool,
+    /// A path whose opens are reported (repeatable; a directory ends in `/` and covers everything below
+    /// it). Replaces KubeBid's default set (credentials, sudo and PAM files, root's SSH keys, the node's
+    /// Kubernetes credentials, the loader's preload list, the core dump helper).
+    #[arg(long = "watch-path", value_name = "PATH")]
+    pub watch_paths: Vec<String>,
     /// Append alerts here as JSON lines (Falco's format); standard output without it.
     #[arg(long, value_name = "FILE")]
     pub alerts: Option<PathBuf>,
+    /// Also post each alert (Falco's JSON) to this URL, as Falco's `http_output` does.
+    #[arg(long, value_name = "URL")]
+    pub alert_webhook: Option<String>,
+    /// Also file each alert in the trail of the tenant whose pod raised it: the audit sink's `/events`
+    /// URL (`https://kubebid-audit.kubebid-system:8443/events`).
+    #[arg(long, value_name = "URL")]
+    pub audit_sink: Option<String>,
+    /// The CA that signed the audit sink's serving certificate.
+    #[arg(long, value_name = "FILE", requires = "audit_sink")]
+    pub audit_sink_ca: Option<PathBuf>,
+    /// This sensor's client certificate for the audit sink (with `--audit-sink-key`), re-read when it
+    /// changes.
+    #[arg(long, value_name = "FILE", requires_all = ["audit_sink_key", "audit_sink_ca"])]
+    pub audit_sink_cert: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", requires = "audit_sink_cert")]
+    pub audit_sink_key: Option<PathBuf>,
     /// Where `/metrics` (events, lost events, alerts by rule), `/healthz` and `/readyz` are served.
     #[arg(long, default_value = "127.0.0.1:9156")]
     pub metrics_listen: std::net::SocketAddr,
@@ -245,18 +266,132 @@ fn on_own_thread(task: impl Future<Output = ()> + Send + 'static) {
     });
 }
 
-/// Where alerts go: appended to `path`, or standard output.
-fn alerts_out(path: Option<&std::path::Path>) -> Result<Box<dyn std::io::Write>, String> {
-    Ok(match path {
-        Some(p) => Box::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| format!("--alerts {}: {e}", p.display()))?,
-        ),
-        None => Box::new(std::io::stdout()),
-    })
+/// Where alerts go: JSON lines (a file, or standard output), the webhook, the tenants' trails.
+struct Outputs {
+    lines: Box<dyn std::io::Write>,
+    webhook: Option<kubebid_audit::detect::Forward>,
+    trail: Option<kubebid_audit::forward::TrailForward>,
+    /// The posting tasks' runtime and the trail task, drained at the end.
+    runtime: Option<(tokio::runtime::Runtime, tokio::task::JoinHandle<()>)>,
+}
+
+impl Outputs {
+    fn new(
+        args: &SensorArgs,
+        node: &str,
+        families: &kubebid_sensor::sensor::SensorFamilies,
+    ) -> Result<Self, String> {
+        let lines: Box<dyn std::io::Write> = match &args.alerts {
+            Some(p) => Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| format!("--alerts {}: {e}", p.display()))?,
+            ),
+            None => Box::new(std::io::stdout()),
+        };
+        let mut this = Self {
+            lines,
+            webhook: None,
+            trail: None,
+            runtime: None,
+        };
+        if args.alert_webhook.is_none() && args.audit_sink.is_none() {
+            return Ok(this);
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("kubebid-sensor-out")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("the alert outputs' runtime: {e}"))?;
+        let in_rt = rt.enter();
+        let label = |output: &str| kubebid_sensor::sensor::OutputLabels {
+            output: output.to_owned(),
+        };
+        if let Some(url) = &args.alert_webhook {
+            let url: hyper::Uri = url.parse().map_err(|e| format!("--alert-webhook: {e}"))?;
+            let failures = families.delivery_failures.get_or_create(&label("webhook"));
+            this.webhook = Some(
+                kubebid_audit::detect::spawn_webhook(url, failures.clone())
+                    .map_err(|e| format!("--alert-webhook: {e}"))?,
+            );
+        }
+        let Some(url) = &args.audit_sink else {
+            let nothing = tokio::spawn(async {});
+            drop(in_rt);
+            this.runtime = Some((rt, nothing));
+            return Ok(this);
+        };
+        let url: hyper::Uri = url.parse().map_err(|e| format!("--audit-sink: {e}"))?;
+        let cert = match (&args.audit_sink_cert, &args.audit_sink_key) {
+            (Some(c), Some(k)) => Some(Arc::new(
+                kubebid_server::tls::ReloadingCert::new(c, k)
+                    .map_err(|e| format!("--audit-sink-cert: {e}"))?,
+            )),
+            _ => None,
+        };
+        let tls = match &args.audit_sink_ca {
+            Some(ca) => Some(
+                kubebid_server::tls::client_config(ca, cert)
+                    .map_err(|e| format!("--audit-sink-ca: {e}"))?,
+            ),
+            None => None,
+        };
+        let counters = kubebid_audit::forward::ForwardCounters {
+            dropped: families
+                .alerts_dropped
+                .get_or_create(&label("audit"))
+                .clone(),
+            failures: families
+                .delivery_failures
+                .get_or_create(&label("audit"))
+                .clone(),
+            delivered: families
+                .alerts_delivered
+                .get_or_create(&label("audit"))
+                .clone(),
+        };
+        let (trail, task) =
+            kubebid_audit::forward::spawn_trail_forward(url, tls, node.to_owned(), counters)
+                .map_err(|e| format!("--audit-sink: {e}"))?;
+        this.trail = Some(trail);
+        drop(in_rt);
+        this.runtime = Some((rt, task));
+        Ok(this)
+    }
+
+    fn alert(
+        &mut self,
+        alert: &kubebid_rules::Alert,
+        pod: Option<&kubebid_rules::PodInfo>,
+        node: &str,
+    ) {
+        use kubebid_audit::detect::AlertOutput as _;
+        let json = alert.to_json(node);
+        let _ = writeln!(self.lines, "{json}");
+        if let Some(w) = &mut self.webhook {
+            w.alert(&json);
+        }
+        if let Some(t) = &self.trail {
+            t.send(&json, pod.map(|p| (p.namespace.clone(), p.name.clone())));
+        }
+    }
+
+    /// Flushes the lines and gives the trail up to five seconds to take what is queued.
+    fn finish(mut self) {
+        let _ = self.lines.flush();
+        self.webhook = None;
+        self.trail = None;
+        if let Some((rt, task)) = self.runtime.take() {
+            let _ = rt.block_on(tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                task,
+            ));
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
+        }
+    }
 }
 
 /// A flag set on SIGTERM or SIGINT (by a thread of its own: the sensor's loop is blocking).
@@ -322,6 +457,36 @@ fn node_name(args: &SensorArgs) -> String {
     })
 }
 
+/// The watched paths: those given, or KubeBid's defaults.
+fn watch_set(given: &[String]) -> Result<kubebid_sensor::paths::WatchSet, String> {
+    if given.is_empty() {
+        Ok(kubebid_sensor::paths::WatchSet::defaults())
+    } else {
+        kubebid_sensor::paths::WatchSet::parse(given).map_err(|e| format!("--watch-path: {e}"))
+    }
+}
+
+/// One decoded record through the rules, its alerts counted and sent out; how many.
+fn raise(
+    sensor: &mut Sensor,
+    raw: &kubebid_sensor::event::Raw,
+    families: &kubebid_sensor::sensor::SensorFamilies,
+    out: &mut Outputs,
+    hostname: &str,
+) -> u64 {
+    let found = sensor.handle(raw);
+    for a in &found.alerts {
+        families
+            .alerts
+            .get_or_create(&kubebid_sensor::sensor::RuleLabels {
+                rule: a.rule.clone(),
+            })
+            .inc();
+        out.alert(a, found.pod.as_ref(), hostname);
+    }
+    found.alerts.len() as u64
+}
+
 /// `kubebid serve sensor`.
 pub fn serve_sensor(args: &SensorArgs) -> std::process::ExitCode {
     use std::process::ExitCode;
@@ -338,6 +503,10 @@ pub fn serve_sensor(args: &SensorArgs) -> std::process::ExitCode {
         Err(e) => return fail(e),
     };
     let wanted = wanted(&engine);
+    let watch = match watch_set(&args.watch_paths) {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
     let Some(cgroup_root) = args
         .cgroup_root
         .clone()
@@ -345,7 +514,7 @@ pub fn serve_sensor(args: &SensorArgs) -> std::process::ExitCode {
     else {
         return fail("no cgroup v2 hierarchy is mounted".into());
     };
-    let mut probe = match kubebid_sensor::probe::Probe::load(&wanted) {
+    let mut probe = match kubebid_sensor::probe::Probe::load(&wanted, &watch) {
         Ok(p) => p,
         Err(e) => return fail(e.to_string()),
     };
@@ -353,10 +522,7 @@ pub fn serve_sensor(args: &SensorArgs) -> std::process::ExitCode {
     let tenant_of: kubebid_sensor::sensor::TenantOf =
         Box::new(move |ns: &str| tenancy.load().tenant_of(ns).map(|t| t.name.clone()));
     let mut sensor = Sensor::new(engine, &cgroup_root, tenant_of, hostname.clone());
-    let mut out = match alerts_out(args.alerts.as_deref()) {
-        Ok(o) => o,
-        Err(e) => return fail(e),
-    };
+    sensor.set_watch(watch);
     let stop = stop_on_signals();
     let mut pods = PodSource {
         file: args.pods.clone(),
@@ -370,6 +536,10 @@ pub fn serve_sensor(args: &SensorArgs) -> std::process::ExitCode {
     };
     let (families, metrics_addr) = match metrics_endpoint(args.metrics_listen) {
         Ok(f) => f,
+        Err(e) => return fail(e),
+    };
+    let mut out = match Outputs::new(args, &hostname, &families) {
+        Ok(o) => o,
         Err(e) => return fail(e),
     };
     tracing::info!(
@@ -391,18 +561,7 @@ pub fn serve_sensor(args: &SensorArgs) -> std::process::ExitCode {
             events += 1;
             families.events.inc();
             match kubebid_sensor::event::decode(b) {
-                Ok(raw) => {
-                    for a in sensor.handle(&raw) {
-                        alerts += 1;
-                        families
-                            .alerts
-                            .get_or_create(&kubebid_sensor::sensor::RuleLabels {
-                                rule: a.rule.clone(),
-                            })
-                            .inc();
-                        let _ = writeln!(out, "{}", a.to_json(&hostname));
-                    }
-                }
+                Ok(raw) => alerts += raise(&mut sensor, &raw, &families, &mut out, &hostname),
                 Err(e) => {
                     bad += 1;
                     families.malformed.inc();
@@ -410,11 +569,15 @@ pub fn serve_sensor(args: &SensorArgs) -> std::process::ExitCode {
                 }
             }
         });
-        let _ = out.flush();
+        let _ = out.lines.flush();
         families
             .lost
             .set(i64::try_from(probe.lost()).unwrap_or(i64::MAX));
+        families
+            .opens_dropped
+            .set(i64::try_from(sensor.opens_dropped).unwrap_or(i64::MAX));
     }
+    out.finish();
     tracing::info!(
         events,
         alerts,

@@ -447,3 +447,41 @@ fn a_path_without_manifests_is_an_error_not_a_pass() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn the_sensor_refuses_a_bad_rule_file_or_watched_path_before_it_starts() {
+    let d = tempdir();
+    let tenants = d.join("tenants.yaml");
+    std::fs::write(
+        &tenants,
+        "apiVersion: kubebid.io/v1alpha1\nkind: Tenant\nmetadata: {name: acme}\nspec: {namespaces: [acme-prod]}\n",
+    )
+    .expect("write");
+    let bad = d.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "- rule: Typo\n  desc: d\n  condition: evt.type = execve and prc.name = sh\n  output: o\n  priority: INFO\n",
+    )
+    .expect("write");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["serve", "sensor", "-c", tenants.to_str().expect("utf8")];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--duration", "1", "--metrics-listen", "127.0.0.1:0"]);
+        kubebid(&args, None)
+    };
+    let out = run(&["--rules", bad.to_str().expect("utf8")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{}:1: rule \"Typo\"", bad.display())) && err.contains("prc.name"),
+        "{err}"
+    );
+    let out = run(&["--watch-path", "/etc/../etc/shadow"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--watch-path") && err.contains("plain spelling"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -1060,6 +1060,49 @@ fn the_sensor_is_optional_runs_on_every_node_with_only_the_capabilities_it_needs
         .map(|a| a.as_str().unwrap().replace("$(NODE_NAME)", "node-1"))
         .collect();
     assert!(args.iter().any(|a| a == "--syscall-rules"));
+    // Alerts into the tenants' trails: the sink's Service, with the client certificate mounted.
+    let trail = render(
+        "kubebid-system",
+        &json!({"audit": {"enabled": true, "clientCA": "x"}, "sensor": {"enabled": true,
+            "auditTrail": {"enabled": true}, "watchPaths": ["/etc/shadow", "/srv/keys/"],
+            "alertWebhook": "https://hooks.example/falco"}}),
+    );
+    let tc = &find(&trail, "DaemonSet", "kubebid-sensor")["spec"]["template"]["spec"];
+    let targs: Vec<&str> = tc["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let after = |flag: &str| {
+        targs
+            .iter()
+            .position(|a| *a == flag)
+            .map(|i| targs[i + 1])
+            .unwrap_or_else(|| panic!("{flag} in {targs:?}"))
+    };
+    assert_eq!(
+        after("--audit-sink"),
+        "https://kubebid-audit.kubebid-system.svc:8444/events"
+    );
+    assert_eq!(
+        after("--audit-sink-cert"),
+        "/etc/kubebid/audit-client/tls.crt"
+    );
+    assert_eq!(after("--alert-webhook"), "https://hooks.example/falco");
+    assert_eq!(targs.iter().filter(|a| **a == "--watch-path").count(), 2);
+    assert_eq!(
+        tc["volumes"][1]["secret"]["secretName"],
+        "kubebid-sensor-audit-client"
+    );
+    let refused = render_text(
+        "kubebid-system",
+        &json!({"sensor": {"enabled": true, "auditTrail": {"enabled": true}}}),
+    );
+    assert!(
+        refused.is_err_and(|e| e.contains("needs audit.enabled")),
+        "a trail without a sink"
+    );
     let empty =
         std::env::temp_dir().join(format!("kubebid-sensor-kubeconfig-{}", std::process::id()));
     std::fs::write(&empty, "apiVersion: v1\nkind: Config\nclusters: []\n").unwrap();

@@ -1,16 +1,19 @@
 //! `kubebid serve sensor` on this machine's kernel, as root: a cgroup laid out as the kubelet and
 //! containerd lay it out, a pod in it (from a pods file) in a tenant's namespace, and inside it `unshare`,
 //! `su` run by a non-root user and `mount -t proc`. The alerts name the rule, the tenant, the namespace,
-//! the pod and the container; the same tools on the node outside any pod raise no container alert. Where
+//! the pod and the container; the same tools on the node outside any pod raise no container alert. Opens of
+//! /etc/shadow however spelled are reported as /etc/shadow. Every alert also reaches a webhook, and the
+//! audit sink files it in the tenant's trail. Where
 //! the kernel refuses BPF, the test says so and skips (the rules are tested on recorded events in
 //! kubebid-rules).
 
 // Test fixtures fail the test loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const UID: &str = "7a1b2c3d-4e5f-4a6b-8c7d-0123456789ab";
@@ -22,6 +25,83 @@ fn cgroup2_root() -> Option<PathBuf> {
         let f: Vec<&str> = l.split_whitespace().collect();
         (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
     })
+}
+
+/// An HTTP/1.1 receiver on loopback that answers 200 to every POST and keeps the bodies.
+fn webhook() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let keep = bodies.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let keep = keep.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let l = line.to_ascii_lowercase();
+                        if let Some(v) = l.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap();
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    keep.lock().unwrap().push(String::from_utf8(body).unwrap());
+                    conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .unwrap();
+                }
+            });
+        }
+    });
+    (addr, bodies)
+}
+
+/// The audit sink on loopback, over `dir`, with the tenants of `tenants`; its address.
+fn audit_sink(dir: &std::path::Path, tenants: &std::path::Path) -> (std::process::Child, String) {
+    let keygen = Command::new(env!("CARGO_BIN_EXE_kubebid"))
+        .args(["audit", "keygen", "--out"])
+        .arg(dir.join("key.pem"))
+        .output()
+        .unwrap();
+    assert!(keygen.status.success(), "{keygen:?}");
+    let mut sink = Command::new(env!("CARGO_BIN_EXE_kubebid"))
+        .args(["serve", "audit", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.join("data"))
+        .arg("-c")
+        .arg(tenants)
+        .arg("--signing-key")
+        .arg(dir.join("key.pem"))
+        .arg("--alerts")
+        .arg(dir.join("sink-alerts.jsonl"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(sink.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the sink says where it listens")
+            .unwrap();
+        if line.contains("audit sink serving") {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            break v["fields"]["listen"].as_str().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (sink, addr)
 }
 
 /// The kubelet-shaped cgroup directories, removed on drop (deepest first).
@@ -80,6 +160,8 @@ fn escapes_and_escalations_in_a_tenant_pod_raise_alerts_naming_it() {
     )
     .unwrap();
     let alerts = dir.join("alerts.jsonl");
+    let (hook, posted) = webhook();
+    let (mut sink, sink_addr) = audit_sink(&dir, &dir.join("tenants.yaml"));
     let mut sensor = Command::new(env!("CARGO_BIN_EXE_kubebid"))
         .args(["serve", "sensor", "-c"])
         .arg(dir.join("tenants.yaml"))
@@ -87,6 +169,10 @@ fn escapes_and_escalations_in_a_tenant_pod_raise_alerts_naming_it() {
         .arg(dir.join("pods.json"))
         .arg("--alerts")
         .arg(&alerts)
+        .arg("--alert-webhook")
+        .arg(format!("http://{hook}/"))
+        .arg("--audit-sink")
+        .arg(format!("http://{sink_addr}/events"))
         .args([
             "--duration",
             "60",
@@ -128,7 +214,9 @@ fn escapes_and_escalations_in_a_tenant_pod_raise_alerts_naming_it() {
     let script = format!(
         "echo $$ > {procs} && unshare --uts true; \
          setpriv --reuid=65534 --regid=65534 --clear-groups su -c true root </dev/null >/dev/null 2>&1; \
-         unshare -m sh -c 'mkdir -p {mnt} && mount -t proc proc {mnt} && umount {mnt}'",
+         unshare -m sh -c 'mkdir -p {mnt} && mount -t proc proc {mnt} && umount {mnt}'; \
+         cat /etc/shadow >/dev/null; (cd /etc && cat ./shadow >/dev/null); cat //etc/./shadow >/dev/null; \
+         cat /proc/self/root/etc/shadow >/dev/null; cat /etc/hostname >/dev/null",
         procs = leaf.join("cgroup.procs").display(),
         mnt = mnt.display()
     );
@@ -149,6 +237,13 @@ fn escapes_and_escalations_in_a_tenant_pod_raise_alerts_naming_it() {
         "KubeBid Proc Mount in Container",
         "KubeBid Proc Mounted in Container",
         "KubeBid Namespace Change in Container",
+        "KubeBid Sensitive File Opened in Container",
+    ];
+    let spellings = [
+        "cat /etc/shadow",
+        "cat ./shadow",
+        "cat //etc/./shadow",
+        "cat /proc/self/root/etc/shadow",
     ];
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut found: Vec<serde_json::Value> = Vec::new();
@@ -158,7 +253,15 @@ fn escapes_and_escalations_in_a_tenant_pod_raise_alerts_naming_it() {
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect();
-        if want.iter().all(|w| found.iter().any(|a| a["rule"] == *w)) {
+        let opened = |c: &str| {
+            found.iter().any(|a| {
+                a["output_fields"]["proc.cmdline"] == c
+                    && a["rule"] == "KubeBid Sensitive File Opened in Container"
+            })
+        };
+        if want.iter().all(|w| found.iter().any(|a| a["rule"] == *w))
+            && spellings.iter().all(|c| opened(c))
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -195,6 +298,25 @@ fn escapes_and_escalations_in_a_tenant_pod_raise_alerts_naming_it() {
         assert_eq!(f["container.id"], &ID[..12], "{a}");
         assert!(a["output"].as_str().unwrap().contains("tenant=acme"), "{a}");
     }
+    // However the path was spelled, the file is /etc/shadow; the unwatched file raised nothing.
+    let opens: Vec<&serde_json::Value> = found
+        .iter()
+        .filter(|a| a["rule"] == "KubeBid Sensitive File Opened in Container")
+        .collect();
+    for c in spellings {
+        let a = opens
+            .iter()
+            .find(|a| a["output_fields"]["proc.cmdline"] == c)
+            .unwrap_or_else(|| panic!("no open alert for {c:?} in {opens:#?}"));
+        assert_eq!(a["output_fields"]["fd.name"], "/etc/shadow", "{a}");
+        assert_eq!(a["output_fields"]["evt.is_open_write"], "false", "{a}");
+    }
+    assert!(
+        opens
+            .iter()
+            .all(|a| a["output_fields"]["fd.name"] != "/etc/hostname"),
+        "{opens:#?}"
+    );
     let esc = found
         .iter()
         .find(|a| a["rule"] == "KubeBid Privilege Escalation Tool")
@@ -207,5 +329,49 @@ fn escapes_and_escalations_in_a_tenant_pod_raise_alerts_naming_it() {
             .filter(|a| a["rule"] == "KubeBid Namespace Tool in Container")
             .all(|a| a["output_fields"]["k8s.pod.name"] == "web-0")
     );
+
+    // The webhook got every alert as Falco's JSON.
+    let hooked: Vec<serde_json::Value> = posted
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    for w in want {
+        assert!(hooked.iter().any(|a| a["rule"] == w), "{w} not posted");
+    }
+    // The sink filed them in acme's trail, about the pod, under the sensor's name.
+    let _ = sink.kill();
+    let _ = sink.wait();
+    let out = Command::new(env!("CARGO_BIN_EXE_kubebid"))
+        .args(["audit", "query"])
+        .arg(dir.join("data"))
+        .args(["--tenant", "acme", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trail: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for w in want {
+        let e = trail
+            .iter()
+            .find(|e| e["annotations"]["kubebid.io/rule"] == w)
+            .unwrap_or_else(|| panic!("{w} not in acme's trail: {trail:#?}"));
+        assert_eq!(e["verb"], "runtime-alert");
+        assert_eq!(e["objectRef"]["namespace"], "acme-prod");
+        assert_eq!(e["objectRef"]["name"], "web-0");
+        assert!(
+            e["user"]["username"]
+                .as_str()
+                .unwrap()
+                .starts_with("system:kubebid:sensor:")
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
