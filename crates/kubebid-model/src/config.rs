@@ -568,13 +568,69 @@ pub struct NamespaceState {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Isolation {
-    /// Pods get whole dedicated cores (static CPU manager policy: integer CPU requests equal to limits).
+    /// Pods get whole dedicated cores: admission requires Guaranteed QoS with whole-CPU requests, which the
+    /// kubelet's static CPU manager pins to cores no other pod shares.
     #[serde(default)]
     pub dedicated_cores: bool,
-    /// Pods must run on nodes attested for memory encryption (AMD SEV or Intel TDX).
+    /// Pods run in confidential microVMs on nodes attested for memory encryption: `required` (AMD SEV-SNP
+    /// or Intel TDX), `sev-snp` or `tdx`. Admission then allows only the matching `RuntimeClasses`
+    /// (`kubebid-secure-snp`, `kubebid-secure-tdx`), whatever `runtimeClasses` says.
     #[serde(default)]
-    pub confidential_computing: bool,
+    pub memory_encryption: MemoryEncryption,
+    /// An exclusive share of the L3 cache on every node the tenant's pods run on (resctrl cache
+    /// allocation), against cache side channels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_partition: Option<CachePartition>,
 }
+
+/// Memory encryption a tenant requires.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemoryEncryption {
+    /// None beyond the microVM.
+    #[default]
+    None,
+    /// SEV-SNP or TDX, whichever the node has.
+    Required,
+    /// AMD SEV-SNP.
+    SevSnp,
+    /// Intel TDX.
+    Tdx,
+}
+
+/// The `RuntimeClass` of an SEV-SNP confidential microVM.
+pub const SNP_RUNTIME_CLASS: &str = "kubebid-secure-snp";
+/// The `RuntimeClass` of a TDX confidential microVM.
+pub const TDX_RUNTIME_CLASS: &str = "kubebid-secure-tdx";
+/// The node label the node agent sets to the memory encryption it attested (`sev-snp`, `tdx`).
+pub const MEMORY_ENCRYPTION_LABEL: &str = "kubebid.io/memory-encryption";
+/// The node label the node agent sets when it attested cache partitioning.
+pub const CACHE_PARTITIONING_LABEL: &str = "kubebid.io/cache-partitioning";
+
+impl MemoryEncryption {
+    /// The `RuntimeClasses` that give it; empty for none.
+    #[must_use]
+    pub fn runtime_classes(self) -> &'static [&'static str] {
+        match self {
+            Self::None => &[],
+            Self::Required => &[SNP_RUNTIME_CLASS, TDX_RUNTIME_CLASS],
+            Self::SevSnp => &[SNP_RUNTIME_CLASS],
+            Self::Tdx => &[TDX_RUNTIME_CLASS],
+        }
+    }
+}
+
+/// A tenant's cache partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CachePartition {
+    /// The tenant's share of each node's L3 cache ways, in percent (1 to 90; at least one way). The shares
+    /// of all tenants together may not pass 90: the rest stays with the node and other pods.
+    pub share: u8,
+}
+
+/// Most of the L3 cache all tenants' partitions may take together, in percent.
+pub const MAX_CACHE_SHARE: u32 = 90;
 
 /// Network settings of a tenant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -785,6 +841,19 @@ fn default_storage_classes() -> Vec<String> {
 }
 
 impl TenantSpec {
+    /// The `RuntimeClasses` the tenant's pods may use, and the one mutation sets: those of its memory
+    /// encryption when it requires one, else `runtimeClasses`.
+    #[must_use]
+    pub fn effective_runtime_classes(&self) -> RuntimeClasses {
+        match self.isolation.memory_encryption.runtime_classes() {
+            [] => self.runtime_classes.clone(),
+            classes => RuntimeClasses {
+                allowed: classes.iter().map(|c| (*c).to_owned()).collect(),
+                default: classes.first().map(|c| (*c).to_owned()),
+            },
+        }
+    }
+
     /// The settings used when no configuration is given: every namespace is a tenant namespace.
     #[must_use]
     pub fn builtin_default() -> Self {
@@ -852,6 +921,14 @@ impl TenantSpec {
                     "system: users and groups are Kubernetes' own and cannot own a tenant",
                 ));
             }
+        }
+        if let Some(c) = self.isolation.cache_partition
+            && !(1..=MAX_CACHE_SHARE).contains(&u32::from(c.share))
+        {
+            errs.push(FieldError::new(
+                "spec.isolation.cachePartition.share",
+                format!("{} is not a share from 1 to {MAX_CACHE_SHARE} percent", c.share),
+            ));
         }
         if self.runtime_classes.allowed.is_empty() {
             errs.push(FieldError::new(

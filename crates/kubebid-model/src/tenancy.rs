@@ -64,6 +64,8 @@ pub struct TenantScope {
     pub external_dns: bool,
     /// Days the audit sink keeps the tenant's trail (`None`: the sink's default).
     pub audit_retention_days: Option<u32>,
+    /// Its share of each node's L3 cache, in percent, when it has a partition.
+    pub cache_share: Option<u8>,
     /// Its position in [`Tenancy::tenants`], for tables kept beside the model.
     pub index: usize,
 }
@@ -229,6 +231,7 @@ impl TenantScope {
             from_ingress_controllers: spec.network.from_ingress_controllers,
             external_dns: spec.network.external_dns,
             audit_retention_days: spec.audit_retention_days,
+            cache_share: spec.isolation.cache_partition.map(|c| c.share),
             index: 0,
         }
     }
@@ -390,6 +393,22 @@ impl Tenancy {
                     format!(
                         "namespace {ns:?} is shared with tenant {:?} (its sharedServices); a tenant's namespace cannot be shared",
                         other.name
+                    ),
+                ));
+            }
+        }
+        if let Some(c) = spec.isolation.cache_partition {
+            let others_share: u32 = others()
+                .filter_map(|t| t.cache_share)
+                .map(u32::from)
+                .sum();
+            if others_share + u32::from(c.share) > crate::config::MAX_CACHE_SHARE {
+                out.push(field(
+                    "spec.isolation.cachePartition.share".into(),
+                    format!(
+                        "{}% with the other tenants' {others_share}% passes {}% of the cache; the rest stays with the node",
+                        c.share,
+                        crate::config::MAX_CACHE_SHARE
                     ),
                 ));
             }

@@ -329,6 +329,15 @@ const RULE_TABLE: &[Rule] = &[
         "Set spec.runtimeClassName to one of the tenant's allowed classes (kubebid-secure); remove runtime annotations."
     ),
     rule!(
+        "tenant/dedicated-cores",
+        ZeroTrust,
+        High,
+        POD_KINDS,
+        "Dedicated cores",
+        "For a tenant with isolation.dedicatedCores, every container must be Guaranteed (cpu and memory requests equal to limits) with a whole number of CPUs: only then does the kubelet's static CPU manager pin it to cores no other tenant's pod is scheduled on, so no core, and none of its L1/L2 caches, is time-shared with another tenant.",
+        "Set resources.limits.cpu to a whole number of CPUs and memory, with requests equal to limits (or no requests), in every container and init container."
+    ),
+    rule!(
         "tenant/node-name",
         ZeroTrust,
         High,

@@ -48,6 +48,8 @@ pub struct TenantSettings {
     pub storage_classes: Vec<String>,
     pub allow_load_balancer: bool,
     pub extended_resources: Vec<String>,
+    /// Pods must be Guaranteed with whole CPUs (`isolation.dedicatedCores`).
+    pub dedicated_cores: bool,
     /// Per-rule action overrides, indexed like [`RULES`].
     pub actions: Vec<Option<Action>>,
     pub mutate: Mutations,
@@ -60,8 +62,9 @@ impl TenantSettings {
         Self {
             name,
             profile: spec.profile,
-            runtime_classes: spec.runtime_classes.allowed.clone(),
-            default_runtime_class: spec.runtime_classes.default.clone(),
+            runtime_classes: spec.effective_runtime_classes().allowed,
+            default_runtime_class: spec.effective_runtime_classes().default,
+            dedicated_cores: spec.isolation.dedicated_cores,
             // Normalised once here rather than on every image of every review.
             registries: spec.registries.as_ref().map(|v| {
                 v.iter()

@@ -236,6 +236,9 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
         }
         let requests = c.resources.and_then(|r| r.requests.as_ref());
         let limits = c.resources.and_then(|r| r.limits.as_ref());
+        if t.dedicated_cores {
+            dedicated_cores(requests, limits, &|tail| c.at(pod, tail), &c.describe(), out);
+        }
         extended_resources(
             c.resources,
             &|tail| c.at(pod, tail),
@@ -369,6 +372,54 @@ fn extended_resources(
                     ),
                 ));
             }
+        }
+    }
+}
+
+/// A dedicated-cores tenant's container: Guaranteed, with whole CPUs.
+fn dedicated_cores(
+    requests: Option<&std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+    limits: Option<&std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+    at: &dyn Fn(&str) -> String,
+    who: &str,
+    out: &mut Vec<Raw>,
+) {
+    use kubebid_model::quantity::Quantity;
+    const ONE_CPU: i128 = 1_000_000_000;
+    for res in ["cpu", "memory"] {
+        let limit = limits.and_then(|m| m.get(res));
+        let Some(limit) = limit else {
+            out.push(raw(
+                rid!("tenant/dedicated-cores"),
+                at(&format!("resources.limits.{res}")),
+                format!("{who} has no {res} limit, so it is not Guaranteed and shares cores with other pods"),
+            ));
+            continue;
+        };
+        let Some(lim) = Quantity::parse(&limit.0) else {
+            continue; // the API server refuses a malformed quantity itself
+        };
+        if let Some(request) = requests.and_then(|m| m.get(res))
+            && Quantity::parse(&request.0).is_some_and(|r| r.nanos() != lim.nanos())
+        {
+            out.push(raw(
+                rid!("tenant/dedicated-cores"),
+                at(&format!("resources.requests.{res}")),
+                format!(
+                    "{who} requests {res} {} below its limit {}: not Guaranteed, so its cores are shared",
+                    request.0, limit.0
+                ),
+            ));
+        }
+        if res == "cpu" && (lim.nanos() <= 0 || lim.nanos() % ONE_CPU != 0) {
+            out.push(raw(
+                rid!("tenant/dedicated-cores"),
+                at("resources.limits.cpu"),
+                format!(
+                    "{who} asks for {} CPU, not a whole number: the CPU manager pins only whole CPUs, so a fraction runs on the shared pool",
+                    limit.0
+                ),
+            ));
         }
     }
 }

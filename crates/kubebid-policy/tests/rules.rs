@@ -2555,3 +2555,145 @@ fn pod_network_and_runtime_overrides_are_refused() {
     pod["metadata"]["annotations"] = json!({"cni.projectcalico.org/podIP": "10.244.1.5/32", "k8s.v1.cni.cncf.io/network-status": "[]"});
     assert!(rules_of(&p, pod).is_empty());
 }
+
+/// Tenants with compute tiers: `vault` dedicated cores and SEV-SNP, `cache` any memory encryption.
+const TIERS: &str = r"
+apiVersion: kubebid.io/v1alpha1
+kind: Tenant
+metadata: {name: vault}
+spec:
+  namespaces: [vault]
+  isolation: {dedicatedCores: true, memoryEncryption: sev-snp, cachePartition: {share: 40}}
+---
+apiVersion: kubebid.io/v1alpha1
+kind: Tenant
+metadata: {name: enc}
+spec:
+  namespaces: [enc]
+  isolation: {memoryEncryption: required}
+";
+
+fn tiers() -> PolicySet {
+    let mut set = ConfigSet::default();
+    let errs = set.add_text("tiers.yaml", TIERS);
+    assert!(errs.is_empty(), "{errs:?}");
+    PolicySet::from_config(&set).expect("compiles")
+}
+
+fn in_ns(ns: &str, spec: &Value) -> Vec<(&'static str, Value, &'static str)> {
+    wrap_all(spec)
+        .into_iter()
+        .map(|(k, mut o, p)| {
+            o["metadata"]["namespace"] = ns.into();
+            (k, o, p)
+        })
+        .collect()
+}
+
+#[test]
+fn dedicated_cores_need_guaranteed_whole_cpus_in_every_container() {
+    let policy = tiers();
+    let guaranteed = |c: &mut Value| {
+        c["resources"] = json!({"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"cpu": "2000m", "memory": "1Gi"}});
+    };
+    let mut spec = good_spec();
+    spec["runtimeClassName"] = "kubebid-secure-snp".into();
+    for list in ["initContainers", "containers"] {
+        for c in spec[list].as_array_mut().unwrap() {
+            guaranteed(c);
+        }
+    }
+    for (kind, obj, _) in in_ns("vault", &spec) {
+        let d = decide(&policy, obj);
+        assert!(d.findings.is_empty(), "{kind}: {:?}", ids(&d));
+    }
+    // The good spec of other tenants (requests below limits, fractions) is refused here, at each container.
+    let cases: &[(&str, fn(&mut Value), &str)] = &[
+        ("fraction", |c| c["resources"]["limits"]["cpu"] = "1500m".into(), "containers[0].resources.limits.cpu"),
+        ("burstable", |c| c["resources"]["requests"]["cpu"] = "1".into(), "containers[0].resources.requests.cpu"),
+        ("memory below", |c| c["resources"]["requests"]["memory"] = "512Mi".into(), "containers[0].resources.requests.memory"),
+        ("no limit", |c| { c["resources"]["limits"].as_object_mut().unwrap().remove("memory"); }, "containers[0].resources.limits.memory"),
+        ("no resources", |c| { c.as_object_mut().unwrap().remove("resources"); }, "containers[0].resources.limits.cpu"),
+    ];
+    for (what, change, path) in cases {
+        for list in ["containers", "initContainers"] {
+            let mut bad = spec.clone();
+            change(&mut bad[list][0]);
+            let path = path.replacen("containers", list, 1);
+            for (kind, obj, at) in in_ns("vault", &bad) {
+                let d = decide(&policy, obj);
+                let want = format!("tenant/dedicated-cores @ {at}.{path}");
+                assert!(ids(&d).contains(&want), "{what} {kind}: {:?}, want {want}", ids(&d));
+            }
+        }
+    }
+    // Another tenant's Burstable pod is fine.
+    let mut other = good_spec();
+    other["runtimeClassName"] = "kubebid-secure-snp".into();
+    let d = decide(&policy, in_ns("enc", &other).remove(0).1);
+    assert!(!ids(&d).iter().any(|i| i.starts_with("tenant/dedicated-cores")), "{:?}", ids(&d));
+}
+
+#[test]
+fn memory_encryption_allows_only_its_runtime_classes_and_mutation_sets_one() {
+    let policy = tiers();
+    let with = |rc: &str| {
+        let mut s = good_spec();
+        s["runtimeClassName"] = rc.into();
+        for list in ["initContainers", "containers"] {
+            for c in s[list].as_array_mut().unwrap() {
+                c["resources"] = json!({"limits": {"cpu": "1", "memory": "1Gi"}});
+            }
+        }
+        s
+    };
+    for (ns, rc, allowed) in [
+        ("vault", "kubebid-secure-snp", true),
+        ("vault", "kubebid-secure-tdx", false),
+        ("vault", "kubebid-secure", false),
+        ("enc", "kubebid-secure-snp", true),
+        ("enc", "kubebid-secure-tdx", true),
+        ("enc", "kubebid-secure", false),
+    ] {
+        for (kind, obj, _) in in_ns(ns, &with(rc)) {
+            let denied = rules_of(&policy, obj).contains(&"tenant/runtime-class");
+            assert_eq!(!denied, allowed, "{ns} {rc} {kind}");
+        }
+    }
+    // A pod that names none gets the tenant's first class from the mutating webhook.
+    let mut none = with("");
+    none.as_object_mut().unwrap().remove("runtimeClassName");
+    let mut pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "x", "namespace": "enc"}, "spec": none});
+    let settings = policy.tenant_for(Some("enc")).unwrap();
+    assert!(kubebid_policy::mutate::apply(
+        &mut pod,
+        &settings.mutate,
+        settings.default_runtime_class.as_deref()
+    ));
+    assert_eq!(pod["spec"]["runtimeClassName"], "kubebid-secure-snp");
+    assert!(!rules_of(&policy, pod).contains(&"tenant/runtime-class"));
+}
+
+#[test]
+fn cache_shares_are_bounded_per_tenant_and_together() {
+    let mut set = ConfigSet::default();
+    let errs = set.add_text(
+        "bad.yaml",
+        "apiVersion: kubebid.io/v1alpha1\nkind: Tenant\nmetadata: {name: a}\nspec:\n  namespaces: [a]\n  isolation: {cachePartition: {share: 95}}\n",
+    );
+    assert!(
+        errs.iter().any(|e| e.to_string().contains("cachePartition.share")),
+        "{errs:?}"
+    );
+    let tenancy = |text: &str| {
+        let mut set = ConfigSet::default();
+        assert!(set.add_text("t.yaml", text).is_empty());
+        set.tenancy()
+    };
+    let t = tenancy(&format!(
+        "{TIERS}---\napiVersion: kubebid.io/v1alpha1\nkind: Tenant\nmetadata: {{name: big}}\nspec:\n  namespaces: [big]\n  isolation: {{cachePartition: {{share: 60}}}}\n"
+    ));
+    let rejected: Vec<String> = t.rejected().iter().map(|r| format!("{}: {:?}", r.tenant, r.problems)).collect();
+    assert!(rejected.iter().any(|r| r.contains("passes 90%")), "{rejected:?}");
+}

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Service;
 use kubebid_model::config::{
-    AuditLevel, FieldError, KubeBidConfigSpec, MANAGED_LABEL, NAMESPACE_NAME_LABEL, OwnerKind,
-    Profile, SECURE_RUNTIME_LABEL, TENANT_LABEL, Tenant,
+    AuditLevel, FieldError, KubeBidConfigSpec, MANAGED_LABEL, MEMORY_ENCRYPTION_LABEL,
+    NAMESPACE_NAME_LABEL, OwnerKind, Profile, SECURE_RUNTIME_LABEL, SNP_RUNTIME_CLASS,
+    TDX_RUNTIME_CLASS, TENANT_LABEL, Tenant,
 };
 use kubebid_model::{Party, Tenancy, TenantScope};
 use serde_json::{Value, json};
@@ -493,6 +494,8 @@ pub fn cluster(spec: &KubeBidConfigSpec) -> Vec<Value> {
             "handler": "kata-fc",
             "overhead": {"podFixed": {"memory": "160Mi", "cpu": "250m"}},
             "scheduling": {"nodeSelector": {SECURE_RUNTIME_LABEL: "true"}}}),
+        confidential_runtime_class(SNP_RUNTIME_CLASS, "kata-qemu-snp", "sev-snp"),
+        confidential_runtime_class(TDX_RUNTIME_CLASS, "kata-qemu-tdx", "tdx"),
         json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": cluster_meta(kubebid_model::config::DEFAULT_STORAGE_CLASS),
             "provisioner": spec.storage_provisioner,
             "parameters": {"type": "ssd", "encryption": "true", "encryptionKeySource": "tenant-kms", "fsType": "ext4"},
@@ -503,6 +506,16 @@ pub fn cluster(spec: &KubeBidConfigSpec) -> Vec<Value> {
             "spec": {"endpointSelector": {}, "egressDeny": [{"toEndpoints": [{"matchLabels": {"io.cilium.k8s.policy.unencrypted": "true"}}]}]}}));
     }
     out
+}
+
+/// The `RuntimeClass` of a confidential microVM on nodes the node agent attested for `technology`. Kata runs
+/// SEV-SNP and TDX guests with QEMU (Firecracker runs neither), under its own handler. An encrypted guest's
+/// memory cannot be hot-plugged, so its fixed overhead is the guest's whole boot allocation.
+fn confidential_runtime_class(name: &str, handler: &str, technology: &str) -> Value {
+    json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": cluster_meta(name),
+        "handler": handler,
+        "overhead": {"podFixed": {"memory": "2048Mi", "cpu": "1"}},
+        "scheduling": {"nodeSelector": {SECURE_RUNTIME_LABEL: "true", MEMORY_ENCRYPTION_LABEL: technology}}})
 }
 
 fn audit_level(l: AuditLevel) -> &'static str {
