@@ -568,7 +568,7 @@ pub struct NamespaceState {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Isolation {
-    /// Pods get whole dedicated cores: admission requires Guaranteed QoS with whole-CPU requests, which the
+    /// Pods get whole dedicated cores: admission requires the Guaranteed class with whole CPU requests, which the
     /// kubelet's static CPU manager pins to cores no other pod shares.
     #[serde(default)]
     pub dedicated_cores: bool,
@@ -927,7 +927,10 @@ impl TenantSpec {
         {
             errs.push(FieldError::new(
                 "spec.isolation.cachePartition.share",
-                format!("{} is not a share from 1 to {MAX_CACHE_SHARE} percent", c.share),
+                format!(
+                    "{} is not a share from 1 to {MAX_CACHE_SHARE} percent",
+                    c.share
+                ),
             ));
         }
         if self.runtime_classes.allowed.is_empty() {

@@ -398,10 +398,7 @@ impl Tenancy {
             }
         }
         if let Some(c) = spec.isolation.cache_partition {
-            let others_share: u32 = others()
-                .filter_map(|t| t.cache_share)
-                .map(u32::from)
-                .sum();
+            let others_share: u32 = others().filter_map(|t| t.cache_share).map(u32::from).sum();
             if others_share + u32::from(c.share) > crate::config::MAX_CACHE_SHARE {
                 out.push(field(
                     "spec.isolation.cachePartition.share".into(),

@@ -237,7 +237,13 @@ pub(crate) fn pod_rules(pod: &PodView<'_>, scope: &Scope<'_>, out: &mut Vec<Raw>
         let requests = c.resources.and_then(|r| r.requests.as_ref());
         let limits = c.resources.and_then(|r| r.limits.as_ref());
         if t.dedicated_cores {
-            dedicated_cores(requests, limits, &|tail| c.at(pod, tail), &c.describe(), out);
+            dedicated_cores(
+                requests,
+                limits,
+                &|tail| c.at(pod, tail),
+                &c.describe(),
+                out,
+            );
         }
         extended_resources(
             c.resources,
@@ -378,8 +384,18 @@ fn extended_resources(
 
 /// A dedicated-cores tenant's container: Guaranteed, with whole CPUs.
 fn dedicated_cores(
-    requests: Option<&std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
-    limits: Option<&std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+    requests: Option<
+        &std::collections::BTreeMap<
+            String,
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+        >,
+    >,
+    limits: Option<
+        &std::collections::BTreeMap<
+            String,
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+        >,
+    >,
     at: &dyn Fn(&str) -> String,
     who: &str,
     out: &mut Vec<Raw>,

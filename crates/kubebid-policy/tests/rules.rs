@@ -2608,12 +2608,39 @@ fn dedicated_cores_need_guaranteed_whole_cpus_in_every_container() {
         assert!(d.findings.is_empty(), "{kind}: {:?}", ids(&d));
     }
     // The good spec of other tenants (requests below limits, fractions) is refused here, at each container.
-    let cases: &[(&str, fn(&mut Value), &str)] = &[
-        ("fraction", |c| c["resources"]["limits"]["cpu"] = "1500m".into(), "containers[0].resources.limits.cpu"),
-        ("burstable", |c| c["resources"]["requests"]["cpu"] = "1".into(), "containers[0].resources.requests.cpu"),
-        ("memory below", |c| c["resources"]["requests"]["memory"] = "512Mi".into(), "containers[0].resources.requests.memory"),
-        ("no limit", |c| { c["resources"]["limits"].as_object_mut().unwrap().remove("memory"); }, "containers[0].resources.limits.memory"),
-        ("no resources", |c| { c.as_object_mut().unwrap().remove("resources"); }, "containers[0].resources.limits.cpu"),
+    let cases: &[(&str, Mutation, &str)] = &[
+        (
+            "fraction",
+            |c| c["resources"]["limits"]["cpu"] = "1500m".into(),
+            "containers[0].resources.limits.cpu",
+        ),
+        (
+            "burstable",
+            |c| c["resources"]["requests"]["cpu"] = "1".into(),
+            "containers[0].resources.requests.cpu",
+        ),
+        (
+            "memory below",
+            |c| c["resources"]["requests"]["memory"] = "512Mi".into(),
+            "containers[0].resources.requests.memory",
+        ),
+        (
+            "no limit",
+            |c| {
+                c["resources"]["limits"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("memory");
+            },
+            "containers[0].resources.limits.memory",
+        ),
+        (
+            "no resources",
+            |c| {
+                c.as_object_mut().unwrap().remove("resources");
+            },
+            "containers[0].resources.limits.cpu",
+        ),
     ];
     for (what, change, path) in cases {
         for list in ["containers", "initContainers"] {
@@ -2623,7 +2650,11 @@ fn dedicated_cores_need_guaranteed_whole_cpus_in_every_container() {
             for (kind, obj, at) in in_ns("vault", &bad) {
                 let d = decide(&policy, obj);
                 let want = format!("tenant/dedicated-cores @ {at}.{path}");
-                assert!(ids(&d).contains(&want), "{what} {kind}: {:?}, want {want}", ids(&d));
+                assert!(
+                    ids(&d).contains(&want),
+                    "{what} {kind}: {:?}, want {want}",
+                    ids(&d)
+                );
             }
         }
     }
@@ -2631,7 +2662,13 @@ fn dedicated_cores_need_guaranteed_whole_cpus_in_every_container() {
     let mut other = good_spec();
     other["runtimeClassName"] = "kubebid-secure-snp".into();
     let d = decide(&policy, in_ns("enc", &other).remove(0).1);
-    assert!(!ids(&d).iter().any(|i| i.starts_with("tenant/dedicated-cores")), "{:?}", ids(&d));
+    assert!(
+        !ids(&d)
+            .iter()
+            .any(|i| i.starts_with("tenant/dedicated-cores")),
+        "{:?}",
+        ids(&d)
+    );
 }
 
 #[test]
@@ -2683,7 +2720,8 @@ fn cache_shares_are_bounded_per_tenant_and_together() {
         "apiVersion: kubebid.io/v1alpha1\nkind: Tenant\nmetadata: {name: a}\nspec:\n  namespaces: [a]\n  isolation: {cachePartition: {share: 95}}\n",
     );
     assert!(
-        errs.iter().any(|e| e.to_string().contains("cachePartition.share")),
+        errs.iter()
+            .any(|e| e.to_string().contains("cachePartition.share")),
         "{errs:?}"
     );
     let tenancy = |text: &str| {
@@ -2694,6 +2732,13 @@ fn cache_shares_are_bounded_per_tenant_and_together() {
     let t = tenancy(&format!(
         "{TIERS}---\napiVersion: kubebid.io/v1alpha1\nkind: Tenant\nmetadata: {{name: big}}\nspec:\n  namespaces: [big]\n  isolation: {{cachePartition: {{share: 60}}}}\n"
     ));
-    let rejected: Vec<String> = t.rejected().iter().map(|r| format!("{}: {:?}", r.tenant, r.problems)).collect();
-    assert!(rejected.iter().any(|r| r.contains("passes 90%")), "{rejected:?}");
+    let rejected: Vec<String> = t
+        .rejected()
+        .iter()
+        .map(|r| format!("{}: {:?}", r.tenant, r.problems))
+        .collect();
+    assert!(
+        rejected.iter().any(|r| r.contains("passes 90%")),
+        "{rejected:?}"
+    );
 }

@@ -355,6 +355,15 @@ static __always_inline int open_wanted(struct pending *p, struct pt_regs *regs, 
 	return bpf_map_lookup_elem(&paths, &p->prefixlen) != 0;
 }
 
+/* The sensor's own process: its calls (bpf() to read its maps, opens of /proc) are not reported, or each
+ * one it handles would make another. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} self_tgid SEC(".maps");
+
 SEC("tp_btf/sys_enter")
 int BPF_PROG(on_enter, struct pt_regs *regs, long id)
 {
@@ -363,6 +372,10 @@ int BPF_PROG(on_enter, struct pt_regs *regs, long id)
 		return 0;
 	__u8 *w = bpf_map_lookup_elem(&wanted, &nr);
 	if (!w || !*w)
+		return 0;
+	__u32 zero_key = 0;
+	__u32 *me = bpf_map_lookup_elem(&self_tgid, &zero_key);
+	if (me && *me == (__u32)(bpf_get_current_pid_tgid() >> 32))
 		return 0;
 	__u32 zero = 0;
 	struct pending *p = bpf_map_lookup_elem(&scratch, &zero);

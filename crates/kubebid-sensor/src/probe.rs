@@ -44,6 +44,21 @@ impl Probe {
     /// # Errors
     /// No programs in this build, or the kernel refused them (no BPF, no BTF, not privileged).
     pub fn load(wanted: &[&str], watch: &crate::paths::WatchSet) -> Result<Self, ProbeError> {
+        Self::load_ignoring(wanted, watch, Some(std::process::id()))
+    }
+
+    /// [`Probe::load`], with the system calls of process `ignore` kept in the kernel: the sensor's own (by
+    /// default: each call it makes to read its maps would otherwise be an event to handle, which makes
+    /// another). Its PID must be as the kernel's first PID namespace sees it (the `DaemonSet` runs in the
+    /// host's). `None` reports every process.
+    ///
+    /// # Errors
+    /// As [`Probe::load`].
+    pub fn load_ignoring(
+        wanted: &[&str],
+        watch: &crate::paths::WatchSet,
+        ignore: Option<u32>,
+    ) -> Result<Self, ProbeError> {
         if OBJECT.is_empty() {
             return Err(ProbeError::NotBuilt);
         }
@@ -99,6 +114,15 @@ impl Probe {
                         .map_err(|e| load_err("wanted", e))?;
                 }
             }
+        }
+        {
+            let map = ebpf
+                .map_mut("self_tgid")
+                .ok_or_else(|| load_err("self_tgid", "no such map"))?;
+            let mut me: Array<&mut MapData, u32> =
+                Array::try_from(map).map_err(|e| load_err("self_tgid", e))?;
+            me.set(0, ignore.unwrap_or(0), 0)
+                .map_err(|e| load_err("self_tgid", e))?;
         }
         {
             let map = ebpf

@@ -11,6 +11,7 @@ mod dns_cmd;
 mod etcd_cmd;
 mod generate_cmd;
 mod kms_cmd;
+mod node_cmd;
 mod output;
 mod rules_cmd;
 mod runtime_cmd;
@@ -76,6 +77,10 @@ enum Command {
     /// Audit trails: verify them, query them, prove an event is in one, check such a proof offline.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
+    /// This node, as the node agent attests it: KVM, Kata with Firecracker, memory encryption, cache
+    /// partitioning, the kubelet's CPU manager.
+    #[command(subcommand)]
+    Node(node_cmd::NodeCommand),
     /// KMS keys: rotate the root key, manage per-tenant keys.
     #[command(subcommand)]
     Kms(kms_cmd::KmsCommand),
@@ -198,6 +203,7 @@ fn main() -> ExitCode {
         Command::Up(args) => Ok(up::run(&args)),
         Command::Tenant(cmd) => Ok(generate_cmd::tenant(&cmd)),
         Command::Kms(cmd) => Ok(kms_cmd::run(&cmd)),
+        Command::Node(cmd) => Ok(node_cmd::run(&cmd)),
         Command::Secrets(cmd) => Ok(etcd_cmd::secrets(&cmd)),
         Command::Audit(cmd) => Ok(audit_cmd::run(&cmd)),
         Command::Rules {

@@ -126,7 +126,7 @@ pub struct SensorArgs {
 }
 
 /// The pods in a `kubectl get pods -o json` (or YAML) text, by UID, with their containers' IDs.
-fn read_pods(path: &std::path::Path) -> Result<HashMap<String, Pod>, String> {
+pub(crate) fn read_pods(path: &std::path::Path) -> Result<HashMap<String, Pod>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut pods = HashMap::new();
     for doc in kubebid_model::yaml::parse_documents(&text) {
@@ -241,7 +241,7 @@ impl PodSource {
 }
 
 /// Watches `node`'s pods through the API server (in-cluster or `KUBECONFIG`) on a thread of its own.
-fn watch_node_pods(node: String) -> kubebid_sensor::pods::NodePods {
+pub(crate) fn watch_node_pods(node: String) -> kubebid_sensor::pods::NodePods {
     let pods = kubebid_sensor::pods::NodePods::default();
     let out = pods.clone();
     on_own_thread(async move {
@@ -255,7 +255,7 @@ fn watch_node_pods(node: String) -> kubebid_sensor::pods::NodePods {
 
 /// Runs `task` to completion on a thread of its own, on a single-threaded runtime: the sensor's own loop
 /// blocks on the ring buffer.
-fn on_own_thread(task: impl Future<Output = ()> + Send + 'static) {
+pub(crate) fn on_own_thread(task: impl Future<Output = ()> + Send + 'static) {
     std::thread::spawn(move || {
         if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -395,7 +395,7 @@ impl Outputs {
 }
 
 /// A flag set on SIGTERM or SIGINT (by a thread of its own: the sensor's loop is blocking).
-fn stop_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+pub(crate) fn stop_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = stop.clone();
     on_own_thread(async move {
@@ -424,7 +424,7 @@ fn joined(errors: &[impl ToString]) -> String {
 
 /// The tenancy from the config files, or, without any, from the Tenant and KubeBidConfig objects watched
 /// in the cluster (empty until they have synced: alerts carry no tenant meanwhile).
-fn sensor_tenancy(
+pub(crate) fn sensor_tenancy(
     config: &[String],
 ) -> Result<Arc<ArcSwap<kubebid_model::tenancy::Tenancy>>, String> {
     let tenancy = Arc::new(ArcSwap::from_pointee(

@@ -32,6 +32,10 @@ pub enum ServeCommand {
     /// The node sensor: BPF programs on the kernel's tracepoints, every process attributed to its
     /// container, pod and tenant, and the `syscall` rules (KubeBid's and Falco's) over what they see.
     Sensor(crate::runtime_cmd::SensorArgs),
+    /// The node agent: attests this node (KVM, Kata with Firecracker, memory encryption, cache
+    /// partitioning, the CPU manager), labels and taints it, and keeps tenants' pods in their cache
+    /// partitions.
+    Node(crate::node_cmd::NodeArgs),
     /// The tenant operator: keeps every object KubeBid renders for each Tenant in place (needs a cluster).
     Operator(OperatorArgs),
 }
@@ -120,6 +124,7 @@ pub fn run(cmd: ServeCommand) -> ExitCode {
         ServeCommand::Audit(args) => crate::audit_cmd::serve(&args),
         ServeCommand::EtcdProxy(args) => crate::etcd_cmd::serve(&args),
         ServeCommand::Sensor(args) => crate::runtime_cmd::serve_sensor(&args),
+        ServeCommand::Node(args) => crate::node_cmd::serve(&args),
     }
 }
 
