@@ -4,6 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use kubebid_node::checks::{Attestation, Options, Status, attest};
@@ -214,26 +216,62 @@ impl Pods {
     }
 }
 
-fn metrics(addr: std::net::SocketAddr) -> Result<(NodeFamilies, std::net::SocketAddr), String> {
-    let listener =
-        std::net::TcpListener::bind(addr).map_err(|e| format!("--metrics-listen {addr}: {e}"))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| format!("--metrics-listen {addr}: {e}"))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| format!("--metrics-listen {addr}: {e}"))?;
+/// Binds the metrics endpoint and spawns it on `rt`.
+fn metrics(
+    addr: std::net::SocketAddr,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(NodeFamilies, std::net::SocketAddr), String> {
+    let at = |e: std::io::Error| format!("--metrics-listen {addr}: {e}");
+    let listener = std::net::TcpListener::bind(addr).map_err(at)?;
+    let bound = listener.local_addr().map_err(at)?;
+    listener.set_nonblocking(true).map_err(at)?;
     let process = kubebid_server::http::Process::new(kubebid_server::Shutdown::new());
     let families = process.registry.register(
         <NodeFamilies as kubebid_server::metrics::Component>::PREFIX,
         <NodeFamilies as kubebid_server::metrics::Component>::register,
     );
-    crate::runtime_cmd::on_own_thread(async move {
-        if let Ok(listener) = tokio::net::TcpListener::from_std(listener) {
-            kubebid_server::http::serve_endpoint(&process, "node-metrics", listener).await;
-        }
+    let listener = {
+        let _in_rt = rt.enter();
+        tokio::net::TcpListener::from_std(listener).map_err(at)?
+    };
+    rt.spawn(async move {
+        kubebid_server::http::serve_endpoint(&process, "node-metrics", listener).await;
     });
     Ok((families, bound))
+}
+
+/// A flag set on SIGTERM or SIGINT, by a task on `rt`.
+fn stop_on_signals(rt: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let _in_rt = rt.enter();
+    if let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        rt.spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            flag.store(true, Ordering::Relaxed);
+        });
+    }
+    stop
+}
+
+/// The node's pods watched through the API server, on `rt`.
+fn watch_pods(node: String, rt: &tokio::runtime::Runtime) -> kubebid_sensor::pods::NodePods {
+    let pods = kubebid_sensor::pods::NodePods::default();
+    let out = pods.clone();
+    rt.spawn(async move {
+        match kube::Client::try_default().await {
+            Ok(client) => kubebid_sensor::pods::watch(client, &node, out).await,
+            Err(e) => tracing::error!(error = %e, "no cluster to watch this node's pods in"),
+        }
+    });
+    pods
 }
 
 fn record(families: &NodeFamilies, a: &Attestation) {
@@ -353,7 +391,9 @@ pub fn serve(args: &NodeArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(format!("the runtime: {e}")),
     };
-    let tenancy = match crate::runtime_cmd::sensor_tenancy(&args.config) {
+    // One thread: the metrics endpoint, the signals and the watches are tasks on this runtime, which runs
+    // while the loop below waits.
+    let tenancy = match crate::runtime_cmd::tenancy_on(&args.config, Some(rt.handle())) {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
@@ -364,7 +404,7 @@ pub fn serve(args: &NodeArgs) -> ExitCode {
     else {
         return fail("no cgroup v2 hierarchy is mounted".into());
     };
-    let (families, addr) = match metrics(args.metrics_listen) {
+    let (families, addr) = match metrics(args.metrics_listen, &rt) {
         Ok(m) => m,
         Err(e) => return fail(e),
     };
@@ -372,7 +412,7 @@ pub fn serve(args: &NodeArgs) -> ExitCode {
         file: args.pods.clone(),
         stamp: None,
         watch: (args.pods.is_none() && !args.offline)
-            .then(|| crate::runtime_cmd::watch_node_pods(node.clone())),
+            .then(|| watch_pods(node.clone(), &rt)),
         generation: 0,
         current: BTreeMap::new(),
     };
@@ -394,14 +434,14 @@ pub fn serve(args: &NodeArgs) -> ExitCode {
             }
         }
     };
-    let stop = crate::runtime_cmd::stop_on_signals();
+    let stop = stop_on_signals(&rt);
     tracing::info!(node = %node, metrics = %addr, offline = args.offline, "node agent running");
     let started = Instant::now();
     let mut next_attest = Instant::now();
     let mut applied: Option<Plan> = None;
     let mut partition: Option<(Plan, Resctrl)> = None;
     let opts = args.host.options();
-    while !stop.load(std::sync::atomic::Ordering::Relaxed)
+    while !stop.load(Ordering::Relaxed)
         && args
             .duration
             .is_none_or(|d| started.elapsed().as_secs() < d)
@@ -428,7 +468,7 @@ pub fn serve(args: &NodeArgs) -> ExitCode {
                 &families,
             );
         }
-        std::thread::sleep(Duration::from_millis(200));
+        rt.block_on(async { tokio::time::sleep(Duration::from_millis(200)).await });
     }
     tracing::info!("node agent stopped");
     ExitCode::SUCCESS

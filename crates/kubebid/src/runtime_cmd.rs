@@ -427,6 +427,14 @@ fn joined(errors: &[impl ToString]) -> String {
 pub(crate) fn sensor_tenancy(
     config: &[String],
 ) -> Result<Arc<ArcSwap<kubebid_model::tenancy::Tenancy>>, String> {
+    tenancy_on(config, None)
+}
+
+/// [`sensor_tenancy`], the cluster watch spawned on `rt` when given (else on a thread of its own).
+pub(crate) fn tenancy_on(
+    config: &[String],
+    rt: Option<&tokio::runtime::Handle>,
+) -> Result<Arc<ArcSwap<kubebid_model::tenancy::Tenancy>>, String> {
     let tenancy = Arc::new(ArcSwap::from_pointee(
         kubebid_model::tenancy::Tenancy::builtin(),
     ));
@@ -435,12 +443,16 @@ pub(crate) fn sensor_tenancy(
             tenancy.clone(),
             Arc::new(std::sync::atomic::AtomicBool::new(false)),
         );
-        on_own_thread(async move {
+        let watch = async move {
             if let Err(e) = crate::audit_cmd::watch_tenancy(watched, ready).await {
                 tracing::error!(error = %e, "no tenancy: alerts carry no tenant");
             }
             std::future::pending::<()>().await;
-        });
+        };
+        match rt {
+            Some(h) => drop(h.spawn(watch)),
+            None => on_own_thread(watch),
+        }
     } else {
         let set = crate::check::load_config_set(config).map_err(|e| joined(&e))?;
         tenancy.store(Arc::new(set.tenancy()));

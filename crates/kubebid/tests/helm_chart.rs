@@ -1120,3 +1120,56 @@ fn the_sensor_is_optional_runs_on_every_node_with_only_the_capabilities_it_needs
     );
     let _ = std::fs::remove_file(empty);
 }
+
+#[test]
+fn the_node_agent_labels_only_nodes_and_reads_its_pods_and_the_tenancy() {
+    let off = render("kubebid-system", &json!({}));
+    assert!(!off.iter().any(|o| o["metadata"]["name"] == "kubebid-node"));
+    let on = render(
+        "kubebid-system",
+        &json!({"node": {"enabled": true, "requireCpuManager": false}}),
+    );
+    for o in &on {
+        check_schema(o).unwrap_or_else(|e| panic!("{} {}: {e}", o["kind"], o["metadata"]["name"]));
+    }
+    let rules = rules_of(find(&on, "ClusterRole", "kubebid-node"));
+    assert!(grants(&rules, "", "nodes", "patch", ""));
+    assert!(grants(&rules, "", "nodes/status", "patch", ""));
+    assert!(grants(&rules, "", "events", "create", ""));
+    assert!(grants(&rules, "", "pods", "watch", ""));
+    for (res, verb) in [("nodes", "delete"), ("nodes", "update"), ("pods", "create"), ("secrets", "get"), ("pods/eviction", "create")] {
+        assert!(!grants(&rules, "", res, verb, ""), "{verb} {res}");
+    }
+    let ds = find(&on, "DaemonSet", "kubebid-node");
+    let spec = &ds["spec"]["template"]["spec"];
+    assert_eq!(spec["hostPID"], true);
+    assert_eq!(spec["tolerations"], json!([{"operator": "Exists"}]));
+    let c = &spec["containers"][0];
+    assert_eq!(c["volumeMounts"][0]["readOnly"], true);
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    let args: Vec<String> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().replace("$(NODE_NAME)", "node-1"))
+        .collect();
+    assert!(args.iter().any(|a| a == "--no-require-cpu-manager"));
+    // The arguments parse: the command stops on what this machine lacks (a cluster), not on its usage.
+    let empty =
+        std::env::temp_dir().join(format!("kubebid-node-kubeconfig-{}", std::process::id()));
+    std::fs::write(&empty, "apiVersion: v1\nkind: Config\nclusters: []\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kubebid"))
+        .args(&args)
+        .args(["--duration", "1", "-c", "examples/config"])
+        .current_dir(chart_dir().join("../.."))
+        .env("KUBECONFIG", &empty)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("Usage:") && !stderr.contains("unexpected argument"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_file(empty);
+}
