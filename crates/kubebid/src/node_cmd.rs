@@ -397,12 +397,9 @@ pub fn serve(args: &NodeArgs) -> ExitCode {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
-    let Some(cgroup_root) = args
-        .cgroup_root
-        .clone()
-        .or_else(kubebid_sensor::sensor::cgroup2_root)
-    else {
-        return fail("no cgroup v2 hierarchy is mounted".into());
+    let cgroup_root = match crate::runtime_cmd::cgroup_root(args.cgroup_root.as_ref()) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
     };
     let (families, addr) = match metrics(args.metrics_listen, &rt) {
         Ok(m) => m,
@@ -411,8 +408,7 @@ pub fn serve(args: &NodeArgs) -> ExitCode {
     let mut pods = Pods {
         file: args.pods.clone(),
         stamp: None,
-        watch: (args.pods.is_none() && !args.offline)
-            .then(|| watch_pods(node.clone(), &rt)),
+        watch: (args.pods.is_none() && !args.offline).then(|| watch_pods(node.clone(), &rt)),
         generation: 0,
         current: BTreeMap::new(),
     };

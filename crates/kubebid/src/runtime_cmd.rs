@@ -469,6 +469,14 @@ fn node_name(args: &SensorArgs) -> String {
     })
 }
 
+/// The node's cgroup v2 hierarchy: as given, or where `/proc/self/mounts` says it is.
+pub(crate) fn cgroup_root(given: Option<&PathBuf>) -> Result<PathBuf, String> {
+    given
+        .cloned()
+        .or_else(kubebid_sensor::sensor::cgroup2_root)
+        .ok_or_else(|| "no cgroup v2 hierarchy is mounted".to_owned())
+}
+
 /// The watched paths: those given, or KubeBid's defaults.
 fn watch_set(given: &[String]) -> Result<kubebid_sensor::paths::WatchSet, String> {
     if given.is_empty() {
@@ -519,12 +527,9 @@ pub fn serve_sensor(args: &SensorArgs) -> std::process::ExitCode {
         Ok(w) => w,
         Err(e) => return fail(e),
     };
-    let Some(cgroup_root) = args
-        .cgroup_root
-        .clone()
-        .or_else(kubebid_sensor::sensor::cgroup2_root)
-    else {
-        return fail("no cgroup v2 hierarchy is mounted".into());
+    let cgroup_root = match cgroup_root(args.cgroup_root.as_ref()) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
     };
     let mut probe = match kubebid_sensor::probe::Probe::load(&wanted, &watch) {
         Ok(p) => p,

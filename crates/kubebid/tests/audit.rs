@@ -9,10 +9,10 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -67,32 +67,7 @@ fn start(dir: &Path) -> (Child, SocketAddr) {
 
 /// Runs the sink on `dir` with `extra` arguments and `env`, until it says where it listens.
 fn spawn_sink(dir: &Path, extra: &[&OsStr], env: &[(&str, &OsStr)]) -> (Child, SocketAddr) {
-    let mut child = kubebid()
-        .args(["serve", "audit", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.join("data"))
-        .arg("-c")
-        .arg(dir.join("tenants.yaml"))
-        .args(extra)
-        .envs(env.iter().copied())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the sink says where it listens")
-            .unwrap();
-        if line.contains("audit sink serving") {
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            break v["fields"]["listen"].as_str().unwrap().parse().unwrap();
-        }
-    };
-    // Keep draining its log so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    common::spawn_audit_sink(dir, extra, env)
 }
 
 fn post(addr: SocketAddr, body: &str) -> std::io::Result<u16> {

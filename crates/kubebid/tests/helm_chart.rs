@@ -1103,12 +1103,19 @@ fn the_sensor_is_optional_runs_on_every_node_with_only_the_capabilities_it_needs
         refused.is_err_and(|e| e.contains("needs audit.enabled")),
         "a trail without a sink"
     );
+    arguments_parse("sensor", &args, &["--duration", "1"]);
+}
+
+/// A DaemonSet's rendered arguments are the binary's: run with `extra` and no cluster, the command stops
+/// on what this machine lacks, not on its usage.
+fn arguments_parse(what: &str, args: &[String], extra: &[&str]) {
     let empty =
-        std::env::temp_dir().join(format!("kubebid-sensor-kubeconfig-{}", std::process::id()));
+        std::env::temp_dir().join(format!("kubebid-{what}-kubeconfig-{}", std::process::id()));
     std::fs::write(&empty, "apiVersion: v1\nkind: Config\nclusters: []\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_kubebid"))
-        .args(&args)
-        .args(["--duration", "1"])
+        .args(args)
+        .args(extra)
+        .current_dir(chart_dir().join("../.."))
         .env("KUBECONFIG", &empty)
         .env_remove("KUBERNETES_SERVICE_HOST")
         .output()
@@ -1116,7 +1123,7 @@ fn the_sensor_is_optional_runs_on_every_node_with_only_the_capabilities_it_needs
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !stderr.contains("Usage:") && !stderr.contains("unexpected argument"),
-        "{stderr}"
+        "{what}: {stderr}"
     );
     let _ = std::fs::remove_file(empty);
 }
@@ -1137,7 +1144,13 @@ fn the_node_agent_labels_only_nodes_and_reads_its_pods_and_the_tenancy() {
     assert!(grants(&rules, "", "nodes/status", "patch", ""));
     assert!(grants(&rules, "", "events", "create", ""));
     assert!(grants(&rules, "", "pods", "watch", ""));
-    for (res, verb) in [("nodes", "delete"), ("nodes", "update"), ("pods", "create"), ("secrets", "get"), ("pods/eviction", "create")] {
+    for (res, verb) in [
+        ("nodes", "delete"),
+        ("nodes", "update"),
+        ("pods", "create"),
+        ("secrets", "get"),
+        ("pods/eviction", "create"),
+    ] {
         assert!(!grants(&rules, "", res, verb, ""), "{verb} {res}");
     }
     let ds = find(&on, "DaemonSet", "kubebid-node");
@@ -1154,22 +1167,5 @@ fn the_node_agent_labels_only_nodes_and_reads_its_pods_and_the_tenancy() {
         .map(|a| a.as_str().unwrap().replace("$(NODE_NAME)", "node-1"))
         .collect();
     assert!(args.iter().any(|a| a == "--no-require-cpu-manager"));
-    // The arguments parse: the command stops on what this machine lacks (a cluster), not on its usage.
-    let empty =
-        std::env::temp_dir().join(format!("kubebid-node-kubeconfig-{}", std::process::id()));
-    std::fs::write(&empty, "apiVersion: v1\nkind: Config\nclusters: []\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_kubebid"))
-        .args(&args)
-        .args(["--duration", "1", "-c", "examples/config"])
-        .current_dir(chart_dir().join("../.."))
-        .env("KUBECONFIG", &empty)
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("Usage:") && !stderr.contains("unexpected argument"),
-        "{stderr}"
-    );
-    let _ = std::fs::remove_file(empty);
+    arguments_parse("node", &args, &["--duration", "1", "-c", "examples/config"]);
 }

@@ -10,6 +10,8 @@
 // Test fixtures fail the test loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -68,40 +70,25 @@ fn webhook() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
     (addr, bodies)
 }
 
-/// The audit sink on loopback, over `dir`, with the tenants of `tenants`; its address.
-fn audit_sink(dir: &std::path::Path, tenants: &std::path::Path) -> (std::process::Child, String) {
+/// The audit sink on loopback over `dir` (its `tenants.yaml`), with a signing key of its own; its address.
+fn audit_sink(dir: &std::path::Path) -> (std::process::Child, std::net::SocketAddr) {
     let keygen = Command::new(env!("CARGO_BIN_EXE_kubebid"))
         .args(["audit", "keygen", "--out"])
         .arg(dir.join("key.pem"))
         .output()
         .unwrap();
     assert!(keygen.status.success(), "{keygen:?}");
-    let mut sink = Command::new(env!("CARGO_BIN_EXE_kubebid"))
-        .args(["serve", "audit", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.join("data"))
-        .arg("-c")
-        .arg(tenants)
-        .arg("--signing-key")
-        .arg(dir.join("key.pem"))
-        .arg("--alerts")
-        .arg(dir.join("sink-alerts.jsonl"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(sink.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the sink says where it listens")
-            .unwrap();
-        if line.contains("audit sink serving") {
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            break v["fields"]["listen"].as_str().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (sink, addr)
+    let (key, alerts) = (dir.join("key.pem"), dir.join("sink-alerts.jsonl"));
+    common::spawn_audit_sink(
+        dir,
+        &[
+            "--signing-key".as_ref(),
+            key.as_os_str(),
+            "--alerts".as_ref(),
+            alerts.as_os_str(),
+        ],
+        &[],
+    )
 }
 
 /// The kubelet-shaped cgroup directories, removed on drop (deepest first).
@@ -161,7 +148,7 @@ fn escapes_and_escalations_in_a_tenant_pod_raise_alerts_naming_it() {
     .unwrap();
     let alerts = dir.join("alerts.jsonl");
     let (hook, posted) = webhook();
-    let (mut sink, sink_addr) = audit_sink(&dir, &dir.join("tenants.yaml"));
+    let (mut sink, sink_addr) = audit_sink(&dir);
     let mut sensor = Command::new(env!("CARGO_BIN_EXE_kubebid"))
         .args(["serve", "sensor", "-c"])
         .arg(dir.join("tenants.yaml"))

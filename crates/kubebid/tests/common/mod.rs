@@ -1,4 +1,6 @@
-//! What several of these tests share: a SoftHSM2 token of their own.
+//! What several of these tests share: a SoftHSM2 token of their own, and an audit sink on loopback.
+
+#![allow(dead_code)] // each test crate uses part of it
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,4 +38,39 @@ pub fn softhsm_token(dir: &Path) -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     conf
+}
+
+/// Runs `kubebid serve audit` on `dir/data` with the tenants of `dir/tenants.yaml`, `extra` arguments and
+/// `env`, until it says where it listens; its log is drained so it never blocks on a full pipe.
+pub fn spawn_audit_sink(
+    dir: &Path,
+    extra: &[&std::ffi::OsStr],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> (std::process::Child, std::net::SocketAddr) {
+    use std::io::BufRead as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubebid"))
+        .args(["serve", "audit", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.join("data"))
+        .arg("-c")
+        .arg(dir.join("tenants.yaml"))
+        .args(extra)
+        .envs(env.iter().copied())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the sink says where it listens")
+            .unwrap();
+        if line.contains("audit sink serving") {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            break v["fields"]["listen"].as_str().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
 }
