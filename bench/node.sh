@@ -40,6 +40,19 @@ sleep 5
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
 sleep 5 & sl=$!; floor=$(awk '/VmRSS/ {print $2}' "/proc/$sl/status"); wait "$sl"
 echo "idle RSS: agent $((rss / 1024)).$(( (rss % 1024) * 10 / 1024 )) MiB ($rss KiB); a bare sleep $floor KiB"
+# In cluster mode, against a stand-in API server (bench/mock-apiserver.py): the kube client, the node's pod
+# watch, the tenancy watch and a round of Node updates every 2 s.
+port=18443
+python3 bench/mock-apiserver.py "$port" & api=$!
+printf 'apiVersion: v1\nkind: Config\nclusters: [{name: m, cluster: {server: "http://127.0.0.1:%s"}}]\nusers: [{name: m, user: {}}]\ncontexts: [{name: m, context: {cluster: m, user: m}}]\ncurrent-context: m\n' "$port" > "$root/kubeconfig"
+sleep 0.5
+KUBECONFIG="$root/kubeconfig" MIMALLOC_ARENA_EAGER_COMMIT=0 "$bin" serve node --node bench --host-root "$root" --interval 2 \
+  --cgroup-root "$root/sys/fs/cgroup" --metrics-listen 127.0.0.1:0 2>"$root/cluster.log" & cpid=$!
+sleep 8
+crss=$(awk '/VmRSS/ {print $2}' "/proc/$cpid/status")
+grep -q "node agent running" "$root/cluster.log" || { echo "the agent did not start:" >&2; cat "$root/cluster.log" >&2; }
+kill "$cpid" "$api" 2>/dev/null; wait "$cpid" 2>/dev/null || true
+echo "idle RSS in cluster mode (kube client, pod and tenancy watches, Node updates every 2 s): $((crss / 1024)).$(( (crss % 1024) * 10 / 1024 )) MiB ($crss KiB)"
 group="$root/sys/fs/resctrl/kubebid-acme"
 [ -f "$group/mode" ] || { echo "no group made:" >&2; cat "$root/agent.log" >&2; exit 1; }
 items=""

@@ -187,8 +187,15 @@ async fn the_concurrency_limit_holds_and_shutdown_drains_what_is_in_flight() {
     let addr = s.addr;
     let first = tokio::spawn(async move { send(addr, "GET", "/slow", b"").await });
     let second = tokio::spawn(async move { send(addr, "GET", "/slow", b"").await });
-    // Both are sent; only one reaches the service until it answers.
-    while s.probe.now.load(Ordering::SeqCst) == 0 {
+    // Both are sent; only one reaches the service until it answers. Both connections must be accepted
+    // before the shutdown (one still in the listen queue when the listener closes is reset).
+    while s.probe.now.load(Ordering::SeqCst) == 0
+        || !s
+            .process
+            .registry
+            .encode()
+            .contains(r#"kubebid_server_connections{server="test"} 2"#)
+    {
         tokio::task::yield_now().await;
     }
     // Shutdown now: no new connection is accepted, but both requests in flight finish.

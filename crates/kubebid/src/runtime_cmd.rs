@@ -430,6 +430,46 @@ pub(crate) fn sensor_tenancy(
     tenancy_on(config, None)
 }
 
+/// The tenancy model from the cluster's `KubeBidConfig` and Tenant objects, rebuilt on every change once
+/// both have listed. Only what the model needs is watched (not the admission policy's exceptions), for
+/// the agents that run on every node.
+async fn watch_tenancy(
+    tenancy: Arc<ArcSwap<kubebid_model::tenancy::Tenancy>>,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(), String> {
+    use futures::StreamExt as _;
+    use kubebid_model::config::{KubeBidConfig, Tenant};
+    use kubebid_server::watch::{owned, watch_kind};
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("no --config, and no cluster to watch Tenants in ({e})"))?;
+    let (configs, s1) = watch_kind::<KubeBidConfig, _>(&client, 0u8);
+    let (tenants, s2) = watch_kind::<Tenant, _>(&client, 1u8);
+    let mut events = futures::stream::select(s1.boxed(), s2.boxed());
+    let mut synced = [false; 2];
+    while let Some((source, init_done)) = events.next().await {
+        if init_done {
+            synced[usize::from(source)] = true;
+        }
+        if !synced.iter().all(|s| *s) {
+            continue;
+        }
+        let (set, invalid) = kubebid_model::load::ConfigSet::from_cluster(
+            owned(&configs),
+            owned(&tenants),
+            Vec::new(),
+        );
+        for e in &invalid {
+            tracing::warn!(error = %e, "invalid configuration object left out");
+        }
+        tenancy.store(Arc::new(set.tenancy()));
+        if !ready.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            tracing::info!("tenancy synced from the cluster");
+        }
+    }
+    Ok(())
+}
+
 /// [`sensor_tenancy`], the cluster watch spawned on `rt` when given (else on a thread of its own).
 pub(crate) fn tenancy_on(
     config: &[String],
@@ -444,7 +484,7 @@ pub(crate) fn tenancy_on(
             Arc::new(std::sync::atomic::AtomicBool::new(false)),
         );
         let watch = async move {
-            if let Err(e) = crate::audit_cmd::watch_tenancy(watched, ready).await {
+            if let Err(e) = watch_tenancy(watched, ready).await {
                 tracing::error!(error = %e, "no tenancy: alerts carry no tenant");
             }
             std::future::pending::<()>().await;

@@ -274,7 +274,8 @@ fn tenant_render_prints_every_managed_object_and_the_api_server_files() {
         .map(|d| d.unwrap().value)
         .collect();
     let kinds = |k: &str| docs.iter().filter(|d| d["kind"] == k).count();
-    assert_eq!(kinds("RuntimeClass"), 1);
+    // The microVM class, and one per memory encryption technology.
+    assert_eq!(kinds("RuntimeClass"), 3);
     assert_eq!(kinds("StorageClass"), 1);
     assert_eq!(
         kinds("Namespace"),
