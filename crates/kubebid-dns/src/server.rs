@@ -519,6 +519,25 @@ pub async fn start(shared: Arc<Shared>, listen: SocketAddr) -> io::Result<Runnin
     start_in(shared, listen, &Process::new(Shutdown::new())).await
 }
 
+/// The UDP sockets (one per worker) and the TCP listener on one address.
+fn bind_pair(
+    listen: SocketAddr,
+    workers: usize,
+) -> io::Result<(SocketAddr, Vec<UdpSocket>, TcpListener)> {
+    let first = bind_udp(listen)?;
+    let addr = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..workers.max(1) {
+        sockets.push(bind_udp(addr)?);
+    }
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok((addr, sockets, TcpListener::from_std(socket.into())?))
+}
+
 /// Binds UDP and TCP on `listen` (port 0 picks one, the same for both) and starts serving as part of
 /// `process`: TCP through the shell's accept loop, both stopped by the process's shutdown.
 ///
@@ -532,19 +551,16 @@ pub async fn start_in(
     listen: SocketAddr,
     process: &Process,
 ) -> io::Result<Running> {
-    let first = bind_udp(listen)?;
-    let addr = first.local_addr()?;
-    let mut sockets = vec![first];
-    for _ in 1..shared.limits.udp_workers.max(1) {
-        sockets.push(bind_udp(addr)?);
-    }
-    let tcp = {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        socket.set_reuse_address(true)?;
-        socket.set_nonblocking(true)?;
-        socket.bind(&addr.into())?;
-        socket.listen(1024)?;
-        TcpListener::from_std(socket.into())?
+    // With port 0 the UDP socket picks the port and TCP takes the same one, which another process may
+    // hold over TCP: then another port is picked.
+    let mut attempt = 0;
+    let (addr, sockets, tcp) = loop {
+        match bind_pair(listen, shared.limits.udp_workers) {
+            Err(e) if listen.port() == 0 && e.kind() == io::ErrorKind::AddrInUse && attempt < 8 => {
+                attempt += 1;
+            }
+            other => break other?,
+        }
     };
     let stop = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Handle::current();

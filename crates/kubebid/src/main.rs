@@ -17,6 +17,7 @@ mod rules_cmd;
 mod runtime_cmd;
 mod serve;
 mod up;
+mod verify_cmd;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -81,6 +82,11 @@ enum Command {
     /// partitioning, the kubelet's CPU manager.
     #[command(subcommand)]
     Node(node_cmd::NodeCommand),
+    /// Prove isolation on a live cluster: act as each tenant's identities against every other tenant and
+    /// judge what the API server allows (control-plane probes so far).
+    ///
+    /// Exit status: 0 when every probe passes, 1 when one fails, 2 when the proof could not be made.
+    Verify(verify_cmd::VerifyArgs),
     /// KMS keys: rotate the root key, manage per-tenant keys.
     #[command(subcommand)]
     Kms(kms_cmd::KmsCommand),
@@ -204,6 +210,7 @@ fn main() -> ExitCode {
         Command::Tenant(cmd) => Ok(generate_cmd::tenant(&cmd)),
         Command::Kms(cmd) => Ok(kms_cmd::run(&cmd)),
         Command::Node(cmd) => Ok(node_cmd::run(&cmd)),
+        Command::Verify(args) => Ok(verify_cmd::run(&args)),
         Command::Secrets(cmd) => Ok(etcd_cmd::secrets(&cmd)),
         Command::Audit(cmd) => Ok(audit_cmd::run(&cmd)),
         Command::Rules {

@@ -1,0 +1,376 @@
+//! KubeBid's isolation proof on a live cluster.
+//!
+//! For every tenant A, acting as each of A's identities (its owners, impersonated, and the `default`
+//! service account of each of its namespaces), probes ask the API server what A may do, in A's namespaces
+//! and in every other tenant's, and each answer is judged ([`rbac`]): a pass, or a failure with the rules
+//! that make it one. Probes run concurrently with a bound, and are batched by identity: one rules review
+//! per identity and namespace covers every resource and verb there, rather than one request per pair and
+//! resource.
+//!
+//! Built so far: the control-plane family. Admission, network, DNS, compute, data and audit probes, the
+//! report formats beyond text and JSON, and the posture scans are not built yet.
+
+pub mod rbac;
+
+use std::collections::BTreeMap;
+
+use futures::StreamExt as _;
+use kubebid_model::config::OwnerKind;
+use kubebid_model::tenancy::Tenancy;
+use serde_json::{Value, json};
+
+use crate::rbac::{CLUSTER_REQUESTS, Rule, beyond_baseline, forbidden_in_own};
+
+/// Someone a probe acts as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The tenant it belongs to.
+    pub tenant: String,
+    pub user: String,
+    pub groups: Vec<String>,
+}
+
+/// The identity every authenticated user's permissions are read with, per namespace.
+pub const BASELINE_USER: &str = "kubebid-verify:baseline";
+
+/// The identities of every tenant (or of `only`): owners and each namespace's `default` service account.
+#[must_use]
+pub fn identities(tenancy: &Tenancy, only: Option<&str>) -> Vec<Identity> {
+    let mut out = Vec::new();
+    for t in tenancy.tenants() {
+        if only.is_some_and(|o| o != t.name) {
+            continue;
+        }
+        let id = |user: String, mut groups: Vec<String>| {
+            groups.push("system:authenticated".into());
+            Identity {
+                tenant: t.name.clone(),
+                user,
+                groups,
+            }
+        };
+        for o in &t.owners {
+            out.push(match o.kind {
+                OwnerKind::User => id(o.name.clone(), Vec::new()),
+                OwnerKind::Group => id(
+                    format!("kubebid-verify:{}:{}", t.name, o.name),
+                    vec![o.name.clone()],
+                ),
+                OwnerKind::ServiceAccount => {
+                    let ns = o.namespace.clone().unwrap_or_default();
+                    id(
+                        format!("system:serviceaccount:{ns}:{}", o.name),
+                        vec![
+                            "system:serviceaccounts".into(),
+                            format!("system:serviceaccounts:{ns}"),
+                        ],
+                    )
+                }
+            });
+        }
+        for ns in &t.namespaces {
+            out.push(id(
+                format!("system:serviceaccount:{ns}:default"),
+                vec![
+                    "system:serviceaccounts".into(),
+                    format!("system:serviceaccounts:{ns}"),
+                ],
+            ));
+        }
+    }
+    out
+}
+
+/// One probe's outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// `control-plane/foreign-namespace`, `control-plane/own-namespace`, `control-plane/cluster-scope`.
+    pub probe: &'static str,
+    pub tenant: String,
+    /// The other tenant, for a probe of one pair.
+    pub other: Option<String>,
+    pub identity: String,
+    /// The namespace asked about, if one.
+    pub namespace: Option<String>,
+    pub passed: bool,
+    /// What the API server answered that decided it.
+    pub evidence: Vec<String>,
+}
+
+/// What each probe covers: the multi-tenancy benchmark's check and compliance controls.
+#[must_use]
+pub fn coverage(probe: &str) -> (&'static str, &'static [&'static str]) {
+    match probe {
+        "control-plane/foreign-namespace" => (
+            "Block access to other tenant resources",
+            &[
+                "SOC 2 CC6.1",
+                "SOC 2 CC6.6",
+                "HIPAA 164.312(a)(1)",
+                "PCI DSS 7.2",
+                "GDPR Art. 32",
+            ],
+        ),
+        "control-plane/own-namespace" => (
+            "Block privilege escalation; block access to multitenant resources",
+            &[
+                "SOC 2 CC6.1",
+                "SOC 2 CC6.7",
+                "HIPAA 164.312(a)(1)",
+                "PCI DSS 7.2",
+            ],
+        ),
+        _ => (
+            "Block access to cluster resources",
+            &["SOC 2 CC6.1", "SOC 2 CC6.6", "PCI DSS 7.2", "GDPR Art. 32"],
+        ),
+    }
+}
+
+/// Why a probe could not be run.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("{what}: {source}")]
+    Api {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{0}")]
+    Answer(String),
+}
+
+/// Runs probes against one cluster.
+pub struct Verifier {
+    client: kube::Client,
+    concurrency: usize,
+}
+
+fn review_request(
+    path: &str,
+    body: &Value,
+    user: &str,
+    groups: &[String],
+) -> http::Request<Vec<u8>> {
+    let mut req = http::Request::post(path)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header("Impersonate-User", user);
+    for g in groups {
+        req = req.header("Impersonate-Group", g);
+    }
+    req.body(serde_json::to_vec(body).unwrap_or_default())
+        .unwrap_or_default()
+}
+
+const RULES_REVIEWS: &str = "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews";
+const ACCESS_REVIEWS: &str = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+
+impl Verifier {
+    #[must_use]
+    pub fn new(client: kube::Client, concurrency: usize) -> Self {
+        Self {
+            client,
+            concurrency: concurrency.max(1),
+        }
+    }
+
+    /// The resource rules `user` with `groups` has in `namespace`.
+    ///
+    /// # Errors
+    /// The API server refused or did not answer, or answered an incomplete review.
+    pub async fn rules(
+        &self,
+        user: &str,
+        groups: &[String],
+        namespace: &str,
+    ) -> Result<Vec<Rule>, VerifyError> {
+        let body = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
+            "spec": {"namespace": namespace}});
+        let answer: Value = self
+            .client
+            .request(review_request(RULES_REVIEWS, &body, user, groups))
+            .await
+            .map_err(|source| VerifyError::Api {
+                what: format!("rules review of {user} in {namespace}"),
+                source,
+            })?;
+        let status = &answer["status"];
+        if status["incomplete"] == true {
+            return Err(VerifyError::Answer(format!(
+                "rules review of {user} in {namespace} is incomplete: {}",
+                status["evaluationError"]
+                    .as_str()
+                    .unwrap_or("no reason given")
+            )));
+        }
+        serde_json::from_value(status["resourceRules"].clone())
+            .map_err(|e| VerifyError::Answer(format!("rules review of {user} in {namespace}: {e}")))
+    }
+
+    /// Whether `user` may make a cluster-scoped request.
+    ///
+    /// # Errors
+    /// The API server refused or did not answer.
+    pub async fn allowed(
+        &self,
+        user: &str,
+        groups: &[String],
+        (verb, group, resource, subresource): (&str, &str, &str, &str),
+    ) -> Result<bool, VerifyError> {
+        let body = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": {"verb": verb, "group": group, "resource": resource,
+                "subresource": subresource}}});
+        let answer: Value = self
+            .client
+            .request(review_request(ACCESS_REVIEWS, &body, user, groups))
+            .await
+            .map_err(|source| VerifyError::Api {
+                what: format!("access review of {user}: {verb} {resource}"),
+                source,
+            })?;
+        Ok(answer["status"]["allowed"] == true)
+    }
+
+    /// The control-plane probes for every tenant (or `only`) against every tenant; `progress` is told
+    /// (done, total) as reviews complete.
+    ///
+    /// # Errors
+    /// A review that could not be made: the proof is not given on a partial answer.
+    pub async fn control_plane(
+        &self,
+        tenancy: &Tenancy,
+        only: Option<&str>,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Vec<Finding>, VerifyError> {
+        let owner: BTreeMap<&str, &str> = tenancy
+            .tenants()
+            .iter()
+            .flat_map(|t| t.namespaces.iter().map(|n| (n.as_str(), t.name.as_str())))
+            .collect();
+        let namespaces: Vec<&str> = owner.keys().copied().collect();
+        let ids = identities(tenancy, only);
+        let total = namespaces.len() * (1 + ids.len()) + ids.len() * CLUSTER_REQUESTS.len();
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let tick = || {
+            progress(
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                total,
+            )
+        };
+        let tick = &tick;
+        let baseline_groups = &["system:authenticated".to_owned()][..];
+        let baseline: BTreeMap<&str, Vec<Rule>> = futures::stream::iter(namespaces.iter().copied())
+            .map(|ns| async move {
+                let r = self.rules(BASELINE_USER, baseline_groups, ns).await;
+                tick();
+                r.map(|rules| (ns, rules))
+            })
+            .buffer_unordered(self.concurrency)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        let (owner, baseline) = (&owner, &baseline);
+        let pairs: Vec<(&Identity, &str)> = ids
+            .iter()
+            .flat_map(|id| namespaces.iter().map(move |ns| (id, *ns)))
+            .collect();
+        let mut findings: Vec<Finding> = futures::stream::iter(pairs)
+            .map(|(id, ns)| async move {
+                let rules = self.rules(&id.user, &id.groups, ns).await;
+                tick();
+                let rules = rules?;
+                let mine = owner.get(ns).is_some_and(|t| *t == id.tenant);
+                let (probe, evidence) = if mine {
+                    ("control-plane/own-namespace", forbidden_in_own(&rules))
+                } else {
+                    (
+                        "control-plane/foreign-namespace",
+                        beyond_baseline(&rules, baseline.get(ns).map_or(&[][..], Vec::as_slice)),
+                    )
+                };
+                Ok::<_, VerifyError>(Finding {
+                    probe,
+                    tenant: id.tenant.clone(),
+                    other: (!mine)
+                        .then(|| owner.get(ns).map(|t| (*t).to_owned()))
+                        .flatten(),
+                    identity: id.user.clone(),
+                    namespace: Some(ns.to_owned()),
+                    passed: evidence.is_empty(),
+                    evidence,
+                })
+            })
+            .buffer_unordered(self.concurrency)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        let checks: Vec<(&Identity, &rbac::Request)> = ids
+            .iter()
+            .flat_map(|id| CLUSTER_REQUESTS.iter().map(move |c| (id, c)))
+            .collect();
+        let allowed: Vec<(&Identity, String)> = futures::stream::iter(checks)
+            .map(|(id, c)| async move {
+                let a = self.allowed(&id.user, &id.groups, *c).await;
+                tick();
+                let (verb, group, resource, sub) = *c;
+                let what = format!(
+                    "{verb} {resource}{}{}",
+                    if sub.is_empty() {
+                        String::new()
+                    } else {
+                        format!("/{sub}")
+                    },
+                    if group.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({group})")
+                    }
+                );
+                a.map(|yes| yes.then_some((id, what)))
+            })
+            .buffer_unordered(self.concurrency)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        for id in &ids {
+            let evidence: Vec<String> = allowed
+                .iter()
+                .filter(|(i, _)| *i == id)
+                .map(|(_, w)| format!("allowed: {w}"))
+                .collect();
+            findings.push(Finding {
+                probe: "control-plane/cluster-scope",
+                tenant: id.tenant.clone(),
+                other: None,
+                identity: id.user.clone(),
+                namespace: None,
+                passed: evidence.is_empty(),
+                evidence,
+            });
+        }
+        findings.sort_by(|a, b| {
+            (&a.tenant, &a.identity, a.probe, &a.namespace).cmp(&(
+                &b.tenant,
+                &b.identity,
+                b.probe,
+                &b.namespace,
+            ))
+        });
+        Ok(findings)
+    }
+}
+
+/// A finding as JSON, with what it covers.
+#[must_use]
+pub fn to_json(f: &Finding) -> Value {
+    let (mtb, controls) = coverage(f.probe);
+    json!({"probe": f.probe, "tenant": f.tenant, "other": f.other, "identity": f.identity,
+        "namespace": f.namespace, "result": if f.passed { "pass" } else { "fail" },
+        "evidence": f.evidence, "mtb": mtb, "controls": controls})
+}
