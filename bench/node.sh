@@ -5,7 +5,8 @@
 #   2. the agent's resident memory when idle (`serve node --offline` on the fixture, one tenant with a
 #      cache share, after 5 s, with the chart's MIMALLOC_ARENA_EAGER_COMMIT=0), beside a bare `sleep`
 #      process as the floor;
-#   3. how long after a tenant's pod starts (its cgroup appears and it is in the pods list) its threads are in
+#   3. the same in cluster mode, against a stand-in API server (bench/mock-apiserver.py);
+#   4. how long after a tenant's pod starts (its cgroup appears and it is in the pods list) its threads are in
 #      the tenant's resctrl group, over N pod starts.
 #
 #   bench/node.sh [pods]     (default 20)
@@ -40,19 +41,6 @@ sleep 5
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
 sleep 5 & sl=$!; floor=$(awk '/VmRSS/ {print $2}' "/proc/$sl/status"); wait "$sl"
 echo "idle RSS: agent $((rss / 1024)).$(( (rss % 1024) * 10 / 1024 )) MiB ($rss KiB); a bare sleep $floor KiB"
-# In cluster mode, against a stand-in API server (bench/mock-apiserver.py): the kube client, the node's pod
-# watch, the tenancy watch and a round of Node updates every 2 s.
-port=18443
-python3 bench/mock-apiserver.py "$port" & api=$!
-printf 'apiVersion: v1\nkind: Config\nclusters: [{name: m, cluster: {server: "http://127.0.0.1:%s"}}]\nusers: [{name: m, user: {}}]\ncontexts: [{name: m, context: {cluster: m, user: m}}]\ncurrent-context: m\n' "$port" > "$root/kubeconfig"
-sleep 0.5
-KUBECONFIG="$root/kubeconfig" MIMALLOC_ARENA_EAGER_COMMIT=0 "$bin" serve node --node bench --host-root "$root" --interval 2 \
-  --cgroup-root "$root/sys/fs/cgroup" --metrics-listen 127.0.0.1:0 2>"$root/cluster.log" & cpid=$!
-sleep 8
-crss=$(awk '/VmRSS/ {print $2}' "/proc/$cpid/status")
-grep -q "node agent running" "$root/cluster.log" || { echo "the agent did not start:" >&2; cat "$root/cluster.log" >&2; }
-kill "$cpid" "$api" 2>/dev/null; wait "$cpid" 2>/dev/null || true
-echo "idle RSS in cluster mode (kube client, pod and tenancy watches, Node updates every 2 s): $((crss / 1024)).$(( (crss % 1024) * 10 / 1024 )) MiB ($crss KiB)"
 group="$root/sys/fs/resctrl/kubebid-acme"
 [ -f "$group/mode" ] || { echo "no group made:" >&2; cat "$root/agent.log" >&2; exit 1; }
 items=""
@@ -68,3 +56,18 @@ for i in $(seq "$n"); do
   lat+=($(( ($(date +%s%N) - t0) / 1000000 )))
 done
 printf '%s\n' "${lat[@]}" | sort -n | awk -v n="$n" '{a[NR]=$1} END {printf "pod start to threads placed, %d pods: median %d ms, p90 %d ms, max %d ms (target: within 1000 ms)\n", n, a[int((NR+1)/2)], a[int(NR*0.9+0.5)], a[NR]}'
+kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; pid=""
+# In cluster mode, against a stand-in API server (bench/mock-apiserver.py): the kube client, the node's pod
+# watch, the tenancy watch and a round of Node updates every 2 s.
+port=18443
+python3 bench/mock-apiserver.py "$port" & api=$!
+printf 'apiVersion: v1\nkind: Config\nclusters: [{name: m, cluster: {server: "http://127.0.0.1:%s"}}]\nusers: [{name: m, user: {}}]\ncontexts: [{name: m, context: {cluster: m, user: m}}]\ncurrent-context: m\n' "$port" > "$root/kubeconfig"
+mkdir -p "$root/cluster-node" && cp -a "$root"/dev "$root"/etc "$root"/opt "$root"/var "$root"/proc "$root"/sys "$root/tenants.yaml" "$root/cluster-node/"
+sleep 0.5
+KUBECONFIG="$root/kubeconfig" MIMALLOC_ARENA_EAGER_COMMIT=0 "$bin" serve node --node bench --host-root "$root/cluster-node" --interval 2 \
+  --cgroup-root "$root/cluster-node/sys/fs/cgroup" --metrics-listen 127.0.0.1:0 2>"$root/cluster.log" & cpid=$!
+sleep 8
+crss=$(awk '/VmRSS/ {print $2}' "/proc/$cpid/status")
+grep -q "node agent running" "$root/cluster.log" || { echo "the agent did not start:" >&2; cat "$root/cluster.log" >&2; }
+kill "$cpid" "$api" 2>/dev/null; wait "$cpid" 2>/dev/null || true
+echo "idle RSS in cluster mode (kube client, pod and tenancy watches, Node updates every 2 s): $((crss / 1024)).$(( (crss % 1024) * 10 / 1024 )) MiB ($crss KiB)"

@@ -262,15 +262,14 @@ fn stop_on_signals(rt: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
 }
 
 /// The node's pods watched through the API server, on `rt`.
-fn watch_pods(node: String, rt: &tokio::runtime::Runtime) -> kubebid_sensor::pods::NodePods {
+fn watch_pods(
+    client: kube::Client,
+    node: String,
+    rt: &tokio::runtime::Runtime,
+) -> kubebid_sensor::pods::NodePods {
     let pods = kubebid_sensor::pods::NodePods::default();
     let out = pods.clone();
-    rt.spawn(async move {
-        match kube::Client::try_default().await {
-            Ok(client) => kubebid_sensor::pods::watch(client, &node, out).await,
-            Err(e) => tracing::error!(error = %e, "no cluster to watch this node's pods in"),
-        }
-    });
+    rt.spawn(async move { kubebid_sensor::pods::watch(client, &node, out).await });
     pods
 }
 
@@ -391,12 +390,25 @@ pub fn serve(args: &NodeArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(format!("the runtime: {e}")),
     };
-    // One thread: the metrics endpoint, the signals and the watches are tasks on this runtime, which runs
-    // while the loop below waits.
-    let tenancy = match crate::runtime_cmd::tenancy_on(&args.config, Some(rt.handle())) {
-        Ok(t) => t,
-        Err(e) => return fail(e),
+    // One thread and one client: the metrics endpoint, the signals and the watches are tasks on this
+    // runtime, which runs while the loop below waits, and the watches and the Node updates share a client.
+    let client = if args.offline {
+        None
+    } else {
+        match rt.block_on(kube::Client::try_default()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                return fail(format!(
+                    "no cluster to label the node in ({e}); --offline attests only"
+                ));
+            }
+        }
     };
+    let tenancy =
+        match crate::runtime_cmd::tenancy_on(&args.config, Some((rt.handle(), client.clone()))) {
+            Ok(t) => t,
+            Err(e) => return fail(e),
+        };
     let cgroup_root = match crate::runtime_cmd::cgroup_root(args.cgroup_root.as_ref()) {
         Ok(c) => c,
         Err(e) => return fail(e),
@@ -408,28 +420,16 @@ pub fn serve(args: &NodeArgs) -> ExitCode {
     let mut pods = Pods {
         file: args.pods.clone(),
         stamp: None,
-        watch: (args.pods.is_none() && !args.offline).then(|| watch_pods(node.clone(), &rt)),
+        watch: client
+            .as_ref()
+            .filter(|_| args.pods.is_none())
+            .map(|c| watch_pods(c.clone(), node.clone(), &rt)),
         generation: 0,
         current: BTreeMap::new(),
     };
-    let mut agent = if args.offline {
-        None
-    } else {
-        match rt.block_on(kube::Client::try_default()) {
-            Ok(c) => Some(kubebid_node::agent::Agent::new(
-                c,
-                node.clone(),
-                args.host.options(),
-                args.rise,
-                args.fall,
-            )),
-            Err(e) => {
-                return fail(format!(
-                    "no cluster to label the node in ({e}); --offline attests only"
-                ));
-            }
-        }
-    };
+    let mut agent = client.map(|c| {
+        kubebid_node::agent::Agent::new(c, node.clone(), args.host.options(), args.rise, args.fall)
+    });
     let stop = stop_on_signals(&rt);
     tracing::info!(node = %node, metrics = %addr, offline = args.offline, "node agent running");
     let started = Instant::now();

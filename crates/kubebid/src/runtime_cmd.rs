@@ -436,13 +436,17 @@ pub(crate) fn sensor_tenancy(
 async fn watch_tenancy(
     tenancy: Arc<ArcSwap<kubebid_model::tenancy::Tenancy>>,
     ready: Arc<std::sync::atomic::AtomicBool>,
+    client: Option<kube::Client>,
 ) -> Result<(), String> {
     use futures::StreamExt as _;
     use kubebid_model::config::{KubeBidConfig, Tenant};
     use kubebid_server::watch::{owned, watch_kind};
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|e| format!("no --config, and no cluster to watch Tenants in ({e})"))?;
+    let client = match client {
+        Some(c) => c,
+        None => kube::Client::try_default()
+            .await
+            .map_err(|e| format!("no --config, and no cluster to watch Tenants in ({e})"))?,
+    };
     let (configs, s1) = watch_kind::<KubeBidConfig, _>(&client, 0u8);
     let (tenants, s2) = watch_kind::<Tenant, _>(&client, 1u8);
     let mut events = futures::stream::select(s1.boxed(), s2.boxed());
@@ -470,11 +474,16 @@ async fn watch_tenancy(
     Ok(())
 }
 
-/// [`sensor_tenancy`], the cluster watch spawned on `rt` when given (else on a thread of its own).
+/// [`sensor_tenancy`], the cluster watch spawned on `rt` with `client` when given (else on a thread of its
+/// own, with a client of its own).
 pub(crate) fn tenancy_on(
     config: &[String],
-    rt: Option<&tokio::runtime::Handle>,
+    rt: Option<(&tokio::runtime::Handle, Option<kube::Client>)>,
 ) -> Result<Arc<ArcSwap<kubebid_model::tenancy::Tenancy>>, String> {
+    let (rt, client) = match rt {
+        Some((h, c)) => (Some(h), c),
+        None => (None, None),
+    };
     let tenancy = Arc::new(ArcSwap::from_pointee(
         kubebid_model::tenancy::Tenancy::builtin(),
     ));
@@ -484,7 +493,7 @@ pub(crate) fn tenancy_on(
             Arc::new(std::sync::atomic::AtomicBool::new(false)),
         );
         let watch = async move {
-            if let Err(e) = watch_tenancy(watched, ready).await {
+            if let Err(e) = watch_tenancy(watched, ready, client).await {
                 tracing::error!(error = %e, "no tenancy: alerts carry no tenant");
             }
             std::future::pending::<()>().await;
