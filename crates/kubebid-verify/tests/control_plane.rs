@@ -86,6 +86,15 @@ fn answer(s: &Seen) -> Value {
     }
 }
 
+/// The API server's answer to a review: 201 with the review as JSON.
+fn created(body: &Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(201)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(serde_json::to_vec(body).unwrap())))
+        .unwrap()
+}
+
 fn api() -> (kube::Client, Arc<Mutex<Vec<Seen>>>) {
     let (mock, mut handle) =
         tower_test::mock::pair::<Request<kube::client::Body>, Response<Full<Bytes>>>();
@@ -113,13 +122,7 @@ fn api() -> (kube::Client, Arc<Mutex<Vec<Seen>>>) {
             };
             let a = answer(&seen);
             l.lock().unwrap().push(seen);
-            send.send_response(
-                Response::builder()
-                    .status(201)
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(serde_json::to_vec(&a).unwrap())))
-                    .unwrap(),
-            );
+            send.send_response(created(&a));
         }
     });
     (kube::Client::new(mock, "default"), log)
@@ -262,13 +265,7 @@ async fn one_tenant_is_verified_against_all_and_an_incomplete_review_is_no_proof
     tokio::spawn(async move {
         while let Some((_, send)) = handle.next_request().await {
             let a = json!({"status": {"resourceRules": [], "incomplete": true, "evaluationError": "webhook authorizer unavailable"}});
-            send.send_response(
-                Response::builder()
-                    .status(201)
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(serde_json::to_vec(&a).unwrap())))
-                    .unwrap(),
-            );
+            send.send_response(created(&a));
         }
     });
     let e = Verifier::new(kube::Client::new(mock, "default"), 2)

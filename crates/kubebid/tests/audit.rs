@@ -94,25 +94,9 @@ fn event(id: &str, ns: &str, group: &str) -> String {
 }
 
 fn ids_in(dir: &Path, tenant: &str) -> BTreeSet<String> {
-    let out = kubebid()
-        .args(["audit", "query"])
-        .arg(dir.join("data"))
-        .args(["--tenant", tenant, "-o", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["auditID"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
+    common::trail(dir, tenant)
+        .iter()
+        .map(|e| e["auditID"].as_str().unwrap().to_owned())
         .collect()
 }
 

@@ -330,21 +330,7 @@ fn escapes_and_escalations_in_a_tenant_pod_raise_alerts_naming_it() {
     // The sink filed them in acme's trail, about the pod, under the sensor's name.
     let _ = sink.kill();
     let _ = sink.wait();
-    let out = Command::new(env!("CARGO_BIN_EXE_kubebid"))
-        .args(["audit", "query"])
-        .arg(dir.join("data"))
-        .args(["--tenant", "acme", "-o", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let trail: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let trail = common::trail(&dir, "acme");
     for w in want {
         let e = trail
             .iter()

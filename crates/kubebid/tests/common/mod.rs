@@ -74,3 +74,22 @@ pub fn spawn_audit_sink(
     std::thread::spawn(move || for _ in lines {});
     (child, addr)
 }
+
+/// A tenant's trail as `kubebid audit query DIR/data --tenant T -o json` prints it, one event each.
+pub fn trail(dir: &Path, tenant: &str) -> Vec<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_kubebid"))
+        .args(["audit", "query"])
+        .arg(dir.join("data"))
+        .args(["--tenant", tenant, "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
