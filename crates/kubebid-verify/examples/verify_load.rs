@@ -1,4 +1,4 @@
-//! `kubebid verify`'s control-plane probes over N tenants (N × (N−1) ordered pairs) against an API server
+//! `kubebid verify`'s control-plane and admission probes over N tenants (N × (N−1) ordered pairs) against an API server
 //! that answers every review after a fixed delay: how long the whole proof takes, and how many reviews
 //! it needed. The API server is the kube client's mock service; each answer waits on its own task, so
 //! reviews overlap as they would on a real server.
@@ -40,10 +40,14 @@ async fn main() {
             let count = count.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                let body = if req.uri().path().ends_with("selfsubjectrulesreviews") {
+                let path = req.uri().path().to_owned();
+                let body = if path.ends_with("selfsubjectrulesreviews") {
                     json!({"status": {"resourceRules": [{"verbs": ["create"], "apiGroups": ["authorization.k8s.io"], "resources": ["selfsubjectrulesreviews"]}], "incomplete": false}})
-                } else {
+                } else if path.ends_with("selfsubjectaccessreviews") {
                     json!({"status": {"allowed": false}})
+                } else {
+                    // A dry-run create: admitted.
+                    json!({"kind": "Status", "status": "Success"})
                 };
                 count.fetch_add(1, Ordering::Relaxed);
                 send.send_response(
@@ -58,14 +62,15 @@ async fn main() {
     });
     let verifier = kubebid_verify::Verifier::new(kube::Client::new(mock, "default"), concurrency);
     let started = Instant::now();
-    let findings = verifier
+    let mut findings = verifier
         .control_plane(&tenancy, None, &|_, _| {})
         .await
         .unwrap();
+    findings.extend(verifier.admission(&tenancy, None, &|_, _| {}).await.unwrap());
     let took = started.elapsed();
     println!(
-        "{n} tenants ({} ordered pairs), {} probes, {} reviews at {} ms each, concurrency {concurrency}: {:.2} s; \
-         the same reviews back to back would take {:.1} s",
+        "{n} tenants ({} ordered pairs), {} probes, {} requests at {} ms each, concurrency {concurrency}: {:.2} s; \
+         the same requests back to back would take {:.1} s",
         n * (n - 1),
         findings.len(),
         served.load(Ordering::Relaxed),

@@ -7,9 +7,11 @@
 //! per identity and namespace covers every resource and verb there, rather than one request per pair and
 //! resource.
 //!
-//! Built so far: the control-plane family. Admission, network, DNS, compute, data and audit probes, the
+//! Built so far: the control-plane family and the admission family ([`admission`]: a corpus of hostile
+//! and compliant objects created with `dryRun=All`). Network, DNS, compute, data and audit probes, the
 //! report formats beyond text and JSON, and the posture scans are not built yet.
 
+pub mod admission;
 pub mod rbac;
 
 use std::collections::BTreeMap;
@@ -119,6 +121,22 @@ pub fn coverage(probe: &str) -> (&'static str, &'static [&'static str]) {
                 "HIPAA 164.312(a)(1)",
                 "PCI DSS 7.2",
             ],
+        ),
+        "admission/hostile" => (
+            "Block privileged containers; block use of host path volumes, host networking and ports; block NodePort services; block access to other tenant resources",
+            &[
+                "SOC 2 CC6.1",
+                "SOC 2 CC6.6",
+                "SOC 2 CC6.7",
+                "HIPAA 164.312(a)(1)",
+                "PCI DSS 1.3",
+                "PCI DSS 7.2",
+                "GDPR Art. 32",
+            ],
+        ),
+        "admission/compliant" => (
+            "Tenants keep the use of their namespaces (no over-blocking)",
+            &["SOC 2 CC7.2"],
         ),
         _ => (
             "Block access to cluster resources",
@@ -363,6 +381,100 @@ impl Verifier {
             ))
         });
         Ok(findings)
+    }
+}
+
+impl Verifier {
+    /// The admission probes: for every tenant (or `only`), each object of [`admission::CORPUS`] created with
+    /// `dryRun=All` in its first namespace, as its first owner (or, with none, that namespace's `default`
+    /// service account); cross-tenant objects name the next tenant's first namespace.
+    ///
+    /// # Errors
+    /// An answer that is neither an admission (2xx) nor a refusal (4xx): no verdict can be drawn from it.
+    pub async fn admission(
+        &self,
+        tenancy: &Tenancy,
+        only: Option<&str>,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Vec<Finding>, VerifyError> {
+        let tenants = tenancy.tenants();
+        let ids = identities(tenancy, only);
+        let mut work = Vec::new();
+        for (i, t) in tenants.iter().enumerate() {
+            if only.is_some_and(|o| o != t.name) {
+                continue;
+            }
+            let (Some(ns), Some(id)) = (
+                t.namespaces.iter().next(),
+                ids.iter().find(|id| id.tenant == t.name),
+            ) else {
+                continue;
+            };
+            let other = tenants
+                .iter()
+                .cycle()
+                .skip(i + 1)
+                .take(tenants.len().saturating_sub(1))
+                .find_map(|o| o.namespaces.iter().next())
+                .map_or("kube-system", String::as_str);
+            for case in admission::CORPUS {
+                work.push((id, ns.as_str(), other, case));
+            }
+        }
+        let total = work.len();
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let done = &done;
+        let mut out: Vec<Finding> = futures::stream::iter(work)
+            .map(|(id, ns, other, case)| async move {
+                let (path, body) = case.render(ns, other);
+                let mut req = http::Request::post(path.as_str())
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .header("Impersonate-User", id.user.as_str());
+                for g in &id.groups {
+                    req = req.header("Impersonate-Group", g.as_str());
+                }
+                let req = req.body(body.into_bytes()).unwrap_or_default();
+                let answer = self.client.request::<Value>(req).await;
+                progress(
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                    total,
+                );
+                let (admitted, message) = match answer {
+                    Ok(_) => (true, "admitted (dryRun=All)".to_owned()),
+                    Err(kube::Error::Api(e)) if (400..500).contains(&e.code) => {
+                        (false, format!("refused ({}): {}", e.code, e.message))
+                    }
+                    Err(source) => {
+                        return Err(VerifyError::Api {
+                            what: format!("dry-run create of {} in {ns}", case.name),
+                            source,
+                        });
+                    }
+                };
+                let passed = admitted == (case.must == admission::Must::Admit);
+                Ok(Finding {
+                    probe: if case.must == admission::Must::Admit {
+                        "admission/compliant"
+                    } else {
+                        "admission/hostile"
+                    },
+                    tenant: id.tenant.clone(),
+                    other: None,
+                    identity: id.user.clone(),
+                    namespace: Some(ns.to_owned()),
+                    passed,
+                    evidence: vec![format!("{}: {message}", case.name)],
+                })
+            })
+            .buffer_unordered(self.concurrency)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        out.sort_by(|a, b| {
+            (&a.tenant, a.probe, &a.evidence).cmp(&(&b.tenant, b.probe, &b.evidence))
+        });
+        Ok(out)
     }
 }
 

@@ -1,4 +1,5 @@
-//! `kubebid verify`: the isolation proof on a live cluster (the control-plane probes, so far).
+//! `kubebid verify`: the isolation proof on a live cluster (the control-plane and admission probes, so
+//! far).
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
@@ -143,10 +144,17 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
             bar.set_length(total as u64);
             bar.set_position(done as u64);
         };
-        let findings = kubebid_verify::Verifier::new(client, args.concurrency)
+        let verifier = kubebid_verify::Verifier::new(client, args.concurrency);
+        let mut findings = verifier
             .control_plane(&tenancy, args.tenant.as_deref(), &progress)
             .await
             .map_err(|e| e.to_string())?;
+        findings.extend(
+            verifier
+                .admission(&tenancy, args.tenant.as_deref(), &progress)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
         bar.finish_and_clear();
         Ok(findings)
     });
