@@ -1,4 +1,4 @@
-//! `kubebid verify`'s control-plane and admission probes over N tenants (N × (N−1) ordered pairs) against an API server
+//! `kubebid verify`'s control-plane, admission and compute probes over N tenants (N × (N−1) ordered pairs) against an API server
 //! that answers every review after a fixed delay: how long the whole proof takes, and how many reviews
 //! it needed. The API server is the kube client's mock service; each answer waits on its own task, so
 //! reviews overlap as they would on a real server.
@@ -66,7 +66,12 @@ async fn main() {
         .control_plane(&tenancy, None, &|_, _| {})
         .await
         .unwrap();
-    findings.extend(verifier.admission(&tenancy, None, &|_, _| {}).await.unwrap());
+    findings.extend(
+        verifier
+            .admission(&tenancy, None, &|_, _| {})
+            .await
+            .unwrap(),
+    );
     let took = started.elapsed();
     println!(
         "{n} tenants ({} ordered pairs), {} probes, {} requests at {} ms each, concurrency {concurrency}: {:.2} s; \

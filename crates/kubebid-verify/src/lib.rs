@@ -7,9 +7,11 @@
 //! per identity and namespace covers every resource and verb there, rather than one request per pair and
 //! resource.
 //!
-//! Built so far: the control-plane family and the admission family ([`admission`]: a corpus of hostile
-//! and compliant objects created with `dryRun=All`). Network, DNS, compute, data and audit probes, the
-//! report formats beyond text and JSON, and the posture scans are not built yet.
+//! Built so far: the control-plane family, the admission family ([`admission`]: a corpus of hostile and
+//! compliant objects created with `dryRun=All`) and the compute family (the `kubebid-secure`
+//! RuntimeClass as the mission specifies it; every running tenant pod in a KubeBid class on an attested
+//! node). Network, DNS, data and audit probes, the report
+//! formats beyond text and JSON, and the posture scans are not built yet.
 
 pub mod admission;
 pub mod rbac;
@@ -133,6 +135,10 @@ pub fn coverage(probe: &str) -> (&'static str, &'static [&'static str]) {
                 "PCI DSS 7.2",
                 "GDPR Art. 32",
             ],
+        ),
+        "compute/runtime-class" | "compute/pods" => (
+            "Tenant workloads isolated in microVMs on attested nodes",
+            &["SOC 2 CC6.1", "SOC 2 CC6.6", "PCI DSS 1.3", "GDPR Art. 32"],
         ),
         "admission/compliant" => (
             "Tenants keep the use of their namespaces (no over-blocking)",
@@ -485,4 +491,130 @@ pub fn to_json(f: &Finding) -> Value {
     json!({"probe": f.probe, "tenant": f.tenant, "other": f.other, "identity": f.identity,
         "namespace": f.namespace, "result": if f.passed { "pass" } else { "fail" },
         "evidence": f.evidence, "mtb": mtb, "controls": controls})
+}
+
+/// The RuntimeClass the mission specifies: handler, fixed overhead, and the attested pool.
+pub const SECURE_CLASS: (&str, &str, &str, &str) = ("kubebid-secure", "kata-fc", "160Mi", "250m");
+
+/// The RuntimeClasses a tenant pod may run in.
+pub const KUBEBID_CLASSES: &[&str] =
+    &["kubebid-secure", "kubebid-secure-snp", "kubebid-secure-tdx"];
+
+impl Verifier {
+    async fn get(&self, path: &str) -> Result<Option<Value>, VerifyError> {
+        let req = http::Request::get(path)
+            .body(Vec::new())
+            .unwrap_or_default();
+        match self.client.request::<Value>(req).await {
+            Ok(v) => Ok(Some(v)),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
+            Err(source) => Err(VerifyError::Api {
+                what: format!("GET {path}"),
+                source,
+            }),
+        }
+    }
+
+    /// The compute probes: the `kubebid-secure` RuntimeClass as specified, and for every tenant (or
+    /// `only`) every running pod in a KubeBid RuntimeClass on a node labelled by attestation
+    /// (`kubebid.io/secure-runtime=true`). Read as the verifier itself.
+    ///
+    /// # Errors
+    /// The API server refused or did not answer a read.
+    pub async fn compute(
+        &self,
+        tenancy: &Tenancy,
+        only: Option<&str>,
+    ) -> Result<Vec<Finding>, VerifyError> {
+        let (name, handler, memory, cpu) = SECURE_CLASS;
+        let rc = self
+            .get(&format!("/apis/node.k8s.io/v1/runtimeclasses/{name}"))
+            .await?;
+        let mut evidence = Vec::new();
+        match &rc {
+            None => evidence.push(format!("RuntimeClass {name} does not exist")),
+            Some(rc) => {
+                let want = [
+                    ("handler", &rc["handler"], handler),
+                    (
+                        "overhead.podFixed.memory",
+                        &rc["overhead"]["podFixed"]["memory"],
+                        memory,
+                    ),
+                    (
+                        "overhead.podFixed.cpu",
+                        &rc["overhead"]["podFixed"]["cpu"],
+                        cpu,
+                    ),
+                    (
+                        "scheduling.nodeSelector[kubebid.io/secure-runtime]",
+                        &rc["scheduling"]["nodeSelector"]["kubebid.io/secure-runtime"],
+                        "true",
+                    ),
+                ];
+                for (field, have, want) in want {
+                    if have.as_str() != Some(want) {
+                        evidence.push(format!("{field} is {have}, not {want:?}"));
+                    }
+                }
+            }
+        }
+        let mut out = vec![Finding {
+            probe: "compute/runtime-class",
+            tenant: "*".into(),
+            other: None,
+            identity: "(verifier)".into(),
+            namespace: None,
+            passed: evidence.is_empty(),
+            evidence,
+        }];
+        let nodes = self.get("/api/v1/nodes").await?.unwrap_or(Value::Null);
+        let attested: std::collections::BTreeSet<&str> = nodes["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| n["metadata"]["labels"]["kubebid.io/secure-runtime"] == "true")
+            .filter_map(|n| n["metadata"]["name"].as_str())
+            .collect();
+        for t in tenancy.tenants() {
+            if only.is_some_and(|o| o != t.name) {
+                continue;
+            }
+            let mut evidence = Vec::new();
+            for ns in &t.namespaces {
+                let pods = self
+                    .get(&format!("/api/v1/namespaces/{ns}/pods"))
+                    .await?
+                    .unwrap_or(Value::Null);
+                for p in pods["items"].as_array().into_iter().flatten() {
+                    if p["status"]["phase"] != "Running" {
+                        continue;
+                    }
+                    let pod = p["metadata"]["name"].as_str().unwrap_or("?");
+                    let class = p["spec"]["runtimeClassName"].as_str().unwrap_or("");
+                    if !KUBEBID_CLASSES.contains(&class) {
+                        evidence.push(format!(
+                            "{ns}/{pod} runs in RuntimeClass {class:?}, not a KubeBid microVM class"
+                        ));
+                    }
+                    let node = p["spec"]["nodeName"].as_str().unwrap_or("");
+                    if !attested.contains(node) {
+                        evidence.push(format!(
+                            "{ns}/{pod} runs on node {node:?}, which is not labelled kubebid.io/secure-runtime=true"
+                        ));
+                    }
+                }
+            }
+            out.push(Finding {
+                probe: "compute/pods",
+                tenant: t.name.clone(),
+                other: None,
+                identity: "(verifier)".into(),
+                namespace: None,
+                passed: evidence.is_empty(),
+                evidence,
+            });
+        }
+        Ok(out)
+    }
 }

@@ -83,7 +83,7 @@ enum Command {
     #[command(subcommand)]
     Node(node_cmd::NodeCommand),
     /// Prove isolation on a live cluster: act as each tenant's identities against every other tenant and
-    /// judge what the API server allows and admits (control-plane and admission probes so far).
+    /// judge what the API server allows and admits (control-plane, admission and compute probes so far).
     ///
     /// Exit status: 0 when every probe passes, 1 when one fails, 2 when the proof could not be made.
     Verify(verify_cmd::VerifyArgs),

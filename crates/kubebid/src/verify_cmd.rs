@@ -1,5 +1,5 @@
-//! `kubebid verify`: the isolation proof on a live cluster (the control-plane and admission probes, so
-//! far).
+//! `kubebid verify`: the isolation proof on a live cluster (the control-plane, admission and compute
+//! probes, so far).
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
@@ -152,6 +152,12 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
         findings.extend(
             verifier
                 .admission(&tenancy, args.tenant.as_deref(), &progress)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        findings.extend(
+            verifier
+                .compute(&tenancy, args.tenant.as_deref())
                 .await
                 .map_err(|e| e.to_string())?,
         );
