@@ -72,6 +72,7 @@ async fn main() {
             .await
             .unwrap(),
     );
+    findings.extend(verifier.compute(&tenancy, None).await.unwrap());
     let took = started.elapsed();
     println!(
         "{n} tenants ({} ordered pairs), {} probes, {} requests at {} ms each, concurrency {concurrency}: {:.2} s; \
