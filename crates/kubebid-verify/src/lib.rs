@@ -10,8 +10,9 @@
 //! Built so far: the control-plane family, the admission family ([`admission`]: a corpus of hostile and
 //! compliant objects created with `dryRun=All`) and the compute family (the `kubebid-secure`
 //! RuntimeClass as the mission specifies it; every running tenant pod in a KubeBid class on an attested
-//! node). Network, DNS, data and audit probes, the report
-//! formats beyond text and JSON, and the posture scans are not built yet.
+//! node), and the network family's first probe (KubeBid's default-deny present and unchanged in every
+//! tenant namespace). The reachability matrix, DNS, data and audit probes, the report formats beyond text
+//! and JSON, and the posture scans are not built yet.
 
 pub mod admission;
 pub mod rbac;
@@ -139,6 +140,15 @@ pub fn coverage(probe: &str) -> (&'static str, &'static [&'static str]) {
         "compute/runtime-class" | "compute/pods" => (
             "Tenant workloads isolated in microVMs on attested nodes",
             &["SOC 2 CC6.1", "SOC 2 CC6.6", "PCI DSS 1.3", "GDPR Art. 32"],
+        ),
+        "network/default-deny" => (
+            "Block network traffic across tenants (default deny)",
+            &[
+                "SOC 2 CC6.6",
+                "HIPAA 164.312(e)(1)",
+                "PCI DSS 1.3",
+                "GDPR Art. 32",
+            ],
         ),
         "admission/compliant" => (
             "Tenants keep the use of their namespaces (no over-blocking)",
@@ -608,6 +618,89 @@ impl Verifier {
             out.push(Finding {
                 probe: "compute/pods",
                 tenant: t.name.clone(),
+                other: None,
+                identity: "(verifier)".into(),
+                namespace: None,
+                passed: evidence.is_empty(),
+                evidence,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The NetworkPolicies KubeBid keeps in every tenant namespace, which no tenant may change.
+pub const MANAGED_POLICIES: &[&str] = &["default-deny-all", "allow-cluster-dns"];
+
+/// Whether everything `want` says is in `have`: objects field by field, arrays element by element and of
+/// the same length. Fields the API server defaults (a port's protocol) may be in `have` alone.
+#[must_use]
+pub fn holds(want: &Value, have: &Value) -> bool {
+    match (want, have) {
+        (Value::Object(w), Value::Object(h)) => w
+            .iter()
+            .all(|(k, v)| h.get(k).is_some_and(|hv| holds(v, hv))),
+        (Value::Array(w), Value::Array(h)) => {
+            w.len() == h.len() && w.iter().zip(h).all(|(a, b)| holds(a, b))
+        }
+        (w, h) => w == h,
+    }
+}
+
+impl Verifier {
+    /// The network probe: in every namespace of every tenant (or `only`), KubeBid's default-deny and DNS
+    /// policies are present and hold what the renderer writes for that tenant. Read as the verifier.
+    ///
+    /// # Errors
+    /// A tenant that does not render, or a read the API server refused.
+    pub async fn network(
+        &self,
+        set: &kubebid_model::load::ConfigSet,
+        only: Option<&str>,
+    ) -> Result<Vec<Finding>, VerifyError> {
+        let cluster = set.cluster_spec();
+        let mut out = Vec::new();
+        for loaded in &set.tenants {
+            let t = &loaded.object;
+            let name = t.metadata.name.clone().unwrap_or_default();
+            if only.is_some_and(|o| o != name) {
+                continue;
+            }
+            let rendered = kubebid_tenancy::render::tenant(t, &cluster).map_err(|e| {
+                VerifyError::Answer(format!(
+                    "tenant {name} does not render: {}",
+                    e.iter()
+                        .map(|f| format!("{}: {}", f.path, f.message))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ))
+            })?;
+            let mut evidence = Vec::new();
+            for want in rendered.iter().filter(|o| {
+                o["kind"] == "NetworkPolicy"
+                    && o["metadata"]["name"]
+                        .as_str()
+                        .is_some_and(|n| MANAGED_POLICIES.contains(&n))
+            }) {
+                let ns = want["metadata"]["namespace"].as_str().unwrap_or_default();
+                let np = want["metadata"]["name"].as_str().unwrap_or_default();
+                match self
+                    .get(&format!(
+                        "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{np}"
+                    ))
+                    .await?
+                {
+                    None => evidence.push(format!("{ns}/{np} is missing")),
+                    Some(have) if !holds(&want["spec"], &have["spec"]) => evidence.push(format!(
+                        "{ns}/{np} differs from KubeBid's: {}",
+                        have["spec"]
+                    )),
+                    Some(_) => {}
+                }
+            }
+            out.push(Finding {
+                probe: "network/default-deny",
+                tenant: name,
                 other: None,
                 identity: "(verifier)".into(),
                 namespace: None,

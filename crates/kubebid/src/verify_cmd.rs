@@ -1,5 +1,5 @@
-//! `kubebid verify`: the isolation proof on a live cluster (the control-plane, admission and compute
-//! probes, so far).
+//! `kubebid verify`: the isolation proof on a live cluster (the control-plane, admission, compute and
+//! default-deny probes, so far).
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
@@ -47,19 +47,18 @@ async fn client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, String> {
     kube::Client::try_from(config).map_err(|e| e.to_string())
 }
 
-/// The tenancy: from files, or listed once from the cluster.
-async fn tenancy(
+/// The configuration: from files, or the Tenant and `KubeBidConfig` objects listed once from the cluster.
+async fn configuration(
     args: &VerifyArgs,
     client: &kube::Client,
-) -> Result<kubebid_model::tenancy::Tenancy, String> {
+) -> Result<kubebid_model::load::ConfigSet, String> {
     if !args.config.is_empty() {
-        let set = crate::check::load_config_set(&args.config).map_err(|e| {
+        return crate::check::load_config_set(&args.config).map_err(|e| {
             e.iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join("; ")
-        })?;
-        return Ok(set.tenancy());
+        });
     }
     let lp = kube::api::ListParams::default();
     let tenants = kube::Api::<Tenant>::all(client.clone())
@@ -75,7 +74,7 @@ async fn tenancy(
     for e in invalid {
         eprintln!("kubebid verify: left out: {e}");
     }
-    Ok(set.tenancy())
+    Ok(set)
 }
 
 fn text(findings: &[kubebid_verify::Finding]) -> String {
@@ -124,7 +123,8 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
     };
     let result = rt.block_on(async {
         let client = client(args.kubeconfig.as_ref()).await?;
-        let tenancy = tenancy(args, &client).await?;
+        let set = configuration(args, &client).await?;
+        let tenancy = set.tenancy();
         if let Some(t) = &args.tenant
             && tenancy.tenant(t).is_none()
         {
@@ -158,6 +158,12 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
         findings.extend(
             verifier
                 .compute(&tenancy, args.tenant.as_deref())
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        findings.extend(
+            verifier
+                .network(&set, args.tenant.as_deref())
                 .await
                 .map_err(|e| e.to_string())?,
         );
