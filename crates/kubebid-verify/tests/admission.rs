@@ -6,12 +6,15 @@
 // Test fixtures fail the test loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
+use common::respond;
+
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::{Request, Response};
-use kubebid_model::load::ConfigSet;
 use kubebid_verify::Verifier;
 use kubebid_verify::admission::{CORPUS, Must};
 use serde_json::{Value, json};
@@ -29,14 +32,6 @@ metadata: {name: globex}
 spec:
   namespaces: [globex]
 ";
-
-fn respond(code: u16, body: &Value) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(code)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(serde_json::to_vec(body).unwrap())))
-        .unwrap()
-}
 
 #[tokio::test]
 async fn hostile_objects_must_be_refused_and_compliant_ones_admitted() {
@@ -77,9 +72,7 @@ async fn hostile_objects_must_be_refused_and_compliant_ones_admitted() {
             send.send_response(answer);
         }
     });
-    let mut set = ConfigSet::default();
-    assert!(set.add_text("t.yaml", TENANTS).is_empty());
-    let tenancy = set.tenancy();
+    let tenancy = common::config(TENANTS).tenancy();
     let findings = Verifier::new(kube::Client::new(mock, "default"), 4)
         .admission(&tenancy, None, &|_, _| {})
         .await
@@ -145,16 +138,14 @@ async fn an_answer_that_is_neither_admission_nor_refusal_is_no_verdict() {
         tower_test::mock::pair::<Request<kube::client::Body>, Response<Full<Bytes>>>();
     tokio::spawn(async move {
         while let Some((_, send)) = handle.next_request().await {
-            send.send_response(respond(
+            send.send_response(common::respond(
                 500,
                 &json!({"kind": "Status", "code": 500, "message": "etcd is down"}),
             ));
         }
     });
-    let mut set = ConfigSet::default();
-    assert!(set.add_text("t.yaml", TENANTS).is_empty());
     let e = Verifier::new(kube::Client::new(mock, "default"), 2)
-        .admission(&set.tenancy(), Some("acme"), &|_, _| {})
+        .admission(&common::config(TENANTS).tenancy(), Some("acme"), &|_, _| {})
         .await
         .unwrap_err();
     assert!(e.to_string().contains("dry-run create of"), "{e}");

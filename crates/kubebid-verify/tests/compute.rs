@@ -4,10 +4,11 @@
 // Test fixtures fail the test loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response};
-use kubebid_model::load::ConfigSet;
 use kubebid_verify::Verifier;
 use serde_json::{Value, json};
 
@@ -66,22 +67,14 @@ fn cluster(rc: Option<Value>) -> kube::Client {
                 ),
                 other => panic!("unexpected {other}"),
             };
-            send.send_response(
-                Response::builder()
-                    .status(code)
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(serde_json::to_vec(&body).unwrap())))
-                    .unwrap(),
-            );
+            send.send_response(common::respond(code, &body));
         }
     });
     kube::Client::new(mock, "default")
 }
 
 fn tenancy() -> kubebid_model::tenancy::Tenancy {
-    let mut set = ConfigSet::default();
-    assert!(set.add_text("t.yaml", TENANTS).is_empty());
-    set.tenancy()
+    common::config(TENANTS).tenancy()
 }
 
 #[tokio::test]

@@ -7,12 +7,13 @@
 // Test fixtures fail the test loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::{Request, Response};
-use kubebid_model::load::ConfigSet;
 use kubebid_verify::{Verifier, identities};
 use serde_json::{Value, json};
 
@@ -86,15 +87,6 @@ fn answer(s: &Seen) -> Value {
     }
 }
 
-/// The API server's answer to a review: 201 with the review as JSON.
-fn created(body: &Value) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(201)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(serde_json::to_vec(body).unwrap())))
-        .unwrap()
-}
-
 fn api() -> (kube::Client, Arc<Mutex<Vec<Seen>>>) {
     let (mock, mut handle) =
         tower_test::mock::pair::<Request<kube::client::Body>, Response<Full<Bytes>>>();
@@ -122,16 +114,14 @@ fn api() -> (kube::Client, Arc<Mutex<Vec<Seen>>>) {
             };
             let a = answer(&seen);
             l.lock().unwrap().push(seen);
-            send.send_response(created(&a));
+            send.send_response(common::respond(201, &a));
         }
     });
     (kube::Client::new(mock, "default"), log)
 }
 
 fn tenancy() -> kubebid_model::tenancy::Tenancy {
-    let mut set = ConfigSet::default();
-    assert!(set.add_text("t.yaml", TENANTS).is_empty());
-    set.tenancy()
+    common::config(TENANTS).tenancy()
 }
 
 #[tokio::test]
@@ -265,7 +255,7 @@ async fn one_tenant_is_verified_against_all_and_an_incomplete_review_is_no_proof
     tokio::spawn(async move {
         while let Some((_, send)) = handle.next_request().await {
             let a = json!({"status": {"resourceRules": [], "incomplete": true, "evaluationError": "webhook authorizer unavailable"}});
-            send.send_response(created(&a));
+            send.send_response(common::respond(201, &a));
         }
     });
     let e = Verifier::new(kube::Client::new(mock, "default"), 2)

@@ -5,6 +5,8 @@
 // Test fixtures fail the test loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
@@ -21,9 +23,7 @@ spec: {namespaces: [acme-prod, acme-dev]}
 ";
 
 fn set() -> ConfigSet {
-    let mut set = ConfigSet::default();
-    assert!(set.add_text("t.yaml", TENANTS).is_empty());
-    set
+    common::config(TENANTS)
 }
 
 /// The rendered managed policies, by path, as the API server would keep them (a port's protocol
@@ -56,13 +56,7 @@ fn cluster(change: impl Fn(&mut BTreeMap<String, Value>)) -> kube::Client {
                     json!({"kind": "Status", "code": 404, "reason": "NotFound", "message": "not found"}),
                 ),
             };
-            send.send_response(
-                Response::builder()
-                    .status(code)
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(serde_json::to_vec(&body).unwrap())))
-                    .unwrap(),
-            );
+            send.send_response(common::respond(code, &body));
         }
     });
     kube::Client::new(mock, "default")
