@@ -11,6 +11,10 @@ use kubebid_model::config::{KubeBidConfig, Tenant};
 pub enum VerifyFormat {
     Text,
     Json,
+    /// SARIF 2.1.0: one rule per probe, one result per failed finding.
+    Sarif,
+    /// `JUnit` XML: one test suite per probe, one test case per finding (CI dashboards read it).
+    Junit,
 }
 
 #[derive(clap::Args)]
@@ -75,6 +79,166 @@ async fn configuration(
         eprintln!("kubebid verify: left out: {e}");
     }
     Ok(set)
+}
+
+/// SARIF 2.1.0: one rule per probe (its benchmark check and controls as properties), one result per
+/// failed finding.
+fn sarif(findings: &[kubebid_verify::Finding]) -> String {
+    use serde_sarif::sarif::{
+        Message, MultiformatMessageString, PropertyBag, ReportingDescriptor, Result as SarifResult,
+        ResultLevel, Run, Sarif, Tool, ToolComponent,
+    };
+    let mut probes: Vec<&str> = findings.iter().map(|f| f.probe).collect();
+    probes.sort_unstable();
+    probes.dedup();
+    let rules: Vec<ReportingDescriptor> = probes
+        .iter()
+        .map(|p| {
+            let (mtb, controls) = kubebid_verify::coverage(p);
+            ReportingDescriptor::builder()
+                .id(*p)
+                .short_description(MultiformatMessageString::builder().text(mtb).build())
+                .properties(
+                    PropertyBag::builder()
+                        .additional_properties(std::collections::BTreeMap::from([(
+                            "controls".to_owned(),
+                            serde_json::json!(controls),
+                        )]))
+                        .build(),
+                )
+                .build()
+        })
+        .collect();
+    let results: Vec<SarifResult> = findings
+        .iter()
+        .filter(|f| !f.passed)
+        .map(|f| {
+            SarifResult::builder()
+                .rule_id(f.probe)
+                .level(ResultLevel::Error)
+                .message(
+                    Message::builder()
+                        .text(format!(
+                            "tenant {} as {}{}: {}",
+                            f.tenant,
+                            f.identity,
+                            f.namespace
+                                .as_deref()
+                                .map_or(String::new(), |n| format!(" in {n}")),
+                            f.evidence.join("; ")
+                        ))
+                        .build(),
+                )
+                .properties(
+                    PropertyBag::builder()
+                        .additional_properties(std::collections::BTreeMap::from([
+                            ("tenant".to_owned(), serde_json::json!(f.tenant)),
+                            ("identity".to_owned(), serde_json::json!(f.identity)),
+                            ("namespace".to_owned(), serde_json::json!(f.namespace)),
+                            ("otherTenant".to_owned(), serde_json::json!(f.other)),
+                        ]))
+                        .build(),
+                )
+                .build()
+        })
+        .collect();
+    let log = Sarif::builder()
+        .version(serde_json::json!("2.1.0"))
+        .schema("https://json.schemastore.org/sarif-2.1.0.json")
+        .runs(vec![
+            Run::builder()
+                .tool(
+                    Tool::builder()
+                        .driver(
+                            ToolComponent::builder()
+                                .name("kubebid verify")
+                                .version(env!("CARGO_PKG_VERSION"))
+                                .rules(rules)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .results(results)
+                .build(),
+        ])
+        .build();
+    let mut out = serde_json::to_string_pretty(&log).unwrap_or_default();
+    out.push('\n');
+    out
+}
+
+/// Text as XML character data or an attribute value.
+fn xml(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // Characters XML 1.0 cannot carry at all.
+            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `JUnit` XML: a suite per probe, a case per finding, a failure carrying its evidence.
+fn junit(findings: &[kubebid_verify::Finding]) -> String {
+    use std::fmt::Write as _;
+    let mut suites: std::collections::BTreeMap<&str, Vec<&kubebid_verify::Finding>> =
+        std::collections::BTreeMap::new();
+    for f in findings {
+        suites.entry(f.probe).or_default().push(f);
+    }
+    let failures = findings.iter().filter(|f| !f.passed).count();
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"kubebid verify\" tests=\"{}\" failures=\"{failures}\">",
+        findings.len()
+    );
+    for (probe, cases) in suites {
+        let failed = cases.iter().filter(|f| !f.passed).count();
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failed}\">",
+            xml(probe),
+            cases.len()
+        );
+        for f in cases {
+            let name = format!(
+                "{} as {}{}",
+                f.tenant,
+                f.identity,
+                f.namespace
+                    .as_deref()
+                    .map_or(String::new(), |n| format!(" in {n}"))
+            );
+            if f.passed {
+                let _ = writeln!(
+                    out,
+                    "    <testcase classname=\"{}\" name=\"{}\"/>",
+                    xml(probe),
+                    xml(&name)
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "    <testcase classname=\"{}\" name=\"{}\">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
+                    xml(probe),
+                    xml(&name),
+                    xml(f.evidence.first().map_or("", String::as_str)),
+                    xml(&f.evidence.join("\n"))
+                );
+            }
+        }
+        out.push_str("  </testsuite>\n");
+    }
+    out.push_str("</testsuites>\n");
+    out
 }
 
 fn text(findings: &[kubebid_verify::Finding]) -> String {
@@ -176,6 +340,8 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
     };
     let out = match args.output {
         VerifyFormat::Text => text(&findings),
+        VerifyFormat::Sarif => sarif(&findings),
+        VerifyFormat::Junit => junit(&findings),
         VerifyFormat::Json => {
             let mut out = String::new();
             for f in &findings {
@@ -190,5 +356,73 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn findings() -> Vec<kubebid_verify::Finding> {
+        vec![
+            kubebid_verify::Finding {
+                probe: "control-plane/foreign-namespace",
+                tenant: "acme".into(),
+                other: Some("globex".into()),
+                identity: "kubebid-verify:acme:acme-admins".into(),
+                namespace: Some("globex".into()),
+                passed: false,
+                evidence: vec!["get on secrets <\"&\u{1}>".into()],
+            },
+            kubebid_verify::Finding {
+                probe: "compute/pods",
+                tenant: "acme".into(),
+                other: None,
+                identity: "(verifier)".into(),
+                namespace: None,
+                passed: true,
+                evidence: Vec::new(),
+            },
+        ]
+    }
+
+    #[test]
+    fn sarif_is_the_schema_s_and_names_only_failures() {
+        let text = sarif(&findings());
+        let log: serde_sarif::sarif::Sarif = serde_json::from_str(&text).expect("SARIF 2.1.0");
+        let run = &log.runs[0];
+        assert_eq!(run.results.as_ref().map(Vec::len), Some(1));
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(
+            v["runs"][0]["results"][0]["ruleId"],
+            "control-plane/foreign-namespace"
+        );
+        assert_eq!(
+            v["runs"][0]["results"][0]["properties"]["otherTenant"],
+            "globex"
+        );
+        assert_eq!(
+            v["runs"][0]["tool"]["driver"]["rules"]
+                .as_array()
+                .map(Vec::len),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn junit_escapes_what_the_api_server_said() {
+        let x = junit(&findings());
+        assert!(x.starts_with("<?xml"));
+        assert!(x.contains("<testsuites name=\"kubebid verify\" tests=\"2\" failures=\"1\">"));
+        assert!(
+            x.contains("get on secrets &lt;&quot;&amp;\u{fffd}&gt;"),
+            "{x}"
+        );
+        assert!(!x.contains('\u{1}'));
+        assert_eq!(x.matches("<testcase ").count(), 2);
+        assert_eq!(
+            x.matches("<testsuite ").count(),
+            x.matches("</testsuite>").count()
+        );
     }
 }
