@@ -207,6 +207,7 @@ struct {
 /* x86_64 system call numbers whose string argument is read: mount's file system type, and the opens'
  * paths. */
 #define NR_OPEN 2
+#define NR_CREAT 85 /* open(path, O_CREAT|O_WRONLY|O_TRUNC, mode) */
 #define NR_MOUNT 165
 #define NR_OPENAT 257
 #define NR_OPENAT2 437
@@ -325,11 +326,15 @@ static __always_inline int unresolved(const char *s, long n)
 /* For an open: reads the path and flags, and whether the path is one some rule can need. */
 static __always_inline int open_wanted(struct pending *p, struct pt_regs *regs, __u32 nr)
 {
-	const char *path = (const char *)(nr == NR_OPEN ? regs->di : regs->si);
-	p->args[0] = nr == NR_OPEN ? (__u64)-100 : regs->di; /* dirfd; AT_FDCWD for open */
+	int by_path = nr == NR_OPEN || nr == NR_CREAT;
+	const char *path = (const char *)(by_path ? regs->di : regs->si);
+	p->args[0] = by_path ? (__u64)-100 : regs->di; /* dirfd; AT_FDCWD for open and creat */
 	if (nr == NR_OPEN) {
 		p->args[1] = regs->si;
 		p->args[2] = regs->dx;
+	} else if (nr == NR_CREAT) {
+		p->args[1] = 01 | 0100 | 01000; /* O_WRONLY | O_CREAT | O_TRUNC */
+		p->args[2] = regs->si;
 	} else if (nr == NR_OPENAT) {
 		p->args[1] = regs->dx;
 		p->args[2] = regs->r10;
@@ -387,7 +392,7 @@ int BPF_PROG(on_enter, struct pt_regs *regs, long id)
 	p->args[2] = regs->dx;
 	p->str_len = 0;
 	p->flags = 0;
-	if (nr == NR_OPEN || nr == NR_OPENAT || nr == NR_OPENAT2) {
+	if (nr == NR_OPEN || nr == NR_CREAT || nr == NR_OPENAT || nr == NR_OPENAT2) {
 		if (!open_wanted(p, regs, nr))
 			return 0;
 	} else if (nr == NR_MOUNT) {

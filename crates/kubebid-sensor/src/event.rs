@@ -146,6 +146,7 @@ pub fn decode(b: &[u8]) -> Result<Raw, DecodeError> {
 /// The x86_64 system calls the sensor can watch, by Falco's `evt.type` name.
 pub const SYSCALLS: &[(&str, u32)] = &[
     ("open", 2),
+    ("creat", 85),
     ("ptrace", 101),
     ("setuid", 105),
     ("setgid", 106),
@@ -165,7 +166,7 @@ pub const SYSCALLS: &[(&str, u32)] = &[
 ];
 
 /// The opens, whose paths the kernel checks against the watched set.
-pub const OPENS: &[&str] = &["open", "openat", "openat2"];
+pub const OPENS: &[&str] = &["open", "creat", "openat", "openat2"];
 
 /// A system call's name by number.
 #[must_use]
@@ -254,13 +255,13 @@ pub fn arguments(raw: &Raw) -> Vec<(String, String)> {
         Some("setuid" | "setgid") => vec![kv("uid", a[0].to_string())],
         Some("bpf") => vec![kv("cmd", a[0].to_string())],
         Some("execve") => vec![kv("filename", raw.text.clone())],
-        Some("open" | "openat" | "openat2") => {
+        Some("open" | "creat" | "openat" | "openat2") => {
             let mut v = vec![
                 kv("name", raw.text.clone()),
                 kv("flags", open_flags(a[1])),
                 kv("mode", format!("{:#o}", a[2])),
             ];
-            if raw.nr != 2 {
+            if raw.nr != 2 && raw.nr != 85 {
                 let dirfd = dirfd(a[0]);
                 v.push(kv(
                     "dirfd",

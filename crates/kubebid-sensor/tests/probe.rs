@@ -112,7 +112,7 @@ fn only_opens_of_watched_paths_leave_the_kernel() {
     }
     let d = dir.display().to_string();
     let watch = WatchSet::parse(&[format!("{d}/key"), format!("{d}/vault/")]).unwrap();
-    let Some(mut p) = probe(&["openat"], &watch) else {
+    let Some(mut p) = probe(&["openat", "creat"], &watch) else {
         return;
     };
     let me = std::process::id();
@@ -168,6 +168,39 @@ fn only_opens_of_watched_paths_leave_the_kernel() {
             .map(|(_, v)| v),
         Some("O_RDONLY|O_CLOEXEC".to_owned())
     );
+    // creat(2), the old way to open for writing: a watched path made through it is seen too.
+    let made = format!("{d}/vault/made");
+    let perl = std::process::Command::new("perl")
+        .args([
+            "-e",
+            &format!("my $p = \"{made}\"; syscall(85, $p, 0644) >= 0 or exit 1"),
+        ])
+        .spawn();
+    if let Ok(mut perl) = perl {
+        let pid = perl.id();
+        assert!(perl.wait().unwrap().success(), "creat ran");
+        let mut creat = None;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while creat.is_none() && Instant::now() < deadline {
+            p.poll(Duration::from_millis(100), |b| {
+                let r = decode(b).unwrap();
+                if r.tgid == pid && syscall_name(r.nr) == Some("creat") {
+                    creat = Some(r);
+                }
+            });
+        }
+        let c = creat.expect("the creat call");
+        assert_eq!(c.text, made);
+        assert_eq!(
+            arguments(&c)
+                .into_iter()
+                .find(|(k, _)| k == "flags")
+                .map(|(_, v)| v),
+            Some("O_WRONLY|O_CREAT|O_TRUNC".to_owned())
+        );
+    } else {
+        println!("SKIPPED: no perl to call creat(2) with");
+    }
     assert_eq!(p.lost(), 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
