@@ -19,7 +19,7 @@ pub mod rbac;
 
 use std::collections::BTreeMap;
 
-use futures::StreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use kubebid_model::config::OwnerKind;
 use kubebid_model::tenancy::Tenancy;
 use serde_json::{Value, json};
@@ -300,10 +300,8 @@ impl Verifier {
                 r.map(|rules| (ns, rules))
             })
             .buffer_unordered(self.concurrency)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
+            .try_collect()
+            .await?;
         let (owner, baseline) = (&owner, &baseline);
         let pairs: Vec<(&Identity, &str)> = ids
             .iter()
@@ -336,10 +334,8 @@ impl Verifier {
                 })
             })
             .buffer_unordered(self.concurrency)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
+            .try_collect()
+            .await?;
         let checks: Vec<(&Identity, &rbac::Request)> = ids
             .iter()
             .flat_map(|id| CLUSTER_REQUESTS.iter().map(move |c| (id, c)))
@@ -365,10 +361,8 @@ impl Verifier {
                 a.map(|yes| yes.then_some((id, what)))
             })
             .buffer_unordered(self.concurrency)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<Vec<_>, _>>()?
+            .try_collect::<Vec<_>>()
+            .await?
             .into_iter()
             .flatten()
             .collect();
@@ -483,10 +477,8 @@ impl Verifier {
                 })
             })
             .buffer_unordered(self.concurrency)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
+            .try_collect()
+            .await?;
         out.sort_by(|a, b| {
             (&a.tenant, a.probe, &a.evidence).cmp(&(&b.tenant, b.probe, &b.evidence))
         });
