@@ -15,7 +15,12 @@
 //! and JSON, and the posture scans are not built yet.
 
 pub mod admission;
+pub mod audit;
+pub mod data;
+pub mod dns;
 pub mod rbac;
+pub mod reach;
+pub mod report;
 
 use std::collections::BTreeMap;
 
@@ -98,6 +103,9 @@ pub struct Finding {
     /// The namespace asked about, if one.
     pub namespace: Option<String>,
     pub passed: bool,
+    /// The probe could not be run here (its evidence says why): neither a pass nor a failure, and it does
+    /// not fail the run (`passed` is true).
+    pub skipped: bool,
     /// What the API server answered that decided it.
     pub evidence: Vec<String>,
 }
@@ -147,6 +155,46 @@ pub fn coverage(probe: &str) -> (&'static str, &'static [&'static str]) {
                 "SOC 2 CC6.6",
                 "HIPAA 164.312(e)(1)",
                 "PCI DSS 1.3",
+                "GDPR Art. 32",
+            ],
+        ),
+        "network/reachability" => (
+            "Block network traffic across tenants (no NetworkPolicy path between tenants)",
+            &[
+                "SOC 2 CC6.6",
+                "HIPAA 164.312(e)(1)",
+                "PCI DSS 1.3",
+                "GDPR Art. 32",
+            ],
+        ),
+        "network/encryption" => (
+            "Pod traffic encrypted between nodes (beyond the benchmark)",
+            &[
+                "SOC 2 CC6.7",
+                "HIPAA 164.312(e)(1)",
+                "PCI DSS 4.2",
+                "GDPR Art. 32",
+            ],
+        ),
+        "dns/foreign-names" => (
+            "Block access to other tenant resources (names: another tenant's Services do not resolve)",
+            &["SOC 2 CC6.1", "SOC 2 CC6.6", "GDPR Art. 32"],
+        ),
+        "audit/trail" => (
+            "Tenant activity recorded in the tenant's own audit trail",
+            &[
+                "SOC 2 CC7.2",
+                "HIPAA 164.312(b)",
+                "PCI DSS 10.2",
+                "GDPR Art. 32",
+            ],
+        ),
+        "data/secrets-at-rest" => (
+            "Secrets encrypted at rest, per tenant (beyond the benchmark)",
+            &[
+                "SOC 2 CC6.1",
+                "HIPAA 164.312(a)(1)",
+                "PCI DSS 3.5",
                 "GDPR Art. 32",
             ],
         ),
@@ -330,6 +378,7 @@ impl Verifier {
                     identity: id.user.clone(),
                     namespace: Some(ns.to_owned()),
                     passed: evidence.is_empty(),
+                    skipped: false,
                     evidence,
                 })
             })
@@ -379,6 +428,7 @@ impl Verifier {
                 identity: id.user.clone(),
                 namespace: None,
                 passed: evidence.is_empty(),
+                skipped: false,
                 evidence,
             });
         }
@@ -392,6 +442,23 @@ impl Verifier {
         });
         Ok(findings)
     }
+}
+
+/// Who each tenant's admission probes act as, and where: its first namespace and its first owner (or,
+/// with none, that namespace's `default` service account).
+#[must_use]
+pub fn admission_subjects(tenancy: &Tenancy, only: Option<&str>) -> Vec<audit::Made> {
+    let ids = identities(tenancy, only);
+    tenancy
+        .tenants()
+        .iter()
+        .filter(|t| only.is_none_or(|o| o == t.name))
+        .filter_map(|t| {
+            let ns = t.namespaces.iter().next()?;
+            let id = ids.iter().find(|id| id.tenant == t.name)?;
+            Some((t.name.clone(), id.user.clone(), ns.clone()))
+        })
+        .collect()
 }
 
 impl Verifier {
@@ -473,6 +540,7 @@ impl Verifier {
                     identity: id.user.clone(),
                     namespace: Some(ns.to_owned()),
                     passed,
+                    skipped: false,
                     evidence: vec![format!("{}: {message}", case.name)],
                 })
             })
@@ -486,12 +554,22 @@ impl Verifier {
     }
 }
 
+/// `pass`, `fail` or `skip`.
+#[must_use]
+pub fn result(f: &Finding) -> &'static str {
+    match (f.skipped, f.passed) {
+        (true, _) => "skip",
+        (false, true) => "pass",
+        (false, false) => "fail",
+    }
+}
+
 /// A finding as JSON, with what it covers.
 #[must_use]
 pub fn to_json(f: &Finding) -> Value {
     let (mtb, controls) = coverage(f.probe);
     json!({"probe": f.probe, "tenant": f.tenant, "other": f.other, "identity": f.identity,
-        "namespace": f.namespace, "result": if f.passed { "pass" } else { "fail" },
+        "namespace": f.namespace, "result": result(f),
         "evidence": f.evidence, "mtb": mtb, "controls": controls})
 }
 
@@ -568,6 +646,7 @@ impl Verifier {
             identity: "(verifier)".into(),
             namespace: None,
             passed: evidence.is_empty(),
+            skipped: false,
             evidence,
         }];
         let nodes = self.get("/api/v1/nodes").await?.unwrap_or(Value::Null);
@@ -614,6 +693,7 @@ impl Verifier {
                 identity: "(verifier)".into(),
                 namespace: None,
                 passed: evidence.is_empty(),
+                skipped: false,
                 evidence,
             });
         }
@@ -697,9 +777,158 @@ impl Verifier {
                 identity: "(verifier)".into(),
                 namespace: None,
                 passed: evidence.is_empty(),
+                skipped: false,
                 evidence,
             });
         }
         Ok(out)
+    }
+}
+
+/// Where Cilium keeps its agent configuration.
+pub const CILIUM_CONFIG: &str = "/api/v1/namespaces/kube-system/configmaps/cilium-config";
+/// The annotation a Cilium agent publishes its WireGuard key in, on its node's `CiliumNode`.
+pub const WG_KEY_ANNOTATION: &str = "network.cilium.io/wg-pub-key";
+
+fn items(list: Option<Value>) -> Vec<Value> {
+    match list.map(|mut l| l["items"].take()) {
+        Some(Value::Array(a)) => a,
+        _ => Vec::new(),
+    }
+}
+
+impl Verifier {
+    /// The reachability probe: for every ordered pair of tenants (A, B) (A = `only` if given), whether any
+    /// pod of A's namespaces may reach any pod of B's, by every NetworkPolicy and Namespace in the cluster
+    /// ([`reach`]). Read as the verifier.
+    ///
+    /// # Errors
+    /// A list the API server refused.
+    pub async fn reachability(
+        &self,
+        set: &kubebid_model::load::ConfigSet,
+        only: Option<&str>,
+    ) -> Result<Vec<Finding>, VerifyError> {
+        let namespaces = items(self.get("/api/v1/namespaces").await?);
+        let policies = items(
+            self.get("/apis/networking.k8s.io/v1/networkpolicies")
+                .await?,
+        );
+        let nodes = items(self.get("/api/v1/nodes").await?);
+        let mut pods: Vec<ipnet::IpNet> = set
+            .cluster_spec()
+            .pod_cidrs
+            .iter()
+            .filter_map(|c| c.parse().ok())
+            .collect();
+        pods.extend(nodes.iter().flat_map(|n| {
+            n["spec"]["podCIDRs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.as_str()?.parse::<ipnet::IpNet>().ok())
+        }));
+        pods.sort_unstable();
+        pods.dedup();
+        let matrix = reach::Matrix::new(&namespaces, &policies, pods);
+        let tenancy = set.tenancy();
+        let tenants = tenancy.tenants();
+        let mut out = Vec::new();
+        for a in tenants {
+            if only.is_some_and(|o| o != a.name) {
+                continue;
+            }
+            for b in tenants.iter().filter(|b| b.name != a.name) {
+                let evidence: Vec<String> = a
+                    .namespaces
+                    .iter()
+                    .flat_map(|x| b.namespaces.iter().map(move |y| (x, y)))
+                    .filter_map(|(x, y)| matrix.path(x, y))
+                    .collect();
+                out.push(Finding {
+                    probe: "network/reachability",
+                    tenant: a.name.clone(),
+                    other: Some(b.name.clone()),
+                    identity: "(verifier)".into(),
+                    namespace: None,
+                    passed: evidence.is_empty(),
+                    skipped: false,
+                    evidence,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The encryption probe: where Cilium runs, its transparent encryption is WireGuard and every Node's
+    /// agent has published a WireGuard key; where it does not, the finding says encryption could not be
+    /// checked.
+    ///
+    /// # Errors
+    /// A read the API server refused.
+    pub async fn encryption(&self) -> Result<Finding, VerifyError> {
+        let mut finding = Finding {
+            probe: "network/encryption",
+            tenant: "*".into(),
+            other: None,
+            identity: "(verifier)".into(),
+            namespace: None,
+            passed: true,
+            skipped: false,
+            evidence: Vec::new(),
+        };
+        let Some(config) = self.get(CILIUM_CONFIG).await? else {
+            finding.skipped = true;
+            finding.evidence.push(
+                "not checked: Cilium's configuration (kube-system/cilium-config) is not there, so pod traffic encryption could not be checked"
+                    .into(),
+            );
+            return Ok(finding);
+        };
+        let data = &config["data"];
+        if data["enable-ipsec"] == "true" {
+            finding
+                .evidence
+                .push("Cilium encrypts with IPsec, not WireGuard".into());
+        }
+        if data["enable-wireguard"] != "true" {
+            finding.evidence.push(format!(
+                "Cilium's enable-wireguard is {}, not \"true\": pod traffic between nodes is not encrypted by WireGuard",
+                data["enable-wireguard"]
+            ));
+        }
+        let keyed: BTreeMap<String, bool> =
+            items(self.get("/apis/cilium.io/v2/ciliumnodes").await?)
+                .iter()
+                .filter_map(|n| {
+                    Some((
+                        n["metadata"]["name"].as_str()?.to_owned(),
+                        n["metadata"]["annotations"][WG_KEY_ANNOTATION]
+                            .as_str()
+                            .is_some_and(|k| !k.is_empty()),
+                    ))
+                })
+                .collect();
+        let nodes = items(self.get("/api/v1/nodes").await?);
+        for n in &nodes {
+            let name = n["metadata"]["name"].as_str().unwrap_or("?");
+            match keyed.get(name) {
+                None => finding
+                    .evidence
+                    .push(format!("node {name} has no CiliumNode: no Cilium agent runs there")),
+                Some(false) => finding.evidence.push(format!(
+                    "node {name}'s Cilium agent has published no WireGuard key ({WG_KEY_ANNOTATION})"
+                )),
+                Some(true) => {}
+            }
+        }
+        finding.passed = finding.evidence.is_empty();
+        if finding.passed {
+            finding.evidence.push(format!(
+                "WireGuard on, a key published by the agent of each of {} nodes",
+                nodes.len()
+            ));
+        }
+        Ok(finding)
     }
 }

@@ -15,6 +15,8 @@ pub enum VerifyFormat {
     Sarif,
     /// `JUnit` XML: one test suite per probe, one test case per finding (CI dashboards read it).
     Junit,
+    /// One self-contained HTML page: the evidence an auditor receives, readable with no tools.
+    Html,
 }
 
 #[derive(clap::Args)]
@@ -33,9 +35,55 @@ pub struct VerifyArgs {
     pub concurrency: usize,
     #[arg(short, long, value_enum, default_value_t = VerifyFormat::Text)]
     pub output: VerifyFormat,
+    #[command(flatten)]
+    pub probes: ProbeArgs,
 }
 
-async fn client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, String> {
+/// Where the probes beyond the API server look: etcd, the DNS server, the audit sink.
+#[derive(clap::Args)]
+#[allow(clippy::struct_field_names)]
+pub struct ProbeArgs {
+    /// etcd's client URL, to read how Secrets are stored (`https://…` with --etcd-ca, or `http://` on
+    /// loopback). Without it the data probe says what was not checked.
+    #[arg(long, value_name = "URL")]
+    pub etcd: Option<String>,
+    /// CA that signed etcd's serving certificate.
+    #[arg(long, value_name = "FILE", requires = "etcd")]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate presented to etcd.
+    #[arg(long, value_name = "FILE", requires_all = ["etcd_key", "etcd_ca"])]
+    pub etcd_cert: Option<PathBuf>,
+    /// Its private key.
+    #[arg(long, value_name = "FILE", requires = "etcd_cert")]
+    pub etcd_key: Option<PathBuf>,
+    /// The API server's `--etcd-prefix`.
+    #[arg(long, default_value = kubebid_etcd::path::DEFAULT_PREFIX)]
+    pub etcd_prefix: String,
+    /// Secrets read per namespace.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i64).range(1..=1000))]
+    pub etcd_sample: i64,
+    /// KubeBid's DNS server (`ADDR:PORT`), asked as an address of each tenant's pods for other tenants'
+    /// names. Without it the DNS probe says why it was skipped.
+    #[arg(long, value_name = "ADDR")]
+    pub dns: Option<std::net::SocketAddr>,
+    /// Seconds to wait for each DNS answer.
+    #[arg(long, default_value_t = 2.0)]
+    pub dns_timeout: f64,
+    /// KubeBid's audit sink (`https://…`), whose trails must hold the probes' requests.
+    #[arg(long, value_name = "URL", requires = "audit_token_file")]
+    pub audit_sink: Option<String>,
+    /// A bearer token allowed to read the tenants' trails.
+    #[arg(long, value_name = "FILE", requires = "audit_sink")]
+    pub audit_token_file: Option<PathBuf>,
+    /// CA of the sink's certificate [default: the system's roots].
+    #[arg(long, value_name = "FILE", requires = "audit_sink")]
+    pub audit_ca: Option<PathBuf>,
+    /// Seconds to wait for the probes' events to arrive in the trails.
+    #[arg(long, default_value_t = 30.0)]
+    pub audit_wait: f64,
+}
+
+async fn client(kubeconfig: Option<&PathBuf>) -> Result<(kube::Client, String), String> {
     let config = match kubeconfig {
         Some(p) => {
             let k = kube::config::Kubeconfig::read_from(p)
@@ -48,7 +96,37 @@ async fn client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, String> {
             .await
             .map_err(|e| format!("no cluster: {e}"))?,
     };
-    kube::Client::try_from(config).map_err(|e| e.to_string())
+    let server = config.cluster_url.to_string();
+    Ok((
+        kube::Client::try_from(config).map_err(|e| e.to_string())?,
+        server,
+    ))
+}
+
+/// What identifies the run: the cluster (its URL, the `kube-system` UID, its version) and this KubeBid.
+async fn meta(
+    client: &kube::Client,
+    server: String,
+    tenant: Option<&str>,
+) -> kubebid_verify::report::Meta {
+    let cluster_id = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .get("kube-system")
+        .await
+        .ok()
+        .and_then(|n| n.metadata.uid)
+        .unwrap_or_else(|| "unknown (kube-system could not be read)".into());
+    let server_version = client
+        .apiserver_version()
+        .await
+        .map_or_else(|e| format!("unknown ({e})"), |v| v.git_version);
+    kubebid_verify::report::Meta {
+        server,
+        cluster_id,
+        server_version,
+        kubebid_version: env!("CARGO_PKG_VERSION").into(),
+        tenant: tenant.map(str::to_owned),
+        ..Default::default()
+    }
 }
 
 /// The configuration: from files, or the Tenant and `KubeBidConfig` objects listed once from the cluster.
@@ -204,9 +282,10 @@ fn junit(findings: &[kubebid_verify::Finding]) -> String {
         let failed = cases.iter().filter(|f| !f.passed).count();
         let _ = writeln!(
             out,
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failed}\">",
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failed}\" skipped=\"{}\">",
             xml(probe),
-            cases.len()
+            cases.len(),
+            cases.iter().filter(|f| f.skipped).count()
         );
         for f in cases {
             let name = format!(
@@ -217,7 +296,15 @@ fn junit(findings: &[kubebid_verify::Finding]) -> String {
                     .as_deref()
                     .map_or(String::new(), |n| format!(" in {n}"))
             );
-            if f.passed {
+            if f.skipped {
+                let _ = writeln!(
+                    out,
+                    "    <testcase classname=\"{}\" name=\"{}\">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                    xml(probe),
+                    xml(&name),
+                    xml(&f.evidence.join("; "))
+                );
+            } else if f.passed {
                 let _ = writeln!(
                     out,
                     "    <testcase classname=\"{}\" name=\"{}\"/>",
@@ -248,7 +335,10 @@ fn text(findings: &[kubebid_verify::Finding]) -> String {
         let _ = writeln!(
             out,
             "{}  {:<32} {:<8} {:<44} {}{}",
-            if f.passed { "pass" } else { "FAIL" },
+            match kubebid_verify::result(f) {
+                "fail" => "FAIL",
+                r => r,
+            },
             f.probe,
             f.tenant,
             f.identity,
@@ -261,14 +351,79 @@ fn text(findings: &[kubebid_verify::Finding]) -> String {
             let _ = writeln!(out, "      {e}");
         }
     }
-    let failed = findings.iter().filter(|f| !f.passed).count();
+    let count = |r: &str| {
+        findings
+            .iter()
+            .filter(|f| kubebid_verify::result(f) == r)
+            .count()
+    };
     let _ = writeln!(
         out,
-        "\n{} probes, {} passed, {failed} failed",
+        "\n{} probes, {} passed, {} failed, {} skipped",
         findings.len(),
-        findings.len() - failed
+        count("pass"),
+        count("fail"),
+        count("skip")
     );
     out
+}
+
+/// The data probe: through etcd when `--etcd` is given.
+async fn data(
+    probes: &ProbeArgs,
+    tenancy: &kubebid_model::tenancy::Tenancy,
+    only: Option<&str>,
+) -> Result<Vec<kubebid_verify::Finding>, String> {
+    let Some(url) = &probes.etcd else {
+        return Ok(kubebid_verify::data::not_checked(tenancy, only));
+    };
+    let base: hyper::Uri = url.parse().map_err(|e| format!("--etcd {url}: {e}"))?;
+    let cert = match (&probes.etcd_cert, &probes.etcd_key) {
+        (Some(c), Some(k)) => Some(std::sync::Arc::new(
+            kubebid_server::tls::ReloadingCert::new(c, k).map_err(|e| e.to_string())?,
+        )),
+        _ => None,
+    };
+    let tls = match &probes.etcd_ca {
+        Some(ca) => Some(kubebid_server::tls::client_config(ca, cert).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let etcd = kubebid_etcd::proxy::Etcd::new(base, tls).map_err(|e| format!("--etcd {e}"))?;
+    let client = kubebid_etcd::client::Client::new(std::sync::Arc::new(etcd));
+    kubebid_verify::data::probe(
+        &client,
+        &probes.etcd_prefix,
+        tenancy,
+        only,
+        probes.etcd_sample,
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// The audit sink to read, when `--audit-sink` is given.
+fn audit_sink(probes: &ProbeArgs) -> Result<Option<kubebid_verify::audit::AuditSink>, String> {
+    let (Some(url), Some(token)) = (&probes.audit_sink, &probes.audit_token_file) else {
+        return Ok(None);
+    };
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(token)
+            .map_err(|e| format!("--audit-token-file {}: {e}", token.display()))?,
+    );
+    let trimmed = zeroize::Zeroizing::new(text.trim().to_owned());
+    if trimmed.is_empty() {
+        return Err(format!("--audit-token-file {}: empty", token.display()));
+    }
+    let tls = match &probes.audit_ca {
+        Some(ca) => Some(kubebid_server::tls::client_config(ca, None).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    Ok(Some(kubebid_verify::audit::AuditSink {
+        url: url.clone(),
+        token: trimmed,
+        tls,
+        wait: std::time::Duration::from_secs_f64(probes.audit_wait.clamp(0.0, 600.0)),
+    }))
 }
 
 /// `kubebid verify`.
@@ -285,8 +440,10 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(e.to_string()),
     };
+    let started = jiff::Timestamp::now();
     let result = rt.block_on(async {
-        let client = client(args.kubeconfig.as_ref()).await?;
+        let (client, server) = client(args.kubeconfig.as_ref()).await?;
+        let meta = meta(&client, server, args.tenant.as_deref()).await;
         let set = configuration(args, &client).await?;
         let tenancy = set.tenancy();
         if let Some(t) = &args.tenant
@@ -331,17 +488,49 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
                 .await
                 .map_err(|e| e.to_string())?,
         );
+        findings.extend(
+            verifier
+                .reachability(&set, args.tenant.as_deref())
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        findings.push(verifier.encryption().await.map_err(|e| e.to_string())?);
+        let dns = args
+            .probes
+            .dns
+            .map(|server| kubebid_verify::dns::DnsTarget {
+                server,
+                domain: set.cluster_spec().cluster_domain.clone(),
+                timeout: std::time::Duration::from_secs_f64(
+                    args.probes.dns_timeout.clamp(0.05, 60.0),
+                ),
+            });
+        findings.extend(
+            verifier
+                .dns(&tenancy, args.tenant.as_deref(), dns.as_ref())
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        findings.extend(data(&args.probes, &tenancy, args.tenant.as_deref()).await?);
+        let made = kubebid_verify::admission_subjects(&tenancy, args.tenant.as_deref());
+        findings.extend(match audit_sink(&args.probes)? {
+            Some(sink) => kubebid_verify::audit::probe(&sink, &made, started).await,
+            None => kubebid_verify::audit::not_checked(&made),
+        });
         bar.finish_and_clear();
-        Ok(findings)
+        Ok((findings, meta))
     });
-    let findings = match result {
+    let (findings, mut meta) = match result {
         Ok(f) => f,
         Err(e) => return fail(e),
     };
+    meta.started = started.to_string();
+    meta.finished = jiff::Timestamp::now().to_string();
     let out = match args.output {
         VerifyFormat::Text => text(&findings),
         VerifyFormat::Sarif => sarif(&findings),
         VerifyFormat::Junit => junit(&findings),
+        VerifyFormat::Html => kubebid_verify::report::html(&meta, &findings),
         VerifyFormat::Json => {
             let mut out = String::new();
             for f in &findings {
@@ -372,6 +561,7 @@ mod tests {
                 identity: "kubebid-verify:acme:acme-admins".into(),
                 namespace: Some("globex".into()),
                 passed: false,
+                skipped: false,
                 evidence: vec!["get on secrets <\"&\u{1}>".into()],
             },
             kubebid_verify::Finding {
@@ -381,6 +571,7 @@ mod tests {
                 identity: "(verifier)".into(),
                 namespace: None,
                 passed: true,
+                skipped: false,
                 evidence: Vec::new(),
             },
         ]
