@@ -67,7 +67,7 @@ pub fn not_checked(made: &[Made]) -> Vec<Finding> {
 }
 
 /// Percent-encodes a query parameter value.
-fn encoded(v: &str) -> String {
+pub(crate) fn encoded(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for b in v.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

@@ -21,6 +21,7 @@ pub mod dns;
 pub mod rbac;
 pub mod reach;
 pub mod report;
+pub mod scan;
 
 use std::collections::BTreeMap;
 

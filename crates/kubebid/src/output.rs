@@ -53,10 +53,16 @@ pub fn text(report: &Report, out: &mut dyn Write, verbose: bool) -> std::io::Res
             .profile
             .map(|p| p.to_string())
             .unwrap_or_default();
+        // Objects read from a cluster have no line (0): their place is the file alone.
+        let place = if o.line == 0 {
+            o.file.to_string()
+        } else {
+            format!("{}:{}", o.file, o.line)
+        };
         writeln!(
             out,
-            "{BOLD}{}:{}{BOLD:#} {} {ns}{} {DIM}({tenant}{profile}){DIM:#}",
-            o.file, o.line, o.kind, o.name
+            "{BOLD}{place}{BOLD:#} {} {ns}{} {DIM}({tenant}{profile}){DIM:#}",
+            o.kind, o.name
         )?;
         for (f, line) in o.findings() {
             let style = if f.exception.is_some() {
@@ -69,9 +75,14 @@ pub fn text(report: &Report, out: &mut dyn Write, verbose: bool) -> std::io::Res
             } else {
                 f.action.as_str()
             };
+            let at = if line == 0 {
+                String::new()
+            } else {
+                format!(" {DIM}(line {line}){DIM:#}")
+            };
             writeln!(
                 out,
-                "  {style}{label:<8}{style:#} {BOLD}{}{BOLD:#} {DIM}[{}]{DIM:#} {} {DIM}(line {line}){DIM:#}",
+                "  {style}{label:<8}{style:#} {BOLD}{}{BOLD:#} {DIM}[{}]{DIM:#} {}{at}",
                 f.rule.id,
                 f.rule.severity.as_str(),
                 f.path
