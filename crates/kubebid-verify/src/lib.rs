@@ -22,6 +22,7 @@ pub mod rbac;
 pub mod reach;
 pub mod report;
 pub mod scan;
+pub mod scanner;
 
 use std::collections::BTreeMap;
 
