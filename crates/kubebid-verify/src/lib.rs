@@ -228,6 +228,7 @@ pub enum VerifyError {
 pub struct Verifier {
     client: kube::Client,
     concurrency: usize,
+    bindable: Vec<String>,
 }
 
 fn review_request(
@@ -255,7 +256,16 @@ impl Verifier {
         Self {
             client,
             concurrency: concurrency.max(1),
+            bindable: Vec::new(),
         }
+    }
+
+    /// The ClusterRoles tenants may bind in their own namespaces (`allowedClusterRoles`): `bind` on them is
+    /// expected. Without this, any `bind` is a finding.
+    #[must_use]
+    pub fn with_bindable(mut self, roles: Vec<String>) -> Self {
+        self.bindable = roles;
+        self
     }
 
     /// The resource rules `user` with `groups` has in `namespace`.
@@ -364,12 +374,25 @@ impl Verifier {
                 let rules = rules?;
                 let mine = owner.get(ns).is_some_and(|t| *t == id.tenant);
                 let (probe, evidence) = if mine {
-                    ("control-plane/own-namespace", forbidden_in_own(&rules))
+                    ("control-plane/own-namespace", forbidden_in_own(&rules, &self.bindable))
                 } else {
                     (
                         "control-plane/foreign-namespace",
                         beyond_baseline(&rules, baseline.get(ns).map_or(&[][..], Vec::as_slice)),
                     )
+                };
+                let passed = evidence.is_empty();
+                let evidence = if passed {
+                    vec![if mine {
+                        format!("rules review: {} rules, none a tenant must not hold", rules.len())
+                    } else {
+                        format!(
+                            "rules review: {} rules, none beyond what every authenticated user holds",
+                            rules.len()
+                        )
+                    }]
+                } else {
+                    evidence
                 };
                 Ok::<_, VerifyError>(Finding {
                     probe,
@@ -379,7 +402,7 @@ impl Verifier {
                         .flatten(),
                     identity: id.user.clone(),
                     namespace: Some(ns.to_owned()),
-                    passed: evidence.is_empty(),
+                    passed,
                     skipped: false,
                     evidence,
                 })
@@ -423,15 +446,23 @@ impl Verifier {
                 .filter(|(i, _)| *i == id)
                 .map(|(_, w)| format!("allowed: {w}"))
                 .collect();
+            let passed = evidence.is_empty();
             findings.push(Finding {
                 probe: "control-plane/cluster-scope",
                 tenant: id.tenant.clone(),
                 other: None,
                 identity: id.user.clone(),
                 namespace: None,
-                passed: evidence.is_empty(),
+                passed,
                 skipped: false,
-                evidence,
+                evidence: if passed {
+                    vec![format!(
+                        "{} access reviews of cluster-scoped requests, every one denied",
+                        CLUSTER_REQUESTS.len()
+                    )]
+                } else {
+                    evidence
+                },
             });
         }
         findings.sort_by(|a, b| {
@@ -556,6 +587,16 @@ impl Verifier {
     }
 }
 
+/// Whether `evidence` (of failures) is empty, and the evidence a finding carries: the failures, or what was
+/// seen to hold (`held`), so that a pass is evidence too.
+fn judged(evidence: Vec<String>, held: impl FnOnce() -> String) -> (bool, Vec<String>) {
+    if evidence.is_empty() {
+        (true, vec![held()])
+    } else {
+        (false, evidence)
+    }
+}
+
 /// `pass`, `fail` or `skip`.
 #[must_use]
 pub fn result(f: &Finding) -> &'static str {
@@ -641,13 +682,18 @@ impl Verifier {
                 }
             }
         }
+        let (passed, evidence) = judged(evidence, || {
+            format!(
+                "{name}: handler {handler}, overhead {memory}/{cpu}, nodeSelector kubebid.io/secure-runtime=true, as specified"
+            )
+        });
         let mut out = vec![Finding {
             probe: "compute/runtime-class",
             tenant: "*".into(),
             other: None,
             identity: "(verifier)".into(),
             namespace: None,
-            passed: evidence.is_empty(),
+            passed,
             skipped: false,
             evidence,
         }];
@@ -664,6 +710,7 @@ impl Verifier {
                 continue;
             }
             let mut evidence = Vec::new();
+            let mut running = 0usize;
             for ns in &t.namespaces {
                 let pods = self
                     .get(&format!("/api/v1/namespaces/{ns}/pods"))
@@ -673,6 +720,7 @@ impl Verifier {
                     if p["status"]["phase"] != "Running" {
                         continue;
                     }
+                    running += 1;
                     let pod = p["metadata"]["name"].as_str().unwrap_or("?");
                     let class = p["spec"]["runtimeClassName"].as_str().unwrap_or("");
                     if !KUBEBID_CLASSES.contains(&class) {
@@ -688,13 +736,18 @@ impl Verifier {
                     }
                 }
             }
+            let (passed, evidence) = judged(evidence, || {
+                format!(
+                    "{running} running pods, each in a KubeBid microVM class on an attested node"
+                )
+            });
             out.push(Finding {
                 probe: "compute/pods",
                 tenant: t.name.clone(),
                 other: None,
                 identity: "(verifier)".into(),
                 namespace: None,
-                passed: evidence.is_empty(),
+                passed,
                 skipped: false,
                 evidence,
             });
@@ -750,6 +803,7 @@ impl Verifier {
                 ))
             })?;
             let mut evidence = Vec::new();
+            let mut read = 0usize;
             for want in rendered.iter().filter(|o| {
                 o["kind"] == "NetworkPolicy"
                     && o["metadata"]["name"]
@@ -758,6 +812,7 @@ impl Verifier {
             }) {
                 let ns = want["metadata"]["namespace"].as_str().unwrap_or_default();
                 let np = want["metadata"]["name"].as_str().unwrap_or_default();
+                read += 1;
                 match self
                     .get(&format!(
                         "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{np}"
@@ -772,13 +827,16 @@ impl Verifier {
                     Some(_) => {}
                 }
             }
+            let (passed, evidence) = judged(evidence, || {
+                format!("{read} managed NetworkPolicies present and as KubeBid renders them")
+            });
             out.push(Finding {
                 probe: "network/default-deny",
                 tenant: name,
                 other: None,
                 identity: "(verifier)".into(),
                 namespace: None,
-                passed: evidence.is_empty(),
+                passed,
                 skipped: false,
                 evidence,
             });
@@ -847,13 +905,23 @@ impl Verifier {
                     .flat_map(|x| b.namespaces.iter().map(move |y| (x, y)))
                     .filter_map(|(x, y)| matrix.path(x, y))
                     .collect();
+                let (passed, evidence) = judged(evidence, || {
+                    format!(
+                        "no path from {}'s {} namespaces to {}'s {} under the cluster's {} NetworkPolicies",
+                        a.name,
+                        a.namespaces.len(),
+                        b.name,
+                        b.namespaces.len(),
+                        policies.len()
+                    )
+                });
                 out.push(Finding {
                     probe: "network/reachability",
                     tenant: a.name.clone(),
                     other: Some(b.name.clone()),
                     identity: "(verifier)".into(),
                     namespace: None,
-                    passed: evidence.is_empty(),
+                    passed,
                     skipped: false,
                     evidence,
                 });

@@ -70,13 +70,22 @@ impl Rule {
 
 const WRITE: &[&str] = &["create", "update", "patch", "delete", "deletecollection"];
 
-/// What a tenant's identity must never be able to do in its own namespace, with why.
+/// What a tenant's identity must never be able to do in its own namespace, with why. `bind` on
+/// ClusterRoles named in `bindable` (the configuration's `allowedClusterRoles`, which KubeBid grants so that
+/// tenants can bind `view` and the like in their namespaces) is expected; on anything else it is not.
 #[must_use]
-pub fn forbidden_in_own(rules: &[Rule]) -> Vec<String> {
+pub fn forbidden_in_own(rules: &[Rule], bindable: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for r in rules {
         let what = r.describe();
-        if r.any_verb(&["escalate", "bind", "impersonate"]) {
+        let granted_bind = r.verbs.iter().all(|v| v == "bind")
+            && r.api_groups
+                .iter()
+                .all(|g| g == "rbac.authorization.k8s.io")
+            && r.resources.iter().all(|x| x == "clusterroles")
+            && !r.resource_names.is_empty()
+            && r.resource_names.iter().all(|n| bindable.contains(n));
+        if r.any_verb(&["escalate", "bind", "impersonate"]) && !granted_bind {
             out.push(format!(
                 "{what}: escalate, bind or impersonate give more than the role holds"
             ));
@@ -199,14 +208,14 @@ mod tests {
     fn wildcards_reach_every_subresource() {
         // `*` grants pods/binding and every */status: the neighbours of a rule, not just its name.
         let star = rule(&["*"], &["*"], &["*"]);
-        let f = forbidden_in_own(&[star]);
+        let f = forbidden_in_own(&[star], &[]);
         assert!(f.iter().any(|x| x.contains("pods/binding")));
         assert!(f.iter().any(|x| x.contains("status")));
         assert!(f.iter().any(|x| x.contains("Namespace objects")));
         assert!(f.iter().any(|x| x.contains("escalate")));
         let pods_star = rule(&["create"], &[""], &["pods/*"]);
         assert!(
-            forbidden_in_own(&[pods_star])
+            forbidden_in_own(&[pods_star], &[])
                 .iter()
                 .any(|x| x.contains("pods/binding"))
         );
@@ -222,7 +231,27 @@ mod tests {
             rule(&["create"], &[""], &["pods/exec"]),
             rule(&["get"], &[""], &["namespaces"]),
         ];
-        assert_eq!(forbidden_in_own(&fine), Vec::<String>::new());
+        assert_eq!(forbidden_in_own(&fine, &[]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn bind_is_expected_only_on_the_cluster_roles_tenants_may_bind() {
+        let view = vec!["view".to_owned()];
+        let mut bind_view = rule(&["bind"], &["rbac.authorization.k8s.io"], &["clusterroles"]);
+        bind_view.resource_names = view.clone();
+        assert!(forbidden_in_own(std::slice::from_ref(&bind_view), &view).is_empty());
+        // Not in the configuration's list: a finding.
+        assert_eq!(
+            forbidden_in_own(std::slice::from_ref(&bind_view), &[]).len(),
+            1
+        );
+        // On every ClusterRole (no names), or with escalate beside it: a finding whatever the list.
+        let mut any = bind_view.clone();
+        any.resource_names.clear();
+        assert_eq!(forbidden_in_own(&[any], &view).len(), 1);
+        let mut escalate = bind_view;
+        escalate.verbs.push("escalate".into());
+        assert_eq!(forbidden_in_own(&[escalate], &view).len(), 1);
     }
 
     #[test]

@@ -193,6 +193,13 @@ pub fn judge(
         if let Some(m) = v["metadata"].as_object_mut() {
             m.remove("managedFields");
         }
+        // The scheduler binds every scheduled pod to a node by setting this; a stored pod's node says
+        // nothing about who chose it (verify's compute probe judges the node itself: attested or not).
+        if v["kind"] == "Pod"
+            && let Some(spec) = v["spec"].as_object_mut()
+        {
+            spec.remove("nodeName");
+        }
         let uid = v["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
         let object = match Object::from_value(v) {
             Ok(o) => o,

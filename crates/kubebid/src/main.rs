@@ -15,6 +15,7 @@ mod node_cmd;
 mod output;
 mod rules_cmd;
 mod runtime_cmd;
+mod scan_cmd;
 mod serve;
 mod up;
 mod verify_cmd;
@@ -87,6 +88,13 @@ enum Command {
     ///
     /// Exit status: 0 when every probe passes, 1 when one fails, 2 when the proof could not be made.
     Verify(verify_cmd::VerifyArgs),
+    /// Judge the objects already in a cluster with the admission policy, as they stand now (objects made
+    /// before the webhook, or under exceptions since expired), in `check`'s formats; `--write-reports`
+    /// also keeps them as PolicyReports.
+    ///
+    /// Exit status: 0 when no object has a finding at enforce level, 1 when one has, 2 when the scan could
+    /// not be made.
+    Scan(scan_cmd::ScanArgs),
     /// KMS keys: rotate the root key, manage per-tenant keys.
     #[command(subcommand)]
     Kms(kms_cmd::KmsCommand),
@@ -211,6 +219,7 @@ fn main() -> ExitCode {
         Command::Kms(cmd) => Ok(kms_cmd::run(&cmd)),
         Command::Node(cmd) => Ok(node_cmd::run(&cmd)),
         Command::Verify(args) => Ok(verify_cmd::run(&args)),
+        Command::Scan(args) => Ok(scan_cmd::run(&args)),
         Command::Secrets(cmd) => Ok(etcd_cmd::secrets(&cmd)),
         Command::Audit(cmd) => Ok(audit_cmd::run(&cmd)),
         Command::Rules {

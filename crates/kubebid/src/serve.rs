@@ -38,6 +38,10 @@ pub enum ServeCommand {
     Node(crate::node_cmd::NodeArgs),
     /// The tenant operator: keeps every object KubeBid renders for each Tenant in place (needs a cluster).
     Operator(OperatorArgs),
+    /// The posture scanner: judges the objects already in the cluster with the admission policy and keeps
+    /// `wgpolicyk8s.io/v1alpha2` PolicyReports (per namespace) and a ClusterPolicyReport up to date as
+    /// objects change (needs a cluster; /metrics, /healthz on --metrics-listen).
+    Scanner(crate::scan_cmd::ScannerArgs),
 }
 
 #[derive(clap::Args)]
@@ -125,6 +129,7 @@ pub fn run(cmd: ServeCommand) -> ExitCode {
         ServeCommand::EtcdProxy(args) => crate::etcd_cmd::serve(&args),
         ServeCommand::Sensor(args) => crate::runtime_cmd::serve_sensor(&args),
         ServeCommand::Node(args) => crate::node_cmd::serve(&args),
+        ServeCommand::Scanner(args) => crate::scan_cmd::serve(&args),
     }
 }
 

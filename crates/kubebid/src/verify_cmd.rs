@@ -465,7 +465,8 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
             bar.set_length(total as u64);
             bar.set_position(done as u64);
         };
-        let verifier = kubebid_verify::Verifier::new(client, args.concurrency);
+        let verifier = kubebid_verify::Verifier::new(client, args.concurrency)
+            .with_bindable(set.cluster_spec().allowed_cluster_roles);
         let mut findings = verifier
             .control_plane(&tenancy, args.tenant.as_deref(), &progress)
             .await
