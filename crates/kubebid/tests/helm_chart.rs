@@ -160,6 +160,9 @@ fn check_schema(object: &Value) -> Result<(), String> {
         ("node.k8s.io/v1", "RuntimeClass") => round_trip::<RuntimeClass>(object),
         ("storage.k8s.io/v1", "StorageClass") => round_trip::<StorageClass>(object),
         ("kubebid.io/v1alpha1", "KubeBidConfig") => round_trip::<KubeBidConfig>(object),
+        ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => round_trip::<
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        >(object),
         // Third-party kinds without Rust types here: the fields KubeBid relies on, by hand.
         ("cert-manager.io/v1", "Issuer") => match object["spec"].as_object() {
             Some(s) if s.len() == 1 && s.contains_key("selfSigned") => Ok(()),
@@ -855,6 +858,7 @@ fn helm_lint_passes_in_every_mode() {
         json!({"webhook": {"clientCA": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"}}),
         json!({"dns": {"enabled": true, "clusterIP": "10.96.0.53"}}),
         json!({"sensor": {"enabled": true, "syscallRules": true}}),
+        json!({"scanner": {"enabled": true}}),
         json!({"config": {"spec": {"ciliumEncryption": true, "excludedNamespaces": ["kube-system", "monitoring"]}}}),
     ] {
         let values = values_file(&overrides);
@@ -1168,4 +1172,89 @@ fn the_node_agent_labels_only_nodes_and_reads_its_pods_and_the_tenancy() {
         .collect();
     assert!(args.iter().any(|a| a == "--no-require-cpu-manager"));
     arguments_parse("node", &args, &["--duration", "1", "-c", "examples/config"]);
+}
+
+#[test]
+fn the_scanner_reads_what_admission_judges_and_writes_only_its_reports() {
+    let off = render("kubebid-system", &json!({}));
+    assert!(
+        !off.iter()
+            .any(|o| o["metadata"]["name"] == "kubebid-scanner")
+    );
+    let on = render("kubebid-system", &json!({"scanner": {"enabled": true}}));
+    for o in &on {
+        check_schema(o).unwrap_or_else(|e| panic!("{} {}: {e}", o["kind"], o["metadata"]["name"]));
+    }
+    let crds: Vec<&str> = on
+        .iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+        .filter_map(|o| o["metadata"]["name"].as_str())
+        .filter(|n| n.ends_with(".wgpolicyk8s.io"))
+        .collect();
+    assert_eq!(
+        crds,
+        [
+            "policyreports.wgpolicyk8s.io",
+            "clusterpolicyreports.wgpolicyk8s.io"
+        ]
+    );
+    let without = render(
+        "kubebid-system",
+        &json!({"scanner": {"enabled": true, "installPolicyReportCRDs": false}}),
+    );
+    assert!(
+        !without
+            .iter()
+            .any(|o| o["metadata"]["name"] == "policyreports.wgpolicyk8s.io")
+    );
+    let rules = rules_of(find(&on, "ClusterRole", "kubebid-scanner"));
+    // Every kind the scan lists, it may list and watch.
+    for t in kubebid_verify::scan::targets() {
+        let group = t.api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        assert!(
+            grants(&rules, group, t.resource, "list", ""),
+            "{}",
+            t.resource
+        );
+        assert!(
+            grants(&rules, group, t.resource, "watch", ""),
+            "{}",
+            t.resource
+        );
+    }
+    assert!(grants(
+        &rules,
+        "wgpolicyk8s.io",
+        "policyreports",
+        "patch",
+        ""
+    ));
+    assert!(grants(
+        &rules,
+        "wgpolicyk8s.io",
+        "clusterpolicyreports",
+        "patch",
+        ""
+    ));
+    for (group, res, verb) in [
+        ("", "secrets", "get"),
+        ("", "secrets", "list"),
+        ("", "pods", "create"),
+        ("", "pods", "delete"),
+        ("apps", "deployments", "patch"),
+        ("wgpolicyk8s.io", "policyreports", "delete"),
+    ] {
+        assert!(!grants(&rules, group, res, verb, ""), "{verb} {res}");
+    }
+    let d = find(&on, "Deployment", "kubebid-scanner");
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    let args: Vec<String> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(args[..2], ["serve", "scanner"]);
+    arguments_parse("scanner", &args, &[]);
 }
