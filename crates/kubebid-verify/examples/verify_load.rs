@@ -1,4 +1,5 @@
-//! `kubebid verify`'s control-plane, admission and compute probes over N tenants (N × (N−1) ordered pairs) against an API server
+//! `kubebid verify`'s control-plane, admission, compute and network probes (the default-deny and the
+//! reachability matrix over every NetworkPolicy KubeBid renders for them) over N tenants (N × (N−1) ordered pairs) against an API server
 //! that answers every review after a fixed delay: how long the whole proof takes, and how many reviews
 //! it needed. The API server is the kube client's mock service; each answer waits on its own task, so
 //! reviews overlap as they would on a real server.
@@ -31,6 +32,35 @@ async fn main() {
     let mut set = kubebid_model::load::ConfigSet::default();
     assert!(set.add_text("tenants.yaml", &text).is_empty());
     let tenancy = set.tenancy();
+    // What KubeBid renders for every tenant: the Namespaces and NetworkPolicies the network probes read.
+    let mut objects: std::collections::BTreeMap<String, serde_json::Value> =
+        std::collections::BTreeMap::new();
+    let (mut namespaces, mut policies) = (Vec::new(), Vec::new());
+    for t in &set.tenants {
+        for o in kubebid_tenancy::render::tenant(&t.object, &set.cluster_spec()).unwrap() {
+            match o["kind"].as_str() {
+                Some("Namespace") => namespaces.push(o),
+                Some("NetworkPolicy") => {
+                    objects.insert(
+                        format!(
+                            "/apis/networking.k8s.io/v1/namespaces/{}/networkpolicies/{}",
+                            o["metadata"]["namespace"].as_str().unwrap(),
+                            o["metadata"]["name"].as_str().unwrap()
+                        ),
+                        o.clone(),
+                    );
+                    policies.push(o);
+                }
+                _ => {}
+            }
+        }
+    }
+    objects.insert("/api/v1/namespaces".into(), json!({"items": namespaces}));
+    objects.insert(
+        "/apis/networking.k8s.io/v1/networkpolicies".into(),
+        json!({"items": policies}),
+    );
+    let objects = Arc::new(objects);
     let (mock, mut handle) =
         tower_test::mock::pair::<Request<kube::client::Body>, Response<Full<Bytes>>>();
     let served = Arc::new(AtomicUsize::new(0));
@@ -38,10 +68,17 @@ async fn main() {
     tokio::spawn(async move {
         while let Some((req, send)) = handle.next_request().await {
             let count = count.clone();
+            let objects = objects.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
                 let path = req.uri().path().to_owned();
-                let body = if path.ends_with("selfsubjectrulesreviews") {
+                let body = if req.method() == hyper::Method::GET {
+                    match objects.get(&path) {
+                        Some(o) => o.clone(),
+                        // Nodes, pods and the RuntimeClass: nothing stored.
+                        None => json!({"items": []}),
+                    }
+                } else if path.ends_with("selfsubjectrulesreviews") {
                     json!({"status": {"resourceRules": [{"verbs": ["create"], "apiGroups": ["authorization.k8s.io"], "resources": ["selfsubjectrulesreviews"]}], "incomplete": false}})
                 } else if path.ends_with("selfsubjectaccessreviews") {
                     json!({"status": {"allowed": false}})
@@ -73,7 +110,16 @@ async fn main() {
             .unwrap(),
     );
     findings.extend(verifier.compute(&tenancy, None).await.unwrap());
+    findings.extend(verifier.network(&set, None).await.unwrap());
+    let matrix = Instant::now();
+    findings.extend(verifier.reachability(&set, None).await.unwrap());
+    let matrix = matrix.elapsed();
     let took = started.elapsed();
+    println!(
+        "reachability matrix over {} ordered pairs: {:.3} s (three lists included)",
+        n * (n - 1),
+        matrix.as_secs_f64()
+    );
     println!(
         "{n} tenants ({} ordered pairs), {} probes, {} requests at {} ms each, concurrency {concurrency}: {:.2} s; \
          the same requests back to back would take {:.1} s",

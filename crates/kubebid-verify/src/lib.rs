@@ -7,12 +7,14 @@
 //! per identity and namespace covers every resource and verb there, rather than one request per pair and
 //! resource.
 //!
-//! Built so far: the control-plane family, the admission family ([`admission`]: a corpus of hostile and
-//! compliant objects created with `dryRun=All`) and the compute family (the `kubebid-secure`
-//! RuntimeClass as the mission specifies it; every running tenant pod in a KubeBid class on an attested
-//! node), and the network family's first probe (KubeBid's default-deny present and unchanged in every
-//! tenant namespace). The reachability matrix, DNS, data and audit probes, the report formats beyond text
-//! and JSON, and the posture scans are not built yet.
+//! The probe families: control plane (here), admission ([`admission`]: a corpus of hostile and compliant
+//! objects created with `dryRun=All`), compute (the `kubebid-secure` RuntimeClass as the mission specifies
+//! it; every running tenant pod in a KubeBid class on an attested node), network (KubeBid's default-deny
+//! present and unchanged; the reachability matrix over every NetworkPolicy, [`reach`]; Cilium's WireGuard
+//! on every node), DNS ([`dns`]: asked as a pod of A for B's names), data ([`data`]: Secrets as etcd holds
+//! them) and audit ([`audit`]: the probes' requests in the tenant's trail). A probe that cannot be run
+//! where the verifier stands is skipped with the reason, never passed. [`report`] writes the HTML evidence;
+//! [`scan`] and [`scanner`] judge the objects already in the cluster and keep PolicyReports of them.
 
 pub mod admission;
 pub mod audit;

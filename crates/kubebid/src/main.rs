@@ -84,7 +84,8 @@ enum Command {
     #[command(subcommand)]
     Node(node_cmd::NodeCommand),
     /// Prove isolation on a live cluster: act as each tenant's identities against every other tenant and
-    /// judge what the API server allows and admits (control-plane, admission and compute probes so far).
+    /// judge what the API server allows and admits, what the network, DNS, etcd and the audit sink show
+    /// (probes that cannot run here are skipped with the reason).
     ///
     /// Exit status: 0 when every probe passes, 1 when one fails, 2 when the proof could not be made.
     Verify(verify_cmd::VerifyArgs),

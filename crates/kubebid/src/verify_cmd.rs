@@ -1,5 +1,5 @@
-//! `kubebid verify`: the isolation proof on a live cluster (the control-plane, admission, compute and
-//! default-deny probes, so far).
+//! `kubebid verify`: the isolation proof on a live cluster: control-plane, admission, compute, network,
+//! DNS, data and audit probes, as text, JSON, SARIF, `JUnit` or an HTML report.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
