@@ -61,6 +61,9 @@ pub fn classify(value: &[u8]) -> Stored {
     }
 }
 
+/// The Secrets sampled in one namespace: name and protection.
+type Sampled = Vec<(String, Stored)>;
+
 /// What was not checked, for each tenant (or `only`): no `--etcd` was given.
 #[must_use]
 pub fn not_checked(tenancy: &Tenancy, only: Option<&str>) -> Vec<Finding> {
@@ -96,7 +99,8 @@ pub async fn probe(
     sample: i64,
 ) -> Result<Vec<Finding>, VerifyError> {
     let prefix = prefix.trim_end_matches('/');
-    let mut read: Vec<(String, String, Vec<(String, Stored)>)> = Vec::new();
+    // (tenant, namespace, each sampled Secret's name and protection)
+    let mut read: Vec<(String, String, Sampled)> = Vec::new();
     for t in tenancy.tenants() {
         if only.is_some_and(|o| o != t.name) {
             continue;

@@ -5,7 +5,6 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 #[path = "../../kubebid-etcd/tests/common/etcd.rs"]
-#[allow(dead_code)]
 mod etcd;
 
 use std::sync::Arc;

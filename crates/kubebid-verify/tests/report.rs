@@ -193,8 +193,10 @@ fn headless_chromium_shows_a_verdict_banner_and_one_band_per_finding() {
             .into_iter()
             .find(|(_, c)| near(p, *c))
             .map(|(n, _)| n);
-        if c.is_some() && c != last {
-            runs.push(c.unwrap());
+        if let Some(now) = c
+            && c != last
+        {
+            runs.push(now);
         }
         last = c;
     }

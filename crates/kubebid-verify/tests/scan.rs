@@ -60,11 +60,11 @@ fn pod(ns: &str, name: &str, privileged: bool) -> Value {
             "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}}]}})
 }
 
+/// Each request: method, path and query, content type, body.
+type Seen = Arc<Mutex<Vec<(String, String, String, String)>>>;
+
 /// Lists by path; pods come in two pages. Every request is recorded with its query.
-fn cluster() -> (
-    kube::Client,
-    Arc<Mutex<Vec<(String, String, String, String)>>>,
-) {
+fn cluster() -> (kube::Client, Seen) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     let mut lists: BTreeMap<&str, Vec<Value>> = BTreeMap::new();

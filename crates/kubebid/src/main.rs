@@ -91,7 +91,7 @@ enum Command {
     Verify(verify_cmd::VerifyArgs),
     /// Judge the objects already in a cluster with the admission policy, as they stand now (objects made
     /// before the webhook, or under exceptions since expired), in `check`'s formats; `--write-reports`
-    /// also keeps them as PolicyReports.
+    /// also keeps them as `PolicyReport`s.
     ///
     /// Exit status: 0 when no object has a finding at enforce level, 1 when one has, 2 when the scan could
     /// not be made.

@@ -1,5 +1,5 @@
 //! `kubebid scan` (the cluster's objects judged once, in `check`'s formats) and `kubebid serve scanner`
-//! (the same, kept as PolicyReports as objects change).
+//! (the same, kept as `PolicyReport`s as objects change).
 
 use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
@@ -34,7 +34,7 @@ pub struct ScanArgs {
     pub namespace: Option<String>,
     #[arg(short, long, value_enum, default_value_t = ScanFormat::Text)]
     pub output: ScanFormat,
-    /// Also write the findings as PolicyReports (server-side apply; the CRDs must be installed).
+    /// Also write the findings as `PolicyReport`s (server-side apply; the CRDs must be installed).
     #[arg(long)]
     pub write_reports: bool,
     /// Also print notes (excluded namespaces, kinds without rules, ...) in text output.
@@ -220,7 +220,7 @@ pub fn run(args: &ScanArgs) -> ExitCode {
 /// `kubebid serve scanner`.
 pub fn serve(args: &ScannerArgs) -> ExitCode {
     let positive = |v: f64| v.is_finite() && v > 0.0;
-    if !positive(args.resync) || !(args.debounce.is_finite() && args.debounce >= 0.0) {
+    if !(positive(args.resync) && args.debounce.is_finite() && args.debounce >= 0.0) {
         eprintln!("kubebid serve scanner: --resync must be positive and --debounce not negative");
         return ExitCode::from(2);
     }

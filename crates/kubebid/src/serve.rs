@@ -39,7 +39,7 @@ pub enum ServeCommand {
     /// The tenant operator: keeps every object KubeBid renders for each Tenant in place (needs a cluster).
     Operator(OperatorArgs),
     /// The posture scanner: judges the objects already in the cluster with the admission policy and keeps
-    /// `wgpolicyk8s.io/v1alpha2` PolicyReports (per namespace) and a ClusterPolicyReport up to date as
+    /// `wgpolicyk8s.io/v1alpha2` `PolicyReport`s (per namespace) and a `ClusterPolicyReport` up to date as
     /// objects change (needs a cluster; /metrics, /healthz on --metrics-listen).
     Scanner(crate::scan_cmd::ScannerArgs),
 }

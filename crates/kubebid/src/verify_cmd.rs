@@ -426,6 +426,67 @@ fn audit_sink(probes: &ProbeArgs) -> Result<Option<kubebid_verify::audit::AuditS
     }))
 }
 
+/// Every probe family, in order, as the CLI's arguments select them.
+async fn probes(
+    args: &VerifyArgs,
+    verifier: &kubebid_verify::Verifier,
+    set: &kubebid_model::load::ConfigSet,
+    progress: &(dyn Fn(usize, usize) + Sync),
+    started: jiff::Timestamp,
+) -> Result<Vec<kubebid_verify::Finding>, String> {
+    let tenancy = set.tenancy();
+    let mut findings = verifier
+        .control_plane(&tenancy, args.tenant.as_deref(), progress)
+        .await
+        .map_err(|e| e.to_string())?;
+    findings.extend(
+        verifier
+            .admission(&tenancy, args.tenant.as_deref(), progress)
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    findings.extend(
+        verifier
+            .compute(&tenancy, args.tenant.as_deref())
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    findings.extend(
+        verifier
+            .network(set, args.tenant.as_deref())
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    findings.extend(
+        verifier
+            .reachability(set, args.tenant.as_deref())
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    findings.push(verifier.encryption().await.map_err(|e| e.to_string())?);
+    let dns = args
+        .probes
+        .dns
+        .map(|server| kubebid_verify::dns::DnsTarget {
+            server,
+            domain: set.cluster_spec().cluster_domain.clone(),
+            timeout: std::time::Duration::from_secs_f64(args.probes.dns_timeout.clamp(0.05, 60.0)),
+        });
+    findings.extend(
+        verifier
+            .dns(&tenancy, args.tenant.as_deref(), dns.as_ref())
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    findings.extend(data(&args.probes, &tenancy, args.tenant.as_deref()).await?);
+    let made = kubebid_verify::admission_subjects(&tenancy, args.tenant.as_deref());
+    findings.extend(match audit_sink(&args.probes)? {
+        Some(sink) => kubebid_verify::audit::probe(&sink, &made, started).await,
+        None => kubebid_verify::audit::not_checked(&made),
+    });
+    Ok(findings)
+}
+
 /// `kubebid verify`.
 pub fn run(args: &VerifyArgs) -> ExitCode {
     let fail = |e: String| {
@@ -467,57 +528,7 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
         };
         let verifier = kubebid_verify::Verifier::new(client, args.concurrency)
             .with_bindable(set.cluster_spec().allowed_cluster_roles);
-        let mut findings = verifier
-            .control_plane(&tenancy, args.tenant.as_deref(), &progress)
-            .await
-            .map_err(|e| e.to_string())?;
-        findings.extend(
-            verifier
-                .admission(&tenancy, args.tenant.as_deref(), &progress)
-                .await
-                .map_err(|e| e.to_string())?,
-        );
-        findings.extend(
-            verifier
-                .compute(&tenancy, args.tenant.as_deref())
-                .await
-                .map_err(|e| e.to_string())?,
-        );
-        findings.extend(
-            verifier
-                .network(&set, args.tenant.as_deref())
-                .await
-                .map_err(|e| e.to_string())?,
-        );
-        findings.extend(
-            verifier
-                .reachability(&set, args.tenant.as_deref())
-                .await
-                .map_err(|e| e.to_string())?,
-        );
-        findings.push(verifier.encryption().await.map_err(|e| e.to_string())?);
-        let dns = args
-            .probes
-            .dns
-            .map(|server| kubebid_verify::dns::DnsTarget {
-                server,
-                domain: set.cluster_spec().cluster_domain.clone(),
-                timeout: std::time::Duration::from_secs_f64(
-                    args.probes.dns_timeout.clamp(0.05, 60.0),
-                ),
-            });
-        findings.extend(
-            verifier
-                .dns(&tenancy, args.tenant.as_deref(), dns.as_ref())
-                .await
-                .map_err(|e| e.to_string())?,
-        );
-        findings.extend(data(&args.probes, &tenancy, args.tenant.as_deref()).await?);
-        let made = kubebid_verify::admission_subjects(&tenancy, args.tenant.as_deref());
-        findings.extend(match audit_sink(&args.probes)? {
-            Some(sink) => kubebid_verify::audit::probe(&sink, &made, started).await,
-            None => kubebid_verify::audit::not_checked(&made),
-        });
+        let findings = probes(args, &verifier, &set, &progress, started).await?;
         bar.finish_and_clear();
         Ok((findings, meta))
     });
