@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kubebid_model::config::{KubeBidConfig, PolicyException, Tenant};
 use kubebid_policy::PolicySet;
 use kubebid_server::Shutdown;
 use kubebid_server::http::Process;
@@ -55,22 +54,6 @@ pub struct ScannerArgs {
     pub debounce: f64,
 }
 
-async fn client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, String> {
-    let config = match kubeconfig {
-        Some(p) => {
-            let k = kube::config::Kubeconfig::read_from(p)
-                .map_err(|e| format!("{}: {e}", p.display()))?;
-            kube::Config::from_custom_kubeconfig(k, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| format!("{}: {e}", p.display()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .map_err(|e| format!("no cluster: {e}"))?,
-    };
-    kube::Client::try_from(config).map_err(|e| e.to_string())
-}
-
 /// The policy: from files, or the cluster's configuration objects listed once.
 async fn policy(args: &ScanArgs, client: &kube::Client) -> Result<PolicySet, String> {
     let joined = |errors: Vec<kubebid_model::SourceError>| {
@@ -83,27 +66,7 @@ async fn policy(args: &ScanArgs, client: &kube::Client) -> Result<PolicySet, Str
     if !args.config.is_empty() {
         return crate::check::load_policy(&args.config).map_err(joined);
     }
-    let lp = kube::api::ListParams::default();
-    let configs = kube::Api::<KubeBidConfig>::all(client.clone())
-        .list(&lp)
-        .await
-        .map_err(|e| format!("listing KubeBidConfigs: {e}"))?;
-    let tenants = kube::Api::<Tenant>::all(client.clone())
-        .list(&lp)
-        .await
-        .map_err(|e| format!("listing Tenants: {e}"))?;
-    let exceptions = kube::Api::<PolicyException>::all(client.clone())
-        .list(&lp)
-        .await
-        .map_err(|e| format!("listing PolicyExceptions: {e}"))?;
-    let (set, invalid) = kubebid_model::load::ConfigSet::from_cluster(
-        configs.items,
-        tenants.items,
-        exceptions.items,
-    );
-    for e in invalid {
-        eprintln!("kubebid scan: left out: {e}");
-    }
+    let set = crate::verify_cmd::cluster_config(client, true, "kubebid scan").await?;
     PolicySet::from_config(&set).map_err(joined)
 }
 
@@ -153,7 +116,7 @@ pub fn run(args: &ScanArgs) -> ExitCode {
         Err(e) => return fail(e.to_string()),
     };
     let result = rt.block_on(async {
-        let client = client(args.kubeconfig.as_ref()).await?;
+        let (client, _) = crate::verify_cmd::client(args.kubeconfig.as_ref()).await?;
         let policy = policy(args, &client).await?;
         let bar = if std::io::stderr().is_terminal() {
             indicatif::ProgressBar::new(kubebid_verify::scan::targets().len() as u64)
@@ -240,20 +203,16 @@ pub fn serve(args: &ScannerArgs) -> ExitCode {
         let metrics = Arc::new(kubebid_verify::scanner::ScannerMetrics::new(
             &process.registry,
         ));
-        let listener = match tokio::net::TcpListener::bind(args.metrics_listen).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!(
-                    "kubebid serve scanner: --metrics-listen {}: {e}",
-                    args.metrics_listen
-                );
-                return ExitCode::from(2);
-            }
-        };
-        let endpoint = process.clone();
-        tokio::spawn(async move {
-            kubebid_server::http::serve_endpoint(&endpoint, "scanner-metrics", listener).await;
-        });
+        if let Err(code) = crate::serve::metrics_endpoint(
+            &process,
+            "scanner",
+            "scanner-metrics",
+            args.metrics_listen,
+        )
+        .await
+        {
+            return code;
+        }
         let (policy_tx, policy_rx) = tokio::sync::watch::channel(None);
         tracing::info!(
             "watching KubeBidConfig, Tenant, PolicyException and Namespace objects for the policy"

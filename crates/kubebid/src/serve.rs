@@ -151,20 +151,16 @@ fn operator(args: &OperatorArgs) -> ExitCode {
             &process.registry,
         ));
         kubebid_tenancy::metrics::add_checks(&metrics, &process.health);
-        let listener = match tokio::net::TcpListener::bind(args.metrics_listen).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!(
-                    "kubebid serve operator: --metrics-listen {}: {e}",
-                    args.metrics_listen
-                );
-                return ExitCode::from(2);
-            }
-        };
-        let endpoint = process.clone();
-        tokio::spawn(async move {
-            kubebid_server::http::serve_endpoint(&endpoint, "operator-metrics", listener).await;
-        });
+        if let Err(code) = metrics_endpoint(
+            &process,
+            "operator",
+            "operator-metrics",
+            args.metrics_listen,
+        )
+        .await
+        {
+            return code;
+        }
         let namespace = args
             .namespace
             .clone()
@@ -187,6 +183,25 @@ fn operator(args: &OperatorArgs) -> ExitCode {
         .await;
         finished("operator", result)
     })
+}
+
+/// Binds `addr` and serves the process's `/metrics`, `/healthz` and `/readyz` there (plain HTTP, its
+/// requests counted as `server`); if it cannot bind, the exit status, said.
+pub async fn metrics_endpoint(
+    process: &Process,
+    service: &str,
+    server: &'static str,
+    addr: SocketAddr,
+) -> Result<(), ExitCode> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        eprintln!("kubebid serve {service}: --metrics-listen {addr}: {e}");
+        ExitCode::from(2)
+    })?;
+    let endpoint = process.clone();
+    tokio::spawn(async move {
+        kubebid_server::http::serve_endpoint(&endpoint, server, listener).await;
+    });
+    Ok(())
 }
 
 /// The exit status of a service that has stopped, logged.

@@ -83,7 +83,8 @@ pub struct ProbeArgs {
     pub audit_wait: f64,
 }
 
-async fn client(kubeconfig: Option<&PathBuf>) -> Result<(kube::Client, String), String> {
+/// A client of the cluster `kubeconfig` names (or the inferred one), and the API server's URL.
+pub(crate) async fn client(kubeconfig: Option<&PathBuf>) -> Result<(kube::Client, String), String> {
     let config = match kubeconfig {
         Some(p) => {
             let k = kube::config::Kubeconfig::read_from(p)
@@ -142,6 +143,16 @@ async fn configuration(
                 .join("; ")
         });
     }
+    cluster_config(client, false, "kubebid verify").await
+}
+
+/// The cluster's `KubeBidConfig` and Tenant objects (and `PolicyException`s, with `exceptions`), listed
+/// once; objects that do not validate are left out, each said on standard error by `who`.
+pub(crate) async fn cluster_config(
+    client: &kube::Client,
+    exceptions: bool,
+    who: &str,
+) -> Result<kubebid_model::load::ConfigSet, String> {
     let lp = kube::api::ListParams::default();
     let tenants = kube::Api::<Tenant>::all(client.clone())
         .list(&lp)
@@ -151,10 +162,19 @@ async fn configuration(
         .list(&lp)
         .await
         .map_err(|e| format!("listing KubeBidConfigs: {e}"))?;
+    let exceptions = if exceptions {
+        kube::Api::<kubebid_model::config::PolicyException>::all(client.clone())
+            .list(&lp)
+            .await
+            .map_err(|e| format!("listing PolicyExceptions: {e}"))?
+            .items
+    } else {
+        Vec::new()
+    };
     let (set, invalid) =
-        kubebid_model::load::ConfigSet::from_cluster(configs.items, tenants.items, Vec::new());
+        kubebid_model::load::ConfigSet::from_cluster(configs.items, tenants.items, exceptions);
     for e in invalid {
-        eprintln!("kubebid verify: left out: {e}");
+        eprintln!("{who}: left out: {e}");
     }
     Ok(set)
 }
