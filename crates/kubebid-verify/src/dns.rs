@@ -213,7 +213,11 @@ async fn foreign(
     }
     for name in names.iter().take(NAMES_PER_TENANT) {
         let line = match ask(from, target, name).await {
-            Ok((ResponseCode::NXDomain, _)) => format!("{name}: NXDOMAIN"),
+            Ok((ResponseCode::NXDomain, data)) if data.is_empty() => format!("{name}: NXDOMAIN"),
+            Ok((ResponseCode::NXDomain, data)) => {
+                passed = false;
+                format!("{name}: NXDOMAIN, yet with answers: {}", data.join(", "))
+            }
             Ok((ResponseCode::NoError, data)) if data.is_empty() => {
                 passed = false;
                 format!("{name}: NOERROR without an answer: the name's existence is visible")

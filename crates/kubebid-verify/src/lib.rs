@@ -233,20 +233,34 @@ pub struct Verifier {
     bindable: Vec<String>,
 }
 
-fn review_request(
+/// A POST of `body` to `path` as `user` in `groups`. A user or group that cannot be a header value (a
+/// control character in an owner's name) is an error, never a request without impersonation.
+fn impersonated(
     path: &str,
-    body: &Value,
+    body: Vec<u8>,
     user: &str,
     groups: &[String],
-) -> http::Request<Vec<u8>> {
+) -> Result<http::Request<Vec<u8>>, VerifyError> {
     let mut req = http::Request::post(path)
         .header(http::header::CONTENT_TYPE, "application/json")
         .header("Impersonate-User", user);
     for g in groups {
         req = req.header("Impersonate-Group", g);
     }
-    req.body(serde_json::to_vec(body).unwrap_or_default())
-        .unwrap_or_default()
+    req.body(body).map_err(|e| {
+        VerifyError::Answer(format!(
+            "a request to {path} as {user:?} cannot be made: {e}"
+        ))
+    })
+}
+
+fn review_request(
+    path: &str,
+    body: &Value,
+    user: &str,
+    groups: &[String],
+) -> Result<http::Request<Vec<u8>>, VerifyError> {
+    impersonated(path, body.to_string().into_bytes(), user, groups)
 }
 
 const RULES_REVIEWS: &str = "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews";
@@ -284,7 +298,7 @@ impl Verifier {
             "spec": {"namespace": namespace}});
         let answer: Value = self
             .client
-            .request(review_request(RULES_REVIEWS, &body, user, groups))
+            .request(review_request(RULES_REVIEWS, &body, user, groups)?)
             .await
             .map_err(|source| VerifyError::Api {
                 what: format!("rules review of {user} in {namespace}"),
@@ -318,7 +332,7 @@ impl Verifier {
                 "subresource": subresource}}});
         let answer: Value = self
             .client
-            .request(review_request(ACCESS_REVIEWS, &body, user, groups))
+            .request(review_request(ACCESS_REVIEWS, &body, user, groups)?)
             .await
             .map_err(|source| VerifyError::Api {
                 what: format!("access review of {user}: {verb} {resource}"),
@@ -364,7 +378,13 @@ impl Verifier {
             .buffer_unordered(self.concurrency)
             .try_collect()
             .await?;
-        let (owner, baseline) = (&owner, &baseline);
+        // What every authenticated user may do in each namespace beyond what Kubernetes grants everyone
+        // (reviews of its own access): a grant to `system:authenticated` reaches every tenant at once.
+        let everyone: BTreeMap<&str, Vec<String>> = baseline
+            .iter()
+            .map(|(ns, rules)| (*ns, rbac::beyond_defaults(rules)))
+            .collect();
+        let (owner, baseline, everyone) = (&owner, &baseline, &everyone);
         let pairs: Vec<(&Identity, &str)> = ids
             .iter()
             .flat_map(|id| namespaces.iter().map(move |ns| (id, *ns)))
@@ -378,10 +398,12 @@ impl Verifier {
                 let (probe, evidence) = if mine {
                     ("control-plane/own-namespace", forbidden_in_own(&rules, &self.bindable))
                 } else {
-                    (
-                        "control-plane/foreign-namespace",
-                        beyond_baseline(&rules, baseline.get(ns).map_or(&[][..], Vec::as_slice)),
-                    )
+                    let mut e =
+                        beyond_baseline(&rules, baseline.get(ns).map_or(&[][..], Vec::as_slice));
+                    e.extend(everyone.get(ns).into_iter().flatten().map(|r| {
+                        format!("{r}: every authenticated user holds it here, this tenant too")
+                    }));
+                    ("control-plane/foreign-namespace", e)
                 };
                 let passed = evidence.is_empty();
                 let evidence = if passed {
@@ -539,13 +561,7 @@ impl Verifier {
         let mut out: Vec<Finding> = futures::stream::iter(work)
             .map(|(id, ns, other, case)| async move {
                 let (path, body) = case.render(ns, other);
-                let mut req = http::Request::post(path.as_str())
-                    .header(http::header::CONTENT_TYPE, "application/json")
-                    .header("Impersonate-User", id.user.as_str());
-                for g in &id.groups {
-                    req = req.header("Impersonate-Group", g.as_str());
-                }
-                let req = req.body(body.into_bytes()).unwrap_or_default();
+                let req = impersonated(&path, body.into_bytes(), &id.user, &id.groups)?;
                 let answer = self.client.request::<Value>(req).await;
                 progress(
                     done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
@@ -629,7 +645,7 @@ impl Verifier {
     async fn get(&self, path: &str) -> Result<Option<Value>, VerifyError> {
         let req = http::Request::get(path)
             .body(Vec::new())
-            .unwrap_or_default();
+            .map_err(|e| VerifyError::Answer(format!("GET {path} cannot be made: {e}")))?;
         match self.client.request::<Value>(req).await {
             Ok(v) => Ok(Some(v)),
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
@@ -719,7 +735,14 @@ impl Verifier {
                     .await?
                     .unwrap_or(Value::Null);
                 for p in pods["items"].as_array().into_iter().flatten() {
-                    if p["status"]["phase"] != "Running" {
+                    // Every pod placed on a node and not finished: a Pending pod whose init container
+                    // never ends runs all the same, and so may one whose phase is Unknown.
+                    let placed = p["spec"]["nodeName"]
+                        .as_str()
+                        .is_some_and(|n| !n.is_empty());
+                    let finished =
+                        matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+                    if !placed || finished {
                         continue;
                     }
                     running += 1;
@@ -740,7 +763,7 @@ impl Verifier {
             }
             let (passed, evidence) = judged(evidence, || {
                 format!(
-                    "{running} running pods, each in a KubeBid microVM class on an attested node"
+                    "{running} pods placed on nodes and not finished, each in a KubeBid microVM class on an attested node"
                 )
             });
             out.push(Finding {
@@ -761,19 +784,45 @@ impl Verifier {
 /// The NetworkPolicies KubeBid keeps in every tenant namespace, which no tenant may change.
 pub const MANAGED_POLICIES: &[&str] = &["default-deny-all", "allow-cluster-dns"];
 
-/// Whether everything `want` says is in `have`: objects field by field, arrays element by element and of
-/// the same length. Fields the API server defaults (a port's protocol) may be in `have` alone.
+/// `v` with what the API server writes differently but means the same: empty lists and objects left out
+/// (the server omits them), and a port's protocol given (the server defaults it to TCP).
+#[must_use]
+pub fn normalized(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut out = serde_json::Map::new();
+            for (k, x) in m {
+                let mut x = normalized(x);
+                if k == "ports"
+                    && let Value::Array(ports) = &mut x
+                {
+                    for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                        p.entry("protocol").or_insert_with(|| "TCP".into());
+                    }
+                }
+                let empty = match &x {
+                    Value::Array(a) => a.is_empty(),
+                    Value::Object(o) => o.is_empty(),
+                    Value::Null => true,
+                    _ => false,
+                };
+                if !empty {
+                    out.insert(k.clone(), x);
+                }
+            }
+            Value::Object(out)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(normalized).collect()),
+        x => x.clone(),
+    }
+}
+
+/// Whether `have` (as the API server keeps it) says exactly what `want` (as KubeBid renders it) says: the
+/// same up to [`normalized`]. A field added to a managed policy (a narrowed `podSelector`, an `endPort`) is
+/// a difference, as much as one taken away.
 #[must_use]
 pub fn holds(want: &Value, have: &Value) -> bool {
-    match (want, have) {
-        (Value::Object(w), Value::Object(h)) => w
-            .iter()
-            .all(|(k, v)| h.get(k).is_some_and(|hv| holds(v, hv))),
-        (Value::Array(w), Value::Array(h)) => {
-            w.len() == h.len() && w.iter().zip(h).all(|(a, b)| holds(a, b))
-        }
-        (w, h) => w == h,
-    }
+    normalized(want) == normalized(have)
 }
 
 impl Verifier {
@@ -847,6 +896,22 @@ impl Verifier {
     }
 }
 
+/// Network policy kinds that can allow traffic the reachability matrix does not model: their list paths.
+pub const UNMODELLED_POLICIES: &[(&str, &str)] = &[
+    (
+        "/apis/cilium.io/v2/ciliumnetworkpolicies",
+        "CiliumNetworkPolicy",
+    ),
+    (
+        "/apis/cilium.io/v2/ciliumclusterwidenetworkpolicies",
+        "CiliumClusterwideNetworkPolicy",
+    ),
+    (
+        "/apis/policy.networking.k8s.io/v1alpha1/adminnetworkpolicies",
+        "AdminNetworkPolicy",
+    ),
+];
+
 /// Where Cilium keeps its agent configuration.
 pub const CILIUM_CONFIG: &str = "/api/v1/namespaces/kube-system/configmaps/cilium-config";
 /// The annotation a Cilium agent publishes its WireGuard key in, on its node's `CiliumNode`.
@@ -893,6 +958,39 @@ impl Verifier {
         pods.sort_unstable();
         pods.dedup();
         let matrix = reach::Matrix::new(&namespaces, &policies, pods);
+        let mut unmodelled = Vec::new();
+        for (path, kind) in UNMODELLED_POLICIES {
+            for mut p in items(self.get(path).await?) {
+                p["kind"] = (*kind).into();
+                if reach::may_allow(&p) {
+                    unmodelled.push(format!(
+                        "{kind} {}{}",
+                        p["metadata"]["namespace"]
+                            .as_str()
+                            .map_or(String::new(), |n| format!("{n}/")),
+                        p["metadata"]["name"].as_str().unwrap_or("?")
+                    ));
+                }
+            }
+        }
+        let undecided = (!unmodelled.is_empty()).then(|| {
+            format!(
+                "undecided: {} {} can allow traffic and {} not modelled: {}",
+                unmodelled.len(),
+                if unmodelled.len() == 1 {
+                    "policy of a kind the matrix does not read"
+                } else {
+                    "policies of kinds the matrix does not read"
+                },
+                if unmodelled.len() == 1 { "is" } else { "are" },
+                unmodelled
+                    .iter()
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        });
         let tenancy = set.tenancy();
         let tenants = tenancy.tenants();
         let mut out = Vec::new();
@@ -901,12 +999,13 @@ impl Verifier {
                 continue;
             }
             for b in tenants.iter().filter(|b| b.name != a.name) {
-                let evidence: Vec<String> = a
+                let mut evidence: Vec<String> = a
                     .namespaces
                     .iter()
                     .flat_map(|x| b.namespaces.iter().map(move |y| (x, y)))
                     .filter_map(|(x, y)| matrix.path(x, y))
                     .collect();
+                evidence.extend(undecided.clone());
                 let (passed, evidence) = judged(evidence, || {
                     format!(
                         "no path from {}'s {} namespaces to {}'s {} under the cluster's {} NetworkPolicies",

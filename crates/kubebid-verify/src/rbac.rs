@@ -131,6 +131,32 @@ pub fn forbidden_in_own(rules: &[Rule], bindable: &[String]) -> Vec<String> {
     out
 }
 
+/// The rules in `rules` beyond what Kubernetes itself grants every authenticated user
+/// (`system:basic-user`: creating reviews of one's own access and identity), as the API server writes
+/// them. Anything else in a namespace's baseline was granted to everyone by someone.
+#[must_use]
+pub fn beyond_defaults(rules: &[Rule]) -> Vec<String> {
+    const OWN_REVIEWS: &[&str] = &[
+        "selfsubjectaccessreviews",
+        "selfsubjectrulesreviews",
+        "selfsubjectreviews",
+    ];
+    rules
+        .iter()
+        .filter(|r| !r.verbs.is_empty() && !r.resources.is_empty())
+        .filter(|r| {
+            !(r.verbs.iter().all(|v| v == "create")
+                && r.api_groups
+                    .iter()
+                    .all(|g| g == "authorization.k8s.io" || g == "authentication.k8s.io")
+                && r.resources
+                    .iter()
+                    .all(|x| OWN_REVIEWS.contains(&x.as_str())))
+        })
+        .map(Rule::describe)
+        .collect()
+}
+
 /// What an identity may do in a namespace beyond what every authenticated user may (`baseline`).
 #[must_use]
 pub fn beyond_baseline(rules: &[Rule], baseline: &[Rule]) -> Vec<String> {

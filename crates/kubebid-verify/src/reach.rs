@@ -12,7 +12,9 @@
 //!
 //! `ipBlock` peers reach pods when they overlap a pod CIDR (the cluster configuration's and the Nodes'
 //! `spec.podCIDRs`) in addresses their `except` does not cut out. No Tenant can declare a path to another
-//! tenant (only to shared namespaces), so every path between two tenants is a failure.
+//! tenant (only to shared namespaces), so every path between two tenants is a failure. Policies of kinds
+//! the matrix does not model ([`may_allow`]: Cilium's, `AdminNetworkPolicy`) that can allow traffic make
+//! every pair undecided, and so a failure: a proof is not given on what was not read.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -119,12 +121,17 @@ pub fn satisfiable(sel: &Value) -> bool {
     })
 }
 
-/// Whether an `ipBlock` reaches addresses in one of `pods` that its `except` does not cut out.
+/// Whether an `ipBlock` reaches addresses in one of `pods` that its `except` does not cut out. Without
+/// known pod CIDRs (a CNI that does not fill `Node.spec.podCIDRs`), or with a CIDR that does not parse,
+/// every block is taken to reach pods: the matrix never decides "isolated" on what it could not read.
 #[must_use]
 pub fn block_reaches(block: &Value, pods: &[IpNet]) -> bool {
     let Some(cidr) = block["cidr"].as_str().and_then(|c| c.parse::<IpNet>().ok()) else {
-        return false;
+        return true;
     };
+    if pods.is_empty() {
+        return true;
+    }
     let except: Vec<IpNet> = block["except"]
         .as_array()
         .into_iter()
@@ -276,7 +283,11 @@ impl<'a> Matrix<'a> {
     /// Why pods of `from` may reach pods of `to` (egress and ingress reasons), or `None` if none may.
     #[must_use]
     pub fn path(&self, from: &str, to: &str) -> Option<String> {
-        let empty = Labels::new();
+        // A namespace not in the list (made between the two lists) still carries its name label.
+        let named = |ns: &str| -> Labels {
+            [("kubernetes.io/metadata.name".to_owned(), ns.to_owned())].into()
+        };
+        let (from_named, to_named) = (named(from), named(to));
         let none = Vec::new();
         let out = open_by(
             self.policies.get(from).unwrap_or(&none),
@@ -284,7 +295,7 @@ impl<'a> Matrix<'a> {
             "Egress",
             &End {
                 namespace: to,
-                labels: self.labels.get(to).unwrap_or(&empty),
+                labels: self.labels.get(to).unwrap_or(&to_named),
             },
             &self.pods,
         )?;
@@ -294,10 +305,33 @@ impl<'a> Matrix<'a> {
             "Ingress",
             &End {
                 namespace: from,
-                labels: self.labels.get(from).unwrap_or(&empty),
+                labels: self.labels.get(from).unwrap_or(&from_named),
             },
             &self.pods,
         )?;
         Some(format!("{from} → {to}: out by {out}; in by {inn}"))
     }
+}
+
+/// Whether a policy of a kind the matrix does not model can allow traffic: a `CiliumNetworkPolicy` or
+/// `CiliumClusterwideNetworkPolicy` with `ingress` or `egress` rules (in `spec` or any of `specs`; deny
+/// rules only narrow), or an `AdminNetworkPolicy` with an `Allow` rule (which overrides every
+/// NetworkPolicy).
+#[must_use]
+pub fn may_allow(policy: &Value) -> bool {
+    let allows = |spec: &Value| {
+        ["ingress", "egress"]
+            .iter()
+            .any(|k| spec[*k].as_array().is_some_and(|r| !r.is_empty()))
+    };
+    if policy["kind"] == "AdminNetworkPolicy" {
+        return ["ingress", "egress"].iter().any(|k| {
+            policy["spec"][*k]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|r| r["action"] == "Allow")
+        });
+    }
+    allows(&policy["spec"]) || policy["specs"].as_array().into_iter().flatten().any(allows)
 }

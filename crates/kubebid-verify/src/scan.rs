@@ -201,10 +201,40 @@ pub fn judge(
             spec.remove("nodeName");
         }
         let uid = v["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
+        let field = |k: &str| v["metadata"][k].as_str().map(str::to_owned);
+        let (api_version, kind) = (
+            v["apiVersion"].as_str().unwrap_or_default().to_owned(),
+            v["kind"].as_str().unwrap_or_default().to_owned(),
+        );
+        let (namespace, name) = (field("namespace"), field("name").unwrap_or_default());
         let object = match Object::from_value(v) {
             Ok(o) => o,
             Err(e) => {
-                bad.push(format!("{}: {}", e.path, e.message));
+                let why = format!("{}: {}", e.path, e.message);
+                bad.push(format!(
+                    "{kind} {}{name}: {why}",
+                    namespace
+                        .as_deref()
+                        .map_or(String::new(), |n| format!("{n}/"))
+                ));
+                // In the report too, as an error: an object the engine cannot read is not a pass.
+                out.push(Judged {
+                    api_version,
+                    kind,
+                    namespace,
+                    name,
+                    uid,
+                    tenant: None,
+                    verdicts: vec![Verdict {
+                        result: "error",
+                        rule: "admission".into(),
+                        severity: "high",
+                        message: format!("the object could not be read: {why}"),
+                        path: e.path,
+                        exception: None,
+                    }],
+                    decision: kubebid_policy::Decision::default(),
+                });
                 continue;
             }
         };
@@ -260,8 +290,10 @@ pub fn judge(
     (out, bad)
 }
 
-/// Results one report holds at most: a PolicyReport is one etcd object (1.5 MiB at most).
+/// Results one report holds at most, and their size at most in bytes: a PolicyReport is one etcd object
+/// (1.5 MiB at most). Failures and errors are written first, so a full report leaves out passes.
 pub const MAX_RESULTS: usize = 2000;
+pub const MAX_RESULT_BYTES: usize = 1 << 20;
 
 /// The name of every report KubeBid keeps.
 pub const REPORT_NAME: &str = "kubebid";
@@ -285,11 +317,22 @@ pub fn reports(judged: &[Judged], namespaces: &[String], now: jiff::Timestamp) -
             let mut summary: BTreeMap<&str, u64> =
                 ["pass", "fail", "warn", "error", "skip"].map(|k| (k, 0)).into();
             let mut results = Vec::new();
-            let mut left_out = 0usize;
-            for j in &objects {
-                for v in &j.verdicts {
+            let (mut left_out, mut bytes) = (0usize, 0usize);
+            let rank = |r: &str| match r {
+                "fail" | "error" => 0,
+                "warn" => 1,
+                "skip" => 2,
+                _ => 3,
+            };
+            let mut ordered: Vec<(&Judged, &Verdict)> = objects
+                .iter()
+                .flat_map(|j| j.verdicts.iter().map(move |v| (*j, v)))
+                .collect();
+            ordered.sort_by_key(|(_, v)| rank(v.result));
+            for (j, v) in ordered {
+                {
                     *summary.entry(v.result).or_default() += 1;
-                    if results.len() >= MAX_RESULTS {
+                    if results.len() >= MAX_RESULTS || bytes >= MAX_RESULT_BYTES {
                         left_out += 1;
                         continue;
                     }
@@ -307,9 +350,11 @@ pub fn reports(judged: &[Judged], namespaces: &[String], now: jiff::Timestamp) -
                     if let Some(n) = &j.namespace {
                         resource["namespace"] = n.clone().into();
                     }
-                    results.push(json!({"source": "kubebid", "policy": "kubebid-admission", "rule": v.rule,
+                    let result = json!({"source": "kubebid", "policy": "kubebid-admission", "rule": v.rule,
                         "result": v.result, "severity": v.severity, "scored": true, "message": v.message,
-                        "timestamp": stamp, "resources": [resource], "properties": properties}));
+                        "timestamp": stamp, "resources": [resource], "properties": properties});
+                    bytes += result.to_string().len();
+                    results.push(result);
                 }
             }
             let mut meta = json!({"name": REPORT_NAME, "labels": {"app.kubernetes.io/managed-by": "kubebid"}});

@@ -58,7 +58,11 @@ fn cluster(rc: Option<Value>) -> kube::Client {
                     json!({"items": [
                     pod("web", "acme-prod", Some("kubebid-secure"), "n1", "Running"),
                     pod("batch", "acme-prod", Some("kubebid-secure-snp"), "n2", "Running"),
-                    pod("done", "acme-prod", None, "n2", "Succeeded")]}),
+                    pod("done", "acme-prod", None, "n2", "Succeeded"),
+                    // Its init container never ends: Pending, but running on its node all the same.
+                    pod("stuck", "acme-prod", Some("runc"), "n1", "Pending"),
+                    // Not placed yet: nothing runs.
+                    pod("queued", "acme-prod", Some("runc"), "", "Pending")]}),
                 ),
                 "/api/v1/namespaces/globex/pods" => (
                     200,
@@ -91,7 +95,8 @@ async fn the_runtime_class_and_every_running_pod_are_checked() {
     assert_eq!(
         acme.evidence,
         vec![
-            "acme-prod/batch runs on node \"n2\", which is not labelled kubebid.io/secure-runtime=true"
+            "acme-prod/batch runs on node \"n2\", which is not labelled kubebid.io/secure-runtime=true",
+            "acme-prod/stuck runs in RuntimeClass \"runc\", not a KubeBid microVM class"
         ]
     );
     let globex = f.iter().find(|x| x.tenant == "globex").unwrap();

@@ -88,6 +88,10 @@ fn answer(s: &Seen) -> Value {
 }
 
 fn api() -> (kube::Client, Arc<Mutex<Vec<Seen>>>) {
+    api_with(answer)
+}
+
+fn api_with(answer: fn(&Seen) -> Value) -> (kube::Client, Arc<Mutex<Vec<Seen>>>) {
     let (mock, mut handle) =
         tower_test::mock::pair::<Request<kube::client::Body>, Response<Full<Bytes>>>();
     let log = Arc::new(Mutex::new(Vec::new()));
@@ -266,5 +270,40 @@ async fn one_tenant_is_verified_against_all_and_an_incomplete_review_is_no_proof
         e.to_string()
             .contains("incomplete: webhook authorizer unavailable"),
         "{e}"
+    );
+}
+
+/// As [`answer`], but every authenticated user may read globex's Secrets (a binding to
+/// `system:authenticated`).
+fn everyone_reads_globex(s: &Seen) -> Value {
+    let mut a = answer(s);
+    if s.body["spec"]["namespace"] == "globex" && s.path.ends_with("selfsubjectrulesreviews") {
+        a["status"]["resourceRules"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"verbs": ["get"], "apiGroups": [""], "resources": ["secrets"]}));
+    }
+    a
+}
+
+#[tokio::test]
+async fn a_grant_to_every_authenticated_user_is_found_in_every_tenant() {
+    let tenancy = tenancy();
+    let (client, _) = api_with(everyone_reads_globex);
+    let findings = Verifier::new(client, 4)
+        .control_plane(&tenancy, Some("acme"), &|_, _| {})
+        .await
+        .unwrap();
+    let sa = findings
+        .iter()
+        .find(|f| {
+            f.probe == "control-plane/foreign-namespace"
+                && f.identity == "system:serviceaccount:acme-prod:default"
+        })
+        .unwrap();
+    assert!(!sa.passed, "{sa:?}");
+    assert_eq!(
+        sa.evidence,
+        vec!["get on secrets: every authenticated user holds it here, this tenant too"]
     );
 }

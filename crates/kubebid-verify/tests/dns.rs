@@ -99,8 +99,9 @@ async fn kubebid_dns() -> Running {
         .unwrap()
 }
 
-/// A server that answers every name with an address: what a resolver without tenancy does.
-async fn open_resolver() -> SocketAddr {
+/// A server that answers every name with an address: what a resolver without tenancy does (with `code`
+/// as its response code).
+async fn open_resolver(code: hickory_proto::op::ResponseCode) -> SocketAddr {
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = sock.local_addr().unwrap();
     tokio::spawn(async move {
@@ -108,6 +109,7 @@ async fn open_resolver() -> SocketAddr {
         while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
             let mut m = Message::from_vec(&buf[..n]).unwrap();
             m.metadata.message_type = MessageType::Response;
+            m.metadata.response_code = code;
             let name = m.queries[0].name().clone();
             m.add_answer(Record::from_rdata(
                 name,
@@ -161,7 +163,7 @@ async fn kubebid_dns_answers_nxdomain_for_every_other_tenant_s_names() {
 
 #[tokio::test]
 async fn a_resolver_that_answers_every_name_fails_the_probe() {
-    let server = open_resolver().await;
+    let server = open_resolver(hickory_proto::op::ResponseCode::NoError).await;
     let set = config();
     let found = Verifier::new(api(|_| {}), 4)
         .dns(&set.tenancy(), Some("globex"), Some(&target(server)))
@@ -177,6 +179,21 @@ async fn a_resolver_that_answers_every_name_fails_the_probe() {
             "{f:?}"
         );
     }
+    // NXDOMAIN that still carries the address is no NXDOMAIN.
+    let server = open_resolver(hickory_proto::op::ResponseCode::NXDomain).await;
+    let found = Verifier::new(api(|_| {}), 4)
+        .dns(&set.tenancy(), Some("globex"), Some(&target(server)))
+        .await
+        .unwrap();
+    assert!(found.iter().all(|f| !f.passed), "{found:#?}");
+    assert!(
+        found[0]
+            .evidence
+            .iter()
+            .any(|e| e.contains("NXDOMAIN, yet with answers: 10.96.0.99")),
+        "{:?}",
+        found[0]
+    );
 }
 
 #[tokio::test]

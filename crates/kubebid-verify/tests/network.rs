@@ -73,10 +73,19 @@ async fn the_managed_default_deny_is_present_and_unchanged() {
 
     let dns = "/apis/networking.k8s.io/v1/namespaces/acme-dev/networkpolicies/allow-cluster-dns";
     let deny = "/apis/networking.k8s.io/v1/namespaces/acme-prod/networkpolicies/default-deny-all";
-    // A defaulted field is no change.
+    // What the API server writes differently is no change: empty lists left out, a port's protocol
+    // defaulted.
     let defaulted = Verifier::new(
         cluster(|o| {
-            o.get_mut(deny).unwrap()["spec"]["extra"] = json!("defaulted by the server");
+            let spec = o.get_mut(deny).unwrap()["spec"].as_object_mut().unwrap();
+            spec.remove("ingress");
+            spec.remove("egress");
+            for p in o.get_mut(dns).unwrap()["spec"]["egress"][0]["ports"]
+                .as_array_mut()
+                .unwrap()
+            {
+                p["protocol"] = p.get("protocol").cloned().unwrap_or(json!("TCP"));
+            }
         }),
         2,
     )
@@ -84,6 +93,18 @@ async fn the_managed_default_deny_is_present_and_unchanged() {
     .await
     .unwrap();
     assert!(defaulted[0].passed, "{:?}", defaulted[0].evidence);
+    // A field added narrows the default deny to some pods: a change.
+    let narrowed = Verifier::new(
+        cluster(|o| {
+            o.get_mut(deny).unwrap()["spec"]["podSelector"] =
+                json!({"matchLabels": {"app": "web"}});
+        }),
+        2,
+    )
+    .network(&set(), None)
+    .await
+    .unwrap();
+    assert!(!narrowed[0].passed, "{:?}", narrowed[0].evidence);
     // A tenant that opened egress on the default-deny, and one that deleted the DNS policy.
     let f = Verifier::new(
         cluster(|o| {
@@ -114,15 +135,32 @@ async fn the_managed_default_deny_is_present_and_unchanged() {
 
 #[test]
 fn holding_tolerates_defaults_and_nothing_else() {
-    let want = json!({"a": [{"port": 53}], "b": "x"});
+    let want = json!({"ports": [{"port": 53}], "b": "x", "ingress": []});
     assert!(holds(
         &want,
-        &json!({"a": [{"port": 53, "protocol": "UDP"}], "b": "x", "c": 1})
+        &json!({"ports": [{"port": 53, "protocol": "TCP"}], "b": "x"})
+    ));
+    // Another protocol, a field added, a port added or changed, or one missing: all differences.
+    assert!(!holds(
+        &want,
+        &json!({"ports": [{"port": 53, "protocol": "UDP"}], "b": "x"})
     ));
     assert!(!holds(
         &want,
-        &json!({"a": [{"port": 53}, {"port": 80}], "b": "x"})
+        &json!({"ports": [{"port": 53}], "b": "x", "c": 1})
     ));
-    assert!(!holds(&want, &json!({"a": [{"port": 54}], "b": "x"})));
+    assert!(!holds(
+        &want,
+        &json!({"ports": [{"port": 53, "endPort": 65535}], "b": "x"})
+    ));
+    assert!(!holds(
+        &want,
+        &json!({"ports": [{"port": 53}, {"port": 80}], "b": "x"})
+    ));
+    assert!(!holds(&want, &json!({"ports": [{"port": 54}], "b": "x"})));
     assert!(!holds(&want, &json!({"b": "x"})));
+    assert!(!holds(
+        &want,
+        &json!({"ports": [{"port": 53}], "b": "x", "ingress": [{}]})
+    ));
 }

@@ -79,6 +79,9 @@ fn cluster(
                 "/apis/networking.k8s.io/v1/networkpolicies" => (200, list("NetworkPolicy")),
                 "/api/v1/nodes" => (200, list("Node")),
                 "/apis/cilium.io/v2/ciliumnodes" => (200, list("CiliumNode")),
+                "/apis/cilium.io/v2/ciliumclusterwidenetworkpolicies" => {
+                    (200, list("CiliumClusterwideNetworkPolicy"))
+                }
                 p => match extra.get(p) {
                     Some(o) => (200, o.clone()),
                     None => (
@@ -111,9 +114,9 @@ async fn kubebid_s_own_policies_leave_no_path_between_tenants() {
     // Every ordered pair of the three tenants.
     assert_eq!(found.len(), 6);
     assert!(failing(&found).is_empty(), "{found:#?}");
-    // Listed once each, not per pair.
+    // Listed once each, not per pair: namespaces, policies, nodes, and the three kinds it does not model.
     let asked = asked.lock().unwrap();
-    assert_eq!(asked.len(), 3, "{asked:?}");
+    assert_eq!(asked.len(), 6, "{asked:?}");
 }
 
 #[tokio::test]
@@ -272,7 +275,8 @@ fn address_blocks_reach_pods_unless_their_exceptions_cover_the_overlap() {
     assert!(b(json!({"cidr": "0.0.0.0/0", "except": ["10.244.0.0/17"]})));
     assert!(b(json!({"cidr": "10.244.3.0/24"})));
     assert!(!b(json!({"cidr": "192.168.0.0/16"})));
-    assert!(!b(json!({"cidr": "not a cidr"})));
+    // What does not parse is taken to reach.
+    assert!(b(json!({"cidr": "not a cidr"})));
 }
 
 fn node(name: &str) -> Value {
@@ -331,4 +335,45 @@ async fn encryption_is_wireguard_on_every_node_or_said_to_be_unchecked() {
     );
     let f = Verifier::new(client, 1).encryption().await.unwrap();
     assert!(f.passed && !f.skipped, "{f:?}");
+}
+
+#[tokio::test]
+async fn a_policy_the_matrix_does_not_model_that_can_allow_leaves_every_pair_undecided() {
+    let mut objects = rendered();
+    // KubeBid's own encryption policy only denies: no effect on the matrix.
+    objects.push(json!({"apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy", "metadata": {"name": "encrypt-all"},
+        "spec": {"endpointSelector": {}, "egressDeny": [{"toEndpoints": [{"matchLabels": {"io.cilium.k8s.policy.unencrypted": "true"}}]}]}}));
+    let (client, _) = cluster(objects.clone(), BTreeMap::new());
+    let found = Verifier::new(client, 4)
+        .reachability(&set(), None)
+        .await
+        .unwrap();
+    assert!(failing(&found).is_empty(), "{found:#?}");
+    // One that allows: nothing can be proven.
+    objects.push(json!({"apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy", "metadata": {"name": "open"},
+        "spec": {"endpointSelector": {}, "egress": [{"toEntities": ["cluster"]}]}}));
+    let (client, _) = cluster(objects, BTreeMap::new());
+    let found = Verifier::new(client, 4)
+        .reachability(&set(), None)
+        .await
+        .unwrap();
+    assert_eq!(failing(&found).len(), 6);
+    assert!(
+        found[0]
+            .evidence
+            .iter()
+            .any(|e| e.starts_with("undecided: 1 policy")
+                && e.ends_with("CiliumClusterwideNetworkPolicy open")),
+        "{:?}",
+        found[0].evidence
+    );
+}
+
+#[test]
+fn an_address_block_is_taken_to_reach_pods_when_the_pod_network_is_unknown() {
+    assert!(block_reaches(&json!({"cidr": "192.168.0.0/16"}), &[]));
+    assert!(block_reaches(
+        &json!({"cidr": "no"}),
+        &["10.244.0.0/16".parse().unwrap()]
+    ));
 }

@@ -88,6 +88,14 @@ fn cluster() -> (kube::Client, Seen) {
         "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}},
         "spec": {"runtimeClassName": "kubebid-secure", "containers": [{"name": "c", "image": "registry.example/app:1",
             "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}}], "volumes": [{"name": "v", "hostPath": {"path": "/srv/archive"}}]}}}})]);
+    // An object the engine cannot read: it must be in the report as an error, not left out.
+    lists.insert(
+        "/api/v1/replicationcontrollers",
+        vec![
+            json!({"metadata": {"name": "odd", "namespace": "acme-prod", "uid": "uid-odd"},
+            "spec": {"template": {"spec": {"containers": "not a list"}}}}),
+        ],
+    );
     let (mock, mut handle) =
         tower_test::mock::pair::<Request<kube::client::Body>, Response<Full<Bytes>>>();
     tokio::spawn(async move {
@@ -152,7 +160,6 @@ async fn existing_objects_are_judged_as_they_stand_and_reported_per_namespace() 
     let (client, seen) = cluster();
     let now = jiff::Timestamp::now();
     let s = scan(&client, &policy(), None, now, &|_| {}).await.unwrap();
-    assert!(s.unreadable.is_empty(), "{:?}", s.unreadable);
     // Every kind listed, each as a page of at most 500, pods twice (two pages).
     let asked: Vec<String> = seen.lock().unwrap().iter().map(|r| r.1.clone()).collect();
     assert_eq!(asked.len(), targets().len() + 1, "{asked:?}");
@@ -189,6 +196,21 @@ async fn existing_objects_are_judged_as_they_stand_and_reported_per_namespace() 
         "{archive:#?}"
     );
     assert_eq!(results(ns, "web"), vec![("admission", "pass")]);
+    assert_eq!(results(ns, "odd"), vec![("admission", "error")]);
+    assert_eq!(s.unreadable.len(), 1, "{:?}", s.unreadable);
+    // Failures and errors come first.
+    let order: Vec<&str> = ns["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["result"].as_str().unwrap())
+        .collect();
+    assert!(
+        order
+            .windows(2)
+            .all(|w| (w[0] == "pass") <= (w[1] == "pass")),
+        "{order:?}"
+    );
     assert_eq!(ns["summary"]["fail"], 1);
     assert_eq!(ns["summary"]["skip"], 1);
     assert_eq!(ns["results"][0]["resources"][0]["uid"], "uid-debug");

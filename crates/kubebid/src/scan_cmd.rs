@@ -173,7 +173,7 @@ pub fn run(args: &ScanArgs) -> ExitCode {
     } else {
         std::io::stdout().lock().write_all(&rendered)
     };
-    if report.denied_objects() > 0 {
+    if report.denied_objects() > 0 || !scan.unreadable.is_empty() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -426,6 +426,19 @@ fn audit_sink(probes: &ProbeArgs) -> Result<Option<kubebid_verify::audit::AuditS
     let (Some(url), Some(token)) = (&probes.audit_sink, &probes.audit_token_file) else {
         return Ok(None);
     };
+    // The bearer token and the sink's verdict on its chain travel in the clear over http: only on
+    // loopback.
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| format!("--audit-sink {url}: {e}"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("https"), Some(_)) | (Some("http"), Some("127.0.0.1" | "localhost" | "[::1]")) => {}
+        _ => {
+            return Err(format!(
+                "--audit-sink {url}: an https:// URL (http:// only on loopback)"
+            ));
+        }
+    }
     let text = zeroize::Zeroizing::new(
         std::fs::read_to_string(token)
             .map_err(|e| format!("--audit-token-file {}: {e}", token.display()))?,
