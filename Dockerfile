@@ -23,13 +23,13 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends musl-tools \
     && rm -rf /var/lib/apt/lists/* \
     && rustup target add x86_64-unknown-linux-musl
-RUN cargo build --release --locked --target x86_64-unknown-linux-musl -p kubebid \
-    && install -D -m 0755 target/x86_64-unknown-linux-musl/release/kubebid /out/kubebid
+RUN cargo build --profile dist --locked --target x86_64-unknown-linux-musl -p kubebid \
+    && install -D -m 0755 target/x86_64-unknown-linux-musl/dist/kubebid /out/kubebid
 
 # Dynamic (glibc), for the KMS plugin's PKCS#11 module.
 FROM source AS build-glibc
-RUN cargo build --release --locked -p kubebid \
-    && install -D -m 0755 target/release/kubebid /out/kubebid
+RUN cargo build --profile dist --locked -p kubebid \
+    && install -D -m 0755 target/dist/kubebid /out/kubebid
 
 # The KMS plugin's image. Its static pod runs it as root (the node's socket directory and token files are
 # root's), with every capability dropped and a read-only root file system.

@@ -15,8 +15,9 @@ cd "$(dirname "$0")/.."
 n=${1:-20}
 [ -e /dev/kvm ] || { echo "bench/node.sh: needs /dev/kvm" >&2; exit 2; }
 cargo bench -q -p kubebid-node --bench attest -- --noplot 2>&1 | grep -E "^attest|time:" || true
-cargo build --release -q -p kubebid
-bin=target/release/kubebid
+# The node agent as the image ships it: the `dist` profile (whole-program LTO).
+cargo build --profile dist -q -p kubebid
+bin=target/dist/kubebid
 root=$(mktemp -d)
 pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$root"' EXIT
