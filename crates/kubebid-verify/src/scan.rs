@@ -411,6 +411,54 @@ pub async fn apply(client: &kube::Client, report: &Value) -> Result<(), VerifyEr
         })
 }
 
+/// The `PolicyReport`s KubeBid wrote earlier in namespaces `current` (a whole-cluster scan's reports) has
+/// none for any more (the namespace is no longer judged, or nothing in it is), each as an empty report to
+/// apply in its place: a stale finding must not outlive the objects or the tenancy it was about.
+///
+/// # Errors
+/// The API server refused the list.
+pub async fn stale(
+    client: &kube::Client,
+    current: &[Value],
+    now: jiff::Timestamp,
+) -> Result<Vec<Value>, VerifyError> {
+    let kept: std::collections::BTreeSet<&str> = current
+        .iter()
+        .filter_map(|r| r["metadata"]["namespace"].as_str())
+        .collect();
+    let path = format!(
+        "/apis/wgpolicyk8s.io/v1alpha2/policyreports?labelSelector={}",
+        crate::audit::encoded("app.kubernetes.io/managed-by=kubebid")
+    );
+    let req = http::Request::get(path.as_str())
+        .body(Vec::new())
+        .map_err(|e| VerifyError::Answer(format!("GET {path} cannot be made: {e}")))?;
+    let listed: Value = match client.request(req).await {
+        Ok(l) => l,
+        // No PolicyReport API: nothing was written before.
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(VerifyError::Api {
+                what: "listing KubeBid's PolicyReports".into(),
+                source,
+            });
+        }
+    };
+    let gone: Vec<String> = listed["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["metadata"]["name"] == REPORT_NAME)
+        .filter_map(|r| r["metadata"]["namespace"].as_str())
+        .filter(|ns| !kept.contains(ns))
+        .map(str::to_owned)
+        .collect();
+    Ok(reports(&[], &gone, now)
+        .into_iter()
+        .filter(|r| r["kind"] == "PolicyReport")
+        .collect())
+}
+
 /// Everything a scan found: the objects judged, what could not be read as an object, and the reports.
 pub struct Scan {
     pub judged: Vec<Judged>,

@@ -172,10 +172,17 @@ async fn scan_and_apply(
     } else {
         "cluster"
     };
-    let outcome = match scan(client, policy, namespace, jiff::Timestamp::now(), &|_| {}).await {
-        Ok(s) => {
+    let now = jiff::Timestamp::now();
+    let outcome = match scan(client, policy, namespace, now, &|_| {}).await {
+        Ok(mut s) => {
             for u in &s.unreadable {
                 tracing::warn!(object = %u, "an object could not be read");
+            }
+            if namespace.is_none() {
+                match crate::scan::stale(client, &s.reports, now).await {
+                    Ok(empty) => s.reports.extend(empty),
+                    Err(e) => tracing::warn!(error = %e, "earlier reports could not be listed"),
+                }
             }
             for r in &s.reports {
                 match apply(client, r).await {

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::{Request, Response};
 use kubebid_policy::PolicySet;
-use kubebid_verify::scan::{apply, report_path, scan, targets};
+use kubebid_verify::scan::{apply, report_path, scan, stale, targets};
 use serde_json::{Value, json};
 
 const CONFIG: &str = "apiVersion: kubebid.io/v1alpha1
@@ -88,6 +88,16 @@ fn cluster() -> (kube::Client, Seen) {
         "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}},
         "spec": {"runtimeClassName": "kubebid-secure", "containers": [{"name": "c", "image": "registry.example/app:1",
             "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}}], "volumes": [{"name": "v", "hostPath": {"path": "/srv/archive"}}]}}}})]);
+    // Reports written before: KubeBid's in acme-prod and in a namespace no longer judged, and another
+    // tool's.
+    lists.insert(
+        "/apis/wgpolicyk8s.io/v1alpha2/policyreports",
+        vec![
+            json!({"metadata": {"name": "kubebid", "namespace": "acme-prod"}}),
+            json!({"metadata": {"name": "kubebid", "namespace": "old-tenant"}}),
+            json!({"metadata": {"name": "kyverno-polr", "namespace": "old-tenant"}}),
+        ],
+    );
     // An object the engine cannot read: it must be in the report as an error, not left out.
     lists.insert(
         "/api/v1/replicationcontrollers",
@@ -268,4 +278,24 @@ async fn reports_are_written_by_server_side_apply() {
         body["metadata"]["labels"]["app.kubernetes.io/managed-by"],
         "kubebid"
     );
+}
+
+#[tokio::test]
+async fn a_report_left_in_a_namespace_no_longer_judged_is_emptied() {
+    let (client, seen) = cluster();
+    let now = jiff::Timestamp::now();
+    let s = scan(&client, &policy(), None, now, &|_| {}).await.unwrap();
+    seen.lock().unwrap().clear();
+    let empty = stale(&client, &s.reports, now).await.unwrap();
+    assert_eq!(
+        seen.lock().unwrap()[0].1,
+        "/apis/wgpolicyk8s.io/v1alpha2/policyreports?labelSelector=app.kubernetes.io%2Fmanaged-by%3Dkubebid"
+    );
+    assert_eq!(empty.len(), 1, "{empty:#?}");
+    assert_eq!(
+        report_path(&empty[0]),
+        "/apis/wgpolicyk8s.io/v1alpha2/namespaces/old-tenant/policyreports/kubebid"
+    );
+    assert_eq!(empty[0]["results"], json!([]));
+    assert_eq!(empty[0]["summary"]["fail"], 0);
 }

@@ -1236,6 +1236,14 @@ fn the_scanner_reads_what_admission_judges_and_writes_only_its_reports() {
         "patch",
         ""
     ));
+    // Listed to empty the reports of namespaces no longer judged.
+    assert!(grants(
+        &rules,
+        "wgpolicyk8s.io",
+        "policyreports",
+        "list",
+        ""
+    ));
     for (group, res, verb) in [
         ("", "secrets", "get"),
         ("", "secrets", "list"),
