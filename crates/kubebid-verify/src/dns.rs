@@ -5,7 +5,8 @@
 //! node, or in a test, on loopback); where none of A's addresses is, the finding is skipped and says so.
 //! Before B's names, the probe asks for one of A's own Services: if A cannot resolve its own names, the
 //! server does not know the probe's address as A's pod, and an NXDOMAIN for B would prove nothing. B's
-//! names are its Services' (`<service>.<namespace>.svc.<domain>`): NXDOMAIN passes; an answer, or NOERROR
+//! names are its Services' (`<service>.<namespace>.svc.<domain>`, asked for A and AAAA records) and the
+//! reverse names of their cluster addresses (PTR): NXDOMAIN with no answer passes; an answer, or NOERROR
 //! without one (the name exists), fails; so does any other code or silence.
 
 use std::collections::BTreeMap;
@@ -39,9 +40,9 @@ static NEXT_ID: AtomicU16 = AtomicU16::new(0);
 async fn ask(
     from: IpAddr,
     target: &DnsTarget,
-    name: &str,
+    qname: Name,
+    qtype: RecordType,
 ) -> Result<(ResponseCode, Vec<String>), String> {
-    let qname = Name::from_ascii(name).map_err(|e| format!("{name}: {e}"))?;
     let sock = UdpSocket::bind(SocketAddr::new(from, 0))
         .await
         .map_err(|e| format!("binding {from}: {e}"))?;
@@ -50,7 +51,7 @@ async fn ask(
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed).wrapping_mul(40_503) ^ seed;
     m.metadata.id = id;
     m.metadata.recursion_desired = true;
-    m.add_query(Query::query(qname, RecordType::A));
+    m.add_query(Query::query(qname, qtype));
     let bytes = m.to_vec().map_err(|e| e.to_string())?;
     let mut buf = vec![0u8; 4096];
     for _ in 0..2 {
@@ -90,7 +91,8 @@ fn local_address(ips: &[IpAddr]) -> Option<IpAddr> {
 #[derive(Default)]
 struct Seen {
     addresses: Vec<IpAddr>,
-    names: Vec<String>,
+    /// Each Service's name and cluster address (none for a headless one).
+    services: Vec<(String, Option<IpAddr>)>,
 }
 
 fn skipped(tenant: &str, other: Option<&str>, why: String) -> Finding {
@@ -133,11 +135,11 @@ impl Verifier {
                 let services = self
                     .get(&format!("/api/v1/namespaces/{ns}/services"))
                     .await?;
-                seen.names
+                seen.services
                     .extend(crate::items(services).iter().filter_map(|s| {
-                        Some(format!(
-                            "{}.{ns}.svc.{domain}.",
-                            s["metadata"]["name"].as_str()?
+                        Some((
+                            format!("{}.{ns}.svc.{domain}.", s["metadata"]["name"].as_str()?),
+                            s["spec"]["clusterIP"].as_str().and_then(|i| i.parse().ok()),
                         ))
                     }));
             }
@@ -195,12 +197,28 @@ impl Verifier {
     }
 }
 
-/// What B's names answer when asked from `from`: the control's outcome, then each name's.
+/// The questions asked about each of B's Services: its name's A and AAAA records, and the reverse (PTR)
+/// name of its cluster address, which would give the name away as well.
+fn questions(services: &[(String, Option<IpAddr>)]) -> Vec<(String, Name, RecordType)> {
+    let mut out = Vec::new();
+    for (name, ip) in services.iter().take(NAMES_PER_TENANT) {
+        if let Ok(n) = Name::from_ascii(name) {
+            out.push((format!("{name} A"), n.clone(), RecordType::A));
+            out.push((format!("{name} AAAA"), n, RecordType::AAAA));
+        }
+        if let Some(ip) = ip {
+            out.push((format!("{ip} PTR"), Name::from(*ip), RecordType::PTR));
+        }
+    }
+    out
+}
+
+/// What B's names answer when asked from `from`: the control's outcome, then each question's.
 async fn foreign(
     from: IpAddr,
     target: &DnsTarget,
     control: &Result<String, String>,
-    names: &[String],
+    services: &[(String, Option<IpAddr>)],
 ) -> (bool, Vec<String>) {
     let mut evidence = Vec::new();
     let mut passed = true;
@@ -211,8 +229,8 @@ async fn foreign(
             evidence.push(c.clone());
         }
     }
-    for name in names.iter().take(NAMES_PER_TENANT) {
-        let line = match ask(from, target, name).await {
+    for (name, qname, qtype) in questions(services) {
+        let line = match ask(from, target, qname, qtype).await {
             Ok((ResponseCode::NXDomain, data)) if data.is_empty() => format!("{name}: NXDOMAIN"),
             Ok((ResponseCode::NXDomain, data)) => {
                 passed = false;
@@ -263,23 +281,26 @@ async fn pairs(
         };
         return vec![skipped(a, None, why)];
     };
-    let control = match mine.names.first() {
+    let control = match mine.services.first() {
         None => Err(format!(
             "tenant {a} has no Service of its own to confirm the server knows {from} as its pod"
         )),
-        Some(own) => match ask(from, target, own).await {
-            Ok((ResponseCode::NoError, data)) if !data.is_empty() => {
-                Ok(format!("control: {a}'s own {own} resolves from {from}"))
-            }
-            Ok((code, _)) => Err(format!(
-                "control: {a}'s own {own} answered {code} from {from}, so the server does not know this address as {a}'s pod and an NXDOMAIN proves nothing"
-            )),
+        Some((own, _)) => match Name::from_ascii(own) {
             Err(e) => Err(format!("control: {own}: {e}")),
+            Ok(qname) => match ask(from, target, qname, RecordType::A).await {
+                Ok((ResponseCode::NoError, data)) if !data.is_empty() => {
+                    Ok(format!("control: {a}'s own {own} resolves from {from}"))
+                }
+                Ok((code, _)) => Err(format!(
+                    "control: {a}'s own {own} answered {code} from {from}, so the server does not know this address as {a}'s pod and an NXDOMAIN proves nothing"
+                )),
+                Err(e) => Err(format!("control: {own}: {e}")),
+            },
         },
     };
     let mut out = Vec::new();
     for b in others {
-        let theirs = seen.get(&b.name).map_or(&[][..], |s| s.names.as_slice());
+        let theirs = seen.get(&b.name).map_or(&[][..], |s| s.services.as_slice());
         if theirs.is_empty() {
             out.push(skipped(
                 a,

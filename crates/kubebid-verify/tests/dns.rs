@@ -156,7 +156,15 @@ async fn kubebid_dns_answers_nxdomain_for_every_other_tenant_s_names() {
     assert!(
         acme_globex
             .evidence
-            .contains(&"api.tenant-globex.svc.cluster.local.: NXDOMAIN".to_owned())
+            .contains(&"api.tenant-globex.svc.cluster.local. AAAA: NXDOMAIN".to_owned())
+    );
+    // The reverse name of globex's Service address gives nothing away either.
+    assert!(
+        acme_globex
+            .evidence
+            .iter()
+            .any(|e| e.ends_with(" PTR: NXDOMAIN")),
+        "{acme_globex:?}"
     );
     server.shutdown().await;
 }
