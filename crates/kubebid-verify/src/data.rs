@@ -86,8 +86,56 @@ pub fn not_checked(tenancy: &Tenancy, only: Option<&str>) -> Vec<Finding> {
         .collect()
 }
 
-/// The data probe: up to `sample` Secrets of each namespace of every tenant (or `only`), read from etcd
-/// under `prefix` (the API server's `--etcd-prefix`).
+/// Secrets read per etcd request when reading a namespace's all.
+pub const PAGE: i64 = 500;
+
+/// Up to `sample` of `ns`'s stored Secrets (every one with 0), page by page: each name and protection.
+async fn secrets_of(
+    etcd: &Client,
+    prefix: &str,
+    ns: &str,
+    sample: i64,
+) -> Result<Sampled, VerifyError> {
+    let first = format!("{prefix}/secrets/{ns}/").into_bytes();
+    let end = prefix_end(&first);
+    let mut key = first;
+    let mut out: Sampled = Vec::new();
+    loop {
+        let left = if sample > 0 {
+            sample - i64::try_from(out.len()).unwrap_or(i64::MAX)
+        } else {
+            PAGE
+        };
+        if left <= 0 {
+            return Ok(out);
+        }
+        let answer = etcd
+            .range(&RangeRequest {
+                key: key.clone(),
+                range_end: end.clone(),
+                limit: left.min(PAGE),
+                ..RangeRequest::default()
+            })
+            .await
+            .map_err(|e| VerifyError::Answer(format!("etcd range of {ns}'s Secrets: {e}")))?;
+        out.extend(answer.kvs.iter().map(|kv| {
+            let name = String::from_utf8_lossy(&kv.key);
+            let name = name.rsplit('/').next().unwrap_or_default().to_owned();
+            (name, classify(&kv.value))
+        }));
+        match answer.kvs.last() {
+            // The next page starts just past the last key read.
+            Some(last) if answer.more => {
+                key.clone_from(&last.key);
+                key.push(0);
+            }
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// The data probe: up to `sample` Secrets (every one with 0) of each namespace of every tenant (or
+/// `only`), read from etcd under `prefix` (the API server's `--etcd-prefix`).
 ///
 /// # Errors
 /// etcd refused or did not answer a read.
@@ -106,25 +154,7 @@ pub async fn probe(
             continue;
         }
         for ns in &t.namespaces {
-            let key = format!("{prefix}/secrets/{ns}/").into_bytes();
-            let answer = etcd
-                .range(&RangeRequest {
-                    range_end: prefix_end(&key),
-                    key,
-                    limit: sample.max(1),
-                    ..RangeRequest::default()
-                })
-                .await
-                .map_err(|e| VerifyError::Answer(format!("etcd range of {ns}'s Secrets: {e}")))?;
-            let values = answer
-                .kvs
-                .iter()
-                .map(|kv| {
-                    let name = String::from_utf8_lossy(&kv.key);
-                    let name = name.rsplit('/').next().unwrap_or_default().to_owned();
-                    (name, classify(&kv.value))
-                })
-                .collect();
+            let values = secrets_of(etcd, prefix, ns, sample).await?;
             read.push((t.name.clone(), ns.clone(), values));
         }
     }

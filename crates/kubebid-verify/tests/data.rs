@@ -209,6 +209,39 @@ async fn stored_secrets_are_read_from_etcd_and_judged() {
         by["initech"]
     );
 
+    // Every Secret, page by page, with a sample of 0: more than a page of them, a plaintext one last.
+    for i in 0..(kubebid_verify::data::PAGE + 7) {
+        put(
+            &c,
+            &format!("/registry/secrets/initech/s{i:04}"),
+            kms("kubebid-kms"),
+        )
+        .await;
+    }
+    put(&c, "/registry/secrets/initech/zz-plain", b"k8s\0x".to_vec()).await;
+    let all = probe(&c, "/registry", &tenancy, Some("initech"), 0)
+        .await
+        .unwrap();
+    assert!(
+        all[0].evidence[0].starts_with("initech: 509 sampled"),
+        "{:?}",
+        &all[0].evidence[..2]
+    );
+    assert!(
+        all[0]
+            .evidence
+            .iter()
+            .any(|e| e == "initech/zz-plain: stored in the clear (protobuf)")
+    );
+    let five = probe(&c, "/registry", &tenancy, Some("initech"), 5)
+        .await
+        .unwrap();
+    assert!(
+        five[0].evidence[0].starts_with("initech: 5 sampled"),
+        "{:?}",
+        five[0].evidence
+    );
+
     // etcd gone: an error, not a pass.
     drop(_etcd);
     assert!(probe(&c, "/registry", &tenancy, None, 5).await.is_err());

@@ -59,8 +59,8 @@ pub struct ProbeArgs {
     /// The API server's `--etcd-prefix`.
     #[arg(long, default_value = kubebid_etcd::path::DEFAULT_PREFIX)]
     pub etcd_prefix: String,
-    /// Secrets read per namespace.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i64).range(1..=1000))]
+    /// Secrets read per namespace; 0 reads every one (page by page).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i64).range(0..=1_000_000))]
     pub etcd_sample: i64,
     /// KubeBid's DNS server (`ADDR:PORT`), asked as an address of each tenant's pods for other tenants'
     /// names. Without it the DNS probe says why it was skipped.
