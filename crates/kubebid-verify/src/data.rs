@@ -72,16 +72,14 @@ pub fn not_checked(tenancy: &Tenancy, only: Option<&str>) -> Vec<Finding> {
         .iter()
         .filter(|t| only.is_none_or(|o| o == t.name))
         .map(|t| Finding {
-            probe: "data/secrets-at-rest",
-            tenant: t.name.clone(),
-            other: None,
-            identity: "(verifier)".into(),
-            namespace: None,
-            passed: true,
             skipped: true,
-            evidence: vec![
-                "not checked: no --etcd given, so how Secrets are stored was not read".into(),
-            ],
+            ..Finding::by_verifier(
+                "data/secrets-at-rest",
+                t.name.clone(),
+                None,
+                true,
+                vec!["not checked: no --etcd given, so how Secrets are stored was not read".into()],
+            )
         })
         .collect()
 }
@@ -211,14 +209,14 @@ pub async fn probe(
                 f.evidence.extend(failures);
             }
             _ => out.push(Finding {
-                probe: "data/secrets-at-rest",
-                tenant,
-                other: None,
-                identity: "(verifier)".into(),
-                namespace: None,
-                passed: failures.is_empty(),
                 skipped: !sampled,
-                evidence: std::iter::once(summary).chain(failures).collect(),
+                ..Finding::by_verifier(
+                    "data/secrets-at-rest",
+                    tenant,
+                    None,
+                    failures.is_empty(),
+                    std::iter::once(summary).chain(failures).collect(),
+                )
             }),
         }
     }

@@ -118,8 +118,7 @@ impl Verifier {
         for t in tenancy.tenants() {
             let seen = out.entry(t.name.clone()).or_default();
             for ns in &t.namespaces {
-                let pods = self.get(&format!("/api/v1/namespaces/{ns}/pods")).await?;
-                for p in crate::items(pods) {
+                for p in self.list(&format!("/api/v1/namespaces/{ns}/pods")).await? {
                     if p["status"]["phase"] != "Running" || p["spec"]["hostNetwork"] == true {
                         continue;
                     }
@@ -133,15 +132,14 @@ impl Verifier {
                     );
                 }
                 let services = self
-                    .get(&format!("/api/v1/namespaces/{ns}/services"))
+                    .list(&format!("/api/v1/namespaces/{ns}/services"))
                     .await?;
-                seen.services
-                    .extend(crate::items(services).iter().filter_map(|s| {
-                        Some((
-                            format!("{}.{ns}.svc.{domain}.", s["metadata"]["name"].as_str()?),
-                            s["spec"]["clusterIP"].as_str().and_then(|i| i.parse().ok()),
-                        ))
-                    }));
+                seen.services.extend(services.iter().filter_map(|s| {
+                    Some((
+                        format!("{}.{ns}.svc.{domain}.", s["metadata"]["name"].as_str()?),
+                        s["spec"]["clusterIP"].as_str().and_then(|i| i.parse().ok()),
+                    ))
+                }));
             }
             seen.addresses.sort_unstable();
             seen.addresses.dedup();

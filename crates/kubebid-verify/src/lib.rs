@@ -114,6 +114,30 @@ pub struct Finding {
     pub evidence: Vec<String>,
 }
 
+impl Finding {
+    /// A finding read by the verifier itself (no impersonation) about `tenant` (`*`: the cluster), and
+    /// `other` for a probe of one pair.
+    #[must_use]
+    pub fn by_verifier(
+        probe: &'static str,
+        tenant: impl Into<String>,
+        other: Option<String>,
+        passed: bool,
+        evidence: Vec<String>,
+    ) -> Self {
+        Self {
+            probe,
+            tenant: tenant.into(),
+            other,
+            identity: "(verifier)".into(),
+            namespace: None,
+            passed,
+            skipped: false,
+            evidence,
+        }
+    }
+}
+
 /// What each probe covers: the multi-tenancy benchmark's check and compliance controls.
 #[must_use]
 pub fn coverage(probe: &str) -> (&'static str, &'static [&'static str]) {
@@ -705,21 +729,16 @@ impl Verifier {
                 "{name}: handler {handler}, overhead {memory}/{cpu}, nodeSelector kubebid.io/secure-runtime=true, as specified"
             )
         });
-        let mut out = vec![Finding {
-            probe: "compute/runtime-class",
-            tenant: "*".into(),
-            other: None,
-            identity: "(verifier)".into(),
-            namespace: None,
+        let mut out = vec![Finding::by_verifier(
+            "compute/runtime-class",
+            "*",
+            None,
             passed,
-            skipped: false,
             evidence,
-        }];
-        let nodes = self.get("/api/v1/nodes").await?.unwrap_or(Value::Null);
-        let attested: std::collections::BTreeSet<&str> = nodes["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        )];
+        let nodes = self.list("/api/v1/nodes").await?;
+        let attested: std::collections::BTreeSet<&str> = nodes
+            .iter()
             .filter(|n| n["metadata"]["labels"]["kubebid.io/secure-runtime"] == "true")
             .filter_map(|n| n["metadata"]["name"].as_str())
             .collect();
@@ -730,11 +749,8 @@ impl Verifier {
             let mut evidence = Vec::new();
             let mut running = 0usize;
             for ns in &t.namespaces {
-                let pods = self
-                    .get(&format!("/api/v1/namespaces/{ns}/pods"))
-                    .await?
-                    .unwrap_or(Value::Null);
-                for p in pods["items"].as_array().into_iter().flatten() {
+                let pods = self.list(&format!("/api/v1/namespaces/{ns}/pods")).await?;
+                for p in &pods {
                     // Every pod placed on a node and not finished: a Pending pod whose init container
                     // never ends runs all the same, and so may one whose phase is Unknown.
                     let placed = p["spec"]["nodeName"]
@@ -766,16 +782,13 @@ impl Verifier {
                     "{running} pods placed on nodes and not finished, each in a KubeBid microVM class on an attested node"
                 )
             });
-            out.push(Finding {
-                probe: "compute/pods",
-                tenant: t.name.clone(),
-                other: None,
-                identity: "(verifier)".into(),
-                namespace: None,
+            out.push(Finding::by_verifier(
+                "compute/pods",
+                t.name.clone(),
+                None,
                 passed,
-                skipped: false,
                 evidence,
-            });
+            ));
         }
         Ok(out)
     }
@@ -881,16 +894,13 @@ impl Verifier {
             let (passed, evidence) = judged(evidence, || {
                 format!("{read} managed NetworkPolicies present and as KubeBid renders them")
             });
-            out.push(Finding {
-                probe: "network/default-deny",
-                tenant: name,
-                other: None,
-                identity: "(verifier)".into(),
-                namespace: None,
+            out.push(Finding::by_verifier(
+                "network/default-deny",
+                name,
+                None,
                 passed,
-                skipped: false,
                 evidence,
-            });
+            ));
         }
         Ok(out)
     }
@@ -917,10 +927,21 @@ pub const CILIUM_CONFIG: &str = "/api/v1/namespaces/kube-system/configmaps/ciliu
 /// The annotation a Cilium agent publishes its WireGuard key in, on its node's `CiliumNode`.
 pub const WG_KEY_ANNOTATION: &str = "network.cilium.io/wg-pub-key";
 
-fn items(list: Option<Value>) -> Vec<Value> {
-    match list.map(|mut l| l["items"].take()) {
-        Some(Value::Array(a)) => a,
-        _ => Vec::new(),
+impl Verifier {
+    /// Every item of the list at `path`: none when the kind is not served (404). A list whose items are
+    /// not objects is no answer: an error, never an empty list.
+    async fn list(&self, path: &str) -> Result<Vec<Value>, VerifyError> {
+        let Some(mut answer) = self.get(path).await? else {
+            return Ok(Vec::new());
+        };
+        match answer["items"].take() {
+            Value::Array(a) if a.iter().all(Value::is_object) => Ok(a),
+            // Go writes an empty list's nil slice as null.
+            Value::Null if answer.is_object() => Ok(Vec::new()),
+            _ => Err(VerifyError::Answer(format!(
+                "GET {path}: the answer is not a list of objects"
+            ))),
+        }
     }
 }
 
@@ -936,12 +957,11 @@ impl Verifier {
         set: &kubebid_model::load::ConfigSet,
         only: Option<&str>,
     ) -> Result<Vec<Finding>, VerifyError> {
-        let namespaces = items(self.get("/api/v1/namespaces").await?);
-        let policies = items(
-            self.get("/apis/networking.k8s.io/v1/networkpolicies")
-                .await?,
-        );
-        let nodes = items(self.get("/api/v1/nodes").await?);
+        let namespaces = self.list("/api/v1/namespaces").await?;
+        let policies = self
+            .list("/apis/networking.k8s.io/v1/networkpolicies")
+            .await?;
+        let nodes = self.list("/api/v1/nodes").await?;
         let mut pods: Vec<ipnet::IpNet> = set
             .cluster_spec()
             .pod_cidrs
@@ -960,7 +980,7 @@ impl Verifier {
         let matrix = reach::Matrix::new(&namespaces, &policies, pods);
         let mut unmodelled = Vec::new();
         for (path, kind) in UNMODELLED_POLICIES {
-            for mut p in items(self.get(path).await?) {
+            for mut p in self.list(path).await? {
                 p["kind"] = (*kind).into();
                 if reach::may_allow(&p) {
                     unmodelled.push(format!(
@@ -1016,16 +1036,13 @@ impl Verifier {
                         policies.len()
                     )
                 });
-                out.push(Finding {
-                    probe: "network/reachability",
-                    tenant: a.name.clone(),
-                    other: Some(b.name.clone()),
-                    identity: "(verifier)".into(),
-                    namespace: None,
+                out.push(Finding::by_verifier(
+                    "network/reachability",
+                    a.name.clone(),
+                    Some(b.name.clone()),
                     passed,
-                    skipped: false,
                     evidence,
-                });
+                ));
             }
         }
         Ok(out)
@@ -1038,16 +1055,7 @@ impl Verifier {
     /// # Errors
     /// A read the API server refused.
     pub async fn encryption(&self) -> Result<Finding, VerifyError> {
-        let mut finding = Finding {
-            probe: "network/encryption",
-            tenant: "*".into(),
-            other: None,
-            identity: "(verifier)".into(),
-            namespace: None,
-            passed: true,
-            skipped: false,
-            evidence: Vec::new(),
-        };
+        let mut finding = Finding::by_verifier("network/encryption", "*", None, true, Vec::new());
         let Some(config) = self.get(CILIUM_CONFIG).await? else {
             finding.skipped = true;
             finding.evidence.push(
@@ -1068,19 +1076,20 @@ impl Verifier {
                 data["enable-wireguard"]
             ));
         }
-        let keyed: BTreeMap<String, bool> =
-            items(self.get("/apis/cilium.io/v2/ciliumnodes").await?)
-                .iter()
-                .filter_map(|n| {
-                    Some((
-                        n["metadata"]["name"].as_str()?.to_owned(),
-                        n["metadata"]["annotations"][WG_KEY_ANNOTATION]
-                            .as_str()
-                            .is_some_and(|k| !k.is_empty()),
-                    ))
-                })
-                .collect();
-        let nodes = items(self.get("/api/v1/nodes").await?);
+        let keyed: BTreeMap<String, bool> = self
+            .list("/apis/cilium.io/v2/ciliumnodes")
+            .await?
+            .iter()
+            .filter_map(|n| {
+                Some((
+                    n["metadata"]["name"].as_str()?.to_owned(),
+                    n["metadata"]["annotations"][WG_KEY_ANNOTATION]
+                        .as_str()
+                        .is_some_and(|k| !k.is_empty()),
+                ))
+            })
+            .collect();
+        let nodes = self.list("/api/v1/nodes").await?;
         for n in &nodes {
             let name = n["metadata"]["name"].as_str().unwrap_or("?");
             match keyed.get(name) {

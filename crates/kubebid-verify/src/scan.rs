@@ -115,7 +115,7 @@ pub async fn list(
         }
         let req = http::Request::get(path.as_str())
             .body(Vec::new())
-            .unwrap_or_default();
+            .map_err(|e| VerifyError::Answer(format!("GET {path} cannot be made: {e}")))?;
         let mut page: Value = match client.request(req).await {
             Ok(p) => p,
             // A kind this cluster does not serve has nothing to judge.
@@ -127,12 +127,27 @@ pub async fn list(
                 });
             }
         };
-        if let Value::Array(items) = page["items"].take() {
-            out.extend(items.into_iter().map(|mut o| {
-                o["apiVersion"] = t.api_version.into();
-                o["kind"] = t.kind.into();
-                o
-            }));
+        match page["items"].take() {
+            Value::Array(items) => {
+                for mut o in items {
+                    // An item that is not an object is no answer: the scan stops rather than skip it.
+                    let Some(m) = o.as_object_mut() else {
+                        return Err(VerifyError::Answer(format!(
+                            "listing {base}: an item is not an object"
+                        )));
+                    };
+                    m.insert("apiVersion".into(), t.api_version.into());
+                    m.insert("kind".into(), t.kind.into());
+                    out.push(o);
+                }
+            }
+            // Go writes an empty list's nil slice as null.
+            Value::Null => {}
+            _ => {
+                return Err(VerifyError::Answer(format!(
+                    "listing {base}: the answer is not a list"
+                )));
+            }
         }
         next = page["metadata"]["continue"]
             .as_str()
@@ -399,8 +414,8 @@ pub async fn apply(client: &kube::Client, report: &Value) -> Result<(), VerifyEr
     );
     let req = http::Request::patch(path.as_str())
         .header(http::header::CONTENT_TYPE, "application/apply-patch+yaml")
-        .body(serde_json::to_vec(report).unwrap_or_default())
-        .unwrap_or_default();
+        .body(report.to_string().into_bytes())
+        .map_err(|e| VerifyError::Answer(format!("PATCH {path} cannot be made: {e}")))?;
     client
         .request::<Value>(req)
         .await
