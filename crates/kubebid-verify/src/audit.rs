@@ -66,19 +66,6 @@ pub fn not_checked(made: &[Made]) -> Vec<Finding> {
         .collect()
 }
 
-/// Percent-encodes a query parameter value.
-pub(crate) fn encoded(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// The audit probe for each request `made`, reading events since `since`.
 pub async fn probe(sink: &AuditSink, made: &[Made], since: jiff::Timestamp) -> Vec<Finding> {
     let builder = hyper_rustls::HttpsConnectorBuilder::new();
@@ -100,9 +87,9 @@ pub async fn probe(sink: &AuditSink, made: &[Made], since: jiff::Timestamp) -> V
     for (tenant, identity, ns) in made {
         let url = format!(
             "{base}/trails/{}/events?since={}&namespace={}",
-            encoded(tenant),
-            encoded(&since.to_string()),
-            encoded(ns)
+            crate::query_value(tenant),
+            crate::query_value(&since.to_string()),
+            crate::query_value(ns)
         );
         let mut last = String::new();
         let found = loop {

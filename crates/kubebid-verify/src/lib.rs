@@ -114,6 +114,16 @@ pub struct Finding {
     pub evidence: Vec<String>,
 }
 
+/// `v` percent-encoded as a URL query value (RFC 3986's unreserved characters kept).
+pub(crate) fn query_value(v: &str) -> String {
+    const RESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(v, RESERVED).to_string()
+}
+
 impl Finding {
     /// A finding read by the verifier itself (no impersonation) about `tenant` (`*`: the cluster), and
     /// `other` for a probe of one pair.

@@ -101,17 +101,16 @@ pub async fn list(
     let mut next = String::new();
     let base = t.path(namespace);
     let field = match namespace {
-        Some(ns) if !t.namespaced() => format!(
-            "&fieldSelector=metadata.name%3D{}",
-            crate::audit::encoded(ns)
-        ),
+        Some(ns) if !t.namespaced() => {
+            format!("&fieldSelector=metadata.name%3D{}", crate::query_value(ns))
+        }
         _ => String::new(),
     };
     loop {
         let mut path = format!("{base}?limit={PAGE}{field}");
         if !next.is_empty() {
             path.push_str("&continue=");
-            path.push_str(&crate::audit::encoded(&next));
+            path.push_str(&crate::query_value(&next));
         }
         let req = http::Request::get(path.as_str())
             .body(Vec::new())
@@ -443,7 +442,7 @@ pub async fn stale(
         .collect();
     let path = format!(
         "/apis/wgpolicyk8s.io/v1alpha2/policyreports?labelSelector={}",
-        crate::audit::encoded("app.kubernetes.io/managed-by=kubebid")
+        crate::query_value("app.kubernetes.io/managed-by=kubebid")
     );
     let req = http::Request::get(path.as_str())
         .body(Vec::new())
